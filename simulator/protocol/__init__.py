@@ -1,0 +1,47 @@
+"""The KooGallery wire protocol as pure functions: no I/O, no imports from the rest of the package.
+
+Everything that canonicalises, signs, verifies or encrypts lives here once; the simulated
+marketplace and the bundled reference merchant both call it, so they cannot drift apart.
+"""
+
+from simulator.protocol.codes import ResultCode
+from simulator.protocol.crypto import DecryptionError, EncryptType, decrypt, derive_aes_key, encrypt
+from simulator.protocol.signing import (
+    TIMESTAMP_WINDOW_MS,
+    BodySign,
+    canonical_body,
+    format_v1_timestamp,
+    is_fresh,
+    parse_body_sign,
+    sign_body,
+    sign_sync,
+    sign_v1,
+    sign_v2,
+    verify_body_sign,
+    verify_sync,
+    verify_v1,
+    verify_v2,
+)
+
+__all__ = [
+    "TIMESTAMP_WINDOW_MS",
+    "BodySign",
+    "DecryptionError",
+    "EncryptType",
+    "ResultCode",
+    "canonical_body",
+    "decrypt",
+    "derive_aes_key",
+    "encrypt",
+    "format_v1_timestamp",
+    "is_fresh",
+    "parse_body_sign",
+    "sign_body",
+    "sign_sync",
+    "sign_v1",
+    "sign_v2",
+    "verify_body_sign",
+    "verify_sync",
+    "verify_v1",
+    "verify_v2",
+]

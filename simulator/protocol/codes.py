@@ -1,0 +1,34 @@
+"""Result codes every merchant answer carries (protocol.md §6)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ResultCode(StrEnum):
+    """A merchant's ``resultCode``: always a six-digit string, always with HTTP 200."""
+
+    SUCCESS = "000000"
+    AUTH_FAILED = "000001"
+    INVALID_PARAMETER = "000002"
+    INSTANCE_NOT_FOUND = "000003"
+    PROCESSING = "000004"
+    INTERNAL_ERROR = "000005"
+    NO_RESOURCE = "000100"
+    SECRET_PROBLEM = "000101"
+
+    @property
+    def meaning(self) -> str:
+        return _MEANINGS[self]
+
+
+_MEANINGS = {
+    ResultCode.SUCCESS: "success",
+    ResultCode.AUTH_FAILED: "authentication failed",
+    ResultCode.INVALID_PARAMETER: "invalid parameter",
+    ResultCode.INSTANCE_NOT_FOUND: "instance does not exist",
+    ResultCode.PROCESSING: "processing, ask again later",
+    ResultCode.INTERNAL_ERROR: "other internal error",
+    ResultCode.NO_RESOURCE: "no resource available",
+    ResultCode.SECRET_PROBLEM: "application secret cannot be decrypted",
+}

@@ -1,0 +1,118 @@
+"""AES-CBC/PKCS5 for sensitive fields, keyed the way the marketplace's Java code derives it.
+
+A value travels as ``IV + base64(ciphertext)`` where the IV is 16 alphanumeric characters used
+as the IV bytes. The key is what Java's ``KeyGenerator("AES")`` produces when initialised with a
+``SecureRandom("SHA1PRNG")`` seeded by the access key (protocol.md §5); we replay that generator.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import secrets
+import string
+from enum import StrEnum
+
+from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+IV_LENGTH = 16
+_IV_ALPHABET = string.ascii_letters + string.digits
+
+
+class EncryptType(StrEnum):
+    """The ``encryptType`` a merchant declares in its newInstance answer."""
+
+    AES256 = "1"
+    AES128 = "2"
+
+    @property
+    def key_length(self) -> int:
+        return 32 if self is EncryptType.AES256 else 16
+
+
+class DecryptionError(ValueError):
+    """The value is not ``IV + base64(AES-CBC ciphertext)`` under the given key."""
+
+
+def _sha1prng_bytes(seed: bytes, count: int) -> bytes:
+    """The first ``count`` bytes of Java's SHA1PRNG seeded once with ``seed``."""
+    state = bytearray(hashlib.sha1(seed).digest())
+    output = bytearray()
+    while len(output) < count:
+        block = hashlib.sha1(state).digest()
+        output += block
+        _advance_state(state, block)
+    return bytes(output[:count])
+
+
+def _advance_state(state: bytearray, block: bytes) -> None:
+    """state = state + block + 1 (mod 2**160), byte-wise as Java adds signed bytes."""
+    carry = 1
+    changed = False
+    for i, (s, b) in enumerate(zip(state, block)):
+        total = _signed(s) + _signed(b) + carry
+        new = total & 0xFF
+        changed |= new != s
+        state[i] = new
+        carry = total >> 8  # arithmetic shift, as Java's >> on an int
+    if not changed:
+        state[0] = (state[0] + 1) & 0xFF
+
+
+def _signed(byte: int) -> int:
+    return byte - 256 if byte > 127 else byte
+
+
+def derive_aes_key(access_key: str, encrypt_type: EncryptType | str) -> bytes:
+    """The AES key the marketplace derives from ``access_key`` for ``encrypt_type``."""
+    length = EncryptType(encrypt_type).key_length
+    return _sha1prng_bytes(access_key.encode("utf-8"), length)
+
+
+def random_iv() -> str:
+    return "".join(secrets.choice(_IV_ALPHABET) for _ in range(IV_LENGTH))
+
+
+def encrypt(
+    plaintext: str,
+    access_key: str,
+    encrypt_type: EncryptType | str = EncryptType.AES256,
+    iv: str | None = None,
+) -> str:
+    """Encrypt ``plaintext`` as ``IV + base64(AES-CBC-PKCS5(plaintext))``; a fresh IV unless given."""
+    iv = random_iv() if iv is None else iv
+    if len(iv) != IV_LENGTH or not iv.isascii():
+        raise ValueError(f"the IV must be {IV_LENGTH} ASCII characters")
+    padder = padding.PKCS7(128).padder()
+    padded = padder.update(plaintext.encode("utf-8")) + padder.finalize()
+    encryptor = _cipher(access_key, encrypt_type, iv).encryptor()
+    ciphertext = encryptor.update(padded) + encryptor.finalize()
+    return iv + base64.b64encode(ciphertext).decode("ascii")
+
+
+def decrypt(value: str, access_key: str, encrypt_type: EncryptType | str = EncryptType.AES256) -> str:
+    """Reverse :func:`encrypt`; raises :class:`DecryptionError` for anything that does not decrypt."""
+    if len(value) <= IV_LENGTH or not value[:IV_LENGTH].isascii():
+        raise DecryptionError("too short to hold a 16-character IV and a ciphertext")
+    iv, encoded = value[:IV_LENGTH], value[IV_LENGTH:]
+    try:
+        ciphertext = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise DecryptionError("the ciphertext after the IV is not base64") from exc
+    if not ciphertext or len(ciphertext) % 16:
+        raise DecryptionError("the ciphertext is not a whole number of AES blocks")
+    decryptor = _cipher(access_key, encrypt_type, iv).decryptor()
+    padded = decryptor.update(ciphertext) + decryptor.finalize()
+    unpadder = padding.PKCS7(128).unpadder()
+    try:
+        plain = unpadder.update(padded) + unpadder.finalize()
+        return plain.decode("utf-8")
+    except ValueError as exc:  # bad padding or not UTF-8: wrong key or wrong encryptType
+        raise DecryptionError("bad padding or not UTF-8: wrong key or encryptType") from exc
+
+
+def _cipher(access_key: str, encrypt_type: EncryptType | str, iv: str) -> Cipher:
+    key = derive_aes_key(access_key, encrypt_type)
+    return Cipher(algorithms.AES(key), modes.CBC(iv.encode("ascii")))

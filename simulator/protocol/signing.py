@@ -1,0 +1,138 @@
+"""Canonical bodies and the three signature schemes of protocol.md §2-§4, plus v1's Body-Sign.
+
+Signing functions return lower-case hex (v2, sync) or base64 (v1) exactly as the marketplace
+sends them; verifying functions compare in constant time and never raise on bad input.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+TIMESTAMP_WINDOW_MS = 60_000
+"""How old (or how far ahead) a request's timestamp may be: 60 s (doc)."""
+
+V1_TIMESTAMP_FORMAT = "%Y%m%d%H%M%S%f"
+
+
+def _hmac(key: str | bytes, message: str | bytes) -> bytes:
+    key_bytes = key.encode("utf-8") if isinstance(key, str) else key
+    msg_bytes = message.encode("utf-8") if isinstance(message, str) else message
+    return hmac.new(key_bytes, msg_bytes, hashlib.sha256).digest()
+
+
+def canonical_body(body: Mapping[str, Any]) -> str:
+    """Top-level members sorted by name, nulls dropped, compact JSON with raw UTF-8."""
+    kept = {name: body[name] for name in sorted(body) if body[name] is not None}
+    return json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
+
+
+def is_fresh(timestamp_ms: str | int | None, now_ms: int, window_ms: int = TIMESTAMP_WINDOW_MS) -> bool:
+    """Whether a millisecond timestamp lies within ``window_ms`` of ``now_ms``."""
+    try:
+        value = int(str(timestamp_ms))
+    except (TypeError, ValueError):
+        return False
+    return abs(now_ms - value) <= window_ms
+
+
+# --- v2 produce interface -------------------------------------------------------------------
+
+
+def sign_v2(body: Mapping[str, Any], access_key: str, timestamp: str, nonce: str) -> str:
+    """The ``signature`` query parameter for a v2 call carrying ``body``."""
+    inner = _hmac(access_key, canonical_body(body)).hex()
+    return _hmac(access_key, access_key + nonce + timestamp + inner).hex()
+
+
+def verify_v2(
+    body: Mapping[str, Any], access_key: str, timestamp: str, nonce: str, signature: str | None
+) -> bool:
+    if not signature:
+        return False
+    expected = sign_v2(body, access_key, timestamp, nonce)
+    return hmac.compare_digest(expected, signature.lower())
+
+
+# --- user-authorization sync (Kit) ----------------------------------------------------------
+
+
+def sign_sync(body: Mapping[str, Any], sync_key: str, timestamp: str, nonce: str) -> str:
+    """The ``x-sign`` header of a user-authorization sync call: one HMAC, no inner digest."""
+    return _hmac(sync_key, sync_key + nonce + timestamp + canonical_body(body)).hex()
+
+
+def verify_sync(
+    body: Mapping[str, Any], sync_key: str, timestamp: str, nonce: str, signature: str | None
+) -> bool:
+    if not signature:
+        return False
+    expected = sign_sync(body, sync_key, timestamp, nonce)
+    return hmac.compare_digest(expected, signature.lower())
+
+
+# --- v1 legacy: authToken and Body-Sign -----------------------------------------------------
+
+
+def format_v1_timestamp(moment: datetime) -> str:
+    """``yyyyMMddHHmmssSSS`` in UTC, the v1 ``timeStamp`` parameter."""
+    return moment.astimezone(timezone.utc).strftime(V1_TIMESTAMP_FORMAT)[:-3]
+
+
+def sign_v1(params: Mapping[str, str], access_key: str) -> str:
+    """The ``authToken`` over the already URL-decoded query parameters (it must hold ``timeStamp``)."""
+    message = "&".join(f"{name}={params[name]}" for name in sorted(params) if name != "authToken")
+    token = _hmac(access_key + params["timeStamp"], message)
+    return base64.b64encode(token).decode("ascii")
+
+
+def verify_v1(params: Mapping[str, str], access_key: str) -> bool:
+    token = params.get("authToken")
+    if not token or "timeStamp" not in params:
+        return False
+    return hmac.compare_digest(sign_v1(params, access_key), token)
+
+
+@dataclass(frozen=True)
+class BodySign:
+    sign_type: str
+    signature: str
+
+
+_BODY_SIGN_PART = re.compile(r'\s*(\w+)\s*=\s*"([^"]*)"\s*')
+
+
+def sign_body(body: bytes, access_key: str) -> str:
+    """The ``Body-Sign`` header a v1 merchant puts on the exact response bytes."""
+    signature = base64.b64encode(_hmac(access_key, body)).decode("ascii")
+    return f'sign_type="HMAC-SHA256", signature="{signature}"'
+
+
+def parse_body_sign(header: str | None) -> BodySign | None:
+    """Parse ``sign_type="…", signature="…"`` with or without a space after the comma."""
+    if not header:
+        return None
+    parts: dict[str, str] = {}
+    for piece in header.split(","):
+        match = _BODY_SIGN_PART.fullmatch(piece)
+        if match is None:
+            return None
+        parts[match.group(1)] = match.group(2)
+    if "sign_type" not in parts or "signature" not in parts:
+        return None
+    return BodySign(parts["sign_type"], parts["signature"])
+
+
+def verify_body_sign(body: bytes, header: str | None, access_key: str) -> bool:
+    parsed = parse_body_sign(header)
+    if parsed is None or parsed.sign_type.upper() != "HMAC-SHA256":
+        return False
+    expected = base64.b64encode(_hmac(access_key, body)).decode("ascii")
+    return hmac.compare_digest(expected, parsed.signature)
