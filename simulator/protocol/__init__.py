@@ -5,7 +5,15 @@ marketplace and the bundled reference merchant both call it, so they cannot drif
 """
 
 from simulator.protocol.codes import ResultCode
-from simulator.protocol.crypto import DecryptionError, EncryptType, decrypt, derive_aes_key, encrypt
+from simulator.protocol.crypto import (
+    DecryptionError,
+    EncryptType,
+    decrypt,
+    decrypt_client_secret,
+    derive_aes_key,
+    encrypt,
+    encrypt_client_secret,
+)
 from simulator.protocol.signing import (
     TIMESTAMP_WINDOW_MS,
     BodySign,
@@ -31,8 +39,10 @@ __all__ = [
     "ResultCode",
     "canonical_body",
     "decrypt",
+    "decrypt_client_secret",
     "derive_aes_key",
     "encrypt",
+    "encrypt_client_secret",
     "format_v1_timestamp",
     "is_fresh",
     "parse_body_sign",

@@ -15,7 +15,10 @@ import string
 from enum import StrEnum
 
 from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 
 IV_LENGTH = 16
 _IV_ALPHABET = string.ascii_letters + string.digits
@@ -51,7 +54,7 @@ def _advance_state(state: bytearray, block: bytes) -> None:
     """state = state + block + 1 (mod 2**160), byte-wise as Java adds signed bytes."""
     carry = 1
     changed = False
-    for i, (s, b) in enumerate(zip(state, block)):
+    for i, (s, b) in enumerate(zip(state, block, strict=True)):
         total = _signed(s) + _signed(b) + carry
         new = total & 0xFF
         changed |= new != s
@@ -116,3 +119,28 @@ def decrypt(value: str, access_key: str, encrypt_type: EncryptType | str = Encry
 def _cipher(access_key: str, encrypt_type: EncryptType | str, iv: str) -> Cipher:
     key = derive_aes_key(access_key, encrypt_type)
     return Cipher(algorithms.AES(key), modes.CBC(iv.encode("ascii")))
+
+
+# --- applicationSync clientSecret: RSA with the merchant's public key ----------------------
+
+
+def encrypt_client_secret(secret: str, public_key_pem: bytes) -> str:
+    """RSA/ECB/PKCS1Padding (Java's default ``"RSA"`` cipher) over UTF-8, base64-encoded."""
+    public_key = load_pem_public_key(public_key_pem)
+    if not isinstance(public_key, RSAPublicKey):
+        raise ValueError("the merchant's public key is not an RSA key")
+    ciphertext = public_key.encrypt(secret.encode("utf-8"), asym_padding.PKCS1v15())
+    return base64.b64encode(ciphertext).decode("ascii")
+
+
+def decrypt_client_secret(value: str, private_key_pem: bytes) -> str:
+    """Reverse :func:`encrypt_client_secret`; :class:`DecryptionError` when it cannot."""
+    private_key = load_pem_private_key(private_key_pem, password=None)
+    if not isinstance(private_key, RSAPrivateKey):
+        raise ValueError("the merchant's private key is not an RSA key")
+    try:
+        ciphertext = base64.b64decode(value, validate=True)
+        plain = private_key.decrypt(ciphertext, asym_padding.PKCS1v15())
+        return plain.decode("utf-8")
+    except (binascii.Error, ValueError) as exc:
+        raise DecryptionError("the clientSecret does not decrypt with this private key") from exc

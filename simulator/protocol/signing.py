@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 TIMESTAMP_WINDOW_MS = 60_000
@@ -83,7 +83,7 @@ def verify_sync(
 
 def format_v1_timestamp(moment: datetime) -> str:
     """``yyyyMMddHHmmssSSS`` in UTC, the v1 ``timeStamp`` parameter."""
-    return moment.astimezone(timezone.utc).strftime(V1_TIMESTAMP_FORMAT)[:-3]
+    return moment.astimezone(UTC).strftime(V1_TIMESTAMP_FORMAT)[:-3]
 
 
 def sign_v1(params: Mapping[str, str], access_key: str) -> str:

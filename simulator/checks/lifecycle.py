@@ -1,0 +1,179 @@
+"""Each activity does what protocol.md §7 says, in the order the marketplace sends them."""
+
+from __future__ import annotations
+
+from simulator.checks.base import Context, Severity, check
+from simulator.model import (
+    Lifecycle,
+    change_check_fields,
+    query_fields,
+    release_fields,
+    status_fields,
+)
+from simulator.protocol import ResultCode
+from simulator.protocol.limits import QUERY_INSTANCE_LIMIT
+from simulator.transport import Exchange
+
+
+def _listed(exchange: Exchange) -> list[str]:
+    info = exchange.answer_field("info")
+    if not isinstance(info, list):
+        return []
+    return [item.get("instanceId") for item in info if isinstance(item, dict)]
+
+
+@check("lifecycle.full", rule="§7")
+def full(ctx: Context) -> None:
+    """new → query → renewal → freeze → unfreeze → upgrade → release, each answered as the rules say.
+
+    After the release, queryInstance no longer lists the instance and a renewal gets 000003.
+    """
+    created = ctx.new_instance()
+    order, instance_id = created.order, created.instance_id
+    lifecycle = Lifecycle()
+    lifecycle.created(instance_id)
+
+    query = ctx.send(query_fields(instance_id), "queryInstance")
+    if ctx.expect(
+        query, ResultCode.SUCCESS, "queryInstance of a live instance"
+    ) and instance_id not in _listed(query):
+        ctx.fail("queryInstance does not list the instance newInstance just created", query)
+
+    steps = [
+        ("refreshInstance RENEWAL", order.refresh_fields(instance_id, ctx.orders.expire_time(days=60))),
+        ("updateInstanceStatus FREEZE", status_fields(instance_id, "FREEZE")),
+        ("updateInstanceStatus UNFREEZE", status_fields(instance_id, "UNFREEZE")),
+        ("changeInstanceCheck", change_check_fields(instance_id, order.product_id, "sku-pro-0002")),
+        ("upgrade", order.upgrade_fields(instance_id)),
+        ("releaseInstance", release_fields(instance_id)),
+        ("refreshInstance after release", order.refresh_fields(instance_id, ctx.orders.expire_time(days=90))),
+    ]
+    for label, fields in steps:
+        expected = lifecycle.expected_code(fields)
+        if ctx.expect(ctx.send(fields, label), expected, f"{label} in state {lifecycle.states[instance_id]}"):
+            lifecycle.apply(fields)
+
+    after = ctx.send(query_fields(instance_id), "queryInstance after release")
+    if ctx.expect(after, ResultCode.SUCCESS, "queryInstance after release") and instance_id in _listed(after):
+        ctx.fail("queryInstance still lists a released instance", after)
+
+
+@check("lifecycle.trial-to-formal", rule="§7")
+def trial_to_formal(ctx: Context) -> None:
+    """A trial order (trialFlag=1) is accepted, then converted with refreshInstance TRIAL_TO_FORMAL."""
+    created = ctx.new_instance(ctx.orders.order(trial=True), "newInstance (trial)")
+    fields = created.order.refresh_fields(
+        created.instance_id, ctx.orders.expire_time(days=365), "TRIAL_TO_FORMAL"
+    )
+    ctx.expect(ctx.send(fields, "refreshInstance TRIAL_TO_FORMAL"), ResultCode.SUCCESS, "trial to formal")
+
+
+@check("lifecycle.unsubscribe-renewal", rule="§7")
+def unsubscribe_renewal(ctx: Context) -> None:
+    """A renewal, then its unsubscription (UNSUBSCRIBE_RENEWAL_PERIOD) restoring the old expireTime."""
+    created = ctx.new_instance()
+    order, instance_id = created.order, created.instance_id
+    renewal = order.refresh_fields(instance_id, ctx.orders.expire_time(days=60))
+    ctx.require(ctx.send(renewal, "refreshInstance RENEWAL"), ResultCode.SUCCESS, "a renewal must succeed")
+    undo = order.refresh_fields(instance_id, order.expire_time, "UNSUBSCRIBE_RENEWAL_PERIOD")
+    ctx.expect(
+        ctx.send(undo, "refreshInstance UNSUBSCRIBE_RENEWAL_PERIOD"), ResultCode.SUCCESS, "unsubscribe"
+    )
+
+
+@check("lifecycle.test-order", rule="§7")
+def test_order(ctx: Context) -> None:
+    """A debugging call (testFlag=1) answers success with an instanceId."""
+    ctx.new_instance(ctx.orders.order(test=True), "newInstance (testFlag=1)")
+
+
+@check("lifecycle.unknown-instance", rule="§7")
+def unknown_instance(ctx: Context) -> None:
+    """refresh, freeze, unfreeze, upgrade and release of an unknown instanceId get 000003."""
+    order = ctx.orders.order()
+    unknown = ctx.orders.unknown_instance_id()
+    calls = [
+        ("refreshInstance", order.refresh_fields(unknown, ctx.orders.expire_time(days=60))),
+        ("updateInstanceStatus FREEZE", status_fields(unknown, "FREEZE")),
+        ("updateInstanceStatus UNFREEZE", status_fields(unknown, "UNFREEZE")),
+        ("upgrade", order.upgrade_fields(unknown)),
+        ("releaseInstance", release_fields(unknown)),
+    ]
+    for label, fields in calls:
+        exchange = ctx.send(fields, f"{label}, unknown instance")
+        ctx.expect(exchange, ResultCode.INSTANCE_NOT_FOUND, f"{label} of an unknown instanceId")
+
+
+@check("lifecycle.invalid-parameters", rule="§6")
+def invalid_parameters(ctx: Context) -> None:
+    """A missing required field, a malformed expireTime or an unknown activity gets 000002."""
+    order = ctx.orders.order()
+    fields = order.new_instance_fields(ctx.orders.business_id())
+    del fields["orderId"]
+    ctx.expect(
+        ctx.send(fields, "newInstance without orderId"), ResultCode.INVALID_PARAMETER, "missing orderId"
+    )
+    created = ctx.new_instance()
+    malformed = created.order.refresh_fields(created.instance_id, "2099-01-01")
+    exchange = ctx.send(malformed, "refreshInstance, expireTime not yyyyMMddHHmmss")
+    ctx.expect(exchange, ResultCode.INVALID_PARAMETER, "a malformed expireTime")
+    exchange = ctx.send({"activity": "noSuchActivity", "instanceId": created.instance_id}, "unknown activity")
+    ctx.expect(exchange, ResultCode.INVALID_PARAMETER, "an unknown activity")
+
+
+@check("lifecycle.query-several", rule="§7")
+def query_several(ctx: Context) -> None:
+    """queryInstance with several ids lists each known one; over 100 ids gets 000002."""
+    created = [ctx.new_instance().instance_id for _ in range(3)]
+    unknown = ctx.orders.unknown_instance_id()
+    exchange = ctx.send(query_fields(*created, unknown), "queryInstance of 3 instances and an unknown id")
+    if ctx.expect(exchange, ResultCode.SUCCESS, "queryInstance of several ids"):
+        listed = _listed(exchange)
+        missing = [iid for iid in created if iid not in listed]
+        if missing:
+            ctx.fail(f"queryInstance left out {len(missing)} of the 3 instances just created", exchange)
+        if unknown in listed:
+            ctx.fail("queryInstance listed an instanceId that was never created", exchange)
+    too_many = [f"{unknown}-{n}" for n in range(QUERY_INSTANCE_LIMIT + 1)]
+    exchange = ctx.send(query_fields(*too_many), f"queryInstance of {len(too_many)} ids")
+    ctx.expect(exchange, ResultCode.INVALID_PARAMETER, f"more than {QUERY_INSTANCE_LIMIT} ids")
+
+
+@check("lifecycle.after-release", rule="§7", severity=Severity.WARNING)
+def after_release(ctx: Context) -> None:
+    """Freeze, unfreeze and upgrade of a released instance get 000003."""
+    created = ctx.new_instance()
+    instance_id = created.instance_id
+    ctx.require(ctx.send(release_fields(instance_id), "releaseInstance"), ResultCode.SUCCESS, "release")
+    for label, fields in (
+        ("updateInstanceStatus FREEZE", status_fields(instance_id, "FREEZE")),
+        ("updateInstanceStatus UNFREEZE", status_fields(instance_id, "UNFREEZE")),
+        ("upgrade", created.order.upgrade_fields(instance_id)),
+    ):
+        exchange = ctx.send(fields, f"{label} after release")
+        ctx.expect(exchange, ResultCode.INSTANCE_NOT_FOUND, f"{label} of a released instance")
+
+
+@check("lifecycle.license", rule="§1 license products", protocols=("v2",))
+def license_lifecycle(ctx: Context) -> None:
+    """getLicense → refreshLicense (validity update) → expireLicense → releaseLicense; unknown → 000003."""
+    order = ctx.orders.order()
+    issued = ctx.send(order.license_fields(ctx.orders.business_id()), "getLicense")
+    ctx.require(issued, ResultCode.SUCCESS, "getLicense must succeed")
+    code = issued.answer_field("license")
+    if not isinstance(code, str) or not code:
+        ctx.abort("getLicense succeeded without a license code", issued)
+    line = {"orderId": order.order_id, "orderLineId": order.order_line_id, "license": code}
+    steps = [
+        (
+            "refreshLicense",
+            {"activity": "refreshLicense", **line, "expireTime": ctx.orders.expire_time(days=365)},
+        ),
+        ("expireLicense", {"activity": "expireLicense", **line}),
+        ("releaseLicense", {"activity": "releaseLicense", **line}),
+    ]
+    for label, fields in steps:
+        ctx.expect(ctx.send(fields, label), ResultCode.SUCCESS, f"{label} of a license just issued")
+    unknown = {**line, "license": "LIC-KOOSIM-UNKNOWN", "expireTime": ctx.orders.expire_time(days=30)}
+    exchange = ctx.send({"activity": "refreshLicense", **unknown}, "refreshLicense of an unknown license")
+    ctx.expect(exchange, ResultCode.INSTANCE_NOT_FOUND, "refreshLicense of an unknown license")

@@ -1,0 +1,127 @@
+"""User-authorization sync (联营 Kit): its own signature, and idempotent adds and deletes (§4, §8)."""
+
+from __future__ import annotations
+
+from simulator.checks.base import Context, check
+from simulator.protocol import ResultCode, encrypt_client_secret
+from simulator.transport import Tamper, now_ms
+
+RESENDS = 3
+ADD, DELETE = "1", "0"
+
+
+def _tenant(ctx: Context) -> dict[str, str]:
+    """A tenant of a freshly created instance: the scope every sync call names."""
+    instance_id = ctx.new_instance().instance_id
+    return {"instanceId": instance_id, "tenantId": f"tenant-{instance_id[-12:]}"}
+
+
+def _auth_body(scope: dict[str, str], flag: str) -> dict[str, object]:
+    return {
+        **scope,
+        "appId": "app-koosim-001",
+        "userList": [{"userName": "alice", "name": "Alice", "role": "admin"}],
+        "flag": flag,
+    }
+
+
+@check("security.sync-signature-wrong", rule="§4")
+def sync_signature_wrong(ctx: Context) -> None:
+    """A user-sync call with a wrong or missing x-sign is refused with 000001."""
+    scope = _tenant(ctx)
+    wrong = ctx.sync("authSync", _auth_body(scope, ADD), "authSync, wrong x-sign", Tamper(signature="0" * 64))
+    ctx.expect(wrong, ResultCode.AUTH_FAILED, "a wrong x-sign must be refused")
+    missing = ctx.sync(
+        "authSync", _auth_body(scope, ADD), "authSync, no x-sign", Tamper(omit=frozenset({"x-sign"}))
+    )
+    ctx.expect(missing, ResultCode.AUTH_FAILED, "a call without x-sign must be refused")
+
+
+@check("security.sync-timestamp-stale", rule="§4")
+def sync_timestamp_stale(ctx: Context) -> None:
+    """A correctly signed user-sync call 5 minutes old, or without x-nonce, is refused with 000002."""
+    scope = _tenant(ctx)
+    stale = Tamper(timestamp_ms=now_ms() - 5 * 60_000)
+    exchange = ctx.sync("authSync", _auth_body(scope, ADD), "authSync, x-timestamp 5 min old", stale)
+    ctx.expect(
+        exchange, ResultCode.INVALID_PARAMETER, "an x-timestamp outside the 60 s window must be refused"
+    )
+    no_nonce = Tamper(omit=frozenset({"x-nonce"}))
+    exchange = ctx.sync("authSync", _auth_body(scope, ADD), "authSync, no x-nonce", no_nonce)
+    ctx.expect(exchange, ResultCode.INVALID_PARAMETER, "a call without x-nonce must be refused")
+
+
+@check("idempotency.user-sync-add", rule="§8 seed rule")
+def user_sync_add(ctx: Context) -> None:
+    """Adding the same user to the same instance, tenant and application again succeeds each time."""
+    body = _auth_body(_tenant(ctx), ADD)
+    for n in range(1 + RESENDS):
+        exchange = ctx.sync("authSync", body, f"authSync add (copy {n + 1})")
+        ctx.expect(exchange, ResultCode.SUCCESS, "a repeated add of the same user must succeed")
+
+
+@check("idempotency.user-sync-delete", rule="§8 seed rule")
+def user_sync_delete(ctx: Context) -> None:
+    """Deleting the same user again succeeds each time, and so does adding it back afterwards."""
+    scope = _tenant(ctx)
+    ctx.require(
+        ctx.sync("authSync", _auth_body(scope, ADD), "authSync add"), ResultCode.SUCCESS, "add a user"
+    )
+    for n in range(1 + RESENDS):
+        exchange = ctx.sync("authSync", _auth_body(scope, DELETE), f"authSync delete (copy {n + 1})")
+        ctx.expect(exchange, ResultCode.SUCCESS, "a repeated delete of the same user must succeed")
+    again = ctx.sync("authSync", _auth_body(scope, ADD), "authSync add after delete")
+    ctx.expect(again, ResultCode.SUCCESS, "adding a deleted user back must succeed")
+
+
+@check("sync.directory", rule="§8")
+def directory(ctx: Context) -> None:
+    """tenantSync, singleOrgSync and allOrgSync adds and deletes are accepted, resends included."""
+    scope = _tenant(ctx)
+    tenant = {
+        **scope,
+        "orderId": "CS-koosim-sync",
+        "tenantCode": "acme",
+        "name": "Acme 有限公司",
+        "domainName": "acme",
+    }
+    org = {**scope, "orgCode": "org-001", "name": "研发部", "parentCode": ""}
+    all_orgs = {
+        **scope,
+        "orgList": [
+            {"orgCode": "org-001", "name": "研发部", "parentCode": ""},
+            {"orgCode": "org-002", "name": "测试组", "parentCode": "org-001"},
+        ],
+    }
+    steps = [
+        ("tenantSync", {**tenant, "flag": ADD}, "tenantSync add"),
+        ("tenantSync", {**tenant, "flag": ADD}, "tenantSync add (resend)"),
+        ("singleOrgSync", {**org, "flag": ADD}, "singleOrgSync add"),
+        ("singleOrgSync", {**org, "flag": DELETE}, "singleOrgSync delete"),
+        ("singleOrgSync", {**org, "flag": DELETE}, "singleOrgSync delete (resend)"),
+        ("allOrgSync", all_orgs, "allOrgSync"),
+        ("allOrgSync", all_orgs, "allOrgSync (resend)"),
+        ("tenantSync", {**tenant, "flag": DELETE}, "tenantSync delete"),
+        ("tenantSync", {**tenant, "flag": DELETE}, "tenantSync delete (resend)"),
+    ]
+    for call, body, label in steps:
+        ctx.expect(ctx.sync(call, body, label), ResultCode.SUCCESS, f"{label} must succeed")
+
+
+@check("sync.application-secret", rule="§8")
+def application_secret(ctx: Context) -> None:
+    """applicationSync with a clientSecret under the merchant's RSA key succeeds; a bad one gets 000101.
+
+    Needs the merchant's RSA public key (KOOSIM_RSA_PUBLIC_KEY); skipped without it.
+    """
+    if not ctx.target.rsa_public_key:
+        ctx.skip("no RSA public key configured (KOOSIM_RSA_PUBLIC_KEY)")
+    scope = _tenant(ctx)
+    app = {**scope, "appId": "app-koosim-001", "name": "koosim app", "clientId": "client-001", "flag": ADD}
+    good = dict(app, clientSecret=encrypt_client_secret("s3cret-client", ctx.target.rsa_public_key))
+    ctx.expect(
+        ctx.sync("applicationSync", good, "applicationSync"), ResultCode.SUCCESS, "a valid clientSecret"
+    )
+    bad = dict(app, clientSecret="bm90IGVuY3J5cHRlZA==")
+    exchange = ctx.sync("applicationSync", bad, "applicationSync, undecryptable clientSecret")
+    ctx.expect(exchange, ResultCode.SECRET_PROBLEM, "a clientSecret that does not decrypt must get 000101")

@@ -1,0 +1,84 @@
+"""The bundled reference merchant: a small Flask server that answers the marketplace correctly.
+
+It is the default target of every ``koosim`` command and a model a seller can copy: it verifies
+every signature, validates every field against ``contracts/``, keeps its instances in SQLite
+with the idempotency rules enforced by UNIQUE constraints, and encrypts appInfo secrets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from simulator.protocol import EncryptType, ResultCode
+from simulator.reference import produce, sync
+from simulator.reference.activities import Merchant, answer
+from simulator.reference.store import MerchantStore
+
+DEMO_ACCESS_KEY = "koosim-demo-access-key"
+DEMO_SYNC_KEY = "koosim-demo-sync-key"
+"""Published demo keys, used when no key is configured: never use them for a real product."""
+
+PRODUCE_PATH = "/produceAPI"
+
+
+def generate_rsa_private_key() -> bytes:
+    """A fresh 2048-bit RSA key (PKCS#8 PEM) for decrypting applicationSync client secrets."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def public_key_pem(private_key_pem: bytes) -> bytes:
+    key = serialization.load_pem_private_key(private_key_pem, password=None)
+    return key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+@dataclass
+class MerchantConfig:
+    access_key: str = DEMO_ACCESS_KEY
+    sync_key: str = DEMO_SYNC_KEY
+    database: str = ":memory:"
+    protocols: frozenset[str] = frozenset({"v1", "v2"})
+    encrypt_type: EncryptType = EncryptType.AES256
+    public_url: str = "https://merchant.example"
+    rsa_private_key: bytes = field(default_factory=generate_rsa_private_key, repr=False)
+
+
+def create_app(config: MerchantConfig | None = None) -> Flask:
+    """Build the reference merchant's Flask app."""
+    config = config or MerchantConfig()
+    app = Flask(__name__)
+    app.config.update(
+        KOOSIM_ACCESS_KEY=config.access_key,
+        KOOSIM_SYNC_KEY=config.sync_key,
+        KOOSIM_PROTOCOLS=config.protocols,
+        KOOSIM_RSA_PRIVATE_KEY=config.rsa_private_key,
+    )
+    store = MerchantStore(config.database)
+    app.extensions["koosim.merchant"] = Merchant(
+        store=store,
+        access_key=config.access_key,
+        base_url=config.public_url,
+        encrypt_type=config.encrypt_type,
+    )
+    app.register_blueprint(produce.bp)
+    app.register_blueprint(sync.bp)
+
+    @app.errorhandler(Exception)
+    def internal_error(error: Exception) -> Response | HTTPException:
+        # Routing errors (404, 405) keep their status; anything else is the merchant's own
+        # fault, which the protocol reports as 000005 inside an HTTP 200.
+        if isinstance(error, HTTPException):
+            return error
+        app.logger.exception("unexpected error while answering the marketplace")
+        return produce.json_response(answer(ResultCode.INTERNAL_ERROR))
+
+    return app

@@ -1,0 +1,170 @@
+"""What the reference merchant does for each activity of the produce interface.
+
+Each handler receives the already authenticated and schema-checked fields (all strings) and
+returns the answer body. v1 and v2 share these handlers: the two generations differ only in
+how a call is signed and carried, not in what it means.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from simulator.protocol import EncryptType, ResultCode, encrypt
+from simulator.protocol.limits import QUERY_INSTANCE_LIMIT
+from simulator.reference.store import ACTIVE, EXPIRED, FROZEN, RELEASED, MerchantStore
+
+Answer = dict[str, object]
+
+
+def answer(code: ResultCode, message: str | None = None, **fields: object) -> Answer:
+    return {"resultCode": code.value, "resultMsg": message or code.meaning, **fields}
+
+
+@dataclass
+class Merchant:
+    """The merchant's business logic over its store; one per app."""
+
+    store: MerchantStore
+    access_key: str
+    base_url: str
+    encrypt_type: EncryptType = EncryptType.AES256
+
+    def handle(self, fields: dict[str, str]) -> Answer:
+        handler = HANDLERS.get(fields.get("activity", ""))
+        if handler is None:
+            return answer(ResultCode.INVALID_PARAMETER, f"unknown activity {fields.get('activity')!r}")
+        return handler(self, fields)
+
+    # --- SaaS instances --------------------------------------------------------------------
+
+    def new_instance(self, fields: dict[str, str]) -> Answer:
+        # The secrets are encrypted once, when the instance is first created, so a resend
+        # reads back byte-identical appInfo instead of minting new credentials.
+        instance = self.store.create_instance(
+            fields,
+            app_user_name=self._encrypt(f"admin-{fields['customerId'][:16]}"),
+            app_password=self._encrypt(secrets.token_urlsafe(12)),
+        )
+        return answer(
+            ResultCode.SUCCESS,
+            instanceId=instance.instance_id,
+            encryptType=self.encrypt_type.value,
+            appInfo=self._app_info(instance.instance_id, instance.app_user_name, instance.app_password),
+        )
+
+    def refresh_instance(self, fields: dict[str, str]) -> Answer:
+        if (refused := self._refuse_unless_live(fields["instanceId"])) is not None:
+            return refused
+        changes: dict[str, object] = {"expire_time": fields["expireTime"]}
+        if fields.get("scene") == "TRIAL_TO_FORMAL":
+            changes["trial"] = 0
+            changes.update({column: fields[name] for name, column in _PRODUCT_COLUMNS if name in fields})
+        self.store.update_instance(fields["instanceId"], **changes)
+        return answer(ResultCode.SUCCESS)
+
+    def update_instance_status(self, fields: dict[str, str]) -> Answer:
+        if (refused := self._refuse_unless_live(fields["instanceId"])) is not None:
+            return refused
+        status = FROZEN if fields["status"] == "FREEZE" else ACTIVE
+        self.store.update_instance(fields["instanceId"], status=status)
+        return answer(ResultCode.SUCCESS)
+
+    def release_instance(self, fields: dict[str, str]) -> Answer:
+        instance = self.store.instance(fields["instanceId"])
+        if instance is None:
+            return answer(ResultCode.INSTANCE_NOT_FOUND)
+        # Releasing twice is a resend, not an error (practice).
+        self.store.update_instance(instance.instance_id, status=RELEASED)
+        return answer(ResultCode.SUCCESS)
+
+    def upgrade(self, fields: dict[str, str]) -> Answer:
+        if (refused := self._refuse_unless_live(fields["instanceId"])) is not None:
+            return refused
+        self.store.update_instance(
+            fields["instanceId"], **{column: fields[name] for name, column in _PRODUCT_COLUMNS}
+        )
+        return answer(ResultCode.SUCCESS)
+
+    def query_instance(self, fields: dict[str, str]) -> Answer:
+        instance_ids = [part for part in fields["instanceId"].split(",") if part]
+        if not instance_ids or len(instance_ids) > QUERY_INSTANCE_LIMIT:
+            return answer(ResultCode.INVALID_PARAMETER, f"between 1 and {QUERY_INSTANCE_LIMIT} instanceIds")
+        info = [
+            {
+                "instanceId": item.instance_id,
+                "appInfo": self._app_info(item.instance_id, item.app_user_name, item.app_password),
+            }
+            for item in self.store.instances(instance_ids)
+        ]
+        return answer(ResultCode.SUCCESS, encryptType=self.encrypt_type.value, info=info)
+
+    def change_instance_check(self, fields: dict[str, str]) -> Answer:
+        if (refused := self._refuse_unless_live(fields["instanceId"])) is not None:
+            return refused
+        return answer(ResultCode.SUCCESS)
+
+    # --- licence products ------------------------------------------------------------------
+
+    def get_license(self, fields: dict[str, str]) -> Answer:
+        return answer(ResultCode.SUCCESS, license=self.store.create_license(fields))
+
+    def refresh_license(self, fields: dict[str, str]) -> Answer:
+        return self._change_license(fields, expire_time=fields["expireTime"], status=ACTIVE)
+
+    def expire_license(self, fields: dict[str, str]) -> Answer:
+        return self._change_license(fields, status=EXPIRED)
+
+    def release_license(self, fields: dict[str, str]) -> Answer:
+        status = self.store.license_status(fields["license"])
+        if status is None:
+            return answer(ResultCode.INSTANCE_NOT_FOUND, "unknown license")
+        self.store.update_license(fields["license"], status=RELEASED)
+        return answer(ResultCode.SUCCESS)
+
+    def _change_license(self, fields: dict[str, str], **changes: object) -> Answer:
+        status = self.store.license_status(fields["license"])
+        if status is None or status == RELEASED:
+            return answer(ResultCode.INSTANCE_NOT_FOUND, "unknown or released license")
+        self.store.update_license(fields["license"], **changes)
+        return answer(ResultCode.SUCCESS)
+
+    # --- helpers ---------------------------------------------------------------------------
+
+    def _refuse_unless_live(self, instance_id: str) -> Answer | None:
+        instance = self.store.instance(instance_id)
+        if instance is None or instance.status == RELEASED:
+            return answer(ResultCode.INSTANCE_NOT_FOUND)
+        return None
+
+    def _encrypt(self, plaintext: str) -> str:
+        return encrypt(plaintext, self.access_key, self.encrypt_type)
+
+    def _app_info(self, instance_id: str, user_name: str, password: str) -> dict[str, str]:
+        return {
+            "frontEndUrl": f"{self.base_url}/app/{instance_id}",
+            "adminUrl": f"{self.base_url}/admin/{instance_id}",
+            "userName": user_name,
+            "password": password,
+            "memo": "reference merchant",
+        }
+
+
+_PRODUCT_COLUMNS = (("productId", "product_id"), ("skuCode", "sku_code"))
+
+HANDLERS: dict[str, Callable[[Merchant, dict[str, str]], Answer]] = {
+    "newInstance": Merchant.new_instance,
+    "refreshInstance": Merchant.refresh_instance,
+    "updateInstanceStatus": Merchant.update_instance_status,
+    "releaseInstance": Merchant.release_instance,
+    "upgrade": Merchant.upgrade,
+    "queryInstance": Merchant.query_instance,
+    "changeInstanceCheck": Merchant.change_instance_check,
+    "getLicense": Merchant.get_license,
+    "refreshLicense": Merchant.refresh_license,
+    "expireLicense": Merchant.expire_license,
+    "releaseLicense": Merchant.release_license,
+}
+LICENSE_ACTIVITIES = frozenset({"getLicense", "refreshLicense", "expireLicense", "releaseLicense"})
+PRODUCE_ACTIVITIES = frozenset(HANDLERS) - LICENSE_ACTIVITIES

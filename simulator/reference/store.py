@@ -1,0 +1,221 @@
+"""The reference merchant's durable state: instances, licences and the synced user directory.
+
+Idempotency is enforced where it cannot be raced: by UNIQUE constraints in SQLite. A resent
+newInstance for the same orderId + orderLineId inserts nothing and reads back the row the
+first copy wrote, however many copies arrive at once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    instance_id   TEXT PRIMARY KEY,
+    order_id      TEXT NOT NULL,
+    order_line_id TEXT NOT NULL,
+    customer_id   TEXT NOT NULL,
+    product_id    TEXT NOT NULL,
+    sku_code      TEXT NOT NULL,
+    expire_time   TEXT,
+    trial         INTEGER NOT NULL DEFAULT 0,
+    test          INTEGER NOT NULL DEFAULT 0,
+    status        TEXT NOT NULL DEFAULT 'ACTIVE',
+    app_user_name TEXT NOT NULL,
+    app_password  TEXT NOT NULL,
+    UNIQUE (order_id, order_line_id)
+);
+CREATE TABLE IF NOT EXISTS licenses (
+    license       TEXT PRIMARY KEY,
+    order_id      TEXT NOT NULL,
+    order_line_id TEXT NOT NULL,
+    expire_time   TEXT,
+    status        TEXT NOT NULL DEFAULT 'ACTIVE',
+    UNIQUE (order_id, order_line_id)
+);
+CREATE TABLE IF NOT EXISTS directory (
+    kind        TEXT NOT NULL,
+    instance_id TEXT NOT NULL,
+    tenant_id   TEXT NOT NULL,
+    scope       TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    PRIMARY KEY (kind, instance_id, tenant_id, scope, name)
+);
+"""
+
+ACTIVE, FROZEN, RELEASED, EXPIRED = "ACTIVE", "FROZEN", "RELEASED", "EXPIRED"
+
+
+@dataclass(frozen=True)
+class Instance:
+    instance_id: str
+    order_id: str
+    order_line_id: str
+    status: str
+    app_user_name: str
+    app_password: str
+
+
+class MerchantStore:
+    """One SQLite database (a file, or ``:memory:``) behind a lock, safe for a threaded server."""
+
+    def __init__(self, path: str = ":memory:") -> None:
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        if path != ":memory:":
+            self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- instances -------------------------------------------------------------------------
+
+    def create_instance(self, fields: dict[str, str], app_user_name: str, app_password: str) -> Instance:
+        """Record the order line's instance, or return the one an earlier copy recorded."""
+        with self._transaction() as db:
+            db.execute(
+                """INSERT INTO instances (instance_id, order_id, order_line_id, customer_id, product_id,
+                       sku_code, expire_time, trial, test, app_user_name, app_password)
+                   VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                   ON CONFLICT (order_id, order_line_id) DO NOTHING""",
+                (
+                    new_id("inst"),
+                    fields["orderId"],
+                    fields["orderLineId"],
+                    fields["customerId"],
+                    fields["productId"],
+                    fields["skuCode"],
+                    fields.get("expireTime"),
+                    fields.get("trialFlag") == "1",
+                    fields.get("testFlag") == "1",
+                    app_user_name,
+                    app_password,
+                ),
+            )
+            row = db.execute(
+                "SELECT * FROM instances WHERE order_id = ? AND order_line_id = ?",
+                (fields["orderId"], fields["orderLineId"]),
+            ).fetchone()
+        return _instance(row)
+
+    def instance(self, instance_id: str) -> Instance | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM instances WHERE instance_id = ?", (instance_id,)).fetchone()
+        return None if row is None else _instance(row)
+
+    def instances(self, instance_ids: Iterable[str]) -> list[Instance]:
+        """The live (not released) instances among ``instance_ids``, in the order asked."""
+        found = [self.instance(instance_id) for instance_id in instance_ids]
+        return [item for item in found if item is not None and item.status != RELEASED]
+
+    def update_instance(self, instance_id: str, **columns: Any) -> None:
+        assignments = ", ".join(f"{column} = ?" for column in columns)
+        with self._transaction() as db:
+            db.execute(
+                f"UPDATE instances SET {assignments} WHERE instance_id = ?",
+                (*columns.values(), instance_id),
+            )
+
+    # --- licences --------------------------------------------------------------------------
+
+    def create_license(self, fields: dict[str, str]) -> str:
+        with self._transaction() as db:
+            db.execute(
+                """INSERT INTO licenses (license, order_id, order_line_id, expire_time) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (order_id, order_line_id) DO NOTHING""",
+                (new_id("LIC").upper(), fields["orderId"], fields["orderLineId"], fields.get("expireTime")),
+            )
+            row = db.execute(
+                "SELECT license FROM licenses WHERE order_id = ? AND order_line_id = ?",
+                (fields["orderId"], fields["orderLineId"]),
+            ).fetchone()
+        return row["license"]
+
+    def license_status(self, license_code: str) -> str | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT status FROM licenses WHERE license = ?", (license_code,)
+            ).fetchone()
+        return None if row is None else row["status"]
+
+    def update_license(self, license_code: str, **columns: Any) -> None:
+        assignments = ", ".join(f"{column} = ?" for column in columns)
+        with self._transaction() as db:
+            db.execute(
+                f"UPDATE licenses SET {assignments} WHERE license = ?",
+                (*columns.values(), license_code),
+            )
+
+    # --- the synced user directory ---------------------------------------------------------
+
+    def add_entries(
+        self, kind: str, instance_id: str, tenant_id: str, scope: str, names: Iterable[str]
+    ) -> None:
+        """Add directory entries; adding one that exists is a no-op, so resends succeed."""
+        with self._transaction() as db:
+            db.executemany(
+                "INSERT OR IGNORE INTO directory VALUES (?, ?, ?, ?, ?)",
+                [(kind, instance_id, tenant_id, scope, name) for name in names],
+            )
+
+    def remove_entries(
+        self, kind: str, instance_id: str, tenant_id: str, scope: str, names: Iterable[str] | None = None
+    ) -> None:
+        """Remove entries (all of ``scope`` when ``names`` is None); removing a missing one is a no-op."""
+        with self._transaction() as db:
+            if names is None:
+                db.execute(
+                    """DELETE FROM directory
+                       WHERE kind = ? AND instance_id = ? AND tenant_id = ? AND scope = ?""",
+                    (kind, instance_id, tenant_id, scope),
+                )
+            else:
+                db.executemany(
+                    """DELETE FROM directory
+                       WHERE kind = ? AND instance_id = ? AND tenant_id = ? AND scope = ? AND name = ?""",
+                    [(kind, instance_id, tenant_id, scope, name) for name in names],
+                )
+
+    def entries(self, kind: str, instance_id: str, tenant_id: str, scope: str) -> list[str]:
+        with self._lock:
+            rows = self._db.execute(
+                """SELECT name FROM directory
+                   WHERE kind = ? AND instance_id = ? AND tenant_id = ? AND scope = ? ORDER BY name""",
+                (kind, instance_id, tenant_id, scope),
+            ).fetchall()
+        return [row["name"] for row in rows]
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def _instance(row: sqlite3.Row) -> Instance:
+    return Instance(
+        instance_id=row["instance_id"],
+        order_id=row["order_id"],
+        order_line_id=row["order_line_id"],
+        status=row["status"],
+        app_user_name=row["app_user_name"],
+        app_password=row["app_password"],
+    )

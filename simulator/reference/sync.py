@@ -1,0 +1,98 @@
+"""User-authorization sync (the Kit interfaces): tenants, applications, users and organisations.
+
+Every add and every delete is idempotent: the marketplace resends, and a resent add of what is
+already there, or delete of what is already gone, must answer success (doc).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from flask import Blueprint, Response, current_app, request
+
+from simulator.protocol import DecryptionError, ResultCode, decrypt_client_secret, is_fresh, verify_sync
+from simulator.reference.activities import answer
+from simulator.reference.produce import first_violation, json_response, read_json_object
+from simulator.reference.store import MerchantStore
+
+bp = Blueprint("sync", __name__)
+
+SYNC_CALLS = ("tenantSync", "applicationSync", "authSync", "singleOrgSync", "allOrgSync")
+ADD = "1"
+
+
+@bp.post("/produceAPI/v2/<call>")
+def sync(call: str) -> Response:
+    if call not in SYNC_CALLS:
+        return json_response(answer(ResultCode.INVALID_PARAMETER, f"unknown sync call {call!r}"))
+    timestamp, nonce = request.headers.get("x-timestamp"), request.headers.get("x-nonce")
+    if not timestamp or not nonce:
+        return json_response(answer(ResultCode.INVALID_PARAMETER, "x-timestamp and x-nonce are required"))
+    body = read_json_object()
+    if body is None:
+        return json_response(answer(ResultCode.INVALID_PARAMETER, "the body is not a JSON object"))
+    sync_key = current_app.config["KOOSIM_SYNC_KEY"]
+    if not verify_sync(body, sync_key, timestamp, nonce, request.headers.get("x-sign")):
+        return json_response(answer(ResultCode.AUTH_FAILED, "x-sign verification failed"))
+    if not is_fresh(timestamp, now_ms=int(time.time() * 1000)):
+        return json_response(answer(ResultCode.INVALID_PARAMETER, "x-timestamp is outside the 60 s window"))
+    if (problem := first_violation(body, "sync", call)) is not None:
+        return json_response(answer(ResultCode.INVALID_PARAMETER, problem))
+    store: MerchantStore = current_app.extensions["koosim.merchant"].store
+    return json_response(_SYNC_HANDLERS[call](store, body))
+
+
+def _scope(body: dict[str, Any]) -> tuple[str, str]:
+    return body["instanceId"], body["tenantId"]
+
+
+def _add_or_remove(
+    store: MerchantStore, kind: str, body: dict[str, Any], scope: str, names: list[str]
+) -> None:
+    if body.get("flag", ADD) == ADD:
+        store.add_entries(kind, *_scope(body), scope, names)
+    else:
+        store.remove_entries(kind, *_scope(body), scope, names)
+
+
+def tenant_sync(store: MerchantStore, body: dict[str, Any]) -> dict[str, object]:
+    _add_or_remove(store, "tenant", body, "", [body["tenantId"]])
+    return answer(ResultCode.SUCCESS)
+
+
+def application_sync(store: MerchantStore, body: dict[str, Any]) -> dict[str, object]:
+    if body.get("flag", ADD) == ADD and body.get("clientSecret"):
+        try:
+            decrypt_client_secret(body["clientSecret"], current_app.config["KOOSIM_RSA_PRIVATE_KEY"])
+        except (DecryptionError, ValueError):
+            return answer(ResultCode.SECRET_PROBLEM)
+    _add_or_remove(store, "app", body, "", [body["appId"]])
+    return answer(ResultCode.SUCCESS)
+
+
+def auth_sync(store: MerchantStore, body: dict[str, Any]) -> dict[str, object]:
+    names = [user["userName"] for user in body.get("userList", [])]
+    _add_or_remove(store, "user", body, body["appId"], names)
+    return answer(ResultCode.SUCCESS)
+
+
+def single_org_sync(store: MerchantStore, body: dict[str, Any]) -> dict[str, object]:
+    _add_or_remove(store, "org", body, "", [body["orgCode"]])
+    return answer(ResultCode.SUCCESS)
+
+
+def all_org_sync(store: MerchantStore, body: dict[str, Any]) -> dict[str, object]:
+    """A full organisation sync replaces the tenant's organisation tree."""
+    store.remove_entries("org", *_scope(body), "")
+    store.add_entries("org", *_scope(body), "", [org["orgCode"] for org in body.get("orgList", [])])
+    return answer(ResultCode.SUCCESS)
+
+
+_SYNC_HANDLERS = {
+    "tenantSync": tenant_sync,
+    "applicationSync": application_sync,
+    "authSync": auth_sync,
+    "singleOrgSync": single_org_sync,
+    "allOrgSync": all_org_sync,
+}

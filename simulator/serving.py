@@ -1,0 +1,46 @@
+"""Run a WSGI app on a free 127.0.0.1 port in a background thread, for the in-process targets."""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+
+class _QuietRequestHandler(WSGIRequestHandler):
+    """No access log: the request line carries signatures, and the run's record is the log."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
+
+
+class BackgroundServer:
+    """A threaded werkzeug server on ``127.0.0.1`` and an ephemeral port; use as a context manager."""
+
+    def __init__(self, app: object, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._server: BaseWSGIServer = make_server(
+            host, port, app, threaded=True, request_handler=_QuietRequestHandler
+        )  # type: ignore[arg-type]
+        self._thread = threading.Thread(target=self._server.serve_forever, name="koosim-server", daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self._server.host}:{self._server.port}"
+
+    def start(self) -> BackgroundServer:
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

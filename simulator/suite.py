@@ -1,0 +1,168 @@
+"""Run a selection of checks against one target and collect the outcome as a :class:`Run`."""
+
+from __future__ import annotations
+
+import socket
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from urllib.parse import urlsplit
+
+from simulator.checks import Check, Context, Finding, Severity, Verdict
+from simulator.checks.base import CheckAborted, CheckSkipped
+from simulator.model import OrderFactory
+from simulator.transport import Exchange, Target, Transport
+
+RESEND_SCHEDULE = (1.0, 2.0, 4.0)
+"""ASSUMPTION: the marketplace resends a failed call 3 times, after 1 s, 2 s and 4 s."""
+
+
+@dataclass
+class CheckResult:
+    check: Check
+    verdict: Verdict
+    findings: list[Finding] = field(default_factory=list)
+    exchanges: list[Exchange] = field(default_factory=list)
+    duration: float = 0.0
+    skip_reason: str | None = None
+    judged: int = 0
+    """How many exchanges a per-exchange check looked at."""
+
+    @property
+    def evidence(self) -> str:
+        """One line a person reads in a table."""
+        if self.skip_reason:
+            return self.skip_reason
+        if self.findings:
+            more = f" (+{len(self.findings) - 1} more)" if len(self.findings) > 1 else ""
+            return self.findings[0].message + more
+        if self.check.per_exchange:
+            return f"all {self.judged} answer(s) conform"
+        return f"{len(self.exchanges)} exchange(s) as expected"
+
+
+@dataclass
+class Run:
+    target: Target
+    seed: int
+    id: str = field(
+        default_factory=lambda: datetime.now(UTC).strftime("%Y%m%dT%H%M%S-") + uuid.uuid4().hex[:6]
+    )
+    started_at: float = field(default_factory=time.time)
+    finished_at: float | None = None
+    results: list[CheckResult] = field(default_factory=list)
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    @property
+    def assumptions(self) -> dict[str, str]:
+        """The figures the marketplace does not publish, as this run took them (protocol.md §10)."""
+        return {
+            "deadline": f"{self.target.timeout:g} s per call (ASSUMPTION)",
+            "resend schedule": f"{len(RESEND_SCHEDULE)} resends after "
+            + ", ".join(f"{delay:g} s" for delay in RESEND_SCHEDULE)
+            + " (ASSUMPTION)",
+            "timestamp window": "60 s (doc)",
+        }
+
+    def count(self, verdict: Verdict) -> int:
+        return sum(1 for result in self.results if result.verdict is verdict)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.count(Verdict.FAILED) else 0
+
+    @property
+    def delisting_risk(self) -> bool:
+        """Whether the real marketplace would see a failing interface: any doc rule broken."""
+        return self.count(Verdict.FAILED) > 0
+
+
+class TargetUnreachable(Exception):
+    """Nothing accepts connections at the target's address."""
+
+
+def probe(target: Target) -> None:
+    """Raise :class:`TargetUnreachable` unless a TCP connection to the target can be opened."""
+    parts = urlsplit(target.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TargetUnreachable(f"{target.url!r} is not an http(s) URL")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=target.connect_timeout):
+            pass
+    except OSError as exc:
+        raise TargetUnreachable(f"cannot connect to {parts.hostname}:{port}: {exc.strerror or exc}") from exc
+
+
+def run_checks(
+    target: Target,
+    checks: Sequence[Check],
+    *,
+    seed: int = 0,
+    on_start: Callable[[Check], None] | None = None,
+    on_result: Callable[[CheckResult], None] | None = None,
+) -> Run:
+    """Run ``checks``: the active ones first, then the per-exchange ones over every exchange."""
+    run = Run(target=target, seed=seed)
+    transport = Transport(target)
+    orders = OrderFactory(seed)
+    try:
+        for check in checks:
+            if on_start is not None:
+                on_start(check)
+            if check.per_exchange:
+                result = _judge_exchanges(check, run.exchanges, target)
+            else:
+                result = _run_active(check, target, transport, orders)
+                run.exchanges.extend(result.exchanges)
+            run.results.append(result)
+            if on_result is not None:
+                on_result(result)
+    finally:
+        transport.close()
+        run.finished_at = time.time()
+    return run
+
+
+def _verdict(check: Check, findings: list[Finding]) -> Verdict:
+    if not findings:
+        return Verdict.PASSED
+    return Verdict.FAILED if check.severity is Severity.ERROR else Verdict.WARNED
+
+
+def _run_active(check: Check, target: Target, transport: Transport, orders: OrderFactory) -> CheckResult:
+    started = time.perf_counter()
+    if target.protocol not in check.protocols:
+        return CheckResult(
+            check, Verdict.SKIPPED, skip_reason=f"applies to {'/'.join(sorted(check.protocols))} only"
+        )
+    ctx = Context(target, transport, orders)
+    skip_reason = None
+    try:
+        check.run(ctx)
+    except CheckSkipped as skipped:
+        skip_reason = str(skipped)
+    except CheckAborted:
+        pass  # its finding is recorded
+    except Exception as exc:  # a merchant answer the check did not foresee must not end the run
+        ctx.fail(f"the check could not finish: {type(exc).__name__}: {exc}", *ctx.exchanges[-1:])
+    verdict = Verdict.SKIPPED if skip_reason and not ctx.findings else _verdict(check, ctx.findings)
+    return CheckResult(
+        check, verdict, ctx.findings, ctx.exchanges, time.perf_counter() - started, skip_reason
+    )
+
+
+def _judge_exchanges(check: Check, exchanges: list[Exchange], target: Target) -> CheckResult:
+    if not exchanges:
+        reason = "no exchange to judge: select an active check too"
+        return CheckResult(check, Verdict.SKIPPED, skip_reason=reason)
+    started = time.perf_counter()
+    findings = []
+    for exchange in exchanges:
+        problem = check.run(exchange, target)
+        if problem is not None:
+            findings.append(Finding(f"{exchange.label}: {problem}", [exchange]))
+    duration = time.perf_counter() - started
+    return CheckResult(check, _verdict(check, findings), findings, duration=duration, judged=len(exchanges))
