@@ -1,0 +1,5 @@
+"""``python -m simulator`` is ``koosim``."""
+
+from simulator.cli import main
+
+main(prog_name="koosim")

@@ -1,0 +1,105 @@
+"""Where the target and its keys come from: command-line flags, then ``KOOSIM_*`` variables,
+then ``koosim.toml`` in the working directory. Keys never need to be on the command line.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CONFIG_FILE = "koosim.toml"
+PROTOCOLS = ("v2", "v1")
+
+# setting -> environment variable; the same names, lower-case, are the keys of koosim.toml
+SETTINGS = {
+    "url": "KOOSIM_URL",
+    "protocol": "KOOSIM_PROTOCOL",
+    "access_key": "KOOSIM_ACCESS_KEY",
+    "sync_url": "KOOSIM_SYNC_URL",
+    "sync_key": "KOOSIM_SYNC_KEY",
+    "rsa_public_key": "KOOSIM_RSA_PUBLIC_KEY",
+    "timeout": "KOOSIM_TIMEOUT",
+}
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names where it came from."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    url: str | None
+    protocol: str
+    access_key: str | None
+    sync_url: str | None
+    sync_key: str | None
+    rsa_public_key: bytes | None
+    timeout: float
+
+
+def _read_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    table = data.get("koosim", data)
+    unknown = sorted(set(table) - set(SETTINGS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
+    return table
+
+
+def load_settings(
+    flags: Mapping[str, Any], environ: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> Settings:
+    """Resolve every setting: a flag wins over the environment, which wins over koosim.toml."""
+    environ = os.environ if environ is None else environ
+    config_path = (cwd or Path.cwd()) / CONFIG_FILE
+    from_file = _read_file(config_path)
+    resolved: dict[str, tuple[Any, str]] = {}
+    for name, variable in SETTINGS.items():
+        if flags.get(name) is not None:
+            resolved[name] = (flags[name], f"--{name.replace('_', '-')}")
+        elif environ.get(variable):
+            resolved[name] = (environ[variable], variable)
+        elif from_file.get(name) is not None:
+            resolved[name] = (from_file[name], f"{config_path} ({name})")
+
+    def value(name: str) -> Any:
+        return resolved[name][0] if name in resolved else None
+
+    protocol = str(value("protocol") or "v2")
+    if protocol not in PROTOCOLS:
+        raise ConfigError(f"{resolved['protocol'][1]}: protocol must be v2 or v1, not {protocol!r}")
+    timeout = value("timeout")
+    try:
+        timeout = float(timeout) if timeout is not None else 10.0
+    except (TypeError, ValueError):
+        raise ConfigError(f"{resolved['timeout'][1]}: timeout must be a number of seconds") from None
+    if timeout <= 0:
+        raise ConfigError(f"{resolved['timeout'][1]}: timeout must be positive")
+    rsa_path = value("rsa_public_key")
+    rsa_public_key = None
+    if rsa_path:
+        try:
+            rsa_public_key = Path(rsa_path).read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"{resolved['rsa_public_key'][1]}: cannot read {rsa_path}: {exc.strerror}"
+            ) from exc
+    return Settings(
+        url=value("url"),
+        protocol=protocol,
+        access_key=value("access_key"),
+        sync_url=value("sync_url"),
+        sync_key=value("sync_key"),
+        rsa_public_key=rsa_public_key,
+        timeout=timeout,
+    )

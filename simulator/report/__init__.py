@@ -1,0 +1,1 @@
+"""Reporters: they render a finished :class:`~simulator.suite.Run` and never run checks."""
