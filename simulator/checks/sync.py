@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from simulator.checks.base import Context, check
+from simulator.checks.security import STALE_BY_MS, WRONG_SIGNATURE
 from simulator.protocol import ResultCode, encrypt_client_secret
 from simulator.transport import Tamper, now_ms
 
@@ -29,7 +30,9 @@ def _auth_body(scope: dict[str, str], flag: str) -> dict[str, object]:
 def sync_signature_wrong(ctx: Context) -> None:
     """A user-sync call with a wrong or missing x-sign is refused with 000001."""
     scope = _tenant(ctx)
-    wrong = ctx.sync("authSync", _auth_body(scope, ADD), "authSync, wrong x-sign", Tamper(signature="0" * 64))
+    wrong = ctx.sync(
+        "authSync", _auth_body(scope, ADD), "authSync, wrong x-sign", Tamper(signature=WRONG_SIGNATURE)
+    )
     ctx.expect(wrong, ResultCode.AUTH_FAILED, "a wrong x-sign must be refused")
     missing = ctx.sync(
         "authSync", _auth_body(scope, ADD), "authSync, no x-sign", Tamper(omit=frozenset({"x-sign"}))
@@ -41,7 +44,7 @@ def sync_signature_wrong(ctx: Context) -> None:
 def sync_timestamp_stale(ctx: Context) -> None:
     """A correctly signed user-sync call 5 minutes old, or without x-nonce, is refused with 000002."""
     scope = _tenant(ctx)
-    stale = Tamper(timestamp_ms=now_ms() - 5 * 60_000)
+    stale = Tamper(timestamp_ms=now_ms() - STALE_BY_MS)
     exchange = ctx.sync("authSync", _auth_body(scope, ADD), "authSync, x-timestamp 5 min old", stale)
     ctx.expect(
         exchange, ResultCode.INVALID_PARAMETER, "an x-timestamp outside the 60 s window must be refused"
