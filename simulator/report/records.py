@@ -6,8 +6,11 @@ scrubbed of the target's keys before it leaves this module.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from simulator.checks import Verdict
 from simulator.suite import CheckResult, Run
@@ -20,19 +23,42 @@ MAX_BODY_CHARS = 4000
 SCHEMA_VERSION = 1
 
 
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+"""Control characters but tab/LF/CR, lone surrogates, U+FFFE/U+FFFF: XML 1.0 forbids most of
+them, HTML calls them parse errors, and a terminal would obey them."""
+
+
+def _spellings(secret: str) -> set[str]:
+    """A secret as a merchant may echo it: raw, JSON-escaped, URL-encoded."""
+    return {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]} | {
+        encode(secret, safe=safe) for encode in (quote, quote_plus) for safe in ("", "/")
+    }
+
+
 def redact(text: str, secrets: Iterable[str]) -> str:
     for secret in secrets:
         if secret:
-            text = text.replace(secret, REDACTED)
+            for spelling in sorted(_spellings(secret), key=len, reverse=True):
+                text = text.replace(spelling, REDACTED)
     return text
 
 
+def printable(text: str) -> str:
+    """``text`` with the characters of :data:`_UNPRINTABLE` written as ``\\xNN`` / ``\\uNNNN``.
+
+    Merchants answer garbage bytes; a report must show them, and must stay a well-formed file.
+    """
+    return _UNPRINTABLE.sub(
+        lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text
+    )
+
+
 def body_text(body: bytes, secrets: Iterable[str]) -> str:
-    """A body as text a person can read: UTF-8 (undecodable bytes shown as �), cut, redacted."""
-    text = body.decode("utf-8", errors="replace")
+    """A body as text a person can read: UTF-8 (undecodable bytes shown as �), redacted, cut."""
+    text = redact(body.decode("utf-8", errors="replace"), secrets)  # before the cut: no half key
     if len(text) > MAX_BODY_CHARS:
         text = text[:MAX_BODY_CHARS] + f"… [{len(body)} bytes in all]"
-    return redact(text, secrets)
+    return text
 
 
 def exchange_record(exchange: Exchange, secrets: Iterable[str]) -> dict[str, Any]:
@@ -98,7 +124,7 @@ def run_record(run: Run, reproduce: dict[str, str] | None = None) -> dict[str, A
         "target": {
             "url": redact(run.target.url, secrets),
             "protocol": run.target.protocol,
-            "sync_url": run.target.sync_call_url(""),
+            "sync_url": redact(run.target.sync_call_url(""), secrets),
             "timeout_s": run.target.timeout,
         },
         "seed": run.seed,
@@ -107,7 +133,8 @@ def run_record(run: Run, reproduce: dict[str, str] | None = None) -> dict[str, A
         "exit_code": run.exit_code,
         "delisting_risk": run.delisting_risk,
         "checks": [
-            result_record(result, secrets) | {"reproduce": (reproduce or {}).get(result.check.id)}
+            result_record(result, secrets)
+            | {"reproduce": redact((reproduce or {}).get(result.check.id) or "", secrets) or None}
             for result in run.results
         ],
         "exchanges": [exchange_record(exchange, secrets) for exchange in exchanges.values()],
