@@ -24,6 +24,7 @@ SETTINGS = {
     "rsa_public_key": "KOOSIM_RSA_PUBLIC_KEY",
     "timeout": "KOOSIM_TIMEOUT",
 }
+NUMERIC_SETTINGS: dict[str, tuple[type, ...]] = {"timeout": (int, float)}
 
 
 class ConfigError(Exception):
@@ -50,9 +51,18 @@ def _read_file(path: Path) -> dict[str, Any]:
     except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: {exc}") from exc
     table = data.get("koosim", data)
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [koosim] must be a table of settings")
     unknown = sorted(set(table) - set(SETTINGS))
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
+    for name, value in table.items():
+        expected = NUMERIC_SETTINGS.get(name, str)
+        if isinstance(value, bool) or not isinstance(value, expected):
+            kind = "a number" if name in NUMERIC_SETTINGS else "a string"
+            raise ConfigError(f"{path}: {name} must be {kind}, not {value!r}")
+    if "rsa_public_key" in table:  # a relative path in the file is relative to the file
+        table["rsa_public_key"] = str(path.parent / table["rsa_public_key"])
     return table
 
 

@@ -54,6 +54,8 @@ class Order:
             "periodType": "month",
             "periodNumber": "1",
             "expireTime": self.expire_time,
+            # The marketplace sends null for empty optional fields; the signature drops them.
+            "saasExtendParams": None,
         }
         if self.trial:
             fields["trialFlag"] = "1"

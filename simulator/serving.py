@@ -7,6 +7,9 @@ from types import TracebackType
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
+SHUTDOWN_POLL_INTERVAL = 0.05
+"""How often the serving loop looks for a shutdown request: close() waits up to this long."""
+
 
 class _QuietRequestHandler(WSGIRequestHandler):
     """No access log: the request line carries signatures, and the run's record is the log."""
@@ -22,7 +25,12 @@ class BackgroundServer:
         self._server: BaseWSGIServer = make_server(
             host, port, app, threaded=True, request_handler=_QuietRequestHandler
         )  # type: ignore[arg-type]
-        self._thread = threading.Thread(target=self._server.serve_forever, name="koosim-server", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": SHUTDOWN_POLL_INTERVAL},
+            name="koosim-server",
+            daemon=True,
+        )
 
     @property
     def base_url(self) -> str:
@@ -33,9 +41,10 @@ class BackgroundServer:
         return self
 
     def close(self) -> None:
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits for a serve_forever() that must be running
+            self._server.shutdown()
+            self._thread.join(timeout=5)
         self._server.server_close()
-        self._thread.join(timeout=5)
 
     def __enter__(self) -> BackgroundServer:
         return self.start()

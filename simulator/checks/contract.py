@@ -67,7 +67,7 @@ def result_msg(exchange: Exchange, target: Target) -> str | None:
     return "resultMsg is missing or not a string"
 
 
-@exchange_check("contract.response-schema", rule="§10 contracts/")
+@exchange_check("contract.response-schema", rule="§10")
 def response_schema(exchange: Exchange, target: Target) -> str | None:
     """The answer validates against its JSON Schema in contracts/ (fields, types, formats)."""
     body = _json_object(exchange)

@@ -54,7 +54,7 @@ def sync_timestamp_stale(ctx: Context) -> None:
     ctx.expect(exchange, ResultCode.INVALID_PARAMETER, "a call without x-nonce must be refused")
 
 
-@check("idempotency.user-sync-add", rule="§8 seed rule")
+@check("idempotency.user-sync-add", rule="§8 seed")
 def user_sync_add(ctx: Context) -> None:
     """Adding the same user to the same instance, tenant and application again succeeds each time."""
     body = _auth_body(_tenant(ctx), ADD)
@@ -63,7 +63,7 @@ def user_sync_add(ctx: Context) -> None:
         ctx.expect(exchange, ResultCode.SUCCESS, "a repeated add of the same user must succeed")
 
 
-@check("idempotency.user-sync-delete", rule="§8 seed rule")
+@check("idempotency.user-sync-delete", rule="§8 seed")
 def user_sync_delete(ctx: Context) -> None:
     """Deleting the same user again succeeds each time, and so does adding it back afterwards."""
     scope = _tenant(ctx)

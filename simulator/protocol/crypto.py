@@ -13,6 +13,7 @@ import hashlib
 import secrets
 import string
 from enum import StrEnum
+from functools import lru_cache
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
@@ -124,23 +125,45 @@ def _cipher(access_key: str, encrypt_type: EncryptType | str, iv: str) -> Cipher
 # --- applicationSync clientSecret: RSA with the merchant's public key ----------------------
 
 
+MIN_CLIENT_SECRET_LENGTH = 8
+"""The shortest clientSecret accepted as decrypted (see :func:`decrypt_client_secret`)."""
+
+
+@lru_cache(maxsize=8)
+def _public_key(pem: bytes) -> RSAPublicKey:
+    key = load_pem_public_key(pem)
+    if not isinstance(key, RSAPublicKey):
+        raise ValueError("the merchant's public key is not an RSA key")
+    return key
+
+
+@lru_cache(maxsize=8)
+def _private_key(pem: bytes) -> RSAPrivateKey:
+    key = load_pem_private_key(pem, password=None)
+    if not isinstance(key, RSAPrivateKey):
+        raise ValueError("the merchant's private key is not an RSA key")
+    return key
+
+
 def encrypt_client_secret(secret: str, public_key_pem: bytes) -> str:
     """RSA/ECB/PKCS1Padding (Java's default ``"RSA"`` cipher) over UTF-8, base64-encoded."""
-    public_key = load_pem_public_key(public_key_pem)
-    if not isinstance(public_key, RSAPublicKey):
-        raise ValueError("the merchant's public key is not an RSA key")
-    ciphertext = public_key.encrypt(secret.encode("utf-8"), asym_padding.PKCS1v15())
+    ciphertext = _public_key(public_key_pem).encrypt(secret.encode("utf-8"), asym_padding.PKCS1v15())
     return base64.b64encode(ciphertext).decode("ascii")
 
 
 def decrypt_client_secret(value: str, private_key_pem: bytes) -> str:
-    """Reverse :func:`encrypt_client_secret`; :class:`DecryptionError` when it cannot."""
-    private_key = load_pem_private_key(private_key_pem, password=None)
-    if not isinstance(private_key, RSAPrivateKey):
-        raise ValueError("the merchant's private key is not an RSA key")
+    """Reverse :func:`encrypt_client_secret`; :class:`DecryptionError` when it cannot.
+
+    OpenSSL 3.2 and later answer bad PKCS#1 v1.5 padding with a random-looking "implicit
+    rejection" message instead of an error, so a result only counts as a secret when it is
+    printable UTF-8 of at least :data:`MIN_CLIENT_SECRET_LENGTH` characters.
+    """
+    private_key = _private_key(private_key_pem)
     try:
         ciphertext = base64.b64decode(value, validate=True)
-        plain = private_key.decrypt(ciphertext, asym_padding.PKCS1v15())
-        return plain.decode("utf-8")
+        plain = private_key.decrypt(ciphertext, asym_padding.PKCS1v15()).decode("utf-8")
     except (binascii.Error, ValueError) as exc:
         raise DecryptionError("the clientSecret does not decrypt with this private key") from exc
+    if len(plain) < MIN_CLIENT_SECRET_LENGTH or not plain.isprintable():
+        raise DecryptionError("the clientSecret does not decrypt to a printable secret")
+    return plain

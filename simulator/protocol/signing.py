@@ -22,6 +22,13 @@ TIMESTAMP_WINDOW_MS = 60_000
 V1_TIMESTAMP_FORMAT = "%Y%m%d%H%M%S%f"
 
 
+def _same(expected: str, received: str) -> bool:
+    """Constant-time comparison that is simply False for text no signature could be."""
+    if not received.isascii():
+        return False
+    return hmac.compare_digest(expected.encode("ascii"), received.encode("ascii"))
+
+
 def _hmac(key: str | bytes, message: str | bytes) -> bytes:
     key_bytes = key.encode("utf-8") if isinstance(key, str) else key
     msg_bytes = message.encode("utf-8") if isinstance(message, str) else message
@@ -57,8 +64,11 @@ def verify_v2(
 ) -> bool:
     if not signature:
         return False
-    expected = sign_v2(body, access_key, timestamp, nonce)
-    return hmac.compare_digest(expected, signature.lower())
+    try:
+        expected = sign_v2(body, access_key, timestamp, nonce)
+    except UnicodeEncodeError:  # a lone surrogate in the body: no signature can cover it
+        return False
+    return _same(expected, signature.lower())
 
 
 # --- user-authorization sync (Kit) ----------------------------------------------------------
@@ -74,8 +84,11 @@ def verify_sync(
 ) -> bool:
     if not signature:
         return False
-    expected = sign_sync(body, sync_key, timestamp, nonce)
-    return hmac.compare_digest(expected, signature.lower())
+    try:
+        expected = sign_sync(body, sync_key, timestamp, nonce)
+    except UnicodeEncodeError:
+        return False
+    return _same(expected, signature.lower())
 
 
 # --- v1 legacy: authToken and Body-Sign -----------------------------------------------------
@@ -97,7 +110,11 @@ def verify_v1(params: Mapping[str, str], access_key: str) -> bool:
     token = params.get("authToken")
     if not token or "timeStamp" not in params:
         return False
-    return hmac.compare_digest(sign_v1(params, access_key), token)
+    try:
+        expected = sign_v1(params, access_key)
+    except UnicodeEncodeError:
+        return False
+    return _same(expected, token)
 
 
 @dataclass(frozen=True)
@@ -135,4 +152,4 @@ def verify_body_sign(body: bytes, header: str | None, access_key: str) -> bool:
     if parsed is None or parsed.sign_type.upper() != "HMAC-SHA256":
         return False
     expected = base64.b64encode(_hmac(access_key, body)).decode("ascii")
-    return hmac.compare_digest(expected, parsed.signature)
+    return _same(expected, parsed.signature)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from flask import Flask, Response
+from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
 from simulator.protocol import EncryptType, ResultCode
@@ -79,6 +79,9 @@ def create_app(config: MerchantConfig | None = None) -> Flask:
         if isinstance(error, HTTPException):
             return error
         app.logger.exception("unexpected error while answering the marketplace")
-        return produce.json_response(answer(ResultCode.INTERNAL_ERROR))
+        v1_call = request.method == "GET" and request.path == PRODUCE_PATH
+        return produce.json_response(
+            answer(ResultCode.INTERNAL_ERROR), sign_with=config.access_key if v1_call else None
+        )
 
     return app

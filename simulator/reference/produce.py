@@ -46,7 +46,7 @@ def read_json_object() -> dict[str, Any] | None:
     """The request body as a JSON object, or None when it is anything else."""
     try:
         body = json.loads(request.get_data(cache=True) or b"null")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
     return body if isinstance(body, dict) else None
 
@@ -76,7 +76,7 @@ def produce_v2() -> Response:
     if not is_fresh(timestamp, now_ms=int(time.time() * 1000)):
         return json_response(answer(ResultCode.INVALID_PARAMETER, "the timestamp is outside the 60 s window"))
     activity = body.get("activity")
-    if activity not in HANDLERS:
+    if not isinstance(activity, str) or activity not in HANDLERS:
         return json_response(answer(ResultCode.INVALID_PARAMETER, f"unknown activity {activity!r}"))
     if (problem := first_violation(body, "v2", activity)) is not None:
         return json_response(answer(ResultCode.INVALID_PARAMETER, problem))

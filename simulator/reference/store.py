@@ -99,7 +99,7 @@ class MerchantStore:
                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                    ON CONFLICT (order_id, order_line_id) DO NOTHING""",
                 (
-                    new_id("inst"),
+                    self.new_instance_id(fields),
                     fields["orderId"],
                     fields["orderLineId"],
                     fields["customerId"],
@@ -118,6 +118,10 @@ class MerchantStore:
             ).fetchone()
         return _instance(row)
 
+    def new_instance_id(self, fields: dict[str, str]) -> str:
+        """The id a new instance gets; only used when the order line has none yet."""
+        return new_id("inst")
+
     def instance(self, instance_id: str) -> Instance | None:
         with self._lock:
             row = self._db.execute("SELECT * FROM instances WHERE instance_id = ?", (instance_id,)).fetchone()
@@ -128,7 +132,7 @@ class MerchantStore:
         found = [self.instance(instance_id) for instance_id in instance_ids]
         return [item for item in found if item is not None and item.status != RELEASED]
 
-    def update_instance(self, instance_id: str, **columns: Any) -> None:
+    def update_instance(self, instance_id: str, /, **columns: Any) -> None:
         assignments = ", ".join(f"{column} = ?" for column in columns)
         with self._transaction() as db:
             db.execute(
@@ -158,7 +162,7 @@ class MerchantStore:
             ).fetchone()
         return None if row is None else row["status"]
 
-    def update_license(self, license_code: str, **columns: Any) -> None:
+    def update_license(self, license_code: str, /, **columns: Any) -> None:
         assignments = ", ".join(f"{column} = ?" for column in columns)
         with self._transaction() as db:
             db.execute(

@@ -1,0 +1,849 @@
+"""The bundled reference merchant, driven with requests signed by tests/independent.py.
+
+Every call is signed by the independent implementation of protocol.md, not by
+simulator.protocol, so a merchant that accepts them agrees with the text of the protocol.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import independent
+import pytest
+import requests
+from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
+from flask import Flask
+from flask.testing import FlaskClient
+
+from simulator.protocol import EncryptType, decrypt, encrypt
+from simulator.reference import MerchantConfig, create_app, generate_rsa_private_key, public_key_pem
+from simulator.serving import BackgroundServer
+
+ACCESS_KEY = "merchant-test-access-key"
+SYNC_KEY = "merchant-test-sync-key"
+PATH = "/produceAPI"
+
+
+# --- the independent implementation reproduces protocol.md's vectors --------------------------
+
+
+def test_independent_signer_reproduces_the_protocol_vectors() -> None:
+    v2_body = {
+        "activity": "newInstance",
+        "orderId": "CS1906666666ABCDE",
+        "orderLineId": "CS1906666666ABCDE-000001",
+        "customerName": "测试客户",
+        "testFlag": "1",
+        "saasExtendParams": None,
+    }
+    t, n = "1700000000000", "0123456789abcdef0123456789abcdef"
+    assert independent.canonical(v2_body) == (
+        '{"activity":"newInstance","customerName":"测试客户","orderId":"CS1906666666ABCDE",'
+        '"orderLineId":"CS1906666666ABCDE-000001","testFlag":"1"}'
+    )
+    assert independent.v2_inner(v2_body, "koosim-test-key") == (
+        "2f2728dab50185848e90664a12cd5d276df428744f3e85489a48eba27aad74d6"
+    )
+    assert independent.v2_signature(v2_body, "koosim-test-key", t, n) == (
+        "d65b900e6071b346fabc310b96db732854d64281745796283d24791a500505c7"
+    )
+    v1_params = {
+        "activity": "newInstance",
+        "businessId": "61e834ba-7b97-4418-b8f7-e5345137278c",
+        "customerId": "68cbc86abc2018ab880d92f36422fa0e",
+        "orderId": "CS1906666666ABCDE",
+        "timeStamp": "20231114221320000",
+        "email": "abc+/=",
+        "testFlag": "1",
+    }
+    assert independent.v1_auth_token(v1_params, "koosim-test-key") == (
+        "eVUwTfvWeeFmdlI7w71kWM2HgB4+Rc3UalMe7R3sVPg="
+    )
+    body = b'{"resultCode":"000000","resultMsg":"success.","instanceId":"inst-001"}'
+    signature = 'signature="bNBIjOlWvuxJA0fEM9HP4YlLJo5i5oHEcK5m7wPMQ/Y="'
+    assert independent.body_sign_ok(body, f'sign_type="HMAC-SHA256", {signature}', "koosim-test-key")
+    assert independent.body_sign_ok(body, f'sign_type="HMAC-SHA256",{signature}', "koosim-test-key")
+    assert not independent.body_sign_ok(
+        body + b" ", f'sign_type="HMAC-SHA256", {signature}', "koosim-test-key"
+    )
+    sync_body = {
+        "instanceId": "inst-001",
+        "tenantId": "t-001",
+        "appId": "app-001",
+        "userList": [{"userName": "alice", "name": "Alice"}],
+        "flag": "1",
+    }
+    assert independent.sync_signature(sync_body, "koosim-test-key", t, n) == (
+        "279cfac6821b62862fca61ace19020748cb2363cefb714cfde3a57f32483b1c6"
+    )
+
+
+# --- fixtures and helpers ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> bytes:
+    return generate_rsa_private_key()
+
+
+def make_app(rsa_key: bytes, **config: Any) -> Flask:
+    config = {"access_key": ACCESS_KEY, "sync_key": SYNC_KEY, "rsa_private_key": rsa_key, **config}
+    return create_app(MerchantConfig(**config))
+
+
+def close(app: Flask) -> None:
+    app.extensions["koosim.merchant"].store.close()
+
+
+@pytest.fixture
+def app(rsa_key: bytes) -> Iterator[Flask]:
+    app = make_app(rsa_key)
+    yield app
+    close(app)
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def as_json(response: Any) -> dict[str, Any]:
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    answer = json.loads(response.get_data())
+    assert isinstance(answer["resultCode"], str) and isinstance(answer["resultMsg"], str)
+    return answer
+
+
+def post_v2(
+    client: FlaskClient,
+    body: dict[str, Any],
+    query: dict[str, str] | None = None,
+    data: bytes | None = None,
+) -> dict[str, Any]:
+    """POST ``body`` (or ``data`` as the raw bytes) signed with the independent signer."""
+    query = independent.v2_query(body, ACCESS_KEY) if query is None else query
+    # Sent as a Java client might: member order as built, spaces, nulls kept, raw UTF-8.
+    data = json.dumps(body, ensure_ascii=False, indent=1).encode("utf-8") if data is None else data
+    response = client.post(PATH, query_string=query, data=data, content_type="application/json")
+    return as_json(response)
+
+
+def new_order(**overrides: Any) -> dict[str, Any]:
+    order_id = f"CS{uuid.uuid4().hex[:14].upper()}"
+    body = {
+        "activity": "newInstance",
+        "businessId": str(uuid.uuid4()),
+        "orderId": order_id,
+        "orderLineId": f"{order_id}-000001",
+        "customerId": uuid.uuid4().hex,
+        "customerName": "测试客户",
+        "productId": "00301-666666-0--0",
+        "skuCode": "sku-basic",
+        "chargingMode": "0",
+        "periodType": "month",
+        "periodNumber": "1",
+        "expireTime": "20991231235959",
+        "testFlag": "1",
+        "saasExtendParams": None,
+    }
+    return {**body, **overrides}
+
+
+def resend(body: dict[str, Any]) -> dict[str, Any]:
+    """The same call as the marketplace resends it: a new businessId (and new time and nonce)."""
+    return {**body, "businessId": str(uuid.uuid4())}
+
+
+@pytest.fixture
+def instance(client: FlaskClient) -> dict[str, Any]:
+    """A created instance: the newInstance body and answer, merged."""
+    body = new_order()
+    answer = post_v2(client, body)
+    assert answer["resultCode"] == "000000", answer
+    return {**body, **answer}
+
+
+# --- v2: what is accepted ----------------------------------------------------------------------
+
+
+def test_v2_new_instance_signed_independently_is_accepted(client: FlaskClient) -> None:
+    answer = post_v2(client, new_order())
+    assert answer["resultCode"] == "000000"
+    assert 1 <= len(answer["instanceId"]) <= 64
+    assert answer["encryptType"] in ("1", "2")
+    app_info = answer["appInfo"]
+    assert set(app_info) >= {"frontEndUrl", "adminUrl", "userName", "password", "memo"}
+    # The secrets travel encrypted with the access key (protocol.md §5) and decrypt with it.
+    encrypt_type = EncryptType(answer["encryptType"])
+    assert decrypt(app_info["userName"], ACCESS_KEY, encrypt_type).startswith("admin-")
+    assert decrypt(app_info["password"], ACCESS_KEY, encrypt_type)
+
+
+def test_v2_signature_in_upper_case_is_accepted(client: FlaskClient) -> None:
+    body = new_order()
+    query = independent.v2_query(body, ACCESS_KEY)
+    query["signature"] = query["signature"].upper()
+    assert post_v2(client, body, query)["resultCode"] == "000000"
+
+
+def test_v2_body_with_unicode_escapes_is_accepted(client: FlaskClient) -> None:
+    # The signature covers the parsed body, not the bytes: \u escapes and member order are free.
+    body = new_order()
+    data = json.dumps(dict(reversed(list(body.items())))).encode("ascii")
+    assert post_v2(client, body, data=data)["resultCode"] == "000000"
+
+
+# --- v2: what is refused -----------------------------------------------------------------------
+
+
+def test_v2_body_with_any_one_byte_changed_is_refused_with_000001(client: FlaskClient) -> None:
+    body = new_order(saasExtendParams="eyJrIjoidiJ9")
+    query = independent.v2_query(body, ACCESS_KEY)
+    data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    positions = [i for i, byte in enumerate(data) if chr(byte).isascii() and chr(byte).isalnum()]
+    assert len(positions) > 200
+    for position in positions:
+        changed = data[:position] + bytes([data[position] ^ 0x01]) + data[position + 1 :]
+        answer = post_v2(client, body, query, data=changed)
+        assert answer["resultCode"] == "000001", (position, changed[position - 10 : position + 10])
+
+
+def test_v2_without_signature_is_refused_with_000001(client: FlaskClient) -> None:
+    body = new_order()
+    query = independent.v2_query(body, ACCESS_KEY)
+    del query["signature"]
+    assert post_v2(client, body, query)["resultCode"] == "000001"
+    assert post_v2(client, body, {**query, "signature": ""})["resultCode"] == "000001"
+
+
+def test_v2_signed_with_another_key_is_refused_with_000001(client: FlaskClient) -> None:
+    body = new_order()
+    assert post_v2(client, body, independent.v2_query(body, ACCESS_KEY + "x"))["resultCode"] == "000001"
+
+
+def test_v2_signature_over_other_time_or_nonce_is_refused_with_000001(client: FlaskClient) -> None:
+    body = new_order()
+    query = independent.v2_query(body, ACCESS_KEY)
+    other = independent.v2_query(body, ACCESS_KEY)
+    assert post_v2(client, body, {**query, "nonce": other["nonce"]})["resultCode"] == "000001"
+    later = str(int(query["timestamp"]) + 1)
+    assert post_v2(client, body, {**query, "timestamp": later})["resultCode"] == "000001"
+
+
+@pytest.mark.parametrize("missing", ["timestamp", "nonce"])
+def test_v2_without_timestamp_or_nonce_is_refused_with_000002(client: FlaskClient, missing: str) -> None:
+    body = new_order()
+    query = independent.v2_query(body, ACCESS_KEY)
+    del query[missing]
+    assert post_v2(client, body, query)["resultCode"] == "000002"
+
+
+@pytest.mark.parametrize("offset_ms", [-61_000, 61_000, -300_000], ids=["61s-old", "61s-ahead", "5min-old"])
+def test_v2_stale_timestamp_is_refused_with_000002(client: FlaskClient, offset_ms: int) -> None:
+    body = new_order()
+    timestamp = str(int(independent.now_ms()) + offset_ms)
+    assert post_v2(client, body, independent.v2_query(body, ACCESS_KEY, timestamp))["resultCode"] == "000002"
+
+
+def test_v2_timestamp_59s_old_is_accepted(client: FlaskClient) -> None:
+    body = new_order()
+    timestamp = str(int(independent.now_ms()) - 59_000)
+    assert post_v2(client, body, independent.v2_query(body, ACCESS_KEY, timestamp))["resultCode"] == "000000"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"not json", b"", b"[1, 2]", b'"a string"', b"null", b'{"activity": ', b'{"a":"\xff\xfe"}'],
+    ids=["text", "empty", "array", "string", "null", "truncated", "not-utf8"],
+)
+def test_v2_body_that_is_not_a_json_object_is_refused_with_000002(client: FlaskClient, data: bytes) -> None:
+    assert post_v2(client, {}, data=data)["resultCode"] == "000002"
+
+
+@pytest.mark.parametrize(
+    "field", ["businessId", "orderId", "orderLineId", "customerId", "productId", "skuCode"]
+)
+def test_v2_missing_required_field_is_refused_with_000002(client: FlaskClient, field: str) -> None:
+    body = new_order()
+    del body[field]
+    answer = post_v2(client, body)
+    assert answer["resultCode"] == "000002"
+    assert field in answer["resultMsg"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [{"expireTime": "2099-12-31"}, {"testFlag": "yes"}, {"orderId": "x" * 65}, {"customerId": 42}],
+    ids=["expireTime-format", "testFlag-enum", "orderId-too-long", "customerId-not-a-string"],
+)
+def test_v2_malformed_field_is_refused_with_000002(client: FlaskClient, change: dict[str, Any]) -> None:
+    assert post_v2(client, new_order(**change))["resultCode"] == "000002"
+
+
+@pytest.mark.parametrize("activity", ["deleteEverything", "", None])
+def test_v2_unknown_activity_is_refused_with_000002(client: FlaskClient, activity: str | None) -> None:
+    assert post_v2(client, new_order(activity=activity))["resultCode"] == "000002"
+
+
+@pytest.mark.parametrize("activity", [["newInstance"], {"name": "newInstance"}], ids=["list", "object"])
+def test_v2_activity_that_is_not_a_string_is_refused_with_000002(client: FlaskClient, activity: Any) -> None:
+    assert post_v2(client, new_order(activity=activity))["resultCode"] == "000002"
+
+
+def test_v2_non_ascii_signature_is_refused_with_000001(client: FlaskClient) -> None:
+    body = new_order()
+    query = {**independent.v2_query(body, ACCESS_KEY), "signature": "é" * 64}
+    assert post_v2(client, body, query)["resultCode"] == "000001"
+
+
+def test_v2_body_with_a_lone_surrogate_is_refused(client: FlaskClient) -> None:
+    answer = post_v2(client, {}, independent.v2_query({}, ACCESS_KEY), data=b'{"activity":"\\ud800"}')
+    assert answer["resultCode"] in ("000001", "000002")
+
+
+def test_v2_deeply_nested_body_is_refused_with_000002(client: FlaskClient) -> None:
+    assert post_v2(client, {}, data=b"[" * 100_000)["resultCode"] == "000002"
+
+
+def test_v2_refused_by_a_v1_only_merchant(rsa_key: bytes) -> None:
+    app = make_app(rsa_key, protocols=frozenset({"v1"}))
+    try:
+        assert post_v2(app.test_client(), new_order())["resultCode"] == "000002"
+    finally:
+        close(app)
+
+
+# --- v1: GET with an authToken, Body-Sign on the answer ----------------------------------------
+
+
+def encrypted_with_plus_slash_and_equals(plaintext: str) -> str:
+    """``plaintext`` AES-256-encrypted under ACCESS_KEY, with an IV chosen so that the value
+    holds '+', '/' and '=': what a client that does not percent-encode would break."""
+    for attempt in range(10_000):
+        value = encrypt(plaintext, ACCESS_KEY, EncryptType.AES256, iv=f"iv{attempt:014d}")
+        if "+" in value and "/" in value and value.endswith("="):
+            return value
+    raise AssertionError("no IV gave a ciphertext with '+', '/' and '='")
+
+
+def v1_params(**overrides: str) -> dict[str, str]:
+    order_id = f"CS{uuid.uuid4().hex[:14].upper()}"
+    params = {
+        "activity": "newInstance",
+        "businessId": str(uuid.uuid4()),
+        "orderId": order_id,
+        "orderLineId": f"{order_id}-000001",
+        "customerId": uuid.uuid4().hex,
+        "productId": "00301-666666-0--0",
+        "skuCode": "sku-basic",
+        "email": encrypted_with_plus_slash_and_equals("buyer@example.com"),
+        "saasExtendParams": "eyJrZXkiOiJ2YWx+dWUifQ+/==",
+        "testFlag": "1",
+        "timeStamp": independent.v1_timestamp(),
+    }
+    return {**params, **overrides}
+
+
+def get_v1(client: FlaskClient, params: dict[str, str], token: str | None = None, encode: bool = True) -> Any:
+    token = independent.v1_auth_token(params, ACCESS_KEY) if token is None else token
+    pairs = {**params, "authToken": token}
+    quote_value = (lambda v: quote(v, safe="")) if encode else (lambda v: v)
+    query = "&".join(f"{name}={quote_value(value)}" for name, value in pairs.items())
+    return client.get(f"{PATH}?{query}")
+
+
+def test_v1_call_with_a_correct_auth_token_is_accepted_and_its_answer_signed(client: FlaskClient) -> None:
+    params = v1_params()
+    token = independent.v1_auth_token(params, ACCESS_KEY)
+    response = get_v1(client, params, token)
+    answer = as_json(response)
+    assert answer["resultCode"] == "000000", answer
+    assert answer["instanceId"]
+    assert independent.body_sign_ok(response.get_data(), response.headers.get("Body-Sign"), ACCESS_KEY)
+
+
+def test_v1_auth_token_with_plus_slash_equals_percent_encoded_is_accepted(client: FlaskClient) -> None:
+    # Find a call whose token itself holds '+', '/' and '=': the token is percent-encoded too.
+    for _ in range(200):
+        params = v1_params()
+        token = independent.v1_auth_token(params, ACCESS_KEY)
+        if "+" in token and "/" in token:
+            break
+    else:
+        raise AssertionError("no token with '+' and '/' in 200 tries")
+    response = get_v1(client, params, token)
+    assert as_json(response)["resultCode"] == "000000"
+    assert independent.body_sign_ok(response.get_data(), response.headers.get("Body-Sign"), ACCESS_KEY)
+
+
+def test_v1_values_sent_unencoded_arrive_changed_and_are_refused(client: FlaskClient) -> None:
+    # '+' unencoded arrives as a space (protocol.md §3 pitfall): the token no longer matches.
+    response = get_v1(client, v1_params(), encode=False)
+    assert as_json(response)["resultCode"] == "000001"
+
+
+def test_v1_wrong_auth_token_is_refused_with_000001_and_still_signed(client: FlaskClient) -> None:
+    params = v1_params()
+    wrong = independent.v1_auth_token(params, ACCESS_KEY + "x")
+    response = get_v1(client, params, wrong)
+    assert as_json(response)["resultCode"] == "000001"
+    assert independent.body_sign_ok(response.get_data(), response.headers.get("Body-Sign"), ACCESS_KEY)
+
+
+def test_v1_token_over_encoded_values_is_refused_with_000001(client: FlaskClient) -> None:
+    params = v1_params()
+    encoded = {name: quote(value, safe="") for name, value in params.items()}
+    response = get_v1(client, params, independent.v1_auth_token(encoded, ACCESS_KEY))
+    assert as_json(response)["resultCode"] == "000001"
+
+
+def test_v1_without_time_stamp_is_refused_with_000002_and_signed(client: FlaskClient) -> None:
+    params = v1_params()
+    token = independent.v1_auth_token(params, ACCESS_KEY)
+    del params["timeStamp"]
+    response = get_v1(client, params, token)
+    assert as_json(response)["resultCode"] == "000002"
+    assert independent.body_sign_ok(response.get_data(), response.headers.get("Body-Sign"), ACCESS_KEY)
+
+
+def test_v1_email_that_does_not_decrypt_is_refused_with_000002(client: FlaskClient) -> None:
+    other_key_value = encrypt(
+        "buyer@example.com", ACCESS_KEY + "x", EncryptType.AES256, iv="0123456789abcdef"
+    )
+    response = get_v1(client, v1_params(email=other_key_value))
+    assert as_json(response)["resultCode"] == "000002"
+
+
+def test_v1_unknown_activity_is_refused_with_000002(client: FlaskClient) -> None:
+    response = get_v1(client, v1_params(activity="getLicense"))
+    assert as_json(response)["resultCode"] == "000002"
+
+
+def test_v1_refused_by_a_v2_only_merchant_and_signed(rsa_key: bytes) -> None:
+    app = make_app(rsa_key, protocols=frozenset({"v2"}))
+    try:
+        response = get_v1(app.test_client(), v1_params())
+        assert as_json(response)["resultCode"] == "000002"
+        assert independent.body_sign_ok(response.get_data(), response.headers.get("Body-Sign"), ACCESS_KEY)
+    finally:
+        close(app)
+
+
+def test_v1_non_ascii_auth_token_is_refused_with_000001_and_signed(client: FlaskClient) -> None:
+    response = get_v1(client, v1_params(), token="é" * 44)
+    assert as_json(response)["resultCode"] == "000001"
+    assert independent.body_sign_ok(response.get_data(), response.headers.get("Body-Sign"), ACCESS_KEY)
+
+
+# --- newInstance idempotency -------------------------------------------------------------------
+
+
+def test_resent_new_instance_returns_the_same_instance_and_app_info(
+    client: FlaskClient, instance: dict[str, Any]
+) -> None:
+    body = {name: instance[name] for name in new_order()}
+    for _ in range(3):
+        again = post_v2(client, resend(body))
+        assert again["resultCode"] == "000000"
+        assert again["instanceId"] == instance["instanceId"]
+        assert again["appInfo"] == instance["appInfo"]
+
+
+def test_another_order_line_gets_another_instance(client: FlaskClient, instance: dict[str, Any]) -> None:
+    body = {name: instance[name] for name in new_order()}
+    other = post_v2(client, {**resend(body), "orderLineId": body["orderLineId"] + "2"})
+    assert other["resultCode"] == "000000"
+    assert other["instanceId"] != instance["instanceId"]
+
+
+def test_v1_and_v2_resends_of_one_order_line_share_the_instance(client: FlaskClient) -> None:
+    params = v1_params()
+    first = as_json(get_v1(client, params))
+    body = {name: value for name, value in params.items() if name not in ("timeStamp", "email")}
+    second = post_v2(client, resend(body))
+    assert first["resultCode"] == second["resultCode"] == "000000"
+    assert first["instanceId"] == second["instanceId"]
+
+
+def test_concurrent_resends_through_a_real_server_yield_one_instance(rsa_key: bytes, tmp_path: Path) -> None:
+    app = make_app(rsa_key, database=str(tmp_path / "concurrent.db"))
+    body = new_order()
+    copies = 8
+    barrier = threading.Barrier(copies)
+    try:
+        with BackgroundServer(app) as server:
+            assert server.base_url.startswith("http://127.0.0.1:")
+            url = server.base_url + PATH
+
+            def send(_: int) -> dict[str, Any]:
+                copy = resend(body)
+                query = independent.v2_query(copy, ACCESS_KEY)
+                data = json.dumps(copy, ensure_ascii=False).encode("utf-8")
+                barrier.wait(timeout=10)
+                response = requests.post(
+                    url, params=query, data=data, headers={"Content-Type": "application/json"}, timeout=10
+                )
+                assert response.status_code == 200
+                return response.json()
+
+            with ThreadPoolExecutor(copies) as pool:
+                answers = list(pool.map(send, range(copies)))
+    finally:
+        close(app)
+    assert [a["resultCode"] for a in answers] == ["000000"] * copies
+    assert len({a["instanceId"] for a in answers}) == 1
+    assert len({json.dumps(a["appInfo"], sort_keys=True) for a in answers}) == 1
+
+
+# --- the rest of the lifecycle -----------------------------------------------------------------
+
+
+def lifecycle_call(instance: dict[str, Any], activity: str, **fields: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"activity": activity, "instanceId": instance["instanceId"]}
+    if activity in ("refreshInstance", "upgrade"):
+        base.update(orderId=instance["orderId"], orderLineId=instance["orderLineId"])
+    if activity == "refreshInstance":
+        base.update(expireTime="21001231235959", scene="RENEWAL")
+    if activity == "updateInstanceStatus":
+        base.update(status="FREEZE")
+    if activity == "upgrade":
+        base.update(productId="00301-666666-0--1", skuCode="sku-pro", amount="100.00", diffAmount="50")
+    if activity == "changeInstanceCheck":
+        base.update(productInfo={"productId": "00301-666666-0--1", "skuCode": "sku-pro"})
+    return {**base, **fields}
+
+
+@pytest.mark.parametrize(
+    ("activity", "fields"),
+    [
+        ("refreshInstance", {}),
+        ("refreshInstance", {"scene": "UNSUBSCRIBE_RENEWAL_PERIOD"}),
+        ("refreshInstance", {"scene": "TRIAL_TO_FORMAL", "productId": "p-formal", "skuCode": "s-formal"}),
+        ("updateInstanceStatus", {"status": "FREEZE"}),
+        ("updateInstanceStatus", {"status": "UNFREEZE"}),
+        ("upgrade", {}),
+        ("changeInstanceCheck", {}),
+    ],
+    ids=[
+        "renewal",
+        "unsubscribe-renewal",
+        "trial-to-formal",
+        "freeze",
+        "unfreeze",
+        "upgrade",
+        "change-check",
+    ],
+)
+def test_lifecycle_call_succeeds_and_again_when_resent(
+    client: FlaskClient, instance: dict[str, Any], activity: str, fields: dict[str, Any]
+) -> None:
+    body = lifecycle_call(instance, activity, **fields)
+    assert post_v2(client, body)["resultCode"] == "000000"
+    assert post_v2(client, body)["resultCode"] == "000000"
+
+
+def test_freeze_unfreeze_freeze_each_succeed(client: FlaskClient, instance: dict[str, Any]) -> None:
+    for status in ("FREEZE", "UNFREEZE", "FREEZE", "UNFREEZE"):
+        body = lifecycle_call(instance, "updateInstanceStatus", status=status)
+        assert post_v2(client, body)["resultCode"] == "000000"
+
+
+@pytest.mark.parametrize(
+    ("activity", "fields"),
+    [
+        ("updateInstanceStatus", {"status": "DELETE"}),
+        ("refreshInstance", {"scene": "FOREVER"}),
+        ("refreshInstance", {"expireTime": "tomorrow"}),
+    ],
+    ids=["unknown-status", "unknown-scene", "bad-expire-time"],
+)
+def test_lifecycle_call_with_a_bad_value_is_refused_with_000002(
+    client: FlaskClient, instance: dict[str, Any], activity: str, fields: dict[str, Any]
+) -> None:
+    assert post_v2(client, lifecycle_call(instance, activity, **fields))["resultCode"] == "000002"
+
+
+def test_query_instance_answers_the_known_ids_with_their_app_info(
+    client: FlaskClient, instance: dict[str, Any]
+) -> None:
+    other = post_v2(client, new_order())
+    ids = f"{instance['instanceId']},inst-unknown,{other['instanceId']}"
+    answer = post_v2(client, {"activity": "queryInstance", "instanceId": ids})
+    assert answer["resultCode"] == "000000"
+    assert answer["encryptType"] == instance["encryptType"]
+    assert answer["info"] == [
+        {"instanceId": instance["instanceId"], "appInfo": instance["appInfo"]},
+        {"instanceId": other["instanceId"], "appInfo": other["appInfo"]},
+    ]
+
+
+def test_query_instance_takes_100_ids_and_refuses_101(client: FlaskClient, instance: dict[str, Any]) -> None:
+    ids = [instance["instanceId"]] + [f"inst-unknown-{i}" for i in range(99)]
+    answer = post_v2(client, {"activity": "queryInstance", "instanceId": ",".join(ids)})
+    assert answer["resultCode"] == "000000"
+    assert [item["instanceId"] for item in answer["info"]] == [instance["instanceId"]]
+    too_many = ",".join([*ids, "inst-unknown-100"])
+    assert post_v2(client, {"activity": "queryInstance", "instanceId": too_many})["resultCode"] == "000002"
+
+
+def test_release_then_resend_then_everything_else_is_000003(
+    client: FlaskClient, instance: dict[str, Any]
+) -> None:
+    release = lifecycle_call(instance, "releaseInstance", orderId=instance["orderId"])
+    assert post_v2(client, release)["resultCode"] == "000000"
+    assert post_v2(client, release)["resultCode"] == "000000"  # a resend (practice)
+    for activity in ("refreshInstance", "updateInstanceStatus", "upgrade", "changeInstanceCheck"):
+        assert post_v2(client, lifecycle_call(instance, activity))["resultCode"] == "000003", activity
+    query = post_v2(client, {"activity": "queryInstance", "instanceId": instance["instanceId"]})
+    assert query["resultCode"] == "000000"
+    assert query["info"] == []
+
+
+@pytest.mark.parametrize(
+    "activity",
+    ["refreshInstance", "updateInstanceStatus", "releaseInstance", "upgrade", "changeInstanceCheck"],
+)
+def test_unknown_instance_is_000003(client: FlaskClient, activity: str) -> None:
+    ghost = {"instanceId": "inst-does-not-exist", "orderId": "CS0", "orderLineId": "CS0-1"}
+    assert post_v2(client, lifecycle_call(ghost, activity))["resultCode"] == "000003"
+
+
+def test_lifecycle_works_over_v1_too(client: FlaskClient) -> None:
+    created = as_json(get_v1(client, v1_params()))
+    freeze = {
+        "activity": "updateInstanceStatus",
+        "instanceId": created["instanceId"],
+        "status": "FREEZE",
+        "timeStamp": independent.v1_timestamp(),
+    }
+    response = get_v1(client, freeze)
+    assert as_json(response)["resultCode"] == "000000"
+    assert independent.body_sign_ok(response.get_data(), response.headers.get("Body-Sign"), ACCESS_KEY)
+    ghost = get_v1(client, {**freeze, "instanceId": "inst-does-not-exist"})
+    assert as_json(ghost)["resultCode"] == "000003"
+
+
+# --- licence products --------------------------------------------------------------------------
+
+
+def test_license_lifecycle(client: FlaskClient) -> None:
+    order = new_order(activity="getLicense")
+    got = post_v2(client, order)
+    assert got["resultCode"] == "000000"
+    license_code = got["license"]
+    assert license_code
+    assert post_v2(client, resend(order))["license"] == license_code  # resend: the same code
+
+    ref = {"orderId": order["orderId"], "orderLineId": order["orderLineId"], "license": license_code}
+    refresh = {"activity": "refreshLicense", **ref, "expireTime": "21001231235959", "scene": "RENEWAL"}
+    assert post_v2(client, refresh)["resultCode"] == "000000"
+    assert post_v2(client, refresh)["resultCode"] == "000000"
+    expire = {"activity": "expireLicense", **ref}
+    assert post_v2(client, expire)["resultCode"] == "000000"
+    assert post_v2(client, expire)["resultCode"] == "000000"
+    assert post_v2(client, refresh)["resultCode"] == "000000"  # renewal after expiry
+    release = {"activity": "releaseLicense", **ref}
+    assert post_v2(client, release)["resultCode"] == "000000"
+    assert post_v2(client, release)["resultCode"] == "000000"
+    assert post_v2(client, refresh)["resultCode"] == "000003"
+    assert post_v2(client, expire)["resultCode"] == "000003"
+
+
+@pytest.mark.parametrize("activity", ["refreshLicense", "expireLicense", "releaseLicense"])
+def test_unknown_license_is_000003(client: FlaskClient, activity: str) -> None:
+    body = {"activity": activity, "orderId": "CS0", "orderLineId": "CS0-1", "license": "LIC-NOPE"}
+    if activity == "refreshLicense":
+        body["expireTime"] = "21001231235959"
+    assert post_v2(client, body)["resultCode"] == "000003"
+
+
+def test_get_license_without_order_line_is_000002(client: FlaskClient) -> None:
+    order = new_order(activity="getLicense")
+    del order["orderLineId"]
+    assert post_v2(client, order)["resultCode"] == "000002"
+
+
+# --- user-authorization sync -------------------------------------------------------------------
+
+
+def post_sync(
+    client: FlaskClient, call: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    headers = independent.sync_headers(body, SYNC_KEY) if headers is None else headers
+    data = json.dumps(body, ensure_ascii=False).encode("utf-8")
+    return as_json(client.post(f"{PATH}/v2/{call}", data=data, headers=headers))
+
+
+def auth_body(flag: str) -> dict[str, Any]:
+    return {
+        "instanceId": "inst-001",
+        "tenantId": "t-001",
+        "appId": "app-001",
+        "userList": [{"userName": "alice", "name": "Alice", "role": "admin"}, {"userName": "bob"}],
+        "flag": flag,
+    }
+
+
+def test_auth_sync_add_twice_and_delete_twice_all_succeed(app: Flask, client: FlaskClient) -> None:
+    store = app.extensions["koosim.merchant"].store
+    for _ in range(2):
+        assert post_sync(client, "authSync", auth_body("1"))["resultCode"] == "000000"
+        assert store.entries("user", "inst-001", "t-001", "app-001") == ["alice", "bob"]
+    for _ in range(2):
+        assert post_sync(client, "authSync", auth_body("0"))["resultCode"] == "000000"
+        assert store.entries("user", "inst-001", "t-001", "app-001") == []
+
+
+def test_sync_with_a_wrong_signature_is_000001(client: FlaskClient) -> None:
+    body = auth_body("1")
+    headers = independent.sync_headers(body, SYNC_KEY)
+    wrong = {**headers, "x-sign": headers["x-sign"][:-1] + ("0" if headers["x-sign"][-1] != "0" else "1")}
+    assert post_sync(client, "authSync", body, wrong)["resultCode"] == "000001"
+    assert post_sync(client, "authSync", body, {**headers, "x-sign": ""})["resultCode"] == "000001"
+    # Signed with the produce access key instead of the sync key.
+    produce_key = independent.sync_headers(body, ACCESS_KEY)
+    assert post_sync(client, "authSync", body, produce_key)["resultCode"] == "000001"
+    # The v2 scheme (with an inner HMAC) is not the sync scheme.
+    v2_style = {
+        **headers,
+        "x-sign": independent.v2_signature(body, SYNC_KEY, headers["x-timestamp"], headers["x-nonce"]),
+    }
+    assert post_sync(client, "authSync", body, v2_style)["resultCode"] == "000001"
+
+
+@pytest.mark.parametrize("missing", ["x-timestamp", "x-nonce"])
+def test_sync_without_timestamp_or_nonce_is_000002(client: FlaskClient, missing: str) -> None:
+    body = auth_body("1")
+    headers = independent.sync_headers(body, SYNC_KEY)
+    del headers[missing]
+    assert post_sync(client, "authSync", body, headers)["resultCode"] == "000002"
+
+
+def test_sync_with_a_stale_timestamp_is_000002(client: FlaskClient) -> None:
+    body = auth_body("1")
+    stale = str(int(independent.now_ms()) - 61_000)
+    answer = post_sync(client, "authSync", body, independent.sync_headers(body, SYNC_KEY, stale))
+    assert answer["resultCode"] == "000002"
+
+
+def test_sync_missing_field_and_unknown_call_are_000002(client: FlaskClient) -> None:
+    body = auth_body("1")
+    del body["appId"]
+    assert post_sync(client, "authSync", body)["resultCode"] == "000002"
+    assert post_sync(client, "userDelete", auth_body("1"))["resultCode"] == "000002"
+
+
+def application_body(client_secret: str, flag: str = "1") -> dict[str, Any]:
+    return {
+        "instanceId": "inst-001",
+        "tenantId": "t-001",
+        "appId": "app-001",
+        "name": "应用",
+        "clientId": "client-001",
+        "clientSecret": client_secret,
+        "flag": flag,
+    }
+
+
+def encrypt_for(private_key_pem: bytes, secret: str) -> str:
+    """RSA/ECB/PKCS1Padding with the merchant's public key, done here with cryptography directly."""
+    public_key = load_pem_public_key(public_key_pem(private_key_pem))
+    return base64.b64encode(public_key.encrypt(secret.encode(), asym_padding.PKCS1v15())).decode()
+
+
+def test_application_sync_with_a_secret_for_the_merchant_key_succeeds(
+    client: FlaskClient, rsa_key: bytes
+) -> None:
+    body = application_body(encrypt_for(rsa_key, "s3cr3t-ключ"))
+    assert post_sync(client, "applicationSync", body)["resultCode"] == "000000"
+    assert post_sync(client, "applicationSync", body)["resultCode"] == "000000"
+    assert post_sync(client, "applicationSync", {**body, "flag": "0"})["resultCode"] == "000000"
+
+
+@pytest.mark.parametrize(
+    "secret",
+    ["not base64!", base64.b64encode(b"far too short for a 2048-bit key").decode(), "密钥"],
+    ids=["not-base64", "wrong-length", "non-ascii"],
+)
+def test_application_sync_with_a_garbage_secret_is_000101(client: FlaskClient, secret: str) -> None:
+    assert post_sync(client, "applicationSync", application_body(secret))["resultCode"] == "000101"
+
+
+def _synthetic_plaintext_ciphertext(private_key_pem: bytes) -> str | None:
+    key = load_pem_private_key(private_key_pem, password=None)
+    for _ in range(5000):
+        ciphertext = os.urandom(key.key_size // 8)
+        try:
+            key.decrypt(ciphertext, asym_padding.PKCS1v15()).decode("utf-8")
+        except ValueError:
+            continue
+        return base64.b64encode(ciphertext).decode()
+    return None
+
+
+def test_application_sync_with_any_undecryptable_secret_is_000101(
+    client: FlaskClient, rsa_key: bytes
+) -> None:
+    garbage = _synthetic_plaintext_ciphertext(rsa_key)
+    if garbage is None:
+        pytest.skip("this OpenSSL rejects bad PKCS#1 v1.5 padding explicitly")
+    assert post_sync(client, "applicationSync", application_body(garbage))["resultCode"] == "000101"
+
+
+def test_tenant_org_and_full_org_sync_succeed_repeatedly(app: Flask, client: FlaskClient) -> None:
+    tenant = {
+        "instanceId": "inst-001",
+        "orderId": "CS1",
+        "tenantId": "t-001",
+        "tenantCode": "acme",
+        "name": "ACME",
+        "domainName": "acme.example",
+    }
+    org = {"instanceId": "inst-001", "tenantId": "t-001", "orgCode": "o-1", "name": "R&D", "parentCode": ""}
+    for flag in ("1", "1", "0", "0"):
+        assert post_sync(client, "tenantSync", {**tenant, "flag": flag})["resultCode"] == "000000"
+        assert post_sync(client, "singleOrgSync", {**org, "flag": flag})["resultCode"] == "000000"
+    full = {
+        "instanceId": "inst-001",
+        "tenantId": "t-001",
+        "orgList": [{"orgCode": "o-2", "name": "Sales"}, {"orgCode": "o-3", "name": "Ops"}],
+    }
+    store = app.extensions["koosim.merchant"].store
+    for _ in range(2):
+        assert post_sync(client, "allOrgSync", full)["resultCode"] == "000000"
+        assert store.entries("org", "inst-001", "t-001", "") == ["o-2", "o-3"]
+
+
+# --- durability --------------------------------------------------------------------------------
+
+
+def test_file_backed_store_keeps_instances_across_app_restarts(rsa_key: bytes, tmp_path: Path) -> None:
+    database = str(tmp_path / "m.db")
+    first = make_app(rsa_key, database=database)
+    try:
+        body = new_order()
+        created = post_v2(first.test_client(), body)
+        assert created["resultCode"] == "000000"
+    finally:
+        close(first)
+    second = make_app(rsa_key, database=database)
+    try:
+        client = second.test_client()
+        query = post_v2(client, {"activity": "queryInstance", "instanceId": created["instanceId"]})
+        assert query["info"] == [{"instanceId": created["instanceId"], "appInfo": created["appInfo"]}]
+        again = post_v2(client, resend(body))
+        assert again["instanceId"] == created["instanceId"]
+        assert again["appInfo"] == created["appInfo"]
+    finally:
+        close(second)
