@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from simulator.checks.base import Context, Provisioned, Severity, check
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import replace
+
+from simulator.checks.base import Context, Provisioned, Severity, check, describe
 from simulator.model import query_fields, release_fields, status_fields
 from simulator.protocol import ResultCode
-from simulator.transport import Exchange
+from simulator.resend import RESENDS_VARIABLE, policy_from_env, resend_reason
+from simulator.transport import Exchange, Target, Transport
 
 RESENDS = 3
 """How many identical copies a resend check sends after the first."""
@@ -42,12 +48,13 @@ def _same_instance(ctx: Context, copies: list[Exchange], how: str) -> None:
         )
 
 
-@check("idempotency.new-instance-resend", rule="§7 seed rule")
+@check("idempotency.new-instance-resend", rule="§7 seed")
 def new_instance_resend(ctx: Context) -> None:
     """A resent newInstance (new businessId, timestamp and nonce) returns the same instanceId.
 
     The marketplace resends an order it did not get an answer for; the merchant must answer
-    with the instance it already created and create nothing new.
+    with the instance it already created and create nothing new. Another order line of the
+    same order is another instance.
     """
     order = ctx.orders.order()
     copies = [
@@ -55,9 +62,18 @@ def new_instance_resend(ctx: Context) -> None:
         for n in range(1 + RESENDS)
     ]
     _same_instance(ctx, copies, "a resend")
+    # The key is the order *line*: a second line of the same order is a different instance.
+    second_line = replace(order, order_line_id=f"{order.order_id}-000002")
+    other = ctx.send(
+        second_line.new_instance_fields(ctx.orders.business_id()), "newInstance (second order line)"
+    )
+    if ctx.expect(other, ResultCode.SUCCESS, "a second order line of the same order") and (
+        other.answer_field("instanceId") in _instance_ids(copies)
+    ):
+        ctx.fail("a second orderLineId of the same orderId got the first line's instanceId", other)
 
 
-@check("idempotency.new-instance-concurrent", rule="§7 seed rule")
+@check("idempotency.new-instance-concurrent", rule="§7 seed")
 def new_instance_concurrent(ctx: Context) -> None:
     """Copies of one newInstance arriving at the same moment yield one instanceId.
 
@@ -105,7 +121,7 @@ def release_resend(ctx: Context) -> None:
     _resent(ctx, release_fields(created.instance_id), "releaseInstance")
 
 
-@check("idempotency.license-resend", rule="§7 seed rule", protocols=("v2",))
+@check("idempotency.license-resend", rule="§7 seed", protocols=("v2",))
 def license_resend(ctx: Context) -> None:
     """A resent getLicense for the same order line returns the same license code."""
     order = ctx.orders.order()
@@ -118,3 +134,109 @@ def license_resend(ctx: Context) -> None:
     codes = {e.answer_field("license") for e in copies if e.result_code == ResultCode.SUCCESS}
     if len(codes) > 1:
         ctx.fail(f"a resent getLicense got {len(codes)} different license codes", *copies)
+
+
+ABANDON_AFTER = 0.001
+"""How long the marketplace waits for the first deliveries in ``converges-after-failures``: far
+below any merchant's processing time, so those deliveries count as failed while the merchant
+still processes them."""
+CHECK_BACKOFF = 0.05
+"""The first resend delay inside ``converges-after-failures``: the configured resend schedule
+scaled to start at 50 ms (50, 100, 200 ms by default) so that the check stays fast."""
+
+
+@check("idempotency.converges-after-failures", rule="§9")
+def converges_after_failures(ctx: Context) -> None:
+    """Resends after deliveries the marketplace gave up on converge on one instanceId.
+
+    The marketplace sends newInstance and stops waiting after 1 ms, while the merchant is still
+    processing it: the first delivery's connection is closed unread; for the second the
+    simulator keeps listening (the marketplace does not) to learn what it created. It resends
+    per the resend policy (KOOSIM_RESENDS, KOOSIM_BACKOFF; the backoff scaled to 50 ms steps)
+    until an answer arrives, then one late copy comes. Every answer and queryInstance must
+    show a single instance for the order. The first delivery's exchange appears only as
+    evidence of a failure: it has no answer by design.
+    """
+    policy = policy_from_env().scaled(CHECK_BACKOFF)
+    if not policy.resends:
+        ctx.skip(f"the resend policy allows no resend ({RESENDS_VARIABLE}=0)")
+    order = ctx.orders.order()
+    abandoned = min(2, policy.resends)  # at least one delivery left for an answer
+    given_up: list[Exchange] = []
+    listening: list[Future[Exchange]] = []
+    answered: list[Exchange] = []
+    outcome: Exchange | None = None
+    with ThreadPoolExecutor(max_workers=abandoned) as pool:
+        for attempt in range(1, policy.attempts + 1):
+            fields = order.new_instance_fields(ctx.orders.business_id())
+            label = f"newInstance (attempt {attempt})"
+            seen: Exchange | None
+            if attempt == 1:
+                seen = _send(replace(ctx.target, timeout=ABANDON_AFTER), fields, f"{label}, unread", 1)
+                given_up.append(seen)
+                seen = seen if seen.answered else None
+            elif attempt <= abandoned:
+                future = pool.submit(
+                    _send, ctx.target, fields, f"{label}, marketplace stopped waiting", attempt
+                )
+                listening.append(future)
+                try:
+                    seen = future.result(timeout=ABANDON_AFTER)
+                except FutureTimeout:
+                    seen = None
+            else:
+                seen = ctx.transport.send(fields, label=label, attempt=attempt)
+                answered.append(seen)
+                ctx.exchanges.append(seen)
+            if seen is not None and resend_reason(seen) is None:
+                outcome = seen
+                break
+            if attempt < policy.attempts:
+                time.sleep(policy.delays[attempt - 1])
+        overheard = [future.result() for future in listening]  # each bounded by the call's deadline
+    ctx.exchanges[:0] = overheard
+    deliveries = [*given_up, *overheard, *answered]
+    if outcome is None:
+        ctx.abort(
+            f"newInstance was not accepted after {len(deliveries)} deliveries "
+            f"({policy.describe()}): last {describe(deliveries[-1])}",
+            *deliveries[-2:],
+        )
+    ctx.require(outcome, ResultCode.SUCCESS, "newInstance resent after failed deliveries must succeed")
+    late = ctx.transport.send(
+        order.new_instance_fields(ctx.orders.business_id()),
+        label="newInstance (late copy)",
+        attempt=len(deliveries) + 1,
+    )
+    ctx.exchanges.append(late)
+    ctx.expect(late, ResultCode.SUCCESS, "a copy arriving after the accepted resend must succeed")
+    first_with: dict[str, Exchange] = {}
+    for exchange in [*deliveries, late]:
+        instance_id = exchange.answer_field("instanceId")
+        if exchange.result_code == ResultCode.SUCCESS and isinstance(instance_id, str) and instance_id:
+            first_with.setdefault(instance_id, exchange)
+    if not first_with:
+        ctx.abort("no answer carried an instanceId", outcome)
+    listed = _listed_instances(ctx, set(first_with))
+    if len(first_with) > 1:
+        unread = [e for e in given_up if not e.answered]
+        ctx.fail(
+            f"after {len(deliveries) - 1} failed delivery(ies) and the resends that followed, the same "
+            f"orderId + orderLineId got {len(first_with)} different instanceIds; queryInstance lists "
+            f"{len(listed)} of them",
+            *first_with.values(),
+            *unread,
+        )
+    elif not listed:
+        ctx.fail(
+            "queryInstance does not list the instance newInstance answered (§9: record it first)", outcome
+        )
+
+
+def _send(target: Target, fields: dict[str, str], label: str, attempt: int) -> Exchange:
+    """One delivery on a connection of its own, so that it can be abandoned or overheard."""
+    transport = Transport(target)
+    try:
+        return transport.send(fields, label=label, attempt=attempt)
+    finally:
+        transport.close()

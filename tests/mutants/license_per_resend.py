@@ -1,0 +1,46 @@
+"""getLicense issues a new license code for every resend of the same order line.
+
+The bug: the merchant generates a code per call and stores it under the call's businessId,
+never asking whether the order line already has one. Each resend mints another valid code; the
+buyer is shown one, the merchant renews or releases another, and licences leak.
+
+Why it is tempting: a licence generator is naturally "generate and return", and a resend is
+rare enough that nobody sees two codes in testing.
+
+How the reference merchant avoids it: ``store.MerchantStore.create_license`` inserts under
+``UNIQUE (order_id, order_line_id)`` with ``ON CONFLICT DO NOTHING`` and returns the code the
+first copy stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Flask
+
+from simulator.reference import MerchantConfig, create_app
+from simulator.reference.activities import Answer, Merchant
+
+from .base import install_merchant, mutant
+
+
+@dataclass
+class CodePerCallMerchant(Merchant):
+    def get_license(self, fields: dict[str, str]) -> Answer:
+        # The defect: the call's businessId stands in for the order line.
+        return super().get_license({**fields, "orderLineId": fields["businessId"]})
+
+
+def build(config: MerchantConfig) -> Flask:
+    app = create_app(config)
+    install_merchant(app, CodePerCallMerchant)
+    return app
+
+
+MUTANT = mutant(
+    __name__,
+    build,
+    catches="idempotency.license-resend",
+    evidence="different license codes",
+    rule="§7 seed rule, §1 license products",
+)

@@ -1,0 +1,124 @@
+"""The faulty-merchant gallery (``tests/mutants/``): each check catches the defect it exists for,
+and the reference merchant, run through the whole catalog, sets off none of them.
+
+Every mutant is served on its own ephemeral port and judged by only the checks it needs (its
+expected check, the active checks that feed a per-exchange one, and a few neighbours that must
+stay green), which keeps the file fast; the reference merchant gets the full catalog, v2 and v1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from flask import Flask
+from mutants import GALLERY, Mutant
+from mutants import v2_signature_ignored as cli_mutant
+
+from simulator.checks import Verdict, select
+from simulator.cli import main
+from simulator.reference import (
+    PRODUCE_PATH,
+    MerchantConfig,
+    create_app,
+    generate_rsa_private_key,
+    public_key_pem,
+)
+from simulator.serving import BackgroundServer
+from simulator.suite import CheckResult, Run, run_checks
+from simulator.transport import Target
+
+ACCESS_KEY = "koosim-gallery-access-key"
+SYNC_KEY = "koosim-gallery-sync-key"
+DOCS = Path(__file__).resolve().parent.parent / "docs" / "mutants.md"
+
+
+@pytest.fixture(scope="module")
+def rsa_private_key() -> bytes:
+    return generate_rsa_private_key()  # one key for the module: generating 2048-bit keys is slow
+
+
+@pytest.fixture
+def config(rsa_private_key: bytes) -> MerchantConfig:
+    """Keys of our own rather than the demo ones: nothing may work only by the defaults."""
+    return MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY, rsa_private_key=rsa_private_key)
+
+
+def target(server: BackgroundServer, config: MerchantConfig, protocol: str, timeout: float) -> Target:
+    return Target(
+        url=server.base_url + PRODUCE_PATH,
+        access_key=config.access_key,
+        protocol=protocol,
+        sync_key=config.sync_key,
+        rsa_public_key=public_key_pem(config.rsa_private_key),
+        timeout=timeout,
+    )
+
+
+def run_against(
+    app: Flask, config: MerchantConfig, protocol: str, patterns: list[str], timeout: float = 5.0
+) -> Run:
+    with BackgroundServer(app) as server:
+        return run_checks(target(server, config, protocol, timeout), select(patterns))
+
+
+def summary(result: CheckResult) -> str:
+    findings = "\n".join(f"    - {finding.message}" for finding in result.findings)
+    return f"{result.check.id}: {result.verdict} ({result.evidence})\n{findings}"
+
+
+def _param(mutant: Mutant) -> object:
+    """A known check bug or gap is an expected failure, strict: the day it is fixed, this says so."""
+    marks = (
+        []
+        if mutant.xfail is None
+        else [pytest.mark.xfail(strict=True, raises=AssertionError, reason=mutant.xfail)]
+    )
+    return pytest.param(mutant, id=mutant.name, marks=marks)
+
+
+@pytest.mark.parametrize("mutant", [_param(mutant) for mutant in GALLERY])
+def test_the_check_catches_the_mutant(mutant: Mutant, config: MerchantConfig) -> None:
+    run = run_against(mutant.build(config), config, mutant.protocol, mutant.selection, mutant.timeout)
+    results = {result.check.id: result for result in run.results}
+    caught = results[mutant.catches]
+    assert caught.verdict is mutant.verdict, summary(caught)
+    assert any(mutant.evidence in finding.message for finding in caught.findings), summary(caught)
+    for control in mutant.controls:
+        assert results[control].verdict is Verdict.PASSED, f"a neighbour fired: {summary(results[control])}"
+
+
+@pytest.mark.parametrize("protocol", ["v2", "v1"])
+def test_the_reference_merchant_passes_every_check(protocol: str, config: MerchantConfig) -> None:
+    run = run_against(create_app(config), config, protocol, [])
+    alarms = [summary(r) for r in run.results if r.verdict in (Verdict.FAILED, Verdict.WARNED)]
+    assert not alarms, "\n".join(alarms)
+    # Only the other generation's checks may skip: sync and applicationSync checks really ran.
+    skipped = [r for r in run.results if r.verdict is Verdict.SKIPPED]
+    assert all((r.skip_reason or "").startswith("applies to") for r in skipped), [summary(r) for r in skipped]
+
+
+def test_koosim_verify_names_the_failing_check_and_how_to_reproduce_it(
+    config: MerchantConfig, tmp_path: Path
+) -> None:
+    mutant = cli_mutant.MUTANT
+    unset = dict.fromkeys(
+        ("KOOSIM_URL", "KOOSIM_PROTOCOL", "KOOSIM_SYNC_URL", "KOOSIM_SYNC_KEY", "KOOSIM_RSA_PUBLIC_KEY")
+    )
+    env = {**unset, "KOOSIM_ACCESS_KEY": config.access_key, "KOOSIM_TIMEOUT": None, "COLUMNS": "200"}
+    runner = CliRunner()
+    with BackgroundServer(mutant.build(config)) as server, runner.isolated_filesystem(temp_dir=tmp_path):
+        url = server.base_url + PRODUCE_PATH
+        result = runner.invoke(main, ["verify", "--url", url, "--checks", mutant.catches], env=env)
+    assert result.exit_code == 1, result.output
+    assert mutant.catches in result.output
+    assert f"reproduce: koosim verify --url {url} --checks {mutant.catches}" in result.output
+    assert config.access_key not in result.output
+
+
+def test_the_docs_list_every_mutant() -> None:
+    table = DOCS.read_text(encoding="utf-8")
+    for mutant in GALLERY:
+        assert f"`{mutant.name}`" in table, f"docs/mutants.md does not list {mutant.name}"
+        assert f"`{mutant.catches}`" in table
