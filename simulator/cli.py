@@ -10,18 +10,21 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.markup import escape
+from rich.text import Text
 
 from simulator import __version__
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 
-def _fail(message: str, code: int) -> None:
-    Console(stderr=True).print(f"[bold red]koosim:[/] {message}", highlight=False, markup=False)
+def _fail(message: str, code: int) -> NoReturn:
+    """End the command with a one-line message on stderr (never wrapped) and ``code``."""
+    Console(stderr=True, soft_wrap=True).print(Text.assemble(("koosim:", "bold red"), " ", message))
     sys.exit(code)
 
 
@@ -55,9 +58,22 @@ def target_options(function: Any) -> Any:
     return function
 
 
+def db_option(function: Any) -> Any:
+    """``--db PATH``: the run history every command shares (env KOOSIM_DB)."""
+    return click.option(
+        "--db",
+        "db_path",
+        envvar="KOOSIM_DB",
+        default=".koosim/koosim.db",
+        show_default=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help="SQLite run history (env KOOSIM_DB).",
+    )(function)
+
+
 def reproduce_command(settings_flags: dict[str, Any], check_id: str) -> str:
     words = ["koosim", "verify"]
-    for name in ("url", "protocol", "sync_url", "timeout"):
+    for name in ("url", "protocol", "sync_url", "timeout", "seed"):
         if settings_flags.get(name) is not None:
             words += [f"--{name.replace('_', '-')}", str(settings_flags[name])]
     return shlex.join([*words, "--checks", check_id])
@@ -68,7 +84,11 @@ def reproduce_command(settings_flags: dict[str, Any], check_id: str) -> str:
 @click.option(
     "--checks", "patterns", multiple=True, metavar="GLOB", help="Only checks whose id matches (repeatable)."
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the generated order ids.")
+@click.option(
+    "--seed",
+    type=int,
+    help="Seed of the generated order ids (default: a new one each run, shown in reports).",
+)
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write a JUnit XML report.")
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a JSON report."
@@ -76,25 +96,33 @@ def reproduce_command(settings_flags: dict[str, Any], check_id: str) -> str:
 @click.option(
     "--html", type=click.Path(dir_okay=False, path_type=Path), help="Write a self-contained HTML report."
 )
+@db_option
 def verify(
     url: str | None,
     protocol: str | None,
     sync_url: str | None,
     timeout: float | None,
     patterns: tuple[str, ...],
-    seed: int,
+    seed: int | None,
     junit: Path | None,
     json_path: Path | None,
     html: Path | None,
+    db_path: Path,
 ) -> None:
-    """Run the conformance checks against a merchant and report per rule."""
+    """Run the conformance checks against a merchant and report per rule.
+
+    The run is recorded in the run history as it happens (`koosim runs`, `koosim show`).
+    """
     from simulator.checks import select
     from simulator.config import ConfigError, load_settings
+    from simulator.model import fresh_seed
     from simulator.report import console as console_report
+    from simulator.store import RunRecorder, Store, StoreError
     from simulator.suite import TargetUnreachable, probe, run_checks
     from simulator.targets import open_target
 
-    flags = {"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout}
+    flags = {"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout, "seed": seed}
+    seed = fresh_seed() if seed is None else seed
     try:
         settings = load_settings(flags)
         checks = select(patterns)
@@ -102,20 +130,46 @@ def verify(
         _fail(str(exc), EXIT_USAGE)
     console = Console()
     try:
+        recorder = RunRecorder(
+            Store(db_path), planned=len(checks), reproduce=lambda check_id: reproduce_command(flags, check_id)
+        )
+    except StoreError as exc:
+        _fail(f"cannot keep the run history: {exc}", EXIT_USAGE)
+
+    def finished(result: Any) -> None:
+        recorder.result(result)
+        progress.finished(result)
+
+    try:
         with open_target(settings) as target:
             probe(target)
             where = "the bundled reference merchant" if settings.url is None else target.url
-            console.print(f"koosim {__version__}: {len(checks)} checks against {where} ({target.protocol})")
+            console.print(
+                f"koosim {__version__}: {len(checks)} checks against {where} ({target.protocol}), seed {seed}"
+            )
             with console_report.LiveProgress(console, len(checks)) as progress:
                 run = run_checks(
-                    target, checks, seed=seed, on_start=progress.started, on_result=progress.finished
+                    target,
+                    checks,
+                    seed=seed,
+                    on_start=progress.started,
+                    on_result=finished,
+                    on_begin=recorder.begin,
+                    on_exchange=recorder.exchange,
                 )
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
     except TargetUnreachable as exc:
         _fail(f"the target could not be reached: {exc}", EXIT_UNREACHABLE)
+    recorder.finish(run)
     reproduce = {result.check.id: reproduce_command(flags, result.check.id) for result in run.results}
     console_report.print_run(console, run, reproduce)
+    if recorder.problem is None:
+        console.print(f"[dim]recorded in {escape(str(db_path))}: koosim show {run.id}[/]", highlight=False)
+    else:
+        Console(stderr=True).print(
+            f"koosim: the run history is incomplete: {recorder.problem}", highlight=False, markup=False
+        )
     _write_reports(run, reproduce, junit=junit, json_path=json_path, html=html)
     sys.exit(run.exit_code)
 
@@ -224,6 +278,24 @@ def merchant(
     finally:
         server.server_close()
 
+
+from simulator.cli_load import load  # noqa: E402
+
+main.add_command(load)
+
+
+from simulator.cli_scenarios import explore, play, scenarios  # noqa: E402
+
+main.add_command(scenarios)
+main.add_command(play)
+main.add_command(explore)
+
+
+from simulator.cli_server import runs, serve, show  # noqa: E402
+
+main.add_command(serve)
+main.add_command(runs)
+main.add_command(show)
 
 if __name__ == "__main__":  # pragma: no cover
     main()

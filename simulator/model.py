@@ -8,6 +8,7 @@ which the checks and the explorer compare with what the merchant actually said.
 from __future__ import annotations
 
 import random
+import secrets
 import string
 import uuid
 from dataclasses import dataclass, field
@@ -116,6 +117,11 @@ def change_check_fields(instance_id: str, product_id: str, sku_code: str) -> dic
         "instanceId": instance_id,
         "productInfo": {"productId": product_id, "skuCode": sku_code},
     }
+
+
+def fresh_seed() -> int:
+    """A new seed per run: a merchant keeps its orders, so a rerun must not reuse order ids."""
+    return secrets.randbelow(10**9)
 
 
 class OrderFactory:

@@ -13,10 +13,11 @@ from urllib.parse import urlsplit
 from simulator.checks import Check, Context, Finding, Severity, Verdict
 from simulator.checks.base import CheckAborted, CheckSkipped
 from simulator.model import OrderFactory
+from simulator.resend import DEFAULT_POLICY, ResendPolicy, policy_from_env
 from simulator.transport import Exchange, Target, Transport
 
-RESEND_SCHEDULE = (1.0, 2.0, 4.0)
-"""ASSUMPTION: the marketplace resends a failed call 3 times, after 1 s, 2 s and 4 s."""
+RESEND_SCHEDULE = DEFAULT_POLICY.delays
+"""ASSUMPTION: the marketplace resends a failed call 3 times, after 1 s, 2 s and 4 s (resend.py)."""
 
 
 @dataclass
@@ -54,15 +55,15 @@ class Run:
     finished_at: float | None = None
     results: list[CheckResult] = field(default_factory=list)
     exchanges: list[Exchange] = field(default_factory=list)
+    resend_policy: ResendPolicy = field(default_factory=policy_from_env)
+    """As KOOSIM_RESENDS / KOOSIM_BACKOFF set it; read when the run starts, before any traffic."""
 
     @property
     def assumptions(self) -> dict[str, str]:
         """The figures the marketplace does not publish, as this run took them (protocol.md §10)."""
         return {
             "deadline": f"{self.target.timeout:g} s per call (ASSUMPTION)",
-            "resend schedule": f"{len(RESEND_SCHEDULE)} resends after "
-            + ", ".join(f"{delay:g} s" for delay in RESEND_SCHEDULE)
-            + " (ASSUMPTION)",
+            "resend schedule": f"{self.resend_policy.describe()} (ASSUMPTION)",
             "timestamp window": "60 s (doc)",
         }
 
@@ -103,20 +104,25 @@ def run_checks(
     seed: int = 0,
     on_start: Callable[[Check], None] | None = None,
     on_result: Callable[[CheckResult], None] | None = None,
+    on_begin: Callable[[Run], None] | None = None,
+    on_exchange: Callable[[Exchange], None] | None = None,
 ) -> Run:
-    """Run ``checks``: the active ones first, then the per-exchange ones over every exchange."""
+    """Run ``checks``: the active ones first, then the per-exchange ones over every exchange.
+
+    ``on_begin`` sees the new run before any call is sent; ``on_exchange`` sees each exchange of
+    the shared transport as soon as it completes (the run history commits them one by one;
+    copies a check sends on connections of their own arrive with its result instead).
+    """
     run = Run(target=target, seed=seed)
-    transport = Transport(target)
+    if on_begin is not None:
+        on_begin(run)
+    transport = Transport(target, on_exchange=on_exchange)
     orders = OrderFactory(seed)
     try:
         for check in checks:
             if on_start is not None:
                 on_start(check)
-            if check.per_exchange:
-                result = _judge_exchanges(check, run.exchanges, target)
-            else:
-                result = _run_active(check, target, transport, orders)
-                run.exchanges.extend(result.exchanges)
+            result = run_check(check, target, transport, orders, run.exchanges)
             run.results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -124,6 +130,21 @@ def run_checks(
         transport.close()
         run.finished_at = time.time()
     return run
+
+
+def run_check(
+    check: Check, target: Target, transport: Transport, orders: OrderFactory, exchanges: list[Exchange]
+) -> CheckResult:
+    """Run one check as :func:`run_checks` does, for a caller that runs them one at a time.
+
+    An active check drives the merchant through ``transport`` and its exchanges are appended to
+    ``exchanges``; a per-exchange check judges ``exchanges`` (skipped when there is none yet).
+    """
+    if check.per_exchange:
+        return _judge_exchanges(check, exchanges, target)
+    result = _run_active(check, target, transport, orders)
+    exchanges.extend(result.exchanges)
+    return result
 
 
 def _verdict(check: Check, findings: list[Finding]) -> Verdict:

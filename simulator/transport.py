@@ -150,7 +150,7 @@ class Transport:
         else:
             exchange = self._prepare_v2(fields, tamper or Tamper())
         exchange.label, exchange.attempt = label, attempt
-        return self._perform(exchange)
+        return self.perform(exchange)
 
     def _prepare_v2(self, fields: Mapping[str, Any], tamper: Tamper) -> Exchange:
         body = dict(fields)
@@ -241,11 +241,12 @@ class Transport:
             label=label,
             attempt=attempt,
         )
-        return self._perform(exchange)
+        return self.perform(exchange)
 
     # --- the wire --------------------------------------------------------------------------------
 
-    def _perform(self, exchange: Exchange) -> Exchange:
+    def perform(self, exchange: Exchange) -> Exchange:
+        """Send a prepared exchange and fill in what came back; never raises for the merchant's doing."""
         started = time.perf_counter()
         deadline = started + self.target.timeout
         try:

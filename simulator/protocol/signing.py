@@ -153,3 +153,26 @@ def verify_body_sign(body: bytes, header: str | None, access_key: str) -> bool:
         return False
     expected = base64.b64encode(_hmac(access_key, body)).decode("ascii")
     return _same(expected, parsed.signature)
+
+
+# --- merchant -> marketplace open APIs (ASSUMPTION: see docs/server.md) -------------------------
+
+
+def canonical_query(params: Mapping[str, str]) -> str:
+    """What a GET call signs in place of a body: parameters sorted by name, ``k=v`` joined by ``&``."""
+    return "&".join(f"{name}={params[name]}" for name in sorted(params))
+
+
+def sign_openapi(access_key: str, ts: str, nonce: str, body: str) -> str:
+    """The ``signature`` header of a merchant's call to the marketplace's open APIs."""
+    return base64.b64encode(_hmac(access_key, f"ts={ts}&nonce={nonce}&body={body}")).decode("ascii")
+
+
+def verify_openapi(access_key: str, ts: str, nonce: str, body: str, signature: str | None) -> bool:
+    if not signature:
+        return False
+    try:
+        expected = sign_openapi(access_key, ts, nonce, body)
+    except UnicodeEncodeError:
+        return False
+    return _same(expected, signature)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -11,9 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from simulator.checks import Check, Verdict
-from simulator.report.records import body_text, redact
+from simulator.report.records import run_record
 from simulator.suite import CheckResult, Run
-from simulator.transport import Exchange
 
 STYLE = {
     Verdict.PASSED: ("PASS", "green"),
@@ -63,80 +63,98 @@ class LiveProgress:
 
 
 def print_run(console: Console, run: Run, reproduce: dict[str, str]) -> None:
-    secrets = run.target.secrets
-    table = Table(title=f"koosim verify: {escape(redact(run.target.url, secrets))} ({run.target.protocol})")
-    table.add_column("check")
+    """The verdict table, each failure in full, and the summary of a run that just finished."""
+    record = run_record(run, reproduce)
+    elapsed = {exchange.id: exchange.elapsed * 1000 for exchange in run.exchanges}
+    for exchange in record["exchanges"]:  # the record keeps 0.1 ms; round once, as always
+        exchange["elapsed_ms"] = elapsed.get(exchange["id"], exchange["elapsed_ms"])
+    print_record(console, record)
+
+
+def print_record(console: Console, record: Mapping[str, Any]) -> None:
+    """Render a run from its plain-data form (:func:`records.run_record`, or the run history's,
+    which has the same shape): a live run and a stored one print alike. Everything in a
+    record is already redacted."""
+    target = record["target"]
+    kind = record.get("kind", "verify")
+    table = Table(title=f"koosim {kind}: {escape(target['url'])} ({target['protocol']})")
+    table.add_column("check", no_wrap=True)
     table.add_column("verdict")
     table.add_column("evidence", overflow="fold")
-    for result in run.results:
+    for result in record["checks"]:
         table.add_row(
-            escape(result.check.id), verdict_text(result.verdict), escape(redact(result.evidence, secrets))
+            escape(result["id"]), verdict_text(Verdict(result["verdict"])), escape(result["evidence"])
         )
     console.print(table)
 
-    for result in run.results:
-        if result.verdict in (Verdict.FAILED, Verdict.WARNED):
-            _print_failure(console, result, secrets, reproduce[result.check.id])
+    exchanges = {exchange["id"]: exchange for exchange in record["exchanges"]}
+    for result in record["checks"]:
+        if result["verdict"] in (Verdict.FAILED, Verdict.WARNED):
+            _print_failure(console, result, exchanges)
 
+    assumptions = record["assumptions"]
     console.print(
-        "[dim]" + escape("; ".join(f"{name}: {value}" for name, value in run.assumptions.items())) + "[/]"
+        "[dim]" + escape("; ".join(f"{name}: {value}" for name, value in assumptions.items())) + "[/]"
     )
-    counts = ", ".join(f"{run.count(v)} {v.value}" for v in Verdict)
-    console.print(f"{len(run.results)} checks: {counts}; {len(run.exchanges)} exchanges; run {run.id}")
-    if run.delisting_risk:
+    summary = record["summary"]
+    counts = ", ".join(f"{summary[v.value]} {v.value}" for v in Verdict)
+    totals = f"{len(record['checks'])} checks: {counts}; {len(record['exchanges'])} exchanges"
+    console.print(f"{totals}; run {record['run_id']}")
+    if record["delisting_risk"]:
         console.print(
             "[bold red]Delisting risk: the real marketplace would treat this interface as failing[/] "
-            f"({run.count(Verdict.FAILED)} documented rule(s) broken)."
+            f"({summary[Verdict.FAILED.value]} documented rule(s) broken)."
         )
     else:
         console.print("[green]No delisting risk found: every documented rule checked holds.[/]")
 
 
-def _print_failure(console: Console, result: CheckResult, secrets: Sequence[str], command: str) -> None:
-    check = result.check
+def _print_failure(
+    console: Console, result: Mapping[str, Any], exchanges: Mapping[str, Mapping[str, Any]]
+) -> None:
     lines = [
-        f"[bold]{escape(check.title)}[/]",
-        f"rule: protocol.md {escape(check.rule)} ({check.severity.value}). {escape(check.doc)}",
+        f"[bold]{escape(result['title'])}[/]",
+        f"rule: protocol.md {escape(result['rule'])} ({result['severity']}). {escape(result['doc'])}",
     ]
-    for finding in result.findings[:SHOWN_FINDINGS]:
+    findings = result["findings"]
+    for finding in findings[:SHOWN_FINDINGS]:
         lines.append("")
-        lines.append(f"[red]✗ {escape(redact(finding.message, secrets))}[/]")
-        lines.extend(_exchange_lines(exchange, secrets) for exchange in finding.exchanges[:2])
-    if len(result.findings) > SHOWN_FINDINGS:
-        lines.append(
-            f"\n… and {len(result.findings) - SHOWN_FINDINGS} more finding(s) in the JSON/HTML report"
+        lines.append(f"[red]✗ {escape(finding['message'])}[/]")
+        lines.extend(
+            _exchange_lines(exchanges[exchange_id])
+            for exchange_id in finding["exchanges"][:2]
+            if exchange_id in exchanges
         )
-    lines.append(f"\nreproduce: [cyan]{escape(command)}[/]")
-    style = "red" if result.verdict is Verdict.FAILED else "yellow"
-    console.print(Panel("\n".join(lines), title=escape(check.id), title_align="left", border_style=style))
+    if len(findings) > SHOWN_FINDINGS:
+        lines.append(f"\n… and {len(findings) - SHOWN_FINDINGS} more finding(s) in the JSON/HTML report")
+    if result.get("reproduce"):
+        lines.append(f"\nreproduce: [cyan]{escape(result['reproduce'])}[/]")
+    style = "red" if result["verdict"] == Verdict.FAILED else "yellow"
+    console.print(Panel("\n".join(lines), title=escape(result["id"]), title_align="left", border_style=style))
 
 
-def _exchange_lines(exchange: Exchange, secrets: Sequence[str]) -> str:
-    request = f"  → {exchange.method} {redact(exchange.url, secrets)}"
-    if exchange.request_body:
-        request += "\n    " + body_text(exchange.request_body, secrets)
-    if exchange.answered:
-        response = f"  ← HTTP {exchange.status} in {exchange.elapsed * 1000:.0f} ms\n    " + body_text(
-            exchange.response_body, secrets
-        )
+def _exchange_lines(exchange: Mapping[str, Any]) -> str:
+    request = exchange["request"]
+    text = f"  → {request['method']} {request['url']}"
+    if exchange.get("attempt", 1) > 1:
+        text += f" (attempt {exchange['attempt']})"
+    if request["body"]:
+        text += "\n    " + request["body"]
+    response = exchange["response"]
+    if response is not None:
+        text += f"\n  ← HTTP {response['status']} in {exchange['elapsed_ms']:.0f} ms\n    " + response["body"]
     else:
-        response = f"  ← {redact(exchange.error or 'no answer', secrets)}"
-    return escape(f"{request}\n{response}")
+        text += f"\n  ← {exchange['error'] or 'no answer'}"
+    return escape(text)
 
 
 def print_catalog(console: Console, checks: Sequence[Check]) -> None:
-    table = Table(title="koosim check catalog")
-    table.add_column("id")
-    table.add_column("severity")
-    table.add_column("rule")
-    table.add_column("protocols")
+    table = Table(title="koosim check catalog (rules: docs/protocol.md)")
+    table.add_column("id", no_wrap=True)  # ids are copied into --checks: never cut them
+    table.add_column("severity", no_wrap=True)
+    table.add_column("rule", no_wrap=True)
     table.add_column("what it checks", overflow="fold")
     for check in checks:
-        table.add_row(
-            escape(check.id),
-            check.severity.value,
-            escape(f"protocol.md {check.rule}"),
-            "/".join(sorted(check.protocols)),
-            escape(check.title),
-        )
+        only = "" if len(check.protocols) > 1 else f" ({next(iter(check.protocols))} only)"
+        table.add_row(escape(check.id), check.severity.value, escape(check.rule), escape(check.title + only))
     console.print(table)

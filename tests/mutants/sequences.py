@@ -163,7 +163,7 @@ NO_READD_AFTER_DELETE = Mutant(
 
 # --- a race only concurrent copies expose ----------------------------------------------------------
 
-PROVISIONING_SECONDS = 0.1
+PROVISIONING_SECONDS = 0.05
 """The window between "not found" and "recorded" in which a second copy also finds nothing."""
 
 

@@ -1,0 +1,501 @@
+"""``koosim scenarios``, ``koosim play`` and ``koosim explore``: the scenario commands.
+
+Exit codes as ``koosim verify``: 0 every expectation met (explore: no failing sequence found),
+1 at least one failed, 2 a malformed scenario file or another usage error, 3 the target could
+not be reached.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+
+from simulator.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, _fail, target_options
+from simulator.explore import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS, SAVE_DIR, Exploration, Found
+from simulator.playback import Judgement, Player, Prepared, ScenarioOutcome, StepOutcome, requirements
+from simulator.report.records import body_text, redact
+from simulator.scenario import Scenario, ScenarioError, Step, Unresolved, discover, find, library_dirs, load
+from simulator.transport import Exchange, Target
+
+SHOWN_BODY_CHARS = 600
+"""How much of an answer a failure shows; ``--step`` shows the whole (capped) body."""
+
+scenarios_option = click.option(
+    "--scenarios",
+    "scenario_dirs",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="A folder of your own scenario files, searched before the library (repeatable).",
+)
+
+
+@click.command(name="scenarios")
+@scenarios_option
+def scenarios(scenario_dirs: tuple[Path, ...]) -> None:
+    """List the scenario library (and your --scenarios folders): name, file, steps, what it shows."""
+    try:
+        entries = discover(library_dirs(scenario_dirs))
+    except ScenarioError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    console = Console()
+    table = Table(title="koosim scenarios")
+    table.add_column("name")
+    table.add_column("file", overflow="fold")
+    table.add_column("steps", justify="right")
+    table.add_column("protocol")
+    table.add_column("what it plays", overflow="fold")
+    broken = [entry for entry in entries if entry.scenario is None]
+    for entry in sorted(entries, key=lambda e: e.scenario.name if e.scenario else ""):
+        if entry.scenario is not None:
+            scenario = entry.scenario
+            table.add_row(
+                escape(scenario.name),
+                escape(_shown_path(entry.path)),
+                str(len(scenario.steps)),
+                scenario.protocol,
+                escape(scenario.description),
+            )
+    console.print(table)
+    console.print("play one: [cyan]koosim play NAME[/] (add --step to go call by call)", highlight=False)
+    for entry in broken:
+        Console(stderr=True).print(f"koosim: {entry.error}", highlight=False, markup=False, soft_wrap=True)
+    sys.exit(EXIT_USAGE if broken else EXIT_OK)
+
+
+@click.command()
+@click.argument("names", nargs=-1, required=True, metavar="NAME_OR_FILE...")
+@target_options
+@scenarios_option
+@click.option("--step", "step_mode", is_flag=True, help="Show each call before sending it; Enter sends it.")
+@click.option(
+    "--seed", help="Use this seed instead of the file's (fresh ids for a merchant that kept the old)."
+)
+def play(
+    names: tuple[str, ...],
+    url: str | None,
+    protocol: str | None,
+    sync_url: str | None,
+    timeout: float | None,
+    scenario_dirs: tuple[Path, ...],
+    step_mode: bool,
+    seed: str | None,
+) -> None:
+    """Play scenarios (library names or files) against a merchant and judge every expectation.
+
+    Each scenario is played in its own protocol unless --protocol is given.
+    """
+    from simulator.config import ConfigError, load_settings
+    from simulator.suite import TargetUnreachable, probe
+    from simulator.targets import open_target
+
+    flags = {"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout}
+    try:
+        settings = load_settings(flags)
+        dirs = library_dirs(scenario_dirs)
+        loaded = [load(path) for name in names for path in find(name, dirs)]
+    except (ConfigError, ScenarioError) as exc:
+        _fail(str(exc), EXIT_USAGE)
+    console = Console()
+    try:
+        with open_target(settings) as target:
+            probe(target)
+            targets = [dataclasses.replace(target, protocol=protocol or s.protocol) for s in loaded]
+            problems = [
+                p for scenario, t in zip(loaded, targets, strict=True) for p in requirements(scenario, t)
+            ]
+            if problems:
+                _fail(problems[0], EXIT_USAGE)
+            where = "the bundled reference merchant" if settings.url is None else target.url
+            console.print(
+                f"koosim play: {len(loaded)} scenario(s) against {escape(redact(where, target.secrets))}",
+                highlight=False,
+            )
+            outcomes = [
+                _play_one(console, scenario, scenario_target, seed, step_mode)
+                for scenario, scenario_target in zip(loaded, targets, strict=True)
+            ]
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except TargetUnreachable as exc:
+        _fail(f"the target could not be reached: {exc}", EXIT_UNREACHABLE)
+    _print_summary(console, outcomes, flags)
+    sys.exit(EXIT_FAILED if any(outcome.failed for outcome in outcomes) else EXIT_OK)
+
+
+def _shown_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def _play_one(
+    console: Console, scenario: Scenario, target: Target, seed: str | None, step_mode: bool
+) -> ScenarioOutcome:
+    file = f"{_shown_path(scenario.path)}, " if scenario.path else ""
+    shown_seed = scenario.seed if seed is None else seed
+    console.print(
+        f"\n[bold]{escape(scenario.name)}[/] ({escape(file)}{target.protocol}, "
+        f"seed {escape(str(shown_seed))}): {len(scenario.steps)} steps",
+        highlight=False,
+    )
+    if scenario.description:
+        console.print(f"[dim]{escape(scenario.description)}[/]", highlight=False)
+    player = Player(scenario, target, seed=seed)
+    outcome = ScenarioOutcome(scenario, target)
+    pausing = step_mode
+    try:
+        for number, step in enumerate(scenario.steps, start=1):
+            if not pausing:
+                result = player.play_step(step)
+                _print_step_line(console, result, target)
+            else:
+                result, pausing = _play_interactively(console, player, step, number, len(scenario.steps))
+            outcome.steps.append(result)
+    finally:
+        player.close()
+    failed = sum(1 for step in outcome.steps if step.failed)
+    verdict = f"[bold red]{failed} of {len(outcome.steps)} steps failed[/]" if failed else "[green]all met[/]"
+    console.print(f"{escape(scenario.name)}: {verdict}", highlight=False)
+    return outcome
+
+
+# --- one step at a time -------------------------------------------------------------------------
+
+
+def _play_interactively(
+    console: Console, player: Player, step: Step, number: int, total: int
+) -> tuple[StepOutcome, bool]:
+    """Show the call, wait for Enter, send it, show the answer; return whether to keep pausing."""
+    console.rule(f"step {number}/{total} · {escape(step.id)} · {escape(step_title(step))}", align="left")
+    if step.activity is None:
+        console.print(f"a pause of {step.wait:g} s", highlight=False)
+        return player.play_step(step), True
+    try:
+        prepared = player.prepare(step)
+    except Unresolved as exc:  # a value it needs did not come from an earlier step
+        outcome = StepOutcome(step, None, blocked=str(exc))
+        _print_step_line(console, outcome, player.target)
+        return outcome, True
+    _print_request(console, prepared, player.target)
+    console.print("[dim]press Enter to send (Ctrl+C stops)[/]", end="", highlight=False)
+    line = sys.stdin.readline()
+    keep_pausing = line != ""
+    if not keep_pausing:
+        console.print("\n[dim]no more input: playing the remaining steps without pausing[/]", highlight=False)
+    else:
+        console.print()
+    if step.wait:
+        console.print(f"[dim]waiting {step.wait:g} s[/]", highlight=False)
+        time.sleep(step.wait)
+    outcome = player.perform(prepared)
+    for exchange in outcome.exchanges:
+        console.print(escape(_response_text(exchange, player.target.secrets, limit=None)), highlight=False)
+        if isinstance(exchange.response_json, dict):
+            pretty = json.dumps(exchange.response_json, ensure_ascii=False, indent=2)
+            console.print(escape(redact(pretty, player.target.secrets)), highlight=False)
+    for judgement in outcome.judgements:
+        console.print(_judgement_text(judgement), highlight=False)
+    return outcome, keep_pausing
+
+
+def _print_request(console: Console, prepared: Prepared, target: Target) -> None:
+    step = prepared.step
+    secrets = target.secrets
+    if step.is_sync:
+        line = f"→ POST {target.sync_call_url(step.call)}  (x-timestamp, x-nonce, x-sign added when sent)"
+    elif target.protocol == "v1":
+        line = f"→ GET {target.url}?<the fields below>&timeStamp=…&authToken=…  (signed when sent)"
+    else:
+        line = f"→ POST {target.url}?signature=…&timestamp=…&nonce=…  (signed when sent)"
+    console.print(escape(redact(line, secrets)), highlight=False)
+    body = json.dumps(prepared.fields, ensure_ascii=False, indent=2)
+    console.print(escape(redact(body, secrets)), highlight=False)
+    copies = len(prepared.copies)
+    if copies > 1:
+        how = "at the same moment" if step.concurrent > 1 else "one after the other"
+        fresh = ", each with a new businessId" if "businessId" in prepared.fields else ""
+        console.print(f"{copies} copies, {how}{fresh}", highlight=False)
+    expectations = ", ".join(_expectation_names(step)) or "nothing (the answer is shown, not judged)"
+    console.print(f"expects: {escape(expectations)}", highlight=False)
+
+
+def _expectation_names(step: Step) -> list[str]:
+    return [f"{key} {value}" if value is not True else key for key, value in step.expect.to_data().items()]
+
+
+# --- output ----------------------------------------------------------------------------------------
+
+
+def step_title(step: Step) -> str:
+    """A step in a few words: ``refreshInstance of new (scene RENEWAL) ×2``."""
+    if step.activity is None:
+        return f"pause {step.wait:g} s"
+    words = f"resend of {step.resend}" if step.resend else step.activity
+    if step.of:
+        words += f" of {', '.join(step.of)}"
+    details = [f"{name} {step.fields[name]}" for name in ("status", "scene", "flag") if name in step.fields]
+    if details:
+        words += f" ({', '.join(str(d) for d in details)})"
+    if step.repeat > 1:
+        words += f" ×{step.repeat}"
+    if step.concurrent > 1:
+        words += f" ×{step.concurrent} at once"
+    return words
+
+
+def _judgement_text(judgement: Judgement) -> str:
+    if judgement.passed:
+        return f"  [green]✓[/] {escape(judgement.expectation)}"
+    check = f" [{judgement.check_id}]" if judgement.check_id else ""
+    note = _severity_note(judgement.check_id)
+    return f"  [red]✗ {escape(judgement.expectation)}{escape(check)}[/]: {escape(judgement.message)}{note}"
+
+
+def _severity_note(check_id: str | None) -> str:
+    from simulator.checks.base import REGISTRY, Severity
+
+    check = REGISTRY.get(check_id or "")
+    if check is not None and check.severity is Severity.WARNING:
+        return " [dim](a practice rule: koosim verify reports it as a warning)[/]"
+    return ""
+
+
+def _print_step_line(console: Console, outcome: StepOutcome, target: Target) -> None:
+    step = outcome.step
+    mark = "[red]✗[/]" if outcome.failed else "[green]✓[/]"
+    codes = ", ".join(dict.fromkeys(e.result_code or "—" for e in outcome.exchanges))
+    elapsed = sum(e.elapsed for e in outcome.exchanges) * 1000
+    timing = f" [dim]{elapsed:.0f} ms[/]" if outcome.exchanges else ""
+    console.print(
+        f"  {mark} {escape(step.id)}: {escape(step_title(step))}"
+        + (f" → {escape(codes)}" if codes else "")
+        + timing,
+        highlight=False,
+    )
+    if outcome.blocked is not None:
+        console.print(
+            f"      [red]not sent[/]: {escape(redact(outcome.blocked, target.secrets))}", highlight=False
+        )
+    for judgement in outcome.failures:
+        console.print("    " + _judgement_text(judgement), highlight=False)
+    shown = {id(j.exchange): j.exchange for j in outcome.failures if j.exchange is not None}
+    for exchange in list(shown.values())[:2]:
+        console.print(escape(_exchange_text(exchange, target.secrets)), highlight=False, style="dim")
+
+
+def _exchange_text(exchange: Exchange, secrets: Sequence[str]) -> str:
+    request = f"        → {exchange.method} {redact(exchange.url, secrets)}"
+    if exchange.request_body:
+        request += "\n          " + body_text(exchange.request_body, secrets)[:SHOWN_BODY_CHARS]
+    return request + "\n" + _response_text(exchange, secrets, limit=SHOWN_BODY_CHARS, indent="        ")
+
+
+def _response_text(exchange: Exchange, secrets: Sequence[str], limit: int | None, indent: str = "") -> str:
+    """The answer in one line; with ``limit=None`` a JSON body is left to the caller to show."""
+    label = f"{exchange.label}: " if "copy" in exchange.label else ""
+    if not exchange.answered:
+        return f"{indent}← {label}{redact(exchange.error or 'no answer', secrets)}"
+    head = f"{indent}← {label}HTTP {exchange.status} in {exchange.elapsed * 1000:.0f} ms"
+    if limit is None and isinstance(exchange.response_json, dict):
+        return head
+    body = body_text(exchange.response_body, secrets)
+    if limit is not None and len(body) > limit:
+        body = body[:limit] + "…"
+    return f"{head}: {body}"
+
+
+def _print_summary(console: Console, outcomes: list[ScenarioOutcome], flags: dict[str, Any]) -> None:
+    failed = [outcome for outcome in outcomes if outcome.failed]
+    if not failed:
+        console.print(f"\n[green]{len(outcomes)} scenario(s): every expectation met.[/]", highlight=False)
+        return
+    console.print(
+        f"\n[bold red]{len(failed)} of {len(outcomes)} scenario(s) failed.[/] Failed checks:", highlight=False
+    )
+    for check_id in dict.fromkeys(c for outcome in failed for c in outcome.failed_checks):
+        words = ["koosim", "verify"]
+        for name in ("url", "protocol", "sync_url", "timeout"):
+            if flags.get(name) is not None:
+                words += [f"--{name.replace('_', '-')}", str(flags[name])]
+        command = shlex.join([*words, "--checks", check_id])
+        console.print(
+            f"  {escape(check_id)}  [dim](the same rule in verify: {escape(command)})[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
+# --- explore ----------------------------------------------------------------------------------------
+
+
+@click.command()
+@target_options
+@click.option(
+    "--max-examples",
+    type=click.IntRange(min=1),
+    default=DEFAULT_MAX_EXAMPLES,
+    show_default=True,
+    help="How many call sequences to try.",
+)
+@click.option(
+    "--max-steps",
+    type=click.IntRange(min=1, max=100),
+    default=DEFAULT_MAX_STEPS,
+    show_default=True,
+    help="Calls per sequence at most.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed: the same seed tries the same sequences."
+)
+@click.option(
+    "--save-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=SAVE_DIR,
+    show_default=True,
+    help="Where the smallest failing sequence is saved as a scenario file.",
+)
+def explore(
+    url: str | None,
+    protocol: str | None,
+    sync_url: str | None,
+    timeout: float | None,
+    max_examples: int,
+    max_steps: int,
+    seed: int,
+    save_dir: Path,
+) -> None:
+    """Try random sequences of marketplace calls; shrink a failure to a scenario `koosim play` replays.
+
+    Failures found earlier are tried first (Hypothesis example database in .koosim/examples).
+    """
+    from simulator.config import ConfigError, load_settings
+    from simulator.suite import TargetUnreachable, probe
+    from simulator.targets import open_target
+
+    flags = {"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout}
+    try:
+        settings = load_settings(flags)
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    console = Console()
+    try:
+        with open_target(settings) as target:
+            probe(target)
+            where = "the bundled reference merchant" if settings.url is None else target.url
+            console.print(
+                f"koosim explore: seed {seed}, up to {max_examples} sequences of up to {max_steps} calls "
+                f"against {escape(redact(where, target.secrets))} ({target.protocol})",
+                highlight=False,
+            )
+            if not target.sync_key:
+                console.print("[dim]no sync key (KOOSIM_SYNC_KEY): user-sync calls are left out[/]")
+            exploration = Exploration(target, seed=seed, max_examples=max_examples, max_steps=max_steps)
+            with _ExploreProgress(console, max_examples) as progress:
+                exploration.on_progress = progress.update
+                found = exploration.run()
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except TargetUnreachable as exc:
+        _fail(f"the target could not be reached: {exc}", EXIT_UNREACHABLE)
+    if found is None:
+        console.print(
+            f"[green]No failure in {exploration.examples} sequences ({exploration.calls} calls): "
+            "every invariant held.[/]",
+            highlight=False,
+        )
+        sys.exit(EXIT_OK)
+    sequences, calls = exploration.first_failure or (exploration.examples, exploration.calls)
+    console.print(
+        f"Found in sequence {sequences} after {calls} calls; shrunk in "
+        f"{exploration.examples - sequences} more runs ({exploration.calls} calls in all).",
+        highlight=False,
+    )
+    _report_found(console, found, save_dir, flags, target)
+    sys.exit(EXIT_FAILED)
+
+
+class _ExploreProgress:
+    """A one-line live status: sequences tried and calls sent, then the shrinking."""
+
+    def __init__(self, console: Console, total: int) -> None:
+        self.total = total
+        self._progress = Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
+        )
+        self._task = self._progress.add_task("starting")
+
+    def __enter__(self) -> _ExploreProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._progress.stop()
+
+    def update(self, exploration: Exploration) -> None:
+        if exploration.shrinking:
+            text = (
+                f"shrinking: {exploration.failing_runs} failing runs, smallest so far "
+                f"{exploration.smallest} calls ({exploration.calls} calls sent)"
+            )
+        else:
+            tried = min(exploration.examples, self.total)
+            text = f"sequence {tried}/{self.total} · {exploration.calls} calls sent"
+        self._progress.update(self._task, description=text)
+
+
+def _report_found(
+    console: Console, found: Found, save_dir: Path, flags: dict[str, Any], target: Target
+) -> None:
+    scenario = found.scenario
+    secrets = target.secrets
+    console.print(
+        f"[bold red]✗ {escape(found.check_id)}[/]: {escape(redact(found.message, secrets))}"
+        + _severity_note(found.check_id),
+        highlight=False,
+    )
+    if not found.reproduced:
+        console.print(
+            "[yellow]The failure did not happen again when replayed: the merchant is flaky "
+            "(a race, a timeout); the sequence below failed once.[/]"
+        )
+    console.print(f"Smallest failing sequence ({len(scenario.steps)} calls):", highlight=False)
+    for number, step in enumerate(scenario.steps, start=1):
+        expectations = ", ".join(_expectation_names(step))
+        console.print(
+            f"  {number}. {escape(step.id)}: {escape(step_title(step))}"
+            f"  [dim]expects {escape(expectations)}[/]",
+            highlight=False,
+        )
+    try:
+        path = _save(scenario, save_dir)
+    except OSError as exc:
+        _fail(f"cannot save the scenario in {save_dir}: {exc.strerror}", EXIT_USAGE)
+    words = ["koosim", "play", str(path)]
+    for name in ("url", "protocol", "sync_url", "timeout"):
+        if flags.get(name) is not None:
+            words += [f"--{name.replace('_', '-')}", str(flags[name])]
+    console.print(f"saved: {escape(str(path))}", highlight=False, soft_wrap=True)
+    console.print(f"reproduce: [cyan]{escape(shlex.join(words))}[/]", highlight=False, soft_wrap=True)
+
+
+def _save(scenario: Scenario, save_dir: Path) -> Path:
+    """Write the scenario file and read it back, so that what was saved is known to load."""
+    save_dir.mkdir(parents=True, exist_ok=True)
+    path = save_dir / f"{scenario.name}.yaml"
+    header = "# Found by koosim explore. Replay it with: koosim play " + shlex.quote(str(path)) + "\n"
+    path.write_text(header + scenario.to_yaml(), encoding="utf-8")
+    load(path)
+    return path

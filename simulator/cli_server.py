@@ -1,0 +1,179 @@
+"""``koosim serve``, ``koosim runs`` and ``koosim show``: the marketplace server and the history.
+
+Registered on :data:`simulator.cli.main` at the end of ``cli.py``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from simulator.cli import EXIT_USAGE, _fail, db_option, target_options
+
+
+def _open_store(db_path: Path, *, must_exist: bool = False) -> Any:
+    from simulator.store import Store, StoreError
+
+    if must_exist and not db_path.exists():
+        _fail(
+            f"no run history at {db_path}: `koosim verify` creates it (or pass --db / KOOSIM_DB)", EXIT_USAGE
+        )
+    try:
+        return Store(db_path)
+    except StoreError as exc:
+        _fail(str(exc), EXIT_USAGE)
+
+
+STATUS_STYLE = {"finished": "green", "running": "yellow", "interrupted": "bold red"}
+
+
+@click.command()
+@click.option(
+    "--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many runs to list."
+)
+@db_option
+def runs(limit: int, db_path: Path) -> None:
+    """List past runs, newest first: id, when, target, verdict counts, status."""
+    from datetime import datetime
+
+    from simulator.checks import Verdict
+    from simulator.report.console import verdict_text
+
+    store = _open_store(db_path, must_exist=True)
+    listed = store.runs(limit=limit)
+    console = Console()
+    if not listed:
+        console.print(f"no run in {escape(str(db_path))} yet", highlight=False)
+        return
+    table = Table(title=f"koosim runs ({escape(str(db_path))})", box=box.SIMPLE_HEAD, pad_edge=False)
+    table.add_column("run", no_wrap=True)
+    table.add_column("started")
+    table.add_column("kind")
+    table.add_column("status")
+    table.add_column("verdicts")
+    table.add_column("exch.", justify="right")
+    table.add_column("target", overflow="fold", ratio=1)
+    for run in listed:
+        status = run["status"]
+        if status == "running" and run["checks_planned"]:
+            status += f" {run['checks_done']}/{run['checks_planned']}"
+        verdicts = " ".join(
+            f"{verdict_text(Verdict(name))} {count}" for name, count in run["summary"].items() if count
+        )
+        table.add_row(
+            escape(run["run_id"]),
+            datetime.fromtimestamp(run["started_at"]).strftime("%m-%d %H:%M"),
+            escape(run["kind"]),
+            f"[{STATUS_STYLE.get(run['status'], 'dim')}]{escape(status)}[/]",
+            verdicts or "[dim]none yet[/]",
+            str(run["exchange_count"]),
+            escape(f"{run['target'].get('url', '')} ({run['target'].get('protocol', '')})"),
+        )
+    console.print(table)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print the stored record as JSON instead.")
+@db_option
+def show(run_id: str, as_json: bool, db_path: Path) -> None:
+    """Print one past run (its id, or a unique start of it) as `koosim verify` printed it."""
+    from simulator.report.console import print_record
+
+    store = _open_store(db_path, must_exist=True)
+    try:
+        record = store.run(store.resolve_run_id(run_id))
+    except LookupError as exc:
+        _fail(str(exc.args[0]), EXIT_USAGE)
+    if as_json:
+        click.echo(json.dumps(record, ensure_ascii=False, indent=2))
+        return
+    console = Console()
+    print_record(console, record)
+    if record["status"] != "finished":
+        note = {
+            "running": f"still running (pid {record['pid']} on {record['host']})",
+            "interrupted": f"interrupted: the process (pid {record['pid']} on {record['host']}) ended "
+            "before the run finished; the exchanges it completed are above",
+        }[record["status"]]
+        done = f"{record['checks_done']} of {record['checks_planned']} checks done"
+        console.print(f"[yellow]run {escape(record['run_id'])} {escape(note)}; {done}[/]", highlight=False)
+    if record.get("error"):
+        console.print(f"[red]the run stopped early: {escape(record['error'])}[/]", highlight=False)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=5000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on."
+)
+@target_options
+@db_option
+def serve(
+    host: str,
+    port: int,
+    url: str | None,
+    protocol: str | None,
+    sync_url: str | None,
+    timeout: float | None,
+    db_path: Path,
+) -> None:
+    """Run the fake marketplace: web console, JSON API, and the APIs a merchant calls.
+
+    The target starts as --url (keys from KOOSIM_ACCESS_KEY / KOOSIM_SYNC_KEY or koosim.toml) or,
+    without one, the bundled reference merchant; the console can change it at any time.
+    """
+    from werkzeug.serving import make_server
+
+    from simulator.config import ConfigError, load_settings
+    from simulator.server import create_app, marketplace
+    from simulator.server.state import Settings, SettingsError
+
+    try:
+        found = load_settings({"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout})
+    except ConfigError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    store = _open_store(db_path)
+    app = create_app(store, Settings(protocol=found.protocol, timeout=found.timeout))
+    market = marketplace(app)
+    try:
+        market.configure(
+            {
+                "url": found.url,
+                "sync_url": found.sync_url,
+                "access_key": found.access_key,
+                "sync_key": found.sync_key,
+                "bundled": found.url is None,
+            }
+        )
+        if found.rsa_public_key:
+            market.configure({"rsa_public_key": found.rsa_public_key.decode("ascii", errors="replace")})
+        server = make_server(host, port, app, threaded=True)
+    except (SettingsError, OSError) as exc:
+        market.close()
+        _fail(f"cannot start the server: {exc}", EXIT_USAGE)
+    console = Console()
+    settings = market.settings
+    console.print(f"koosim marketplace: http://{host}:{server.port}/ (console)", highlight=False)
+    console.print(f"  JSON API under http://{host}:{server.port}/api/, history in {db_path}", highlight=False)
+    where = "the bundled reference merchant" if settings.bundled else settings.url
+    console.print(f"  target: {where} ({settings.protocol})", highlight=False)
+    if settings.url and not settings.access_key:
+        console.print(
+            "  no access key yet: set KOOSIM_ACCESS_KEY or enter it on the Target page", highlight=False
+        )
+    console.print("  Ctrl+C stops it", highlight=False)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        market.close()

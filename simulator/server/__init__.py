@@ -1,0 +1,88 @@
+"""``koosim serve``: the fake KooGallery marketplace as a web server.
+
+One Flask app, built by :func:`create_app`, one blueprint per area:
+
+- :mod:`~simulator.server.console`: the web console (server-rendered pages) where a seller
+  configures the target, sends any call by hand, runs verify, and browses the history;
+- :mod:`~simulator.server.api`: the same as a JSON API under ``/api``, for CI and scripts;
+- :mod:`~simulator.server.openapi`: the marketplace's own APIs a merchant calls (query order,
+  usage push) at the real paths, under ``/api/mkp-openapi-public/…``.
+
+All of them share one :class:`~simulator.server.state.Marketplace` (the target and its keys,
+in memory) and one :class:`~simulator.store.Store` (the run history, on disk).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime
+
+from flask import Flask, Response, jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from simulator.server import api, console, openapi
+from simulator.server.state import Marketplace, Settings
+from simulator.store import Store
+
+MAX_REQUEST_BYTES = 1 << 20
+"""Largest request body the server reads: 1000 usage records fit in well under this."""
+
+
+def create_app(store: Store, settings: Settings | None = None) -> Flask:
+    """Build the marketplace server over ``store``; ``settings`` pre-configures the target."""
+    app = Flask(__name__)
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
+        SECRET_KEY=secrets.token_hex(16),  # flash messages only; nothing outlives the process
+    )
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.extensions["koosim.marketplace"] = Marketplace(store, settings)
+    app.register_blueprint(console.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(openapi.bp)
+    app.add_template_filter(_when, "when")
+    app.add_template_filter(_pretty, "pretty")
+
+    @app.errorhandler(HTTPException)
+    def http_error(error: HTTPException) -> Response | tuple[str | Response, int]:
+        # /api/... callers are programs: they get JSON, never an HTML error page.
+        status = error.code or 500
+        if request.path.startswith("/api/"):
+            return jsonify(error=f"{error.name}: {error.description}"), status
+        return render_template("missing.html", what=request.path, error=error), status
+
+    @app.errorhandler(Exception)
+    def internal_error(error: Exception) -> tuple[Response | str, int]:
+        app.logger.exception("unexpected error")
+        message = f"internal error: {type(error).__name__}"
+        if request.path.startswith("/api/"):
+            return jsonify(error=message), 500
+        return render_template("missing.html", what=request.path, error=message), 500
+
+    return app
+
+
+def marketplace(app: Flask) -> Marketplace:
+    """The shared state of an app made by :func:`create_app`."""
+    return app.extensions["koosim.marketplace"]
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "—"
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _pretty(text: str | None) -> str:
+    """A JSON body indented for reading; anything else as it is."""
+    if not text:
+        return ""
+    try:
+        return json.dumps(json.loads(text), ensure_ascii=False, indent=2)
+    except ValueError:
+        return text
+
+
+__all__ = ["create_app", "marketplace"]

@@ -1,0 +1,264 @@
+"""The JSON API behind the console, for CI and scripts: everything a person does in the
+browser, a script can do here (docs/server.md lists every endpoint with examples).
+
+Errors are JSON ``{"error": "…"}`` with a 4xx status naming the problem: 400 for a malformed
+request, 404 for an unknown run, exchange or message, 409 when the server is not configured
+for what was asked (no target yet) or the message was already decided.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, jsonify, request, url_for
+
+from simulator.server import calls, notify, play, runs
+from simulator.server.state import Marketplace, NotConfigured, SettingsError
+from simulator.store import INBOUND
+from simulator.suite import TargetUnreachable
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+class BadRequest(Exception):
+    """The request cannot be served as sent; 400 with this message."""
+
+
+class NotFound(Exception):
+    """No such thing; 404 with this message."""
+
+
+def _market() -> Marketplace:
+    return current_app.extensions["koosim.marketplace"]
+
+
+def _error(status: int, message: str) -> tuple[Response, int]:
+    return jsonify(error=message), status
+
+
+def _json_object() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("the body must be a JSON object (Content-Type: application/json)")
+    return body
+
+
+def _limit() -> int:
+    try:
+        return max(1, min(int(request.args.get("limit", "50")), 500))
+    except ValueError:
+        raise BadRequest("limit must be a whole number") from None
+
+
+@bp.errorhandler(BadRequest)
+@bp.errorhandler(SettingsError)
+@bp.errorhandler(calls.CallError)
+@bp.errorhandler(notify.NotificationError)
+@bp.errorhandler(play.PlayError)
+def _bad_request(error: Exception) -> tuple[Response, int]:
+    return _error(400, str(error))
+
+
+@bp.errorhandler(NotConfigured)
+@bp.errorhandler(calls.AlreadyDecided)
+def _conflict(error: Exception) -> tuple[Response, int]:
+    return _error(409, str(error))
+
+
+@bp.errorhandler(calls.NoSuchMessage)
+@bp.errorhandler(NotFound)
+def _not_found(error: Exception) -> tuple[Response, int]:
+    return _error(404, str(error))
+
+
+# --- the target ------------------------------------------------------------------------------
+
+
+@bp.get("/target")
+def get_target() -> Response:
+    return jsonify(_market().settings.public())
+
+
+@bp.route("/target", methods=["PUT", "POST"])
+def put_target() -> Response:
+    return jsonify(_market().configure(_json_object()).public())
+
+
+# --- single calls ----------------------------------------------------------------------------
+
+
+@bp.get("/activities")
+def list_activities() -> Response:
+    return jsonify(calls.activities())
+
+
+@bp.get("/activities/<activity>/template")
+def activity_template(activity: str) -> Response:
+    return jsonify(activity=activity, fields=calls.template(activity, _market()))
+
+
+@bp.post("/calls")
+def send_call() -> Response:
+    body = _json_object()
+    outcome = calls.send_call(_market(), body.get("activity"), body.get("fields", {}))
+    return jsonify(outcome.as_json())
+
+
+# --- verify runs and the history -------------------------------------------------------------
+
+
+@bp.post("/runs")
+def start_run() -> tuple[Response, int]:
+    body = _json_object() if request.get_data() else {}
+    patterns = body.get("checks", [])
+    seed = body.get("seed", 0)
+    if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
+        raise BadRequest("checks must be a list of glob strings")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise BadRequest("seed must be an integer")
+    try:
+        run_id = runs.start_verify(_market(), patterns, seed)
+    except LookupError as exc:
+        raise BadRequest(str(exc)) from None
+    except TargetUnreachable as exc:
+        return _error(409, f"the target could not be reached: {exc}")
+    return jsonify(run_id=run_id, url=url_for("api.get_run", run_id=run_id)), 202
+
+
+@bp.get("/runs")
+def list_runs() -> Response:
+    return jsonify(runs=_market().store.runs(limit=_limit(), kind=request.args.get("kind")))
+
+
+@bp.get("/runs/<run_id>")
+def get_run(run_id: str) -> Response | tuple[Response, int]:
+    record = _market().store.run(run_id)
+    if record is None:
+        return _error(404, f"no run {run_id!r}")
+    return jsonify(record)
+
+
+@bp.get("/runs/<run_id>/exchanges")
+def run_exchanges(run_id: str) -> Response | tuple[Response, int]:
+    record = _market().store.run(run_id)
+    if record is None:
+        return _error(404, f"no run {run_id!r}")
+    return jsonify(exchanges=record["exchanges"])
+
+
+@bp.get("/exchanges/<exchange_id>")
+def get_exchange(exchange_id: str) -> Response | tuple[Response, int]:
+    exchange = _market().store.exchange(exchange_id)
+    if exchange is None:
+        return _error(404, f"no exchange {exchange_id!r}")
+    return jsonify(exchange)
+
+
+# --- what merchants sent the marketplace -----------------------------------------------------
+
+
+@bp.get("/inbound")
+def inbound() -> Response:
+    return jsonify(exchanges=_market().store.exchanges(direction=INBOUND, limit=_limit()))
+
+
+@bp.get("/usage")
+def usage() -> Response:
+    return jsonify(usage_records=_market().store.usage(limit=_limit()))
+
+
+# --- order notification ----------------------------------------------------------------------
+
+
+@bp.get("/notifications/template")
+def notification_template() -> Response:
+    return jsonify(fields=notify.template(_market()))
+
+
+@bp.post("/notifications")
+def send_notification() -> Response:
+    body = _json_object()
+    check_token = body.get("check_token", True)
+    if not isinstance(check_token, bool):
+        raise BadRequest("check_token must be true or false")
+    run_id = notify.send_notification(_market(), body.get("fields"), check_token=check_token)
+    return jsonify(_market().store.run(run_id))
+
+
+# --- the outbox of failed user syncs ---------------------------------------------------------
+
+
+@bp.get("/outbox")
+def outbox() -> Response:
+    return jsonify(messages=_market().store.outbox(status=request.args.get("status"), limit=_limit()))
+
+
+@bp.get("/outbox/<int:message_id>")
+def outbox_message(message_id: int) -> Response | tuple[Response, int]:
+    message = _market().store.outbox_message(message_id)
+    if message is None:
+        return _error(404, f"no outbox message {message_id}")
+    return jsonify(message)
+
+
+@bp.post("/outbox/<int:message_id>/continue")
+def continue_sync(message_id: int) -> Response:
+    outcome = calls.continue_sync(_market(), message_id)
+    return jsonify(message=_market().store.outbox_message(message_id), call=outcome.as_json())
+
+
+@bp.post("/outbox/<int:message_id>/stop")
+def stop_sync(message_id: int) -> Response:
+    calls.stop_sync(_market(), message_id)
+    return jsonify(message=_market().store.outbox_message(message_id))
+
+
+# --- scenarios, step by step -----------------------------------------------------------------
+
+
+@bp.get("/scenarios")
+def scenarios() -> Response:
+    return jsonify(scenarios=play.library())
+
+
+@bp.post("/plays")
+def start_play() -> tuple[Response, int]:
+    session = play.start(_market(), _json_object().get("scenario"))
+    return jsonify(session.state()), 201
+
+
+def _session(play_id: str) -> play.PlaySession:
+    try:
+        return play.session(_market(), play_id)
+    except LookupError as exc:
+        raise NotFound(str(exc)) from None
+
+
+@bp.get("/plays/<play_id>")
+def get_play(play_id: str) -> Response:
+    return jsonify(_session(play_id).state())
+
+
+@bp.post("/plays/<play_id>/next")
+def play_next(play_id: str) -> Response:
+    session = _session(play_id)
+    body = _json_object() if request.get_data() else {}
+    fields = body.get("fields")
+    if fields is not None and not isinstance(fields, dict):
+        raise BadRequest("fields must be a JSON object")
+    session.send_next(fields)
+    return jsonify(session.state())
+
+
+@bp.post("/plays/<play_id>/resend")
+def play_resend(play_id: str) -> Response:
+    session = _session(play_id)
+    session.resend_previous()
+    return jsonify(session.state())
+
+
+@bp.post("/plays/<play_id>/finish")
+def play_finish(play_id: str) -> Response:
+    session = _session(play_id)
+    session.finish()
+    return jsonify(session.state() | {"run": _market().store.run(play_id)})

@@ -1,0 +1,355 @@
+"""One hand-filled call, as the seller console's interface-debugging page sends it, for every
+activity: the produce interface, the license activities and the user-authorization sync.
+
+The server signs the call with the configured keys, sends it, and judges the answer: HTTP 200,
+a JSON object, the answer contract of that activity, and, when what was sent breaks the request
+contract, that the merchant did not accept it. Each call is recorded as a run of kind ``call``,
+so the history, ``koosim show`` and the console render it like any verify run.
+
+When a user-authorization sync call fails, the marketplace notifies the merchant by SMS or
+e-mail and the enterprise administrator decides whether to continue the sync (protocol.md §8):
+the message goes to the outbox, and :func:`continue_sync` / :func:`stop_sync` are the two
+answers the administrator can give.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.checks import Check, Finding, Severity, Verdict
+from simulator.checks.base import describe
+from simulator.contracts import known_contracts, validate
+from simulator.model import OrderFactory, change_check_fields, query_fields, release_fields, status_fields
+from simulator.protocol import ResultCode, encrypt_client_secret
+from simulator.report.records import exchange_record
+from simulator.server.state import Marketplace
+from simulator.store import OUTBOX_PENDING, OUTBOX_RESOLVED, OUTBOX_STOPPED, RunRecorder
+from simulator.suite import CheckResult, Run
+from simulator.transport import Exchange, Target, Transport
+
+PRODUCE_FAMILIES = ("v2", "v1")
+SYNC = "sync"
+PLACEHOLDER_INSTANCE = "replace-with-an-instanceId"
+PLACEHOLDER_LICENSE = "replace-with-a-license-from-getLicense"
+
+
+class CallError(ValueError):
+    """The call cannot be sent as asked (unknown activity, fields not an object, …)."""
+
+
+LIFECYCLE_ORDER = (
+    "newInstance",
+    "refreshInstance",
+    "updateInstanceStatus",
+    "upgrade",
+    "queryInstance",
+    "changeInstanceCheck",
+    "releaseInstance",
+    "getLicense",
+    "refreshLicense",
+    "expireLicense",
+    "releaseLicense",
+    "tenantSync",
+    "applicationSync",
+    "authSync",
+    "singleOrgSync",
+    "allOrgSync",
+)
+"""The order a person meets the activities in: an instance's life, then licences, then sync."""
+
+
+def activities() -> dict[str, list[str]]:
+    """Every activity a hand-made call may use, by kind, from the contracts shipped."""
+    requests = [(family, name) for family, name, direction in known_contracts() if direction == "request"]
+
+    def ordered(names: list[str]) -> list[str]:
+        position = {name: index for index, name in enumerate(LIFECYCLE_ORDER)}
+        return sorted(names, key=lambda name: (position.get(name, len(position)), name))
+
+    v2 = [name for family, name in requests if family == "v2"]
+    return {
+        "produce": ordered([name for name in v2 if not name.endswith("License")]),
+        "license": ordered([name for name in v2 if name.endswith("License")]),
+        "sync": ordered([name for family, name in requests if family == SYNC]),
+    }
+
+
+def family_of(activity: str, protocol: str) -> str:
+    """The contract family a call of ``activity`` belongs to for a target of ``protocol``."""
+    kinds = activities()
+    if activity in kinds["sync"]:
+        return SYNC
+    if activity in kinds["license"]:
+        if protocol != "v2":
+            raise CallError(f"{activity} is a license activity, which exists in v2 only")
+        return "v2"
+    if activity in kinds["produce"]:
+        return protocol
+    known = ", ".join(name for names in kinds.values() for name in names)
+    raise CallError(f"unknown activity {activity!r}; known: {known}")
+
+
+def template(activity: str, market: Marketplace) -> dict[str, Any]:
+    """Fields a person can send as they are: a fresh order, or the last instance created."""
+    orders = OrderFactory(secrets.randbits(32))
+    order = orders.order()
+    instance_id = market.store.latest_instance_id() or PLACEHOLDER_INSTANCE
+    scope = {"instanceId": instance_id, "tenantId": "tenant-001"}
+    rsa_public_key = market.settings.rsa_public_key
+    license_fields = {
+        "orderId": order.order_id,
+        "orderLineId": order.order_line_id,
+        "license": PLACEHOLDER_LICENSE,
+    }
+    templates: dict[str, Any] = {
+        "newInstance": lambda: order.new_instance_fields(orders.business_id()) | {"testFlag": "1"},
+        "refreshInstance": lambda: order.refresh_fields(instance_id, orders.expire_time(days=60)),
+        "updateInstanceStatus": lambda: status_fields(instance_id, "FREEZE"),
+        "releaseInstance": lambda: release_fields(instance_id),
+        "upgrade": lambda: order.upgrade_fields(instance_id),
+        "queryInstance": lambda: query_fields(instance_id),
+        "changeInstanceCheck": lambda: change_check_fields(instance_id, order.product_id, "sku-pro-0002"),
+        "getLicense": lambda: order.license_fields(orders.business_id()),
+        "refreshLicense": lambda: (
+            {"activity": "refreshLicense", **license_fields} | {"expireTime": orders.expire_time(days=365)}
+        ),
+        "expireLicense": lambda: {"activity": "expireLicense", **license_fields},
+        "releaseLicense": lambda: {"activity": "releaseLicense", **license_fields},
+        "tenantSync": lambda: (
+            scope
+            | {
+                "orderId": order.order_id,
+                "tenantCode": "acme",
+                "name": "Acme 有限公司",
+                "domainName": "acme",
+                "flag": "1",
+            }
+        ),
+        "applicationSync": lambda: (
+            scope
+            | {
+                "appId": "app-001",
+                "name": "koosim app",
+                "clientId": "client-001",
+                "clientSecret": encrypt_client_secret("s3cret-client", rsa_public_key)
+                if rsa_public_key
+                else "replace-with-a-secret-encrypted-with-the-merchant-RSA-key",
+                "flag": "1",
+            }
+        ),
+        "authSync": lambda: (
+            scope
+            | {
+                "appId": "app-001",
+                "userList": [{"userName": "alice", "name": "Alice", "role": "admin"}],
+                "flag": "1",
+            }
+        ),
+        "singleOrgSync": lambda: (
+            scope | {"orgCode": "org-001", "name": "研发部", "parentCode": "", "flag": "1"}
+        ),
+        "allOrgSync": lambda: (
+            scope | {"orgList": [{"orgCode": "org-001", "name": "研发部", "parentCode": ""}]}
+        ),
+    }
+    if activity not in templates:
+        family_of(activity, "v2")  # raises CallError naming the known activities
+    return templates[activity]()
+
+
+# --- judging an answer -------------------------------------------------------------------------
+
+
+def judge(exchange: Exchange, family: str, name: str) -> list[str]:
+    """What is wrong with the merchant's answer to one hand-made call (empty: nothing)."""
+    if not exchange.answered:
+        return [f"no answer: {exchange.error}"]
+    problems = []
+    if exchange.status != 200:
+        problems.append(f"HTTP {exchange.status}: every answer must be HTTP 200 (§6)")
+    body = exchange.response_json
+    if not isinstance(body, dict):
+        return [*problems, "the answer is not a JSON object (§6)"]
+    problems += [f"answer {v.path}: {v.message}" for v in validate(body, family, name, "response")]
+    if exchange.result_code == ResultCode.SUCCESS.value:
+        broken = validate(exchange.fields, family, name, "request")
+        problems += [
+            f"accepted a call that breaks its contract ({v.path}: {v.message}); §6 asks for 000002"
+            for v in broken
+        ]
+    return problems
+
+
+CALL_CHECK = Check(
+    id="call.contract",
+    title="The answer to a hand-made call follows the interface contract",
+    severity=Severity.ERROR,
+    rule="§6",
+    doc="HTTP 200, a JSON object with the answer contract's members, and no acceptance of a call "
+    "that breaks the request contract.",
+    run=judge,
+)
+
+
+@dataclass
+class CallOutcome:
+    """A sent call, the merchant's answer, and the verdict on it."""
+
+    run_id: str
+    activity: str
+    exchange: dict[str, Any]
+    problems: list[str]
+    request_violations: list[str]
+    result_code: str | None
+    summary: str
+    outbox_id: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def meaning(self) -> str:
+        """What the result code means (protocol.md §6), or what came back instead of one."""
+        try:
+            return ResultCode(self.result_code or "").meaning
+        except ValueError:
+            return self.summary
+
+    @property
+    def verdict(self) -> str:
+        return Verdict.FAILED.value if self.problems else Verdict.PASSED.value
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "activity": self.activity,
+            "verdict": self.verdict,
+            "result_code": self.result_code,
+            "summary": self.summary,
+            "problems": self.problems,
+            "request_violations": self.request_violations,
+            "outbox_id": self.outbox_id,
+            "notes": self.notes,
+            "exchange": self.exchange,
+        }
+
+
+def send_call(
+    market: Marketplace, activity: Any, fields: Any, *, label: str = "", report_sync_failure: bool = True
+) -> CallOutcome:
+    """Sign and send one call, record it, judge the answer; a failed sync call goes to the outbox."""
+    if not isinstance(activity, str) or not activity:
+        raise CallError("activity must be a non-empty string")
+    if not isinstance(fields, dict):
+        raise CallError("fields must be a JSON object")
+    target = market.target()
+    family = family_of(activity, target.protocol)
+    if family != SYNC:
+        fields = {"activity": activity} | {
+            name: value for name, value in fields.items() if name != "activity"
+        }
+    run = Run(target=target, seed=0)
+    recorder = RunRecorder(market.store, kind="call", planned=1, command=f"{activity} sent by hand")
+    recorder.begin(run)
+    transport = Transport(target, on_exchange=recorder.exchange)
+    try:
+        if family == SYNC:
+            exchange = transport.sync(activity, fields, label=label or activity)
+        else:
+            exchange = transport.send(fields, label=label or activity)
+    finally:
+        transport.close()
+    problems = judge(exchange, family, activity)
+    run.exchanges.append(exchange)
+    result = CheckResult(
+        CALL_CHECK,
+        Verdict.FAILED if problems else Verdict.PASSED,
+        [Finding(problem, [exchange]) for problem in problems],
+        [exchange],
+        exchange.elapsed,
+    )
+    run.results.append(result)
+    recorder.result(result)
+    run.finished_at = time.time()
+    recorder.finish(run)
+    notes = [] if recorder.problem is None else [f"the run history is incomplete: {recorder.problem}"]
+    if family == SYNC and not target.sync_key:
+        notes.append("no sync key is configured: the call was signed with an empty key")
+    outcome = CallOutcome(
+        run_id=run.id,
+        activity=activity,
+        exchange=exchange_record(exchange, target.secrets),
+        problems=problems,
+        request_violations=[
+            f"{v.path}: {v.message}" for v in validate(exchange.fields, family, activity, "request")
+        ],
+        result_code=exchange.result_code,
+        summary=describe(exchange),
+        notes=notes,
+    )
+    if family == SYNC and report_sync_failure and exchange.result_code != ResultCode.SUCCESS.value:
+        outcome.outbox_id = _notify_sync_failure(market, target, activity, fields, exchange)
+    return outcome
+
+
+def _notify_sync_failure(
+    market: Marketplace, target: Target, call: str, body: dict[str, Any], exchange: Exchange
+) -> int:
+    scope = ", ".join(
+        f"{name} {body[name]}" for name in ("instanceId", "tenantId", "appId") if body.get(name)
+    )
+    return market.store.add_outbox(
+        channels=("sms", "email"),
+        recipient=market.settings.contact,
+        subject=f"KooGallery: user synchronisation {call} failed",
+        body=(
+            f"The marketplace could not synchronise {call} ({scope or 'no scope'}): {describe(exchange)}. "
+            "The enterprise administrator may continue the synchronisation (the marketplace sends it "
+            "again) or stop it."
+        ),
+        sync_call=call,
+        sync_body=body,
+        exchange_id=exchange.id,
+        secrets=target.secrets,
+    )
+
+
+class NoSuchMessage(LookupError):
+    """No outbox message has that id."""
+
+
+class AlreadyDecided(Exception):
+    """The outbox message is no longer waiting for the administrator's decision."""
+
+
+def _pending(market: Marketplace, message_id: int) -> dict[str, Any]:
+    message = market.store.outbox_message(message_id)
+    if message is None:
+        raise NoSuchMessage(f"no outbox message {message_id}")
+    if message["status"] != OUTBOX_PENDING:
+        raise AlreadyDecided(f"outbox message {message_id} is already {message['status']}")
+    return message
+
+
+def continue_sync(market: Marketplace, message_id: int) -> CallOutcome:
+    """The administrator continues the sync: send the same call again (fresh timestamp and nonce)."""
+    message = _pending(market, message_id)
+    outcome = send_call(
+        market,
+        message["sync_call"],
+        message["sync_body"],
+        label=f"{message['sync_call']} (resent from outbox #{message_id})",
+        report_sync_failure=False,
+    )
+    succeeded = outcome.result_code == ResultCode.SUCCESS.value
+    market.store.decide_outbox(
+        message_id, OUTBOX_RESOLVED if succeeded else OUTBOX_PENDING, outcome.exchange.get("id")
+    )
+    return outcome
+
+
+def stop_sync(market: Marketplace, message_id: int) -> None:
+    """The administrator stops the sync: nothing more is sent for this message."""
+    _pending(market, message_id)
+    market.store.decide_outbox(message_id, OUTBOX_STOPPED)

@@ -1,0 +1,256 @@
+"""Scenarios played step by step from the console or the API: see the next call before it goes,
+edit its fields, send it, resend the one before, or stop.
+
+A session wraps one :class:`~simulator.playback.Player` (which fills in, sends and judges each
+step exactly as ``koosim play`` does) and records into the history as a run of kind ``play``:
+each step played is one result, named ``step <id>``, its failed expectations the findings. A
+session lives in the server's memory; if the server stops before it is finished, the run reads
+back as interrupted, with every step it played.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from simulator.checks import Check, Finding, Severity, Verdict
+from simulator.playback import Player, Prepared, StepOutcome, requirements
+from simulator.scenario import Scenario, ScenarioError, Unresolved, discover, find, library_dirs, load
+from simulator.server.state import Marketplace
+from simulator.store import RunRecorder
+from simulator.suite import CheckResult, Run
+from simulator.transport import Transport
+
+
+class PlayError(ValueError):
+    """The scenario cannot be started or the step cannot be sent; the message says why."""
+
+
+def library() -> list[dict[str, Any]]:
+    """The scenarios a session can play: the packaged library."""
+    entries = []
+    for entry in discover(library_dirs()):
+        scenario = entry.scenario
+        entries.append(
+            {
+                "name": scenario.name if scenario else entry.path.stem,
+                "description": scenario.description if scenario else "",
+                "steps": len(scenario.steps) if scenario else 0,
+                "protocol": scenario.protocol if scenario else "",
+                "error": entry.error,
+            }
+        )
+    return entries
+
+
+def _step_check(outcome: StepOutcome) -> Check:
+    step = outcome.step
+    expected = ", ".join(judgement.expectation for judgement in outcome.judgements) or "nothing"
+    return Check(
+        id=f"step {step.id}",
+        title=f"{step.activity or 'pause'}: expected {expected}",
+        severity=Severity.ERROR,
+        rule="scenario",
+        doc="A step of a scenario played by hand; each failed expectation names the catalog check it breaks.",
+        run=lambda: None,
+    )
+
+
+@dataclass
+class PlaySession:
+    """One scenario being played by hand against the configured target."""
+
+    scenario: Scenario
+    player: Player
+    run: Run
+    recorder: RunRecorder
+    transport: Transport
+    position: int = 0
+    """Index of the next step to send."""
+    outcomes: list[StepOutcome] = field(default_factory=list)
+    prepared: Prepared | None = None
+    blocked: str | None = None
+    finished: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def id(self) -> str:
+        return self.run.id
+
+    @property
+    def next_step(self) -> Any:
+        return (
+            None
+            if self.finished or self.position >= len(self.scenario.steps)
+            else self.scenario.steps[self.position]
+        )
+
+    def _prepare(self) -> None:
+        """Prepare the next step so a person sees (and may edit) the fields before they go."""
+        self.prepared, self.blocked = None, None
+        step = self.next_step
+        if step is None or step.activity is None:
+            return
+        try:
+            self.prepared = self.player.prepare(step)
+        except Unresolved as problem:
+            self.blocked = str(problem)
+
+    def _record(self, outcome: StepOutcome) -> None:
+        self.outcomes.append(outcome)
+        for exchange in outcome.exchanges:
+            self.recorder.exchange(exchange)
+            self.run.exchanges.append(exchange)
+        findings = [
+            Finding(
+                f"{judgement.check_id or judgement.expectation}: {judgement.message}", [judgement.exchange]
+            )
+            if judgement.exchange is not None
+            else Finding(f"{judgement.check_id or judgement.expectation}: {judgement.message}")
+            for judgement in outcome.failures
+        ]
+        if outcome.blocked:
+            findings.append(Finding(f"not sent: {outcome.blocked}"))
+        result = CheckResult(
+            _step_check(outcome),
+            Verdict.FAILED if findings else Verdict.PASSED,
+            findings,
+            list(outcome.exchanges),
+            sum(exchange.elapsed for exchange in outcome.exchanges),
+        )
+        self.run.results.append(result)
+        self.recorder.result(result)
+
+    def send_next(self, fields: dict[str, Any] | None = None) -> StepOutcome:
+        """Send the next step, with ``fields`` in place of the prepared ones when given."""
+        with self.lock:
+            step = self.next_step
+            if step is None:
+                raise PlayError("the scenario has no step left to send")
+            if step.activity is None:  # a pause: nothing to send by hand
+                outcome = StepOutcome(step, None)
+            elif self.prepared is None:
+                outcome = StepOutcome(step, None, blocked=self.blocked or "the step could not be prepared")
+            else:
+                prepared = self.prepared
+                if fields is not None:
+                    prepared = _with_fields(prepared, fields)
+                outcome = self.player.perform(prepared)
+            self._record(outcome)
+            self.position += 1
+            self._prepare()
+            return outcome
+
+    def resend_previous(self) -> StepOutcome:
+        """Send the last step played again, same content, as the marketplace resends it."""
+        with self.lock:
+            last = next((o for o in reversed(self.outcomes) if o.prepared is not None), None)
+            if last is None:
+                raise PlayError("no step has been sent yet")
+            outcome = self.player.perform(last.prepared)
+            self._record(outcome)
+            self._prepare()  # the resend may change what the next step refers to
+            return outcome
+
+    def finish(self) -> None:
+        with self.lock:
+            if self.finished:
+                return
+            self.finished = True
+            self.transport.close()
+            self.run.finished_at = time.time()
+            self.recorder.finish(self.run)
+
+    def state(self) -> dict[str, Any]:
+        """The session as the API and the page show it."""
+        done = {outcome.step.id: outcome for outcome in self.outcomes}
+        steps = []
+        for index, step in enumerate(self.scenario.steps):
+            outcome = done.get(step.id)
+            steps.append(
+                {
+                    "id": step.id,
+                    "activity": step.activity or "pause",
+                    "expect": step.expect.to_data(),
+                    "status": "next"
+                    if index == self.position and not self.finished
+                    else ("failed" if outcome and outcome.failed else "passed" if outcome else "waiting"),
+                    "exchanges": [exchange.id for exchange in outcome.exchanges] if outcome else [],
+                    "problems": (
+                        [f"{j.check_id or j.expectation}: {j.message}" for j in outcome.failures]
+                        + ([outcome.blocked] if outcome.blocked else [])
+                    )
+                    if outcome
+                    else [],
+                }
+            )
+        return {
+            "play_id": self.id,
+            "scenario": self.scenario.name,
+            "description": self.scenario.description,
+            "finished": self.finished,
+            "position": self.position,
+            "next": None
+            if self.next_step is None
+            else {
+                "id": self.next_step.id,
+                "activity": self.next_step.activity or "pause",
+                "copies": self.next_step.copies,
+                "fields": self.prepared.fields if self.prepared else None,
+                "blocked": self.blocked,
+            },
+            "steps": steps,
+        }
+
+
+def _with_fields(prepared: Prepared, fields: dict[str, Any]) -> Prepared:
+    """The prepared step with edited fields; each copy keeps its own businessId (a resend's)."""
+    copies = [
+        fields
+        | ({"businessId": copy["businessId"]} if "businessId" in copy and "businessId" in fields else {})
+        for copy in prepared.copies
+    ]
+    return dataclasses.replace(prepared, copies=copies)
+
+
+def _sessions(market: Marketplace) -> dict[str, PlaySession]:
+    return market.plays
+
+
+def start(market: Marketplace, name: Any) -> PlaySession:
+    """Start playing the library scenario ``name`` against the configured target."""
+    if not isinstance(name, str) or not name:
+        raise PlayError("scenario must be the name of a scenario of the library")
+    try:
+        paths = find(name, library_dirs())
+        scenario = load(paths[0])
+    except ScenarioError as problem:
+        raise PlayError(str(problem)) from None
+    target = dataclasses.replace(market.target(), protocol=scenario.protocol)
+    problems = requirements(scenario, target)
+    if problems:
+        raise PlayError("; ".join(problems))
+    run = Run(target=target, seed=0)
+    recorder = RunRecorder(
+        market.store, kind="play", planned=len(scenario.steps), command=f"scenario {scenario.name}, by hand"
+    )
+    recorder.begin(run)
+    transport = Transport(target, on_exchange=recorder.exchange)
+    session = PlaySession(scenario, Player(scenario, target, transport=transport), run, recorder, transport)
+    session._prepare()
+    _sessions(market)[session.id] = session
+    return session
+
+
+def session(market: Marketplace, play_id: str) -> PlaySession:
+    found = _sessions(market).get(play_id)
+    if found is None:
+        raise LookupError(f"no scenario session {play_id!r} in this server")
+    return found
+
+
+def sessions(market: Marketplace) -> list[PlaySession]:
+    return list(_sessions(market).values())

@@ -1,0 +1,230 @@
+"""What the fake marketplace holds in memory: the merchant it talks to and the keys it shares.
+
+Keys are entered once (console or JSON API) and live only here, in this process: they are never
+written to the run history, never rendered back (a page says "set" or "not set"), and every
+record that leaves the server is redacted with them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives import serialization
+
+from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
+from simulator.serving import BackgroundServer
+from simulator.store import Store
+from simulator.transport import DEFAULT_TIMEOUT, Target
+
+PROTOCOLS = ("v2", "v1")
+SECRET_SETTINGS = ("access_key", "sync_key", "notification_token")
+DEFAULT_RECIPIENT = "the merchant's registered contact"
+
+
+class NotConfigured(Exception):
+    """The console or API asked for something that needs a target that is not configured yet."""
+
+
+class SettingsError(ValueError):
+    """A setting has a value the server cannot use; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The target merchant and the marketplace's contacts with it."""
+
+    url: str | None = None
+    protocol: str = "v2"
+    sync_url: str | None = None
+    access_key: str | None = field(default=None, repr=False)
+    sync_key: str | None = field(default=None, repr=False)
+    rsa_public_key: bytes | None = field(default=None, repr=False)
+    timeout: float = DEFAULT_TIMEOUT
+    notification_url: str | None = None
+    notification_token: str | None = field(default=None, repr=False)
+    contact: str = DEFAULT_RECIPIENT
+    """Where the marketplace's SMS / e-mail about failed user syncs go (shown in the outbox)."""
+    bundled: bool = False
+    """The target is the reference merchant this server started itself."""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(value for name in SECRET_SETTINGS if (value := getattr(self, name)))
+
+    def public(self) -> dict[str, Any]:
+        """The settings as a page or the API may show them: keys only as "set" / "not set"."""
+        return {
+            "url": self.url,
+            "protocol": self.protocol,
+            "sync_url": self.sync_url,
+            "timeout": self.timeout,
+            "notification_url": self.notification_url,
+            "contact": self.contact,
+            "bundled": self.bundled,
+            "access_key": "set" if self.access_key else "not set",
+            "sync_key": "set" if self.sync_key else "not set",
+            "notification_token": "set" if self.notification_token else "not set",
+            "rsa_public_key": "set" if self.rsa_public_key else "not set",
+        }
+
+
+def _http_url(name: str, value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(f"{name} must be an http(s) URL, not {value!r}")
+    return value
+
+
+def _timeout(value: Any) -> float:
+    try:
+        timeout = float(value)
+    except (TypeError, ValueError):
+        raise SettingsError("timeout must be a number of seconds") from None
+    if not 0 < timeout <= 300:
+        raise SettingsError("timeout must be between 0 and 300 seconds")
+    return timeout
+
+
+def _rsa_public_key(value: Any) -> bytes:
+    if not isinstance(value, str):
+        raise SettingsError("rsa_public_key must be a PEM string")
+    try:
+        serialization.load_pem_public_key(value.encode("ascii"))
+    except (ValueError, TypeError, UnicodeEncodeError):
+        raise SettingsError("rsa_public_key is not a PEM public key") from None
+    return value.encode("ascii")
+
+
+class Marketplace:
+    """The server's state, shared by every request and every background run of one app."""
+
+    def __init__(self, store: Store, settings: Settings | None = None) -> None:
+        self.store = store
+        self._settings = settings or Settings()
+        self._lock = threading.Lock()
+        self._bundled: BackgroundServer | None = None
+        self._bundled_config: MerchantConfig | None = None
+        self._runs: dict[str, threading.Thread] = {}
+        self.plays: dict[str, Any] = {}
+        """Scenario sessions being played by hand, by id (see :mod:`simulator.server.play`)."""
+
+    @property
+    def settings(self) -> Settings:
+        with self._lock:
+            return self._settings
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.settings.secrets
+
+    def configure(self, changes: Mapping[str, Any]) -> Settings:
+        """Apply the given settings; a key left out or empty keeps its current value.
+
+        ``bundled=True`` points the target at the reference merchant this server runs itself
+        (started on first use on 127.0.0.1 and a free port).
+        """
+        unknown = sorted(set(changes) - {*Settings.__dataclass_fields__, "clear_keys"})
+        if unknown:
+            raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
+        values: dict[str, Any] = {}
+        for name in ("url", "sync_url", "notification_url"):
+            if name in changes:
+                value = changes[name]
+                if value is not None and not isinstance(value, str):
+                    raise SettingsError(f"{name} must be a string")
+                values[name] = _http_url(name, value.strip()) if value and value.strip() else None
+        if "protocol" in changes:
+            if changes["protocol"] not in PROTOCOLS:
+                raise SettingsError(f"protocol must be one of {', '.join(PROTOCOLS)}")
+            values["protocol"] = changes["protocol"]
+        if changes.get("timeout") not in (None, ""):
+            values["timeout"] = _timeout(changes["timeout"])
+        if "contact" in changes:
+            contact = changes["contact"]
+            if not isinstance(contact, str):
+                raise SettingsError("contact must be a string")
+            values["contact"] = contact.strip()[:200] or DEFAULT_RECIPIENT
+        if changes.get("clear_keys"):
+            values.update(dict.fromkeys(SECRET_SETTINGS), rsa_public_key=None)
+        for name in SECRET_SETTINGS:
+            value = changes.get(name)
+            if value is not None and not isinstance(value, str):
+                raise SettingsError(f"{name} must be a string")
+            if value:
+                values[name] = value
+        if changes.get("rsa_public_key"):
+            values["rsa_public_key"] = _rsa_public_key(changes["rsa_public_key"])
+        bundled = changes.get("bundled")
+        if bundled not in (None, True, False):
+            raise SettingsError("bundled must be true or false")
+        with self._lock:
+            settings = self._settings
+            if settings.bundled and not bundled and (bundled is False or "url" in values):
+                # leaving the bundled merchant: its demo keys are not the next merchant's
+                settings = replace(
+                    settings, access_key=None, sync_key=None, rsa_public_key=None, bundled=False
+                )
+            settings = replace(settings, **values)
+            if bundled:
+                settings = self._use_bundled(settings)
+            self._settings = settings
+        return settings
+
+    def _use_bundled(self, settings: Settings) -> Settings:
+        config = self._bundled_config = self._bundled_config or MerchantConfig()
+        if self._bundled is None:
+            self._bundled = BackgroundServer(create_app(config)).start()
+        return replace(
+            settings,
+            url=self._bundled.base_url + PRODUCE_PATH,
+            sync_url=None,
+            access_key=config.access_key,
+            sync_key=config.sync_key,
+            rsa_public_key=public_key_pem(config.rsa_private_key),
+            bundled=True,
+        )
+
+    def target(self) -> Target:
+        """The configured merchant as a transport target; NotConfigured if it has no URL or key."""
+        settings = self.settings
+        if not settings.url:
+            raise NotConfigured("no target configured: set the merchant's URL and keys first")
+        if not settings.access_key:
+            raise NotConfigured("the target has no access key: set it first")
+        return Target(
+            url=settings.url,
+            access_key=settings.access_key,
+            protocol=settings.protocol,
+            sync_url=settings.sync_url,
+            sync_key=settings.sync_key,
+            rsa_public_key=settings.rsa_public_key,
+            timeout=settings.timeout,
+        )
+
+    # --- background runs ---------------------------------------------------------------------
+
+    def track(self, run_id: str, thread: threading.Thread) -> None:
+        with self._lock:
+            self._runs = {key: t for key, t in self._runs.items() if t.is_alive()}
+            self._runs[run_id] = thread
+
+    def wait_for_runs(self, timeout: float) -> bool:
+        """Wait for the background runs to end (tests, shutdown); True when they all did."""
+        with self._lock:
+            threads = list(self._runs.values())
+        for thread in threads:
+            thread.join(timeout)
+        return not any(thread.is_alive() for thread in threads)
+
+    def close(self) -> None:
+        """Finish the scenario sessions and stop the bundled reference merchant, if any."""
+        for session in list(self.plays.values()):
+            session.finish()
+        with self._lock:
+            bundled, self._bundled = self._bundled, None
+        if bundled is not None:
+            bundled.close()
