@@ -117,6 +117,7 @@ def verify(
     from simulator.config import ConfigError, load_settings
     from simulator.model import fresh_seed
     from simulator.report import console as console_report
+    from simulator.report.console import plural
     from simulator.store import RunRecorder, Store, StoreError
     from simulator.suite import TargetUnreachable, probe, run_checks
     from simulator.targets import open_target
@@ -145,7 +146,8 @@ def verify(
             probe(target)
             where = "the bundled reference merchant" if settings.url is None else target.url
             console.print(
-                f"koosim {__version__}: {len(checks)} checks against {where} ({target.protocol}), seed {seed}"
+                f"koosim {__version__}: {plural(len(checks), 'check')} against {where} ({target.protocol}), "
+                f"seed {seed}"
             )
             with console_report.LiveProgress(console, len(checks)) as progress:
                 run = run_checks(
@@ -242,6 +244,7 @@ def merchant(
     from werkzeug.serving import make_server
 
     from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
+    from simulator.serving import serve_until_interrupted
 
     config = MerchantConfig(
         database=db,
@@ -271,12 +274,7 @@ def merchant(
     for note in notes:
         console.print(f"  {note}", highlight=False)
     console.print("  Ctrl+C stops it", highlight=False)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
+    serve_until_interrupted(server)
 
 
 from simulator.cli_load import load  # noqa: E402

@@ -135,6 +135,7 @@ def serve(
     from simulator.config import ConfigError, load_settings
     from simulator.server import create_app, marketplace
     from simulator.server.state import Settings, SettingsError
+    from simulator.serving import serve_until_interrupted
 
     try:
         found = load_settings({"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout})
@@ -171,9 +172,6 @@ def serve(
         )
     console.print("  Ctrl+C stops it", highlight=False)
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        serve_until_interrupted(server)
     finally:
-        server.server_close()
         market.close()

@@ -53,3 +53,13 @@ class BackgroundServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def serve_until_interrupted(server: BaseWSGIServer) -> None:
+    """Serve in the foreground until Ctrl+C, then release the port."""
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

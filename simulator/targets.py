@@ -13,6 +13,20 @@ from simulator.serving import BackgroundServer
 from simulator.transport import Target
 
 
+def remote_target(settings: Settings) -> Target:
+    """The merchant ``settings.url`` names, with its keys (the caller has checked both are set)."""
+    assert settings.url is not None and settings.access_key is not None
+    return Target(
+        url=settings.url,
+        access_key=settings.access_key,
+        protocol=settings.protocol,
+        sync_url=settings.sync_url,
+        sync_key=settings.sync_key,
+        rsa_public_key=settings.rsa_public_key,
+        timeout=settings.timeout,
+    )
+
+
 @contextmanager
 def open_target(settings: Settings) -> Iterator[Target]:
     """Yield the target the settings name, or a freshly started reference merchant."""
@@ -21,15 +35,7 @@ def open_target(settings: Settings) -> Iterator[Target]:
             raise ConfigError(
                 "no access key for the target: set KOOSIM_ACCESS_KEY or access_key in koosim.toml"
             )
-        yield Target(
-            url=settings.url,
-            access_key=settings.access_key,
-            protocol=settings.protocol,
-            sync_url=settings.sync_url,
-            sync_key=settings.sync_key,
-            rsa_public_key=settings.rsa_public_key,
-            timeout=settings.timeout,
-        )
+        yield remote_target(settings)
         return
     config = MerchantConfig()
     for name in ("access_key", "sync_key"):

@@ -25,6 +25,10 @@ SHOWN_FINDINGS = 3
 """Findings shown in full per check; the JSON and HTML reports hold every one."""
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
 def verdict_text(verdict: Verdict) -> str:
     label, style = STYLE[verdict]
     return f"[{style}]{label}[/]"
@@ -98,7 +102,9 @@ def print_record(console: Console, record: Mapping[str, Any]) -> None:
     )
     summary = record["summary"]
     counts = ", ".join(f"{summary[v.value]} {v.value}" for v in Verdict)
-    totals = f"{len(record['checks'])} checks: {counts}; {len(record['exchanges'])} exchanges"
+    totals = (
+        f"{plural(len(record['checks']), 'check')}: {counts}; {plural(len(record['exchanges']), 'exchange')}"
+    )
     console.print(f"{totals}; run {record['run_id']}")
     if record["delisting_risk"]:
         console.print(

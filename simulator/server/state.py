@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
 from simulator.serving import BackgroundServer
 from simulator.store import Store
+from simulator.targets import remote_target
 from simulator.transport import DEFAULT_TIMEOUT, Target
 
 PROTOCOLS = ("v2", "v1")
@@ -195,15 +196,7 @@ class Marketplace:
             raise NotConfigured("no target configured: set the merchant's URL and keys first")
         if not settings.access_key:
             raise NotConfigured("the target has no access key: set it first")
-        return Target(
-            url=settings.url,
-            access_key=settings.access_key,
-            protocol=settings.protocol,
-            sync_url=settings.sync_url,
-            sync_key=settings.sync_key,
-            rsa_public_key=settings.rsa_public_key,
-            timeout=settings.timeout,
-        )
+        return remote_target(settings)
 
     # --- background runs ---------------------------------------------------------------------
 
