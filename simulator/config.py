@@ -4,12 +4,17 @@ then ``koosim.toml`` in the working directory. Keys never need to be on the comm
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
+
+from simulator.protocol import load_rsa_public_key
+from simulator.transport import DEFAULT_TIMEOUT
 
 CONFIG_FILE = "koosim.toml"
 PROTOCOLS = ("v2", "v1")
@@ -25,6 +30,34 @@ SETTINGS = {
     "timeout": "KOOSIM_TIMEOUT",
 }
 NUMERIC_SETTINGS: dict[str, tuple[type, ...]] = {"timeout": (int, float)}
+
+
+MAX_TIMEOUT = 300.0
+
+
+def parse_timeout(value: object) -> float:
+    """A per-call deadline in seconds: a finite number in (0, 300]; ValueError says what is wrong."""
+    if isinstance(value, bool):
+        raise ValueError("timeout must be a number of seconds")
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError("timeout must be a number of seconds") from None
+    if not math.isfinite(seconds) or not 0 < seconds <= MAX_TIMEOUT:
+        raise ValueError(f"timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds, not {value!r}")
+    return seconds
+
+
+def url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be a merchant's address, or None when it can."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"{url!r} is not an http(s) URL with a host"
+    try:
+        parts.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError:
+        return f"{url!r} has an invalid port"
+    return None
 
 
 class ConfigError(Exception):
@@ -88,22 +121,27 @@ def load_settings(
     protocol = str(value("protocol") or "v2")
     if protocol not in PROTOCOLS:
         raise ConfigError(f"{resolved['protocol'][1]}: protocol must be v2 or v1, not {protocol!r}")
-    timeout = value("timeout")
     try:
-        timeout = float(timeout) if timeout is not None else 10.0
-    except (TypeError, ValueError):
-        raise ConfigError(f"{resolved['timeout'][1]}: timeout must be a number of seconds") from None
-    if timeout <= 0:
-        raise ConfigError(f"{resolved['timeout'][1]}: timeout must be positive")
+        timeout = DEFAULT_TIMEOUT if value("timeout") is None else parse_timeout(value("timeout"))
+    except ValueError as exc:
+        raise ConfigError(f"{resolved['timeout'][1]}: {exc}") from None
+    for name in ("url", "sync_url"):
+        if value(name) is not None and (problem := url_problem(value(name))) is not None:
+            raise ConfigError(f"{resolved[name][1]}: {problem}")
     rsa_path = value("rsa_public_key")
     rsa_public_key = None
     if rsa_path:
         try:
             rsa_public_key = Path(rsa_path).read_bytes()
+            load_rsa_public_key(rsa_public_key)
         except OSError as exc:
             raise ConfigError(
                 f"{resolved['rsa_public_key'][1]}: cannot read {rsa_path}: {exc.strerror}"
             ) from exc
+        except ValueError as exc:
+            raise ConfigError(
+                f"{resolved['rsa_public_key'][1]}: {rsa_path} is not a PEM RSA public key ({exc})"
+            ) from None
     return Settings(
         url=value("url"),
         protocol=protocol,

@@ -14,7 +14,6 @@ list, so those select checks as they select any test.
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack
@@ -50,16 +49,6 @@ class TargetProblem(Exception):
 # --- options and configuration ------------------------------------------------------------------
 
 
-def _positive_seconds(text: str) -> float:
-    try:
-        seconds = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if seconds <= 0:
-        raise argparse.ArgumentTypeError("the deadline must be positive")
-    return seconds
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("koosim", "koosim: contract-test a KooGallery merchant")
     group.addoption(
@@ -78,7 +67,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--koosim-timeout",
-        type=_positive_seconds,
+        type=float,  # its range is checked with the other settings, by simulator.config
         metavar="SECONDS",
         help="The marketplace's per-call deadline (env KOOSIM_TIMEOUT, default 10).",
     )

@@ -54,7 +54,7 @@ def resend_reason(exchange: Exchange) -> str | None:
         return f"HTTP {exchange.status}"
     code = exchange.result_code
     if code in RETRYABLE_CODES:
-        return f"resultCode {code} ({ResultCode(code).meaning})"
+        return ResultCode.describe(code)
     return None
 
 

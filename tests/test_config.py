@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from simulator.config import CONFIG_FILE, SETTINGS, ConfigError, Settings, load_settings
+from simulator.protocol import generate_rsa_private_key, public_key_pem
 
 NO_FLAGS: dict[str, object] = {}
 
@@ -150,11 +151,38 @@ def test_bad_timeout_is_a_config_error_naming_its_source(
     assert source in str(caught.value)
 
 
-def test_rsa_public_key_is_read_from_its_path(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def rsa_public_pem() -> bytes:
+    return public_key_pem(generate_rsa_private_key())
+
+
+def test_rsa_public_key_is_read_from_its_path(tmp_path: Path, rsa_public_pem: bytes) -> None:
     pem = tmp_path / "merchant.pub.pem"
-    pem.write_bytes(b"-----BEGIN PUBLIC KEY-----\n...\n-----END PUBLIC KEY-----\n")
+    pem.write_bytes(rsa_public_pem)
     settings = load_settings(NO_FLAGS, environ={"KOOSIM_RSA_PUBLIC_KEY": str(pem)}, cwd=tmp_path)
-    assert settings.rsa_public_key == pem.read_bytes()
+    assert settings.rsa_public_key == rsa_public_pem
+
+
+@pytest.mark.parametrize(
+    "content", [b"-----BEGIN PUBLIC KEY-----\n...\n-----END PUBLIC KEY-----\n", b"not a key"]
+)
+def test_rsa_public_key_that_is_not_a_pem_rsa_key_is_a_config_error(tmp_path: Path, content: bytes) -> None:
+    pem = tmp_path / "merchant.pub.pem"
+    pem.write_bytes(content)
+    with pytest.raises(ConfigError, match=r"KOOSIM_RSA_PUBLIC_KEY: .* is not a PEM RSA public key"):
+        load_settings(NO_FLAGS, environ={"KOOSIM_RSA_PUBLIC_KEY": str(pem)}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-1", "0", "301", "abc"])
+def test_timeout_must_be_a_finite_number_of_seconds_up_to_300(tmp_path: Path, timeout: str) -> None:
+    with pytest.raises(ConfigError, match="KOOSIM_TIMEOUT: timeout must be"):
+        load_settings(NO_FLAGS, environ={"KOOSIM_TIMEOUT": timeout}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize("url", ["notaurl", "ftp://host/produceAPI", "http://", "http://host:99999/x"])
+def test_url_must_be_http_with_a_host(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match="--url: "):
+        load_settings({"url": url}, environ={}, cwd=tmp_path)
 
 
 @pytest.mark.parametrize("via", ["flag", "env", "file"])
@@ -182,11 +210,11 @@ def test_file_value_of_the_wrong_type_is_a_config_error(tmp_path: Path, file_tex
 
 
 def test_relative_rsa_public_key_in_the_file_is_relative_to_the_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, rsa_public_pem: bytes
 ) -> None:
     project = tmp_path / "project"
     project.mkdir()
-    (project / "merchant.pub.pem").write_bytes(b"PEM")
+    (project / "merchant.pub.pem").write_bytes(rsa_public_pem)
     write_config(project, 'rsa_public_key = "merchant.pub.pem"\n')
     monkeypatch.chdir(tmp_path)
-    assert load_settings(NO_FLAGS, environ={}, cwd=project).rsa_public_key == b"PEM"
+    assert load_settings(NO_FLAGS, environ={}, cwd=project).rsa_public_key == rsa_public_pem

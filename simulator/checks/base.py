@@ -71,10 +71,7 @@ def describe(exchange: Exchange) -> str:
         return exchange.error
     code = exchange.result_code
     if code is not None:
-        try:
-            return f"resultCode {code} ({ResultCode(code).meaning})"
-        except ValueError:
-            return f"resultCode {code!r} (not a protocol code)"
+        return ResultCode.describe(code)
     if exchange.response_json is None:
         return f"HTTP {exchange.status} with a body that is not JSON"
     return f"HTTP {exchange.status}, JSON without a string resultCode"

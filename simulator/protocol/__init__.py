@@ -13,6 +13,9 @@ from simulator.protocol.crypto import (
     derive_aes_key,
     encrypt,
     encrypt_client_secret,
+    generate_rsa_private_key,
+    load_rsa_public_key,
+    public_key_pem,
 )
 from simulator.protocol.signing import (
     TIMESTAMP_WINDOW_MS,
@@ -48,8 +51,11 @@ __all__ = [
     "encrypt",
     "encrypt_client_secret",
     "format_v1_timestamp",
+    "generate_rsa_private_key",
     "is_fresh",
+    "load_rsa_public_key",
     "parse_body_sign",
+    "public_key_pem",
     "sign_body",
     "sign_openapi",
     "sign_sync",

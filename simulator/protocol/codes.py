@@ -21,6 +21,14 @@ class ResultCode(StrEnum):
     def meaning(self) -> str:
         return _MEANINGS[self]
 
+    @classmethod
+    def describe(cls, code: str) -> str:
+        """``resultCode 000003 (instance does not exist)``, or says the code is not the protocol's."""
+        try:
+            return f"resultCode {code} ({cls(code).meaning})"
+        except ValueError:
+            return f"resultCode {code!r} (not a protocol code)"
+
 
 _MEANINGS = {
     ResultCode.SUCCESS: "success",

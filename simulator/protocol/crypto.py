@@ -15,8 +15,9 @@ import string
 from enum import StrEnum
 from functools import lru_cache
 
-from cryptography.hazmat.primitives import padding
+from cryptography.hazmat.primitives import padding, serialization
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
+from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
@@ -129,25 +130,44 @@ MIN_CLIENT_SECRET_LENGTH = 8
 """The shortest clientSecret accepted as decrypted (see :func:`decrypt_client_secret`)."""
 
 
+def generate_rsa_private_key() -> bytes:
+    """A fresh 2048-bit RSA key (PKCS#8 PEM) for decrypting applicationSync client secrets."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def public_key_pem(private_key_pem: bytes) -> bytes:
+    """The PEM public key that goes with a PEM private key."""
+    return (
+        load_rsa_private_key(private_key_pem)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+
+
 @lru_cache(maxsize=8)
-def _public_key(pem: bytes) -> RSAPublicKey:
+def load_rsa_public_key(pem: bytes) -> RSAPublicKey:
+    """Parse a PEM RSA public key; ValueError names the problem with anything else."""
     key = load_pem_public_key(pem)
     if not isinstance(key, RSAPublicKey):
-        raise ValueError("the merchant's public key is not an RSA key")
+        raise ValueError(f"the public key is {type(key).__name__.removeprefix('_')}, not an RSA key")
     return key
 
 
 @lru_cache(maxsize=8)
-def _private_key(pem: bytes) -> RSAPrivateKey:
+def load_rsa_private_key(pem: bytes) -> RSAPrivateKey:
+    """Parse a PEM RSA private key (no passphrase); ValueError names the problem with anything else."""
     key = load_pem_private_key(pem, password=None)
     if not isinstance(key, RSAPrivateKey):
-        raise ValueError("the merchant's private key is not an RSA key")
+        raise ValueError("the private key is not an RSA key")
     return key
 
 
 def encrypt_client_secret(secret: str, public_key_pem: bytes) -> str:
     """RSA/ECB/PKCS1Padding (Java's default ``"RSA"`` cipher) over UTF-8, base64-encoded."""
-    ciphertext = _public_key(public_key_pem).encrypt(secret.encode("utf-8"), asym_padding.PKCS1v15())
+    ciphertext = load_rsa_public_key(public_key_pem).encrypt(secret.encode("utf-8"), asym_padding.PKCS1v15())
     return base64.b64encode(ciphertext).decode("ascii")
 
 
@@ -158,7 +178,7 @@ def decrypt_client_secret(value: str, private_key_pem: bytes) -> str:
     rejection" message instead of an error, so a result only counts as a secret when it is
     printable UTF-8 of at least :data:`MIN_CLIENT_SECRET_LENGTH` characters.
     """
-    private_key = _private_key(private_key_pem)
+    private_key = load_rsa_private_key(private_key_pem)
     try:
         ciphertext = base64.b64decode(value, validate=True)
         plain = private_key.decrypt(ciphertext, asym_padding.PKCS1v15()).decode("utf-8")

@@ -11,7 +11,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -27,6 +27,20 @@ def _same(expected: str, received: str) -> bool:
     if not received.isascii():
         return False
     return hmac.compare_digest(expected.encode("ascii"), received.encode("ascii"))
+
+
+def _verify(expected: Callable[[], str], received: str | None, *, any_case: bool = False) -> bool:
+    """Whether ``received`` is the signature ``expected()`` computes; hex compares in any case.
+
+    A message holding a lone surrogate cannot be encoded, so no signature can cover it: False.
+    """
+    if not received:
+        return False
+    try:
+        signature = expected()
+    except UnicodeEncodeError:
+        return False
+    return _same(signature, received.lower() if any_case else received)
 
 
 def _hmac(key: str | bytes, message: str | bytes) -> bytes:
@@ -62,13 +76,7 @@ def sign_v2(body: Mapping[str, Any], access_key: str, timestamp: str, nonce: str
 def verify_v2(
     body: Mapping[str, Any], access_key: str, timestamp: str, nonce: str, signature: str | None
 ) -> bool:
-    if not signature:
-        return False
-    try:
-        expected = sign_v2(body, access_key, timestamp, nonce)
-    except UnicodeEncodeError:  # a lone surrogate in the body: no signature can cover it
-        return False
-    return _same(expected, signature.lower())
+    return _verify(lambda: sign_v2(body, access_key, timestamp, nonce), signature, any_case=True)
 
 
 # --- user-authorization sync (Kit) ----------------------------------------------------------
@@ -82,13 +90,7 @@ def sign_sync(body: Mapping[str, Any], sync_key: str, timestamp: str, nonce: str
 def verify_sync(
     body: Mapping[str, Any], sync_key: str, timestamp: str, nonce: str, signature: str | None
 ) -> bool:
-    if not signature:
-        return False
-    try:
-        expected = sign_sync(body, sync_key, timestamp, nonce)
-    except UnicodeEncodeError:
-        return False
-    return _same(expected, signature.lower())
+    return _verify(lambda: sign_sync(body, sync_key, timestamp, nonce), signature, any_case=True)
 
 
 # --- v1 legacy: authToken and Body-Sign -----------------------------------------------------
@@ -101,20 +103,15 @@ def format_v1_timestamp(moment: datetime) -> str:
 
 def sign_v1(params: Mapping[str, str], access_key: str) -> str:
     """The ``authToken`` over the already URL-decoded query parameters (it must hold ``timeStamp``)."""
-    message = "&".join(f"{name}={params[name]}" for name in sorted(params) if name != "authToken")
-    token = _hmac(access_key + params["timeStamp"], message)
+    signed = {name: value for name, value in params.items() if name != "authToken"}
+    token = _hmac(access_key + params["timeStamp"], canonical_query(signed))
     return base64.b64encode(token).decode("ascii")
 
 
 def verify_v1(params: Mapping[str, str], access_key: str) -> bool:
-    token = params.get("authToken")
-    if not token or "timeStamp" not in params:
+    if "timeStamp" not in params:
         return False
-    try:
-        expected = sign_v1(params, access_key)
-    except UnicodeEncodeError:
-        return False
-    return _same(expected, token)
+    return _verify(lambda: sign_v1(params, access_key), params.get("authToken"))
 
 
 @dataclass(frozen=True)
@@ -169,10 +166,4 @@ def sign_openapi(access_key: str, ts: str, nonce: str, body: str) -> str:
 
 
 def verify_openapi(access_key: str, ts: str, nonce: str, body: str, signature: str | None) -> bool:
-    if not signature:
-        return False
-    try:
-        expected = sign_openapi(access_key, ts, nonce, body)
-    except UnicodeEncodeError:
-        return False
-    return _same(expected, signature)
+    return _verify(lambda: sign_openapi(access_key, ts, nonce, body), signature)

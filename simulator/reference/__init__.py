@@ -9,12 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from flask import Flask, Response, request
 from werkzeug.exceptions import HTTPException
 
-from simulator.protocol import EncryptType, ResultCode
+from simulator.protocol import EncryptType, ResultCode, generate_rsa_private_key, public_key_pem
 from simulator.reference import produce, sync
 from simulator.reference.activities import Merchant, answer
 from simulator.reference.store import MerchantStore
@@ -25,20 +23,15 @@ DEMO_SYNC_KEY = "koosim-demo-sync-key"
 
 PRODUCE_PATH = "/produceAPI"
 
-
-def generate_rsa_private_key() -> bytes:
-    """A fresh 2048-bit RSA key (PKCS#8 PEM) for decrypting applicationSync client secrets."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
-def public_key_pem(private_key_pem: bytes) -> bytes:
-    key = serialization.load_pem_private_key(private_key_pem, password=None)
-    return key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+__all__ = [
+    "DEMO_ACCESS_KEY",
+    "DEMO_SYNC_KEY",
+    "PRODUCE_PATH",
+    "MerchantConfig",
+    "create_app",
+    "generate_rsa_private_key",
+    "public_key_pem",
+]
 
 
 @dataclass
