@@ -14,20 +14,22 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import Progress, SpinnerColumn, TextColumn
-from rich.table import Table
 
 from simulator.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, _fail, target_options
-from simulator.explore import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS, SAVE_DIR, Exploration, Found
-from simulator.playback import Judgement, Player, Prepared, ScenarioOutcome, StepOutcome, requirements
-from simulator.report.records import body_text, redact
-from simulator.scenario import Scenario, ScenarioError, Step, Unresolved, discover, find, library_dirs, load
-from simulator.transport import Exchange, Target
+from simulator.explore_defaults import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS, SAVE_DIR
+
+# The modules below are imported where they are used: `koosim --help` and `koosim load` need
+# none of them, and together they cost a third of a second (Hypothesis, jsonschema, requests).
+if TYPE_CHECKING:
+    from simulator.explore import Exploration, Found
+    from simulator.playback import Judgement, Player, Prepared, ScenarioOutcome, StepOutcome
+    from simulator.scenario import Scenario, Step
+    from simulator.transport import Exchange, Target
 
 SHOWN_BODY_CHARS = 600
 """How much of an answer a failure shows; ``--step`` shows the whole (capped) body."""
@@ -45,6 +47,10 @@ scenarios_option = click.option(
 @scenarios_option
 def scenarios(scenario_dirs: tuple[Path, ...]) -> None:
     """List the scenario library (and your --scenarios folders): name, file, steps, what it shows."""
+    from rich.table import Table
+
+    from simulator.scenario import ScenarioError, discover, library_dirs
+
     try:
         entries = discover(library_dirs(scenario_dirs))
     except ScenarioError as exc:
@@ -97,6 +103,9 @@ def play(
     Each scenario is played in its own protocol unless --protocol is given.
     """
     from simulator.config import ConfigError, load_settings
+    from simulator.playback import requirements
+    from simulator.report.records import redact
+    from simulator.scenario import ScenarioError, find, library_dirs, load
     from simulator.suite import TargetUnreachable, probe
     from simulator.targets import open_target
 
@@ -144,6 +153,8 @@ def _shown_path(path: Path) -> str:
 def _play_one(
     console: Console, scenario: Scenario, target: Target, seed: str | None, step_mode: bool
 ) -> ScenarioOutcome:
+    from simulator.playback import Player, ScenarioOutcome
+
     file = f"{_shown_path(scenario.path)}, " if scenario.path else ""
     shown_seed = scenario.seed if seed is None else seed
     console.print(
@@ -179,6 +190,10 @@ def _play_interactively(
     console: Console, player: Player, step: Step, number: int, total: int
 ) -> tuple[StepOutcome, bool]:
     """Show the call, wait for Enter, send it, show the answer; return whether to keep pausing."""
+    from simulator.playback import StepOutcome
+    from simulator.report.records import redact
+    from simulator.scenario import Unresolved
+
     console.rule(f"step {number}/{total} · {escape(step.id)} · {escape(step_title(step))}", align="left")
     if step.activity is None:
         console.print(f"a pause of {step.wait:g} s", highlight=False)
@@ -212,6 +227,8 @@ def _play_interactively(
 
 
 def _print_request(console: Console, prepared: Prepared, target: Target) -> None:
+    from simulator.report.records import redact
+
     step = prepared.step
     secrets = target.secrets
     if step.is_sync:
@@ -274,9 +291,12 @@ def _severity_note(check_id: str | None) -> str:
 
 
 def _print_step_line(console: Console, outcome: StepOutcome, target: Target) -> None:
+    from simulator.report.records import redact
+
     step = outcome.step
     mark = "[red]✗[/]" if outcome.failed else "[green]✓[/]"
     codes = ", ".join(dict.fromkeys(e.result_code or "—" for e in outcome.exchanges))
+    codes = redact(codes, target.secrets)  # a merchant may answer anything as its resultCode
     elapsed = sum(e.elapsed for e in outcome.exchanges) * 1000
     timing = f" [dim]{elapsed:.0f} ms[/]" if outcome.exchanges else ""
     console.print(
@@ -297,6 +317,8 @@ def _print_step_line(console: Console, outcome: StepOutcome, target: Target) -> 
 
 
 def _exchange_text(exchange: Exchange, secrets: Sequence[str]) -> str:
+    from simulator.report.records import body_text, redact
+
     request = f"        → {exchange.method} {redact(exchange.url, secrets)}"
     if exchange.request_body:
         request += "\n          " + body_text(exchange.request_body, secrets)[:SHOWN_BODY_CHARS]
@@ -305,6 +327,8 @@ def _exchange_text(exchange: Exchange, secrets: Sequence[str]) -> str:
 
 def _response_text(exchange: Exchange, secrets: Sequence[str], limit: int | None, indent: str = "") -> str:
     """The answer in one line; with ``limit=None`` a JSON body is left to the caller to show."""
+    from simulator.report.records import body_text, redact
+
     label = f"{exchange.label}: " if "copy" in exchange.label else ""
     if not exchange.answered:
         return f"{indent}← {label}{redact(exchange.error or 'no answer', secrets)}"
@@ -382,6 +406,8 @@ def explore(
     Failures found earlier are tried first (Hypothesis example database in .koosim/examples).
     """
     from simulator.config import ConfigError, load_settings
+    from simulator.explore import Exploration
+    from simulator.report.records import redact
     from simulator.suite import TargetUnreachable, probe
     from simulator.targets import open_target
 
@@ -431,6 +457,8 @@ class _ExploreProgress:
     """A one-line live status: sequences tried and calls sent, then the shrinking."""
 
     def __init__(self, console: Console, total: int) -> None:
+        from rich.progress import Progress, SpinnerColumn, TextColumn
+
         self.total = total
         self._progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
@@ -459,6 +487,8 @@ class _ExploreProgress:
 def _report_found(
     console: Console, found: Found, save_dir: Path, flags: dict[str, Any], target: Target
 ) -> None:
+    from simulator.report.records import redact
+
     scenario = found.scenario
     secrets = target.secrets
     console.print(
@@ -493,6 +523,8 @@ def _report_found(
 
 def _save(scenario: Scenario, save_dir: Path) -> Path:
     """Write the scenario file and read it back, so that what was saved is known to load."""
+    from simulator.scenario import load
+
     save_dir.mkdir(parents=True, exist_ok=True)
     path = save_dir / f"{scenario.name}.yaml"
     header = "# Found by koosim explore. Replay it with: koosim play " + shlex.quote(str(path)) + "\n"

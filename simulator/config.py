@@ -66,13 +66,13 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Settings:
-    url: str | None
-    protocol: str
-    access_key: str | None
-    sync_url: str | None
-    sync_key: str | None
-    rsa_public_key: bytes | None
-    timeout: float
+    url: str | None = None
+    protocol: str = PROTOCOLS[0]
+    access_key: str | None = None
+    sync_url: str | None = None
+    sync_key: str | None = None
+    rsa_public_key: bytes | None = None
+    timeout: float = DEFAULT_TIMEOUT
 
 
 def _read_file(path: Path) -> dict[str, Any]:

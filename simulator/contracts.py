@@ -102,9 +102,9 @@ def schema_for(family: str, name: str, direction: str) -> dict[str, Any]:
 
 @cache
 def _validator(family: str, name: str, direction: str) -> Draft202012Validator:
-    schema = _load(family, name, direction)
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    # No check_schema here: checking a contract against the metaschema takes 1.5 ms, 30 ms a
+    # verify run, and the shipped contracts are checked once and for all by tests/test_contracts.py.
+    return Draft202012Validator(_load(family, name, direction))
 
 
 def _json_path(parts: Iterable[str | int]) -> str:

@@ -41,19 +41,13 @@ from hypothesis.stateful import (
 )
 
 from simulator.contracts import schema_for
+from simulator.explore_defaults import DATABASE_DIR, DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS
 from simulator.model import InstanceState, status_fields
 from simulator.playback import ADD, DELETE, Judgement, Player, StepOutcome
 from simulator.protocol import ResultCode
 from simulator.scenario import Expect, Scenario, Step
 from simulator.transport import Target, Transport
 
-DEFAULT_MAX_EXAMPLES = 200
-"""Sequences tried per run: a few seconds against a correct merchant; the sequence defects of
-``tests/mutants/sequences.py`` are found well within it (most in the first few dozen)."""
-DEFAULT_MAX_STEPS = 12
-"""Calls per sequence at most (Hypothesis' ``stateful_step_count``)."""
-DATABASE_DIR = Path(".koosim/examples")
-SAVE_DIR = Path(".koosim/found")
 SUCCESS = ResultCode.SUCCESS.value
 NOT_FOUND = ResultCode.INSTANCE_NOT_FOUND.value
 COPIES = st.sampled_from([1, 2])

@@ -36,6 +36,7 @@ from simulator.model import (
     status_fields,
 )
 from simulator.protocol import DecryptionError, ResultCode, decrypt, encrypt_client_secret, verify_body_sign
+from simulator.report.records import redact
 from simulator.scenario import LICENSE_CHANGES, Scenario, Step, Unresolved, dig, resolve
 from simulator.transport import Exchange, Target, Transport
 
@@ -213,7 +214,7 @@ class Player:
         try:
             prepared = self.prepare(step)
         except Unresolved as problem:
-            return StepOutcome(step, None, blocked=str(problem))
+            return StepOutcome(step, None, blocked=redact(str(problem), self.target.secrets))
         if step.wait:
             time.sleep(step.wait)
         return self.perform(prepared)
@@ -236,7 +237,11 @@ class Player:
         """Send a prepared step and judge what came back."""
         exchanges = self._send_all(prepared)
         outcome = StepOutcome(prepared.step, prepared, exchanges)
-        outcome.judgements = self._judge(prepared, exchanges)
+        secrets = self.target.secrets  # after the calls: what they decrypted is among them
+        outcome.judgements = [  # a message quotes the merchant, who may echo a secret
+            dataclasses.replace(judgement, message=redact(judgement.message, secrets))
+            for judgement in self._judge(prepared, exchanges)
+        ]
         self._remember(prepared, exchanges)
         return outcome
 
@@ -451,11 +456,15 @@ class Player:
                 continue
             check_id = self.result_code_check(prepared, index)
             if check_id not in failed:
+                unknown = ""
+                if exchange.result_code == ResultCode.INSTANCE_NOT_FOUND and prepared.instance_ids:
+                    unknown = f" for instanceId {', '.join(repr(i) for i in prepared.instance_ids)}"
                 failed[check_id] = Judgement(
                     expectation,
                     False,
                     check_id,
-                    f"{self._copy(exchanges, index)}expected {_code_text(code)}, got {describe(exchange)}",
+                    f"{self._copy(exchanges, index)}expected {_code_text(code)}, "
+                    f"got {describe(exchange)}{unknown}",
                     exchange,
                 )
         return list(failed.values()) or [Judgement(expectation, True)]

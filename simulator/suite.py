@@ -30,6 +30,8 @@ class CheckResult:
     skip_reason: str | None = None
     judged: int = 0
     """How many exchanges a per-exchange check looked at."""
+    unanswered: int = 0
+    """How many of those got no answer at all: no answer to judge, only its absence."""
 
     @property
     def evidence(self) -> str:
@@ -40,7 +42,8 @@ class CheckResult:
             more = f" (+{len(self.findings) - 1} more)" if len(self.findings) > 1 else ""
             return self.findings[0].message + more
         if self.check.per_exchange:
-            return f"all {self.judged} answer(s) conform"
+            got_none = f"; {self.unanswered} call(s) got none" if self.unanswered else ""
+            return f"all {self.judged - self.unanswered} answer(s) conform{got_none}"
         return f"{len(self.exchanges)} exchange(s) as expected"
 
 
@@ -153,6 +156,12 @@ def _verdict(check: Check, findings: list[Finding]) -> Verdict:
     return Verdict.FAILED if check.severity is Severity.ERROR else Verdict.WARNED
 
 
+def exchange_result(check: Check, exchange: Exchange, problems: Sequence[str]) -> CheckResult:
+    """``check``'s result on one exchange in which it found ``problems`` (none: passed)."""
+    findings = [Finding(problem, [exchange]) for problem in problems]
+    return CheckResult(check, _verdict(check, findings), findings, [exchange], exchange.elapsed)
+
+
 def _run_active(check: Check, target: Target, transport: Transport, orders: OrderFactory) -> CheckResult:
     started = time.perf_counter()
     if target.protocol not in check.protocols:
@@ -186,4 +195,15 @@ def _judge_exchanges(check: Check, exchanges: list[Exchange], target: Target) ->
         if problem is not None:
             findings.append(Finding(f"{exchange.label}: {problem}", [exchange]))
     duration = time.perf_counter() - started
-    return CheckResult(check, _verdict(check, findings), findings, duration=duration, judged=len(exchanges))
+    unanswered = sum(1 for exchange in exchanges if not exchange.answered)
+    if not findings and unanswered == len(exchanges):  # nothing came back: nothing conforms either
+        reason = f"no answer to judge: none of the {unanswered} call(s) got one"
+        return CheckResult(check, Verdict.SKIPPED, duration=duration, skip_reason=reason, judged=unanswered)
+    return CheckResult(
+        check,
+        _verdict(check, findings),
+        findings,
+        duration=duration,
+        judged=len(exchanges),
+        unanswered=unanswered,
+    )

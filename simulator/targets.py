@@ -8,8 +8,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from simulator.config import ConfigError, Settings
-from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
-from simulator.serving import BackgroundServer
 from simulator.transport import Target
 
 
@@ -37,6 +35,10 @@ def open_target(settings: Settings) -> Iterator[Target]:
             )
         yield remote_target(settings)
         return
+    # imported here: a run against a merchant's URL needs neither Flask nor the reference merchant
+    from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
+    from simulator.serving import BackgroundServer
+
     config = MerchantConfig()
     for name in ("access_key", "sync_key"):
         if getattr(settings, name):

@@ -3,29 +3,63 @@
 The transport never raises for what the merchant does: a timeout, a refused connection, a
 reset, an oversized or undecodable body all end up in ``Exchange.error`` so that checks can
 report them as findings. Only a programming error on our side raises.
+
+Every call is bounded, whatever the merchant does on the wire (docs/hostile.md):
+
+- **connect timeout**: :attr:`Target.connect_timeout` (5 s), never more than the call's deadline;
+- **per-read timeout**: :attr:`Target.timeout` (10 s) without a byte;
+- **total deadline**: :attr:`Target.timeout` for the whole call, headers and body. A merchant
+  that sends a byte a second never trips the per-read timeout, so a watchdog thread
+  (:class:`_Watchdog`) shuts the call's socket when its deadline passes, which ends any read;
+- **byte cap**: at most :data:`MAX_RESPONSE_BYTES` of an answer are read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
+import http.client
+import itertools
 import json
 import secrets
+import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
+import urllib3.exceptions
 
-from simulator.protocol import format_v1_timestamp, sign_sync, sign_v1, sign_v2
+from simulator.protocol import (
+    DecryptionError,
+    EncryptType,
+    decrypt,
+    format_v1_timestamp,
+    sign_sync,
+    sign_v1,
+    sign_v2,
+)
 
 DEFAULT_TIMEOUT = 10.0
 """ASSUMPTION: how long the marketplace waits for an answer (not published), configurable."""
 DEFAULT_CONNECT_TIMEOUT = 5.0
 MAX_RESPONSE_BYTES = 1 << 20
 """Read at most 1 MiB of an answer; a merchant's answer is a few hundred bytes."""
+MAX_NUMBER_DIGITS = 4300
+"""Longest integer an answer may hold (Python's own default limit): converting a longer one
+takes time quadratic in its length, and no protocol field is a number anyway."""
+MIN_LEARNED_SECRET_CHARS = 6
+"""Shorter plaintexts are not redacted from reports: hiding every "1234" would garble them."""
+ENCRYPTED_REQUEST_FIELDS = ("email", "mobilePhone")
+"""v1 request fields the marketplace sends encrypted (protocol.md §5)."""
 
 PRODUCE, SYNC = "produce", "sync"
 
@@ -42,6 +76,10 @@ class Target:
     rsa_public_key: bytes | None = field(default=None, repr=False)
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    learned_secrets: set[str] = field(default_factory=set, repr=False, compare=False)
+    """Plaintexts the transport decrypted during the run (appInfo passwords, v1 e-mails and
+    phone numbers): a merchant may echo them, so they are redacted like the keys. Shared by
+    the copies ``dataclasses.replace`` makes of this target."""
 
     def __repr__(self) -> str:  # keys never show up in a repr, a log line or a traceback
         return f"Target(url={self.url!r}, protocol={self.protocol!r}, sync_url={self.sync_url!r})"
@@ -52,8 +90,14 @@ class Target:
 
     @property
     def secrets(self) -> tuple[str, ...]:
-        """Every secret string a report must never show."""
-        return tuple(key for key in (self.access_key, self.sync_key) if key)
+        """Every secret string a report must never show: the keys, and what was decrypted so far."""
+        learned = self.learned_secrets.copy()  # one C-level copy: other threads may be adding
+        return tuple(key for key in (self.access_key, self.sync_key) if key) + tuple(sorted(learned))
+
+    def learn_secret(self, plaintext: str) -> None:
+        """Redact ``plaintext`` from now on (see :attr:`learned_secrets`)."""
+        if len(plaintext) >= MIN_LEARNED_SECRET_CHARS:
+            self.learned_secrets.add(plaintext)
 
 
 @dataclass
@@ -86,12 +130,12 @@ class Exchange:
     @property
     def response_json(self) -> Any:
         """The answer parsed as JSON, or None when it is not JSON (or did not arrive)."""
-        if not self.answered:
-            return None
-        try:
-            return json.loads(self.response_body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError):
-            return None
+        return decode_json(self.response_body)[0] if self.answered else None
+
+    @property
+    def json_problem(self) -> str | None:
+        """Why the answer that arrived cannot be read as JSON, or None (see :func:`decode_json`)."""
+        return decode_json(self.response_body)[1] if self.answered else None
 
     @property
     def result_code(self) -> str | None:
@@ -122,6 +166,32 @@ def new_nonce() -> str:
     return secrets.token_hex(16)
 
 
+class _Session(requests.Session):
+    """A session that reads the environment (proxy variables, REQUESTS_CA_BUNDLE) once per host.
+
+    requests reads it again for every call, walking every environment variable twice: 0.1 ms of
+    a 1 ms exchange, and all the calls of a run go to one or two hosts.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._settings: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+    def merge_environment_settings(
+        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> dict[str, Any]:
+        if proxies:  # proxies given for this call: requests' own way
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+        parts = urlsplit(url)
+        key = (parts.scheme, parts.netloc, stream, verify, cert)
+        settings = self._settings.get(key)
+        if settings is None:
+            settings = self._settings[key] = super().merge_environment_settings(
+                url, proxies, stream, verify, cert
+            )
+        return settings | {"proxies": dict(settings["proxies"])}
+
+
 class Transport:
     """Sends signed marketplace calls to one :class:`Target` and records them."""
 
@@ -132,8 +202,11 @@ class Transport:
         on_exchange: Callable[[Exchange], None] | None = None,
     ) -> None:
         self.target = target
-        self.session = session or requests.Session()
+        self.session = session or _Session()
         self.session.headers["User-Agent"] = "koosim (KooGallery marketplace simulator)"
+        adapter = _DeadlineAdapter()
+        for scheme in ("http://", "https://"):
+            self.session.mount(scheme, adapter)
         self._on_exchange = on_exchange
 
     def close(self) -> None:
@@ -187,6 +260,8 @@ class Transport:
         moment = datetime.now(UTC)
         if tamper.timestamp_ms is not None:
             moment = datetime.fromtimestamp(tamper.timestamp_ms / 1000, UTC)
+        for name in ENCRYPTED_REQUEST_FIELDS:
+            self._learn_plaintext(params.get(name))
         params["timeStamp"] = format_v1_timestamp(moment)
         params["authToken"] = sign_v1(params, self.target.access_key)
         if tamper.signature is not None:
@@ -243,20 +318,63 @@ class Transport:
         )
         return self.perform(exchange)
 
+    def post_signed(
+        self,
+        url: str,
+        body: Mapping[str, Any],
+        key: str,
+        *,
+        interface: str,
+        activity: str,
+        tamper: Tamper | None = None,
+        label: str = "",
+    ) -> Exchange:
+        """POST ``body`` to ``url`` signed like a sync call (§4: x-timestamp, x-nonce, x-sign) with
+        ``key``: for calls the marketplace signs that way with another key (order notifications)."""
+        tamper = tamper or Tamper()
+        timestamp = str(tamper.timestamp_ms if tamper.timestamp_ms is not None else now_ms())
+        nonce = new_nonce()
+        headers = {
+            "Content-Type": "application/json;charset=UTF-8",
+            "x-timestamp": timestamp,
+            "x-nonce": nonce,
+            "x-sign": sign_sync(body, key, timestamp, nonce)
+            if tamper.signature is None
+            else tamper.signature,
+        }
+        exchange = Exchange(
+            interface=interface,
+            protocol=interface,
+            activity=activity,
+            method="POST",
+            url=url,
+            fields=dict(body),
+            request_headers={name: value for name, value in headers.items() if name not in tamper.omit},
+            request_body=tamper.body if tamper.body is not None else json_bytes(body),
+            started_at=time.time(),
+            label=label,
+        )
+        return self.perform(exchange)
+
     # --- the wire --------------------------------------------------------------------------------
 
     def perform(self, exchange: Exchange) -> Exchange:
         """Send a prepared exchange and fill in what came back; never raises for the merchant's doing."""
         started = time.perf_counter()
         deadline = started + self.target.timeout
+        connect_timeout = min(self.target.connect_timeout, self.target.timeout)
+        call = _Call(deadline)
+        _WATCHDOG.watch(call)
+        _in_flight.call = call
+        nothing_came = False
         try:
             response = self.session.request(
                 exchange.method,
                 exchange.url,
                 data=exchange.request_body or None,
                 headers=exchange.request_headers,
-                timeout=(self.target.connect_timeout, self.target.timeout),
-                allow_redirects=False,
+                timeout=(connect_timeout, self.target.timeout),
+                allow_redirects=False,  # a redirect is the merchant's answer, never followed
                 stream=True,
             )
             with response:
@@ -269,20 +387,54 @@ class Transport:
             exchange.error = f"no complete answer within {self.target.timeout:g} s"
             exchange.timed_out = True
         except requests.exceptions.ConnectTimeout:
-            exchange.error = f"could not connect within {self.target.connect_timeout:g} s"
+            exchange.error = f"could not connect within {connect_timeout:g} s"
         except requests.exceptions.ReadTimeout:
             exchange.error = f"no answer within {self.target.timeout:g} s"
             exchange.timed_out = True
-        except requests.exceptions.ConnectionError as exc:
-            exchange.error = f"connection failed: {_root_cause(exc)}"
         except requests.exceptions.RequestException as exc:
-            exchange.error = f"HTTP error: {_root_cause(exc)}"
+            exchange.error = _failure(exc)
+            nothing_came = any(isinstance(c, http.client.RemoteDisconnected) for c in _causes(exc))
+        finally:
+            _in_flight.call = None
+            expired = call.finish()
+        if expired and not exchange.timed_out:  # the watchdog cut the call short
+            some = "" if nothing_came else "complete "
+            exchange.error = f"no {some}answer within {self.target.timeout:g} s"
+            exchange.timed_out = True
         exchange.elapsed = time.perf_counter() - started
         if exchange.error is not None:
             exchange.status = None
+        else:
+            self._learn_app_info_passwords(exchange)
         if self._on_exchange is not None:
             self._on_exchange(exchange)
         return exchange
+
+    # --- secrets the run learns ------------------------------------------------------------------
+
+    def _learn_plaintext(self, value: Any, encrypt_types: Iterable[str] = tuple(EncryptType)) -> None:
+        """If ``value`` decrypts under the access key, redact its plaintext from now on."""
+        if not isinstance(value, str) or not value:
+            return
+        for encrypt_type in encrypt_types:
+            try:
+                self.target.learn_secret(decrypt(value, self.target.access_key, encrypt_type))
+            except (DecryptionError, ValueError):
+                continue
+            return
+
+    def _learn_app_info_passwords(self, exchange: Exchange) -> None:
+        """The appInfo passwords of a newInstance / queryInstance answer, decrypted as the checks
+        will: a merchant that echoes one anywhere must not get it into a report."""
+        body = exchange.response_json
+        if not isinstance(body, dict) or body.get("encryptType") not in tuple(EncryptType):
+            return
+        info = body.get("info")
+        items = [body, *(info if isinstance(info, list) else [])]
+        for item in items:
+            app_info = item.get("appInfo") if isinstance(item, dict) else None
+            if isinstance(app_info, dict):
+                self._learn_plaintext(app_info.get("password"), (body["encryptType"],))
 
 
 class _BodyTooLarge(Exception):
@@ -305,11 +457,201 @@ def _read_capped(chunks: Iterable[bytes], deadline: float) -> bytes:
     return bytes(received)
 
 
-def _root_cause(exc: BaseException) -> str:
-    while exc.__cause__ is not None or exc.__context__ is not None:
+def _causes(exc: BaseException) -> list[BaseException]:
+    chain = [exc]
+    while (exc.__cause__ or exc.__context__) is not None and len(chain) < 20:
         exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    text = str(exc) or type(exc).__name__
-    return text.splitlines()[0][:200]
+        chain.append(exc)
+    return chain
+
+
+def _root_cause(exc: BaseException) -> str:
+    root = _causes(exc)[-1]
+    text = str(root) or type(root).__name__
+    return _spelled_out(text.splitlines()[0][:200])
+
+
+def _spelled_out(text: str) -> str:
+    """``text`` with unprintable characters as escapes: merchant bytes must not drive a terminal."""
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in text)
+
+
+def _failure(exc: requests.exceptions.RequestException) -> str:
+    """What went wrong on the wire, in the merchant's terms rather than the HTTP library's."""
+    for cause in _causes(exc):
+        if isinstance(cause, http.client.RemoteDisconnected):
+            return "connection failed: the merchant closed the connection without answering"
+        if isinstance(cause, http.client.BadStatusLine):
+            return f"the answer is not HTTP: it begins {_spelled_out(ascii(str(cause.line)[:40]))}"
+        if isinstance(cause, urllib3.exceptions.IncompleteRead | http.client.IncompleteRead):
+            partial = cause.partial if isinstance(cause.partial, int) else len(cause.partial)
+            promised = f" of {partial + cause.expected}" if isinstance(cause.expected, int) else ""
+            return f"the answer ended after {partial}{promised} bytes: the connection closed mid-body"
+        if isinstance(cause, ConnectionResetError):
+            return "connection failed: the merchant reset the connection"
+    prefix = "connection failed" if isinstance(exc, requests.exceptions.ConnectionError) else "HTTP error"
+    return f"{prefix}: {_root_cause(exc)}"
+
+
+class _NumberTooLong(ValueError):
+    def __init__(self, digits: int) -> None:
+        super().__init__(f"a number of {digits} digits")
+        self.digits = digits
+
+
+def _parse_int(text: str) -> int:
+    if len(text) > MAX_NUMBER_DIGITS:
+        raise _NumberTooLong(len(text.lstrip("-")))
+    return int(text)
+
+
+def decode_json(body: bytes) -> tuple[Any, str | None]:
+    """``(value, None)`` for a body that is JSON, else ``(None, why not)`` in a few words.
+
+    Never raises: not UTF-8, not JSON, nested past the recursion limit, a number too long to
+    convert (:data:`MAX_NUMBER_DIGITS`) are all answers a merchant may give.
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return None, f"the body is not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start})"
+    try:
+        return json.loads(text, parse_int=_parse_int), None
+    except _NumberTooLong as exc:
+        return None, f"the body holds a number of {exc.digits} digits, more digits than {MAX_NUMBER_DIGITS}"
+    except RecursionError:
+        return None, "the body is JSON nested too deeply to read"
+    except ValueError as exc:
+        return None, f"the body is not JSON ({_spelled_out(str(exc))[:200]})"
+
+
+# --- the total deadline ----------------------------------------------------------------------
+
+
+class _Call:
+    """One call in flight: the socket it uses, and whether its deadline passed before it ended.
+
+    The socket, not the connection: http.client hands the socket over to the response (and
+    forgets it) when the merchant says ``Connection: close``, and the body is read after that.
+    """
+
+    def __init__(self, due: float) -> None:
+        self.due = due
+        self.done = False
+        self.expired = False
+        self._sock: socket.socket | None = None
+        self._lock = threading.Lock()
+
+    def attach(self, sock: socket.socket | None) -> None:
+        with self._lock:
+            if sock is not None and not self.done:
+                self._sock = sock
+                if self.expired:
+                    _shut(sock)
+
+    def expire(self) -> None:
+        """The deadline passed: end whatever read the call is blocked in."""
+        with self._lock:
+            if self.done:
+                return
+            self.expired = True
+            if self._sock is not None:
+                _shut(self._sock)
+
+    def finish(self) -> bool:
+        """The call is over; True when its deadline cut it short."""
+        with self._lock:
+            self.done = True
+            self._sock = None
+            return self.expired
+
+
+def _shut(sock: socket.socket) -> None:
+    # shutdown, not close: it wakes a recv() blocked in another thread, and the owner closes.
+    # A socket already closed has no descriptor any more: this cannot reach another one.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _Watchdog:
+    """One daemon thread that expires every call still running at its deadline.
+
+    A thread per call would cost ~0.1 ms of a ~1 ms call; this costs a heap push. Calls that
+    end in time stay in the heap until they reach its top and are dropped unseen.
+    """
+
+    def __init__(self) -> None:
+        self._due: list[tuple[float, int, _Call]] = []
+        self._order = itertools.count()
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, call: _Call) -> None:
+        with self._wake:
+            heapq.heappush(self._due, (call.due, next(self._order), call))
+            if self._thread is None or not self._thread.is_alive():  # none yet, or lost in a fork
+                self._thread = threading.Thread(target=self._run, name="koosim-deadlines", daemon=True)
+                self._thread.start()
+            if self._due[0][2] is call:  # else the thread wakes for an earlier deadline first
+                self._wake.notify()  # waking it costs more than the call's other bookkeeping
+
+    def _run(self) -> None:
+        with self._wake:
+            while True:
+                while self._due and self._due[0][2].done:
+                    heapq.heappop(self._due)
+                if not self._due:
+                    self._wake.wait()
+                    continue
+                wait = self._due[0][0] - time.perf_counter()
+                if wait > 0:
+                    self._wake.wait(wait)
+                    continue
+                heapq.heappop(self._due)[2].expire()
+
+
+_WATCHDOG = _Watchdog()
+_in_flight = threading.local()
+"""``.call``: the :class:`_Call` this thread is performing, for its connection to attach to."""
+
+
+class _WatchedConnection(urllib3.connection.HTTPConnection):
+    """Attaches its socket to the call in flight, so the watchdog can end its reads."""
+
+    def connect(self) -> None:  # a new connection (the deadline may pass while it connects)
+        super().connect()
+        _attach(self.sock)
+
+    def request(self, *args: Any, **kwargs: Any) -> None:  # a kept-alive connection, used again
+        _attach(self.sock)
+        super().request(*args, **kwargs)
+
+
+def _attach(sock: socket.socket | None) -> None:
+    call = getattr(_in_flight, "call", None)
+    if call is not None:
+        call.attach(sock)
+
+
+class _WatchedHTTPSConnection(_WatchedConnection, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+class _DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter over connections the watchdog can end (direct connections; through a
+    proxy a call has the per-read timeout and the byte cap only)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _HTTPPool, "https": _HTTPSPool}
 
 
 def json_bytes(body: Mapping[str, Any]) -> bytes:

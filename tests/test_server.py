@@ -28,9 +28,12 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, request
 from flask.testing import FlaskClient
 
+from simulator import config
 from simulator.cli import main as cli_main
 from simulator.contracts import validate
 from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
@@ -43,6 +46,12 @@ from simulator.store import Store
 ACCESS_KEY = "server-test-access-key-77"
 SYNC_KEY = "server-test-sync-key-88"
 TOKEN = "server-test-notify-token-99"
+EC_PUBLIC_KEY = (
+    ec.generate_private_key(ec.SECP256R1())
+    .public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
 
 
 @pytest.fixture(scope="module")
@@ -202,7 +211,7 @@ def test_the_target_form_keeps_keys_in_memory_and_shows_only_set(
 def test_the_target_form_names_a_bad_setting(client: FlaskClient) -> None:
     response = client.post("/target", data={"url": "ftp://merchant", "protocol": "v2"})
     assert response.status_code == 400
-    assert b"url must be an http(s) URL" in response.data
+    assert "url: 'ftp://merchant' is not an http(s) URL" in html.unescape(response.data.decode())
 
 
 def test_the_call_page_signs_sends_and_judges(configured: FlaskClient) -> None:
@@ -312,25 +321,112 @@ def test_the_notification_page_sends_and_shows_the_run(configured: FlaskClient) 
     assert configured.post("/notify", data={"fields": "{"}).status_code == 400
 
 
+CROSS_SITE = [
+    pytest.param({"Sec-Fetch-Site": "cross-site"}, id="cross-site"),
+    pytest.param({"Sec-Fetch-Site": "same-site"}, id="same-site"),
+    pytest.param({"Origin": "http://evil.example"}, id="foreign-origin"),
+    pytest.param({"Origin": "null"}, id="opaque-origin"),
+    pytest.param({"Sec-Fetch-Site": "same-origin", "Origin": "http://evil.example"}, id="both-disagree"),
+]
+
+
+@pytest.mark.parametrize("headers", CROSS_SITE)
+def test_a_cross_site_request_cannot_change_the_marketplace(
+    configured: FlaskClient, app: Flask, headers: dict[str, str]
+) -> None:
+    before = marketplace(app).settings
+    form = {"url": "http://evil.example/produceAPI", "access_key": "theirs", "clear_keys": "on"}
+    page = configured.post("/target", data=form, headers=headers)
+    assert page.status_code == 403
+    assert "may not change the marketplace" in html.unescape(page.data.decode())
+    api = configured.put("/api/target", json={"url": "http://evil.example/produceAPI"}, headers=headers)
+    assert api.status_code == 403 and "may not change the marketplace" in api.json["error"]
+    assert configured.post("/api/runs", headers=headers).status_code == 403
+    assert configured.post("/outbox/1/stop", headers=headers).status_code == 403
+    assert marketplace(app).settings == before and configured.get("/api/runs").json["runs"] == []
+    assert configured.get("/target", headers=headers).status_code == 200  # reading is not refused
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        pytest.param({"Sec-Fetch-Site": "same-origin", "Origin": "http://localhost"}, id="same-origin"),
+        pytest.param({"Sec-Fetch-Site": "none"}, id="typed-by-a-person"),
+        pytest.param({}, id="a-script"),
+    ],
+)
+def test_a_same_origin_request_changes_the_marketplace(
+    configured: FlaskClient, app: Flask, merchant: dict[str, Any], headers: dict[str, str]
+) -> None:
+    page = configured.post(
+        "/target", data={"url": merchant["url"], "contact": "ops@example.com"}, headers=headers
+    )
+    assert page.status_code == 302 and marketplace(app).settings.contact == "ops@example.com"
+    api = configured.put("/api/target", json={"contact": "sre@example.com"}, headers=headers)
+    assert api.status_code == 200 and api.json["contact"] == "sre@example.com"
+
+
 # --- the JSON API --------------------------------------------------------------------------------------
 
 
-def test_the_api_target_never_echoes_keys(client: FlaskClient, merchant: dict[str, Any]) -> None:
+def test_the_api_target_never_echoes_keys(client: FlaskClient, merchant: dict[str, Any], app: Flask) -> None:
     answer = client.put("/api/target", json=merchant).json
     assert answer["access_key"] == "set" and answer["sync_key"] == "set" and answer["rsa_public_key"] == "set"
     assert ACCESS_KEY not in json.dumps(client.get("/api/target").json)
+    settings = marketplace(app).settings
+    assert isinstance(settings, config.Settings)  # the settings every koosim command uses
+    assert ACCESS_KEY not in repr(settings) and SYNC_KEY not in repr(settings)
+
+
+def test_a_public_key_that_is_not_rsa_is_refused_when_it_is_set(configured: FlaskClient) -> None:
+    response = configured.put("/api/target", json={"rsa_public_key": EC_PUBLIC_KEY})
+    assert response.status_code == 400
+    assert "rsa_public_key is not a PEM RSA public key" in response.json["error"]
+    assert configured.get("/api/target").json["rsa_public_key"] == "set"  # the RSA key is kept
+    template = configured.get("/api/activities/applicationSync/template")
+    assert template.status_code == 200 and template.json["fields"]["clientSecret"]
+    assert configured.get("/call?activity=applicationSync").status_code == 200
+
+
+def test_a_sync_call_is_not_sent_without_a_sync_key(client: FlaskClient, merchant: dict[str, Any]) -> None:
+    client.put("/api/target", json={name: value for name, value in merchant.items() if name != "sync_key"})
+    fields = client.get("/api/activities/authSync/template").json["fields"]
+    response = client.post("/api/calls", json={"activity": "authSync", "fields": fields})
+    assert response.status_code == 409 and "no sync key is configured" in response.json["error"]
+    page = client.post("/call", data={"activity": "authSync", "fields": json.dumps(fields)})
+    assert page.status_code == 400 and "no sync key is configured" in page.data.decode()
+    assert client.get("/api/runs?kind=call").json["runs"] == []  # nothing was sent or recorded
+
+
+def test_a_call_answer_is_judged_by_the_catalog_checks(client: FlaskClient) -> None:
+    sloppy = Flask("sloppy-merchant")
+
+    @sloppy.post("/produceAPI")
+    def produce() -> tuple[str, int, dict[str, str]]:
+        return '{"resultCode": "000000"}', 200, {"Content-Type": "text/plain"}
+
+    with BackgroundServer(sloppy) as server:
+        client.put("/api/target", json={"url": f"{server.base_url}/produceAPI", "access_key": ACCESS_KEY})
+        outcome = send(client, "newInstance")
+    assert outcome["verdict"] == "failed"
+    checks = {problem.split(":", 1)[0] for problem in outcome["problems"]}
+    assert {"contract.http-200-json", "contract.result-msg", "contract.response-schema"} <= checks
+    run = client.get(f"/api/runs/{outcome['run_id']}").json
+    assert run["kind"] == "call" and run["checks"][0]["verdict"] == "failed"
 
 
 @pytest.mark.parametrize(
     ("body", "message"),
     [
         ({"protocol": "v3"}, "protocol must be one of"),
-        ({"url": "ftp://x"}, "url must be an http(s) URL"),
+        ({"url": "ftp://x"}, "url: 'ftp://x' is not an http(s) URL"),
+        ({"url": "http://x:99999/"}, "invalid port"),
         ({"url": 5}, "url must be a string"),
         ({"timeout": "abc"}, "timeout must be a number"),
-        ({"timeout": -1}, "between 0 and 300"),
+        ({"timeout": -1}, "more than 0 and at most 300"),
         ({"access_key": 7}, "access_key must be a string"),
-        ({"rsa_public_key": "not pem"}, "not a PEM public key"),
+        ({"rsa_public_key": "not pem"}, "not a PEM RSA public key"),
+        ({"rsa_public_key": EC_PUBLIC_KEY}, "ECPublicKey, not an RSA key"),
         ({"bundled": "yes"}, "bundled must be true or false"),
         ({"colour": "red"}, "unknown setting(s): colour"),
         ([1, 2], "must be a JSON object"),
@@ -404,7 +500,8 @@ def test_the_api_runs_a_verify_and_serves_the_history(configured: FlaskClient) -
     run_id = response.json["run_id"]
     record = wait_finished(configured, run_id)
     assert record["status"] == "finished" and record["summary"]["passed"] == 1
-    assert record["checks"][0]["reproduce"].startswith("koosim verify --url ")
+    reproduce = record["checks"][0]["reproduce"]
+    assert reproduce.startswith("koosim verify --url ") and "--timeout 5.0 --seed 1" in reproduce
     assert run_id in [run["run_id"] for run in configured.get("/api/runs").json["runs"]]
     assert configured.get("/api/runs?kind=call").json["runs"] == []
     exchanges = configured.get(f"/api/runs/{run_id}/exchanges").json["exchanges"]
@@ -741,6 +838,8 @@ def test_every_inbound_call_is_recorded_whatever_its_outcome(configured: FlaskCl
         ("usagePush", 200),
     ]
     assert all(e["direction"] == "inbound" for e in inbound)
+    assert inbound[1]["response"]["result_code"] == "MKT.0000"  # queryOrder's resultCode
+    assert inbound[3]["verdict"]["code"] == "MKT.0000"  # usage push names it error_code
     assert inbound[2]["verdict"]["problem"].startswith("the body is not JSON")
     assert "queryOrder" in configured.get("/marketplace").data.decode()
 

@@ -11,8 +11,9 @@ from fnmatch import fnmatchcase
 
 from simulator.checks import contract, idempotency, lifecycle, security, sync  # noqa: F401 - registers
 from simulator.checks.base import REGISTRY, Check, Context, Finding, Severity, Verdict
+from simulator.transport import Exchange, Target
 
-__all__ = ["Check", "Context", "Finding", "Severity", "Verdict", "catalog", "select"]
+__all__ = ["Check", "Context", "Finding", "Severity", "Verdict", "catalog", "judge_exchange", "select"]
 
 
 FAMILY_ORDER = ("security", "lifecycle", "idempotency", "sync", "contract", "timing")
@@ -32,3 +33,13 @@ def select(patterns: Iterable[str] = ()) -> list[Check]:
     if not chosen:
         raise LookupError(f"no check matches {', '.join(patterns)}; `koosim checks` lists them")
     return chosen
+
+
+def judge_exchange(exchange: Exchange, target: Target) -> list[tuple[str, str]]:
+    """What the per-exchange checks (``contract.*``, ``timing.*``) find wrong with one answer,
+    as (check id, problem) pairs; empty when it conforms."""
+    return [
+        (check.id, problem)
+        for check in catalog()
+        if check.per_exchange and (problem := check.run(exchange, target)) is not None
+    ]

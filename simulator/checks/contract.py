@@ -5,6 +5,9 @@ These checks send nothing: they judge every exchange the other checks produced.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 from simulator.checks.base import exchange_check
 from simulator.contracts import UnknownContract, allowed_result_codes, validate
 from simulator.protocol import ResultCode
@@ -18,23 +21,65 @@ def _json_object(exchange: Exchange) -> dict | None:
     return body if isinstance(body, dict) else None
 
 
+def _masked(value: Any, secrets: tuple[str, ...]) -> Any:
+    """``value`` with every secret in its strings replaced by as many ``*``.
+
+    A schema message quotes the offending value and cuts it at 60 characters, which may cut
+    an echoed key in two, past what redaction recognises. The mask keeps every length, so the
+    verdict is the same.
+    """
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "*" * len(secret))
+        return value
+    if isinstance(value, dict):
+        return {_masked(key, secrets): _masked(item, secrets) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(item, secrets) for item in value]
+    return value
+
+
+def _repeated_members(body: bytes) -> list[str]:
+    """Members some object of a (readable) JSON body names twice; parsers differ on which counts."""
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        names = [name for name, _ in items]
+        repeated.extend(n for n in dict.fromkeys(names) if names.count(n) > 1 and n not in repeated)
+        return dict(items)
+
+    try:
+        json.loads(body.decode("utf-8"), object_pairs_hook=pairs)
+    except (ValueError, RecursionError):  # the body was read once already; be safe all the same
+        return []
+    return repeated
+
+
 @exchange_check("contract.http-200-json", rule="§6")
 def http_200_json(exchange: Exchange, target: Target) -> str | None:
     """Every answer is HTTP 200 with Content-Type application/json and a JSON object body.
 
     Refusals too: the marketplace reads resultCode, and treats anything else as a failing interface.
+    A redirect is reported, never followed; an object that names a member twice is ambiguous.
     """
     if exchange.timed_out:
         return None  # timing.deadline reports it
     if exchange.error is not None:
         return f"no usable HTTP answer: {exchange.error}"
     if exchange.status != 200:
+        location = exchange.response_headers.get("Location")
+        if exchange.status is not None and 300 <= exchange.status < 400 and location:
+            return f"HTTP {exchange.status} instead of 200: a redirect to {location!r}, never followed"
         return f"HTTP {exchange.status} instead of 200"
     content_type = exchange.response_headers.get("Content-Type", "")
     if content_type.split(";")[0].strip().lower() != "application/json":
         return f"Content-Type is {content_type or 'missing'!r}, not application/json"
     if _json_object(exchange) is None:
-        return "the body is not a JSON object"
+        return exchange.json_problem or "the body is not a JSON object"
+    repeated = _repeated_members(exchange.response_body)
+    if repeated:
+        names = ", ".join(repr(name) for name in repeated[:3])
+        return f"the JSON names member {names} twice: which value counts depends on the parser"
     return None
 
 
@@ -74,7 +119,7 @@ def response_schema(exchange: Exchange, target: Target) -> str | None:
     if body is None:
         return None
     try:
-        violations = validate(body, exchange.protocol, exchange.activity, "response")
+        violations = validate(_masked(body, target.secrets), exchange.protocol, exchange.activity, "response")
     except UnknownContract:
         return None  # a call with a made-up activity has no contract to meet
     if not violations:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -28,19 +29,57 @@ _UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\uff
 them, HTML calls them parse errors, and a terminal would obey them."""
 
 
-def _spellings(secret: str) -> set[str]:
-    """A secret as a merchant may echo it: raw, JSON-escaped, URL-encoded."""
-    return {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]} | {
+@lru_cache(maxsize=4096)
+def _spellings(secret: str) -> tuple[str, ...]:
+    """A secret as a merchant may echo it: raw, JSON-escaped, URL-encoded; the longest first."""
+    spellings = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]} | {
         encode(secret, safe=safe) for encode in (quote, quote_plus) for safe in ("", "/")
     }
+    return tuple(sorted(spellings, key=len, reverse=True))
+
+
+_WINDOW = 6
+"""Length of the slices of a text :class:`_Redaction` looks up among the spellings' beginnings."""
+
+
+class _Redaction:
+    """:func:`redact` for one tuple of secrets, worked out once (see :func:`_redaction`).
+
+    A run learns a secret from every appInfo password, so a late record is redacted of
+    hundreds of them: one ``str.replace`` per spelling for every string. Most strings hold
+    none, and when a string is shorter than the list of spellings that is found faster from the
+    string's side: its 6-character slices looked up among the spellings' first 6 characters.
+    A string in which no spelling occurs comes back as it is, which is what the replacements
+    would have left; any other is replaced spelling by spelling, in the usual order.
+    """
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self.spellings = tuple(spelling for secret in secrets if secret for spelling in _spellings(secret))
+        self.short = tuple(spelling for spelling in self.spellings if len(spelling) < _WINDOW)
+        self.starts = frozenset(spelling[:_WINDOW] for spelling in self.spellings if len(spelling) >= _WINDOW)
+
+    def _may_occur(self, text: str) -> bool:
+        if any(spelling in text for spelling in self.short):
+            return True
+        slices = (text[start : start + _WINDOW] for start in range(len(text) - _WINDOW + 1))
+        return not self.starts.isdisjoint(slices)
+
+    def __call__(self, text: str) -> str:
+        if len(text) < len(self.spellings) and not self._may_occur(text):
+            return text
+        for spelling in self.spellings:
+            text = text.replace(spelling, REDACTED)
+        return text
+
+
+@lru_cache(maxsize=32)
+def _redaction(secrets: tuple[str, ...]) -> _Redaction:
+    """Cached: a run redacts every string of every exchange with the same secrets."""
+    return _Redaction(secrets)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        if secret:
-            for spelling in sorted(_spellings(secret), key=len, reverse=True):
-                text = text.replace(spelling, REDACTED)
-    return text
+    return _redaction(tuple(secrets))(text)
 
 
 def printable(text: str) -> str:
@@ -54,11 +93,12 @@ def printable(text: str) -> str:
 
 
 def body_text(body: bytes, secrets: Iterable[str]) -> str:
-    """A body as text a person can read: UTF-8 (undecodable bytes shown as �), redacted, cut."""
+    """A body as text a person can read: UTF-8 (undecodable bytes shown as �), redacted, cut,
+    control characters spelled out (a console shows it, and a terminal obeys escape sequences)."""
     text = redact(body.decode("utf-8", errors="replace"), secrets)  # before the cut: no half key
     if len(text) > MAX_BODY_CHARS:
         text = text[:MAX_BODY_CHARS] + f"… [{len(body)} bytes in all]"
-    return text
+    return printable(text)
 
 
 def exchange_record(exchange: Exchange, secrets: Iterable[str]) -> dict[str, Any]:
@@ -84,7 +124,7 @@ def exchange_record(exchange: Exchange, secrets: Iterable[str]) -> dict[str, Any
             "status": exchange.status,
             "headers": {name: redact(value, secrets) for name, value in exchange.response_headers.items()},
             "body": body_text(exchange.response_body, secrets),
-            "result_code": exchange.result_code,
+            "result_code": None if exchange.result_code is None else redact(exchange.result_code, secrets),
         },
         "error": None if exchange.error is None else redact(exchange.error, secrets),
     }

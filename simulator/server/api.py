@@ -2,8 +2,10 @@
 browser, a script can do here (docs/server.md lists every endpoint with examples).
 
 Errors are JSON ``{"error": "…"}`` with a 4xx status naming the problem: 400 for a malformed
-request, 404 for an unknown run, exchange or message, 409 when the server is not configured
-for what was asked (no target yet) or the message was already decided.
+request, 403 for a state-changing request a browser sent from another site (see
+:mod:`~simulator.server.guard`), 404 for an unknown run, exchange or message, 409 when the
+server is not configured for what was asked (no target yet, no sync key), the target cannot be
+reached, or the message was already decided.
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from simulator.server import calls, notify, play, runs
+from simulator.server.guard import refuse_cross_site
 from simulator.server.state import Marketplace, NotConfigured, SettingsError
 from simulator.store import INBOUND
 from simulator.suite import TargetUnreachable
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+bp.before_request(refuse_cross_site)
 
 
 class BadRequest(Exception):
@@ -63,6 +67,11 @@ def _bad_request(error: Exception) -> tuple[Response, int]:
 @bp.errorhandler(calls.AlreadyDecided)
 def _conflict(error: Exception) -> tuple[Response, int]:
     return _error(409, str(error))
+
+
+@bp.errorhandler(TargetUnreachable)
+def _unreachable(error: TargetUnreachable) -> tuple[Response, int]:
+    return _error(409, f"the target could not be reached: {error}")
 
 
 @bp.errorhandler(calls.NoSuchMessage)
@@ -120,8 +129,6 @@ def start_run() -> tuple[Response, int]:
         run_id = runs.start_verify(_market(), patterns, seed)
     except LookupError as exc:
         raise BadRequest(str(exc)) from None
-    except TargetUnreachable as exc:
-        return _error(409, f"the target could not be reached: {exc}")
     return jsonify(run_id=run_id, url=url_for("api.get_run", run_id=run_id)), 202
 
 
@@ -130,27 +137,28 @@ def list_runs() -> Response:
     return jsonify(runs=_market().store.runs(limit=_limit(), kind=request.args.get("kind")))
 
 
-@bp.get("/runs/<run_id>")
-def get_run(run_id: str) -> Response | tuple[Response, int]:
+def _run(run_id: str) -> dict[str, Any]:
     record = _market().store.run(run_id)
     if record is None:
-        return _error(404, f"no run {run_id!r}")
-    return jsonify(record)
+        raise NotFound(f"no run {run_id!r}")
+    return record
+
+
+@bp.get("/runs/<run_id>")
+def get_run(run_id: str) -> Response:
+    return jsonify(_run(run_id))
 
 
 @bp.get("/runs/<run_id>/exchanges")
-def run_exchanges(run_id: str) -> Response | tuple[Response, int]:
-    record = _market().store.run(run_id)
-    if record is None:
-        return _error(404, f"no run {run_id!r}")
-    return jsonify(exchanges=record["exchanges"])
+def run_exchanges(run_id: str) -> Response:
+    return jsonify(exchanges=_run(run_id)["exchanges"])
 
 
 @bp.get("/exchanges/<exchange_id>")
-def get_exchange(exchange_id: str) -> Response | tuple[Response, int]:
+def get_exchange(exchange_id: str) -> Response:
     exchange = _market().store.exchange(exchange_id)
     if exchange is None:
-        return _error(404, f"no exchange {exchange_id!r}")
+        raise NotFound(f"no exchange {exchange_id!r}")
     return jsonify(exchange)
 
 
@@ -194,10 +202,10 @@ def outbox() -> Response:
 
 
 @bp.get("/outbox/<int:message_id>")
-def outbox_message(message_id: int) -> Response | tuple[Response, int]:
+def outbox_message(message_id: int) -> Response:
     message = _market().store.outbox_message(message_id)
     if message is None:
-        return _error(404, f"no outbox message {message_id}")
+        raise NotFound(f"no outbox message {message_id}")
     return jsonify(message)
 
 

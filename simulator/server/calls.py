@@ -1,10 +1,11 @@
 """One hand-filled call, as the seller console's interface-debugging page sends it, for every
 activity: the produce interface, the license activities and the user-authorization sync.
 
-The server signs the call with the configured keys, sends it, and judges the answer: HTTP 200,
-a JSON object, the answer contract of that activity, and, when what was sent breaks the request
-contract, that the merchant did not accept it. Each call is recorded as a run of kind ``call``,
-so the history, ``koosim show`` and the console render it like any verify run.
+The server signs the call with the configured keys, sends it, and judges the answer with the
+catalog's per-exchange checks (HTTP 200, a JSON object, the answer contract of that activity, the
+deadline) and, when what was sent breaks the request contract, that the merchant did not accept
+it. Each call is recorded as a run of kind ``call`` (:mod:`~simulator.server.recording`), so the
+history, ``koosim show`` and the console render it like any verify run.
 
 When a user-authorization sync call fails, the marketplace notifies the merchant by SMS or
 e-mail and the enterprise administrator decides whether to continue the sync (protocol.md §8):
@@ -14,21 +15,22 @@ answers the administrator can give.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.checks import Check, Finding, Severity, Verdict
+from simulator.checks import Check, Severity, Verdict, judge_exchange
 from simulator.checks.base import describe
 from simulator.contracts import known_contracts, validate
 from simulator.model import OrderFactory, change_check_fields, query_fields, release_fields, status_fields
 from simulator.protocol import ResultCode, encrypt_client_secret
 from simulator.report.records import exchange_record
-from simulator.server.state import Marketplace
-from simulator.store import OUTBOX_PENDING, OUTBOX_RESOLVED, OUTBOX_STOPPED, RunRecorder
-from simulator.suite import CheckResult, Run
-from simulator.transport import Exchange, Target, Transport
+from simulator.server.recording import RecordedRun
+from simulator.server.state import Marketplace, NotConfigured
+from simulator.store import OUTBOX_PENDING, OUTBOX_RESOLVED, OUTBOX_STOPPED
+from simulator.transport import Exchange, Target
 
 PRODUCE_FAMILIES = ("v2", "v1")
 SYNC = "sync"
@@ -163,22 +165,14 @@ def template(activity: str, market: Marketplace) -> dict[str, Any]:
 # --- judging an answer -------------------------------------------------------------------------
 
 
-def judge(exchange: Exchange, family: str, name: str) -> list[str]:
-    """What is wrong with the merchant's answer to one hand-made call (empty: nothing)."""
-    if not exchange.answered:
-        return [f"no answer: {exchange.error}"]
-    problems = []
-    if exchange.status != 200:
-        problems.append(f"HTTP {exchange.status}: every answer must be HTTP 200 (§6)")
-    body = exchange.response_json
-    if not isinstance(body, dict):
-        return [*problems, "the answer is not a JSON object (§6)"]
-    problems += [f"answer {v.path}: {v.message}" for v in validate(body, family, name, "response")]
+def judge(exchange: Exchange, target: Target, request_violations: Sequence[str]) -> list[str]:
+    """What is wrong with the merchant's answer to one hand-made call (empty: nothing): what the
+    catalog's per-exchange checks find, and accepting a call that breaks its request contract."""
+    problems = [f"{check_id}: {problem}" for check_id, problem in judge_exchange(exchange, target)]
     if exchange.result_code == ResultCode.SUCCESS.value:
-        broken = validate(exchange.fields, family, name, "request")
         problems += [
-            f"accepted a call that breaks its contract ({v.path}: {v.message}); §6 asks for 000002"
-            for v in broken
+            f"accepted a call that breaks its contract ({violation}); §6 asks for 000002"
+            for violation in request_violations
         ]
     return problems
 
@@ -188,8 +182,8 @@ CALL_CHECK = Check(
     title="The answer to a hand-made call follows the interface contract",
     severity=Severity.ERROR,
     rule="§6",
-    doc="HTTP 200, a JSON object with the answer contract's members, and no acceptance of a call "
-    "that breaks the request contract.",
+    doc="The answer passes the per-exchange checks (contract.*, timing.*), and a call that breaks "
+    "the request contract is not accepted.",
     run=judge,
 )
 
@@ -200,11 +194,13 @@ class CallOutcome:
 
     run_id: str
     activity: str
-    exchange: dict[str, Any]
+    exchange: Exchange
     problems: list[str]
     request_violations: list[str]
     result_code: str | None
     summary: str
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    """The target's keys, redacted from the exchange wherever it is shown."""
     outbox_id: int | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -220,19 +216,19 @@ class CallOutcome:
     def verdict(self) -> str:
         return Verdict.FAILED.value if self.problems else Verdict.PASSED.value
 
+    @property
+    def record(self) -> dict[str, Any]:
+        """The exchange as a page or the API shows it, keys redacted."""
+        return exchange_record(self.exchange, self.secrets)
+
     def as_json(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "activity": self.activity,
-            "verdict": self.verdict,
-            "result_code": self.result_code,
-            "summary": self.summary,
-            "problems": self.problems,
-            "request_violations": self.request_violations,
-            "outbox_id": self.outbox_id,
-            "notes": self.notes,
-            "exchange": self.exchange,
+        # asdict() would copy the Exchange's raw bytes, unredacted: it goes out as its record
+        shown = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("exchange", "secrets")
         }
+        return shown | {"verdict": self.verdict, "exchange": self.record}
 
 
 def send_call(
@@ -245,48 +241,35 @@ def send_call(
         raise CallError("fields must be a JSON object")
     target = market.target()
     family = family_of(activity, target.protocol)
+    if family == SYNC and not target.sync_key:
+        raise NotConfigured("no sync key is configured: set it on the target page before sending a sync call")
     if family != SYNC:
         fields = {"activity": activity} | {
             name: value for name, value in fields.items() if name != "activity"
         }
-    run = Run(target=target, seed=0)
-    recorder = RunRecorder(market.store, kind="call", planned=1, command=f"{activity} sent by hand")
-    recorder.begin(run)
-    transport = Transport(target, on_exchange=recorder.exchange)
+    recording = RecordedRun(market.store, target, kind="call", planned=1, command=f"{activity} sent by hand")
     try:
         if family == SYNC:
-            exchange = transport.sync(activity, fields, label=label or activity)
+            exchange = recording.transport.sync(activity, fields, label=label or activity)
         else:
-            exchange = transport.send(fields, label=label or activity)
-    finally:
-        transport.close()
-    problems = judge(exchange, family, activity)
-    run.exchanges.append(exchange)
-    result = CheckResult(
-        CALL_CHECK,
-        Verdict.FAILED if problems else Verdict.PASSED,
-        [Finding(problem, [exchange]) for problem in problems],
-        [exchange],
-        exchange.elapsed,
-    )
-    run.results.append(result)
-    recorder.result(result)
-    run.finished_at = time.time()
-    recorder.finish(run)
-    notes = [] if recorder.problem is None else [f"the run history is incomplete: {recorder.problem}"]
-    if family == SYNC and not target.sync_key:
-        notes.append("no sync key is configured: the call was signed with an empty key")
-    outcome = CallOutcome(
-        run_id=run.id,
-        activity=activity,
-        exchange=exchange_record(exchange, target.secrets),
-        problems=problems,
-        request_violations=[
+            exchange = recording.transport.send(fields, label=label or activity)
+        violations = [
             f"{v.path}: {v.message}" for v in validate(exchange.fields, family, activity, "request")
-        ],
+        ]
+        problems = judge(exchange, target, violations)
+        recording.judge(CALL_CHECK, exchange, problems)
+    finally:
+        recording.finish()
+    outcome = CallOutcome(
+        run_id=recording.id,
+        activity=activity,
+        exchange=exchange,
+        problems=problems,
+        request_violations=violations,
         result_code=exchange.result_code,
         summary=describe(exchange),
-        notes=notes,
+        secrets=target.secrets,
+        notes=[] if recording.problem is None else [f"the run history is incomplete: {recording.problem}"],
     )
     if family == SYNC and report_sync_failure and exchange.result_code != ResultCode.SUCCESS.value:
         outcome.outbox_id = _notify_sync_failure(market, target, activity, fields, exchange)
@@ -344,7 +327,7 @@ def continue_sync(market: Marketplace, message_id: int) -> CallOutcome:
     )
     succeeded = outcome.result_code == ResultCode.SUCCESS.value
     market.store.decide_outbox(
-        message_id, OUTBOX_RESOLVED if succeeded else OUTBOX_PENDING, outcome.exchange.get("id")
+        message_id, OUTBOX_RESOLVED if succeeded else OUTBOX_PENDING, outcome.exchange.id
     )
     return outcome
 

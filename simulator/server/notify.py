@@ -16,21 +16,20 @@ accepted, and (when asked) a copy with a wrong ``x-sign`` is refused with 000001
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 from typing import Any
 
-from simulator.checks import Check, Finding, Severity, Verdict
+from simulator.checks import Check, Severity, judge_exchange
 from simulator.checks.base import describe
-from simulator.protocol import ResultCode, sign_sync
+from simulator.checks.security import WRONG_SIGNATURE
+from simulator.protocol import ResultCode
+from simulator.server.recording import RecordedRun
 from simulator.server.state import Marketplace, NotConfigured
-from simulator.store import RunRecorder
-from simulator.suite import CheckResult, Run
-from simulator.transport import Exchange, Target, Transport, json_bytes, new_nonce, now_ms
+from simulator.transport import Exchange, Tamper, Target
 
 ORDER_TYPES = ("NEW", "TRIAL", "TRIAL_TO_FORMAL", "UNSUBSCRIBE", "RENEW", "CHANGE")
 """The events a notice announces: queryOrder's orderType values (doc enumeration)."""
-WRONG_SIGNATURE = "0" * 64
+NOTIFICATION = "notification"
 
 
 class NotificationError(ValueError):
@@ -52,25 +51,17 @@ def template(market: Marketplace) -> dict[str, str]:
     }
 
 
-def _accepted(exchange: Exchange) -> str | None:
-    if not exchange.answered:
-        return f"no answer: {exchange.error}"
-    if exchange.status != 200:
-        return f"HTTP {exchange.status}: the marketplace expects HTTP 200"
-    body = exchange.response_json
-    if not isinstance(body, dict):
-        return "the answer is not a JSON object"
-    if exchange.result_code != ResultCode.SUCCESS.value:
-        return f"the notice was not accepted: {describe(exchange)}"
-    if not isinstance(body.get("resultMsg"), str):
-        return "the answer has no string resultMsg"
-    return None
+def _accepted(exchange: Exchange, target: Target) -> list[str]:
+    problems = [f"{check_id}: {problem}" for check_id, problem in judge_exchange(exchange, target)]
+    if exchange.result_code not in (None, ResultCode.SUCCESS.value):  # a missing one is reported above
+        problems.append(f"the notice was not accepted: {describe(exchange)}")
+    return problems
 
 
-def _refused(exchange: Exchange) -> str | None:
+def _refused(exchange: Exchange, target: Target) -> list[str]:
     if exchange.result_code == ResultCode.AUTH_FAILED.value:
-        return None
-    return f"a notice with a wrong x-sign must be refused with 000001, got {describe(exchange)}"
+        return []
+    return [f"a notice with a wrong x-sign must be refused with 000001, got {describe(exchange)}"]
 
 
 ACCEPTED = Check(
@@ -78,7 +69,8 @@ ACCEPTED = Check(
     title="An order notification signed with the security token is accepted",
     severity=Severity.ERROR,
     rule="§1",
-    doc="HTTP 200, a JSON object, resultCode 000000 and a resultMsg (signature scheme: ASSUMPTION).",
+    doc="The answer passes the per-exchange checks (contract.*, timing.*) and says resultCode 000000 "
+    "(signature scheme: ASSUMPTION).",
     run=_accepted,
 )
 TOKEN = Check(
@@ -89,27 +81,6 @@ TOKEN = Check(
     doc="A merchant that accepts unsigned notices can be fed fake orders (ASSUMPTION: refused like §4).",
     run=_refused,
 )
-
-
-def _notice(target: Target, body: dict[str, Any], signature: str | None, label: str) -> Exchange:
-    timestamp, nonce = str(now_ms()), new_nonce()
-    return Exchange(
-        interface="notification",
-        protocol="notification",
-        activity="orderNotification",
-        method="POST",
-        url=target.url,
-        fields=body,
-        request_headers={
-            "Content-Type": "application/json;charset=UTF-8",
-            "x-timestamp": timestamp,
-            "x-nonce": nonce,
-            "x-sign": signature or sign_sync(body, target.access_key, timestamp, nonce),
-        },
-        request_body=json_bytes(body),
-        started_at=time.time(),
-        label=label,
-    )
 
 
 def send_notification(market: Marketplace, body: Any, *, check_token: bool = True) -> str:
@@ -128,32 +99,25 @@ def send_notification(market: Marketplace, body: Any, *, check_token: bool = Tru
     target = Target(
         url=settings.notification_url,
         access_key=settings.notification_token,
-        protocol="notification",
+        protocol=NOTIFICATION,
         timeout=settings.timeout,
     )
-    run = Run(target=target, seed=0)
-    recorder = RunRecorder(market.store, kind="notification", planned=2 if check_token else 1)
-    recorder.begin(run)
-    transport = Transport(target, on_exchange=recorder.exchange)
-    plan = [(ACCEPTED, None, f"order notification ({body['orderType']})")]
+    plan = [(ACCEPTED, Tamper(), f"order notification ({body['orderType']})")]
     if check_token:
-        plan.append((TOKEN, WRONG_SIGNATURE, "order notification, wrong x-sign"))
+        plan.append((TOKEN, Tamper(signature=WRONG_SIGNATURE), "order notification, wrong x-sign"))
+    recording = RecordedRun(market.store, target, kind=NOTIFICATION, planned=len(plan))
     try:
-        for check, signature, label in plan:
-            # Transport signs only the produce and sync calls; a notice is built here and sent
-            # over the same wire code, so it is timed, capped and recorded like every exchange.
-            exchange = transport.perform(_notice(target, body, signature, label))
-            run.exchanges.append(exchange)
-            problem = check.run(exchange)
-            verdict = Verdict.PASSED
-            if problem is not None:
-                verdict = Verdict.FAILED if check.severity is Severity.ERROR else Verdict.WARNED
-            findings = [] if problem is None else [Finding(problem, [exchange])]
-            result = CheckResult(check, verdict, findings, [exchange], exchange.elapsed)
-            run.results.append(result)
-            recorder.result(result)
+        for check, tamper, label in plan:
+            exchange = recording.transport.post_signed(
+                target.url,
+                body,
+                target.access_key,
+                interface=NOTIFICATION,
+                activity="orderNotification",
+                tamper=tamper,
+                label=label,
+            )
+            recording.judge(check, exchange, check.run(exchange, target))
     finally:
-        transport.close()
-        run.finished_at = time.time()
-        recorder.finish(run)
-    return run.id
+        recording.finish()
+    return recording.id

@@ -30,9 +30,9 @@ from werkzeug.exceptions import HTTPException
 
 from simulator.contracts import validate
 from simulator.protocol import canonical_query, is_fresh, verify_openapi
-from simulator.report.records import body_text
 from simulator.server.state import Marketplace
 from simulator.store import INBOUND
+from simulator.transport import Exchange
 
 PREFIX = "/api/mkp-openapi-public/global/v1"
 QUERY_ORDER_PATH = f"{PREFIX}/order/query"
@@ -117,7 +117,7 @@ def _first_violation(instance: Any, name: str) -> str | None:
 def query_order() -> Response:
     g.koosim_activity = "queryOrder"
     try:
-        params = request.args.to_dict()
+        params = g.koosim_fields = request.args.to_dict()
         _authenticate(canonical_query(params))
         if (problem := _first_violation(params, "queryOrder")) is not None:
             raise Refused(400, INVALID, problem)
@@ -182,6 +182,7 @@ def usage_push() -> Response:
             raise Refused(400, INVALID, f"the body is not JSON: {exc}") from None
         if not isinstance(body, dict):
             raise Refused(400, INVALID, "the body must be a JSON object with usage_records")
+        g.koosim_fields = body
         records = body.get("usage_records")
         if isinstance(records, list) and len(records) > MAX_RECORDS:
             raise Refused(
@@ -240,41 +241,35 @@ def _request_body() -> bytes:
 def _record(response: Response) -> Response:
     """Every inbound call goes into the history, refused or not (secrets redacted)."""
     market = _market()
-    secrets = market.secrets
-    body = response.get_data()
+    activity = g.get("koosim_activity", request.path)
     answer = g.get("koosim_status_body") or {}
-    record = {
-        "id": g.koosim_exchange_id,
-        "label": f"{g.get('koosim_activity', request.path)} from the merchant",
-        "interface": "marketplace",
-        "protocol": "openapi",
-        "activity": g.get("koosim_activity", request.path),
-        "attempt": 1,
-        "started_at": g.koosim_started,
-        "elapsed_ms": round((time.time() - g.koosim_started) * 1000, 1),
-        "request": {
-            "method": request.method,
-            "url": request.url,
-            "headers": {name: value for name in RECORDED_HEADERS if (value := request.headers.get(name))},
-            "body": body_text(_request_body(), secrets),
-        },
-        "response": {
-            "status": response.status_code,
-            "headers": {"Content-Type": response.content_type},
-            "body": body_text(body, secrets),
-            "result_code": answer.get("resultCode") or answer.get("error_code"),
-        },
-        "error": None,
-    }
+    exchange = Exchange(
+        id=g.koosim_exchange_id,
+        label=f"{activity} from the merchant",
+        interface="marketplace",
+        protocol="openapi",
+        activity=activity,
+        method=request.method,
+        url=request.url,
+        fields=g.get("koosim_fields", {}),
+        request_headers={name: value for name in RECORDED_HEADERS if (value := request.headers.get(name))},
+        request_body=_request_body(),
+        started_at=g.koosim_started,
+        status=response.status_code,
+        response_headers={"Content-Type": response.content_type or ""},
+        response_body=response.get_data(),
+        elapsed=time.time() - g.koosim_started,
+    )
     verdict = {
         "accepted": response.status_code == 200,
+        "code": answer.get("resultCode") or answer.get("error_code"),
         "problem": answer.get("resultMsg") or answer.get("error_msg")
         if response.status_code != 200
         else None,
         "request_violations": g.get("koosim_violations", []),
     }
     try:
-        market.store.add_exchange_record(None, record, secrets, direction=INBOUND, verdict=verdict)
+        market.store.add_exchange(None, exchange, market.secrets, direction=INBOUND, verdict=verdict)
     except Exception:  # the merchant gets its answer even when the history cannot keep it
         current_app.logger.exception("could not record an inbound call")
     return response

@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from simulator.checks import Check, Finding, Severity, Verdict
 from simulator.playback import Player, Prepared, StepOutcome, requirements
 from simulator.scenario import Scenario, ScenarioError, Unresolved, discover, find, library_dirs, load
+from simulator.server.recording import RecordedRun
 from simulator.server.state import Marketplace
-from simulator.store import RunRecorder
-from simulator.suite import CheckResult, Run
-from simulator.transport import Transport
+from simulator.suite import CheckResult
 
 
 class PlayError(ValueError):
@@ -65,9 +63,7 @@ class PlaySession:
 
     scenario: Scenario
     player: Player
-    run: Run
-    recorder: RunRecorder
-    transport: Transport
+    recording: RecordedRun
     position: int = 0
     """Index of the next step to send."""
     outcomes: list[StepOutcome] = field(default_factory=list)
@@ -78,7 +74,7 @@ class PlaySession:
 
     @property
     def id(self) -> str:
-        return self.run.id
+        return self.recording.id
 
     @property
     def next_step(self) -> Any:
@@ -101,9 +97,6 @@ class PlaySession:
 
     def _record(self, outcome: StepOutcome) -> None:
         self.outcomes.append(outcome)
-        for exchange in outcome.exchanges:
-            self.recorder.exchange(exchange)
-            self.run.exchanges.append(exchange)
         findings = [
             Finding(
                 f"{judgement.check_id or judgement.expectation}: {judgement.message}", [judgement.exchange]
@@ -114,15 +107,15 @@ class PlaySession:
         ]
         if outcome.blocked:
             findings.append(Finding(f"not sent: {outcome.blocked}"))
-        result = CheckResult(
-            _step_check(outcome),
-            Verdict.FAILED if findings else Verdict.PASSED,
-            findings,
-            list(outcome.exchanges),
-            sum(exchange.elapsed for exchange in outcome.exchanges),
+        self.recording.add(
+            CheckResult(
+                _step_check(outcome),
+                Verdict.FAILED if findings else Verdict.PASSED,
+                findings,
+                list(outcome.exchanges),
+                sum(exchange.elapsed for exchange in outcome.exchanges),
+            )
         )
-        self.run.results.append(result)
-        self.recorder.result(result)
 
     def send_next(self, fields: dict[str, Any] | None = None) -> StepOutcome:
         """Send the next step, with ``fields`` in place of the prepared ones when given."""
@@ -160,9 +153,7 @@ class PlaySession:
             if self.finished:
                 return
             self.finished = True
-            self.transport.close()
-            self.run.finished_at = time.time()
-            self.recorder.finish(self.run)
+            self.recording.finish()
 
     def state(self) -> dict[str, Any]:
         """The session as the API and the page show it."""
@@ -233,13 +224,14 @@ def start(market: Marketplace, name: Any) -> PlaySession:
     problems = requirements(scenario, target)
     if problems:
         raise PlayError("; ".join(problems))
-    run = Run(target=target, seed=0)
-    recorder = RunRecorder(
-        market.store, kind="play", planned=len(scenario.steps), command=f"scenario {scenario.name}, by hand"
+    recording = RecordedRun(
+        market.store,
+        target,
+        kind="play",
+        planned=len(scenario.steps),
+        command=f"scenario {scenario.name}, by hand",
     )
-    recorder.begin(run)
-    transport = Transport(target, on_exchange=recorder.exchange)
-    session = PlaySession(scenario, Player(scenario, target, transport=transport), run, recorder, transport)
+    session = PlaySession(scenario, Player(scenario, target, transport=recording.transport), recording)
     session._prepare()
     _sessions(market)[session.id] = session
     return session

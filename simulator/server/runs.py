@@ -3,25 +3,17 @@ background thread, recorded into the history as it goes so a page can watch it p
 
 from __future__ import annotations
 
-import shlex
 import threading
 from collections.abc import Iterable
 
 from simulator.checks import select
+from simulator.cli import reproduce_command
 from simulator.server.state import Marketplace
 from simulator.store import RunRecorder
 from simulator.suite import Run, probe, run_checks
-from simulator.transport import Target
 
 START_TIMEOUT_S = 10.0
 """How long the request waits for the background thread to give the new run its id."""
-
-
-def _reproduce(target: Target, check_id: str) -> str:
-    words = ["koosim", "verify", "--url", target.url, "--protocol", target.protocol]
-    if target.sync_url:
-        words += ["--sync-url", target.sync_url]
-    return shlex.join([*words, "--checks", check_id])
 
 
 def start_verify(market: Marketplace, patterns: Iterable[str] = (), seed: int = 0) -> str:
@@ -33,12 +25,19 @@ def start_verify(market: Marketplace, patterns: Iterable[str] = (), seed: int = 
     target = market.target()
     checks = select(list(patterns))
     probe(target)
+    flags = {
+        "url": target.url,
+        "protocol": target.protocol,
+        "sync_url": target.sync_url,
+        "timeout": target.timeout,
+        "seed": seed,
+    }
     recorder = RunRecorder(
         market.store,
         kind="verify",
         planned=len(checks),
         command="verify started from koosim serve",
-        reproduce=lambda check_id: _reproduce(target, check_id),
+        reproduce=lambda check_id: reproduce_command(flags, check_id),
     )
     begun = threading.Event()
     failure: list[str] = []

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives import serialization
+from cryptography.exceptions import UnsupportedAlgorithm
 
-from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
-from simulator.serving import BackgroundServer
+from simulator import config
+from simulator.config import PROTOCOLS, parse_timeout, url_problem
+from simulator.protocol import load_rsa_public_key
 from simulator.store import Store
-from simulator.targets import remote_target
-from simulator.transport import DEFAULT_TIMEOUT, Target
+from simulator.targets import open_target, remote_target
+from simulator.transport import Target
 
-PROTOCOLS = ("v2", "v1")
 SECRET_SETTINGS = ("access_key", "sync_key", "notification_token")
 DEFAULT_RECIPIENT = "the merchant's registered contact"
 
@@ -35,22 +35,19 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
-class Settings:
-    """The target merchant and the marketplace's contacts with it."""
+class Settings(config.Settings):
+    """The target merchant as every ``koosim`` command knows it (:class:`simulator.config.Settings`:
+    URL, protocol, keys, timeout), and the marketplace's other contacts with it."""
 
-    url: str | None = None
-    protocol: str = "v2"
-    sync_url: str | None = None
-    access_key: str | None = field(default=None, repr=False)
-    sync_key: str | None = field(default=None, repr=False)
-    rsa_public_key: bytes | None = field(default=None, repr=False)
-    timeout: float = DEFAULT_TIMEOUT
     notification_url: str | None = None
-    notification_token: str | None = field(default=None, repr=False)
+    notification_token: str | None = None
     contact: str = DEFAULT_RECIPIENT
     """Where the marketplace's SMS / e-mail about failed user syncs go (shown in the outbox)."""
     bundled: bool = False
     """The target is the reference merchant this server started itself."""
+
+    def __repr__(self) -> str:  # keys never show up in a repr, a log line or a traceback
+        return f"Settings({', '.join(f'{name}={value!r}' for name, value in self.public().items())})"
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -74,30 +71,27 @@ class Settings:
 
 
 def _http_url(name: str, value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise SettingsError(f"{name} must be an http(s) URL, not {value!r}")
+    if (problem := url_problem(value)) is not None:
+        raise SettingsError(f"{name}: {problem}")
     return value
 
 
 def _timeout(value: Any) -> float:
     try:
-        timeout = float(value)
-    except (TypeError, ValueError):
-        raise SettingsError("timeout must be a number of seconds") from None
-    if not 0 < timeout <= 300:
-        raise SettingsError("timeout must be between 0 and 300 seconds")
-    return timeout
+        return parse_timeout(value)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def _rsa_public_key(value: Any) -> bytes:
     if not isinstance(value, str):
         raise SettingsError("rsa_public_key must be a PEM string")
     try:
-        serialization.load_pem_public_key(value.encode("ascii"))
-    except (ValueError, TypeError, UnicodeEncodeError):
-        raise SettingsError("rsa_public_key is not a PEM public key") from None
-    return value.encode("ascii")
+        pem = value.encode("ascii")
+        load_rsa_public_key(pem)  # an EC key, say, would fail every applicationSync later
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise SettingsError(f"rsa_public_key is not a PEM RSA public key: {exc}") from None
+    return pem
 
 
 class Marketplace:
@@ -107,8 +101,8 @@ class Marketplace:
         self.store = store
         self._settings = settings or Settings()
         self._lock = threading.Lock()
-        self._bundled: BackgroundServer | None = None
-        self._bundled_config: MerchantConfig | None = None
+        self._bundled: tuple[ExitStack, Target] | None = None
+        """The reference merchant this server started (see ``bundled``) and its target."""
         self._runs: dict[str, threading.Thread] = {}
         self.plays: dict[str, Any] = {}
         """Scenario sessions being played by hand, by id (see :mod:`simulator.server.play`)."""
@@ -176,16 +170,18 @@ class Marketplace:
         return settings
 
     def _use_bundled(self, settings: Settings) -> Settings:
-        config = self._bundled_config = self._bundled_config or MerchantConfig()
         if self._bundled is None:
-            self._bundled = BackgroundServer(create_app(config)).start()
+            # the reference merchant every command falls back on, kept running until close()
+            stack = ExitStack()
+            self._bundled = stack, stack.enter_context(open_target(config.Settings()))
+        bundled = self._bundled[1]
         return replace(
             settings,
-            url=self._bundled.base_url + PRODUCE_PATH,
+            url=bundled.url,
             sync_url=None,
-            access_key=config.access_key,
-            sync_key=config.sync_key,
-            rsa_public_key=public_key_pem(config.rsa_private_key),
+            access_key=bundled.access_key,
+            sync_key=bundled.sync_key,
+            rsa_public_key=bundled.rsa_public_key,
             bundled=True,
         )
 
@@ -220,4 +216,4 @@ class Marketplace:
         with self._lock:
             bundled, self._bundled = self._bundled, None
         if bundled is not None:
-            bundled.close()
+            bundled[0].close()
