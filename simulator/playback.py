@@ -36,7 +36,7 @@ from simulator.model import (
     status_fields,
 )
 from simulator.protocol import DecryptionError, ResultCode, decrypt, encrypt_client_secret, verify_body_sign
-from simulator.report.records import redact
+from simulator.report.records import printable, redact
 from simulator.scenario import LICENSE_CHANGES, Scenario, Step, Unresolved, dig, resolve
 from simulator.transport import Exchange, Target, Transport
 
@@ -238,8 +238,8 @@ class Player:
         exchanges = self._send_all(prepared)
         outcome = StepOutcome(prepared.step, prepared, exchanges)
         secrets = self.target.secrets  # after the calls: what they decrypted is among them
-        outcome.judgements = [  # a message quotes the merchant, who may echo a secret
-            dataclasses.replace(judgement, message=redact(judgement.message, secrets))
+        outcome.judgements = [  # a message quotes the merchant, who may echo a secret or send escapes
+            dataclasses.replace(judgement, message=printable(redact(judgement.message, secrets)))
             for judgement in self._judge(prepared, exchanges)
         ]
         self._remember(prepared, exchanges)

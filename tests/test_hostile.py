@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-from hostile import GALLERY, Hostile, RawServer, http_response, serving
+from hostile import GALLERY, Connection, Hostile, RawServer, http_response, serving
 from hostile.cli import Finished, koosim_env, run_koosim
 from hostile.gallery import (
     endless_chunks,
@@ -35,8 +35,9 @@ COMMANDS = ("verify", "play", "explore")
 WALL_LIMIT_S = 30.0
 """Generous: each command needs a few seconds, most under one (docs/hostile.md has the figures)."""
 RSS_GROWTH_LIMIT_MB = 50.0
-DEADLINE_SLACK_S = 0.5
-"""How far past its deadline a call may end: the watchdog's wake-up and the socket's teardown."""
+DEADLINE_SLACK_S = 1.0
+"""How far past its deadline a call may end: the watchdog's wake-up and the socket's teardown
+(measured: a few milliseconds; generous for a loaded CI machine)."""
 
 
 def _arguments(command: str, hostile: Hostile, url: str, workdir: Path) -> list[str]:
@@ -169,22 +170,22 @@ def test_the_total_deadline_ends_an_answer_that_trickles_in_time(behaviour: obje
     assert wall < deadline + DEADLINE_SLACK_S
 
 
-def test_a_call_that_ends_in_time_keeps_its_connection_and_is_not_cut_later() -> None:
-    """The watchdog must not reach a connection after its call ended (kept alive, used again)."""
-    answers = []
+def test_a_call_that_ends_in_time_is_never_cut_later_on_its_kept_alive_connection() -> None:
+    """The watchdog forgets a call that ended: when its deadline passes, the next call is under
+    way on the same (kept-alive) connection, and must not be cut."""
 
-    def quick(conn: object) -> None:
-        conn.send(http_response(b'{"resultCode":"000000","resultMsg":"ok"}'))  # type: ignore[attr-defined]
+    def half_a_second(conn: Connection) -> None:
+        conn.wait(0.5)
+        conn.send(http_response(b'{"resultCode":"000000","resultMsg":"ok"}', close=False))
 
-    with RawServer(quick) as merchant:
-        transport = Transport(Target(url=merchant.url, access_key=ACCESS_KEY, timeout=0.3))
+    with RawServer(half_a_second, keep_alive=True) as merchant:
+        transport = Transport(Target(url=merchant.url, access_key=ACCESS_KEY, timeout=0.8))
         try:
-            for _ in range(3):
-                answers.append(transport.send({"activity": "queryInstance"}))
-                time.sleep(0.4)  # past the deadline of the call before
+            answers = [transport.send({"activity": "queryInstance"}) for _ in range(3)]
         finally:
             transport.close()
-    assert [exchange.result_code for exchange in answers] == ["000000"] * 3
+    assert [exchange.result_code for exchange in answers] == ["000000"] * 3, [e.error for e in answers]
+    assert merchant.connections == 1
 
 
 # --- redirects ------------------------------------------------------------------------------------

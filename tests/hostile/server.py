@@ -3,8 +3,9 @@
 HTTP frameworks cannot stall mid-header, reset a connection, lie about Content-Length or send
 bytes that are not HTTP at all; this server can. It accepts connections on an ephemeral port,
 reads one request from each (request line, headers, a Content-Length body) and hands it to a
-*behaviour* that writes whatever it likes to the socket. One request per connection: the
-behaviour's answer says ``Connection: close`` or ends the connection otherwise.
+*behaviour* that writes whatever it likes to the socket. One request per connection (the
+behaviour's answer says ``Connection: close`` or ends the connection otherwise), unless
+``keep_alive``: then requests are read from the connection until the client closes it.
 
 :meth:`RawServer.close` stops accepting, wakes every behaviour that is waiting (they wait on
 :attr:`RawServer.stopping`, never a bare ``time.sleep``), closes every socket and joins every
@@ -80,6 +81,7 @@ class RawServer:
     """Serve ``behaviour`` on 127.0.0.1 and an ephemeral port; use as a context manager."""
 
     behaviour: Behaviour
+    keep_alive: bool = False
     answered: int = 0
     """Requests whose behaviour ran to its end (the connection was not cut under it)."""
     received: int = 0
@@ -134,14 +136,17 @@ class RawServer:
     def _serve(self, sock: socket.socket) -> None:
         try:
             sock.settimeout(10)
-            request = read_request(sock)
-            if request is None:
-                return
-            with self._lock:
-                self.received += 1
-            self.behaviour(Connection(request, sock, self.stopping))
-            with self._lock:
-                self.answered += 1
+            while not self.stopping.is_set():
+                request = read_request(sock)
+                if request is None:
+                    return
+                with self._lock:
+                    self.received += 1
+                self.behaviour(Connection(request, sock, self.stopping))
+                with self._lock:
+                    self.answered += 1
+                if not self.keep_alive:
+                    return
         except OSError:
             pass  # the client gave up (its deadline passed): that is the point of most behaviours
         finally:
@@ -205,9 +210,10 @@ def http_response(
     content_type: str = "application/json",
     headers: dict[str, str] | None = None,
     content_length: int | None = None,
+    close: bool = True,
 ) -> bytes:
-    """The bytes of a whole HTTP/1.1 answer that closes its connection."""
-    lines = [f"HTTP/1.1 {status}", f"Content-Type: {content_type}", "Connection: close"]
+    """The bytes of a whole HTTP/1.1 answer (that closes its connection, unless ``close=False``)."""
+    lines = [f"HTTP/1.1 {status}", f"Content-Type: {content_type}"] + (["Connection: close"] if close else [])
     lines.append(f"Content-Length: {len(body) if content_length is None else content_length}")
     lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
