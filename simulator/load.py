@@ -42,6 +42,7 @@ from rich.table import Table
 from simulator.checks.base import describe
 from simulator.model import Order, OrderFactory, query_fields
 from simulator.protocol import ResultCode
+from simulator.report.records import redact
 from simulator.resend import ResendPolicy
 from simulator.transport import Exchange, Target, Transport
 
@@ -231,7 +232,9 @@ class MarketplaceUser(locust.User):
             self.known.append((order, ids[0]))
 
     def _report(self, exchange: Exchange) -> None:
-        failure = None if exchange.result_code == ResultCode.SUCCESS else LoadFailure(describe(exchange))
+        failure = None
+        if exchange.result_code != ResultCode.SUCCESS:  # a merchant may echo a key in what it answers
+            failure = LoadFailure(redact(describe(exchange), self.target.secrets))
         self.environment.events.request.fire(
             request_type=exchange.method,
             name=exchange.label,

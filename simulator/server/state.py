@@ -101,6 +101,8 @@ class Marketplace:
         self.store = store
         self._settings = settings or Settings()
         self._lock = threading.Lock()
+        self._learned_secrets: set[str] = set()
+        """Plaintexts decrypted in any call, redacted in every later one (a fresh Target each call)."""
         self._bundled: tuple[ExitStack, Target] | None = None
         """The reference merchant this server started (see ``bundled``) and its target."""
         self._runs: dict[str, threading.Thread] = {}
@@ -192,7 +194,7 @@ class Marketplace:
             raise NotConfigured("no target configured: set the merchant's URL and keys first")
         if not settings.access_key:
             raise NotConfigured("the target has no access key: set it first")
-        return remote_target(settings)
+        return replace(remote_target(settings), learned_secrets=self._learned_secrets)
 
     # --- background runs ---------------------------------------------------------------------
 
