@@ -92,8 +92,8 @@ QUICK = Sizes(
     explore_runs=1,
     growth=(1, 3),
     growth_base_runs=2,
-    history_exchanges=1_000,
-    history_page=5,
+    history_exchanges=2_000,
+    history_per_run=50,
     query_runs=5,
 )
 
@@ -180,11 +180,12 @@ def koosim_env(**extra: str) -> dict[str, str]:
 
 
 def timed_command(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> tuple[float, str]:
-    """Wall time of one command, and what it printed; a failure to start is fatal."""
+    """Wall time of one command, and what it printed. Any exit but 0 is fatal: against the
+    reference merchant every check passes, and a run that failed would time something else."""
     started = time.perf_counter()
     done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
-    if done.returncode not in (0, 1):
+    if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
     return elapsed, done.stdout + done.stderr
 
@@ -321,7 +322,8 @@ def measure_verify(target: Target, workdir: Path, sizes: Sizes, bare_call: float
         "<= 2",
         at_most(2)(ratio),
         f"{median(walls):.2f} s for {exchanges:g} exchanges vs {exchanges:g} x {bare_call * 1e3:.2f} ms"
-        f" + {startup:.2f} s start-up + {waits:.2f} s of designed waits",
+        f" + {startup:.2f} s start-up + {waits:.2f} s of designed waits"
+        f" ({median(walls) / (floor - waits):.2f} without the waits)",
         {
             "wall_s": median(walls),
             "walls_s": walls,
@@ -579,6 +581,7 @@ def main(argv: list[str] | None = None) -> int:
         if "help" in chosen:
             lines.append(measure_help(workdir, sizes))
     seconds = time.perf_counter() - began
+    lines.sort(key=lambda line: line.name.split()[0])  # by the issue's numbering; stable within
     print_table(lines, info, seconds)
     if options.output is not None:
         options.output.parent.mkdir(parents=True, exist_ok=True)

@@ -296,8 +296,7 @@ class Store:
 
     def _migrate(self) -> None:
         with self._connect() as db:  # WAL is a property of the file: set once, kept by every opener
-            if db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
-                raise StoreError(f"{self.path}: SQLite cannot use write-ahead logging here")
+            self._use_wal(db)
         with self._write() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):
@@ -308,6 +307,26 @@ class Store:
             for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
                 migration(db)
                 db.execute(f"PRAGMA user_version = {number}")
+
+    def _use_wal(self, db: sqlite3.Connection) -> None:
+        """Switch the file to write-ahead logging unless it already is.
+
+        Two processes opening a new history at once both try the switch; it needs an exclusive
+        lock and SQLite does not always wait for it (the busy handler is skipped to avoid a
+        deadlock), so a refusal is retried until the busy timeout has passed.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                if db.execute("PRAGMA journal_mode").fetchone()[0].lower() == "wal":
+                    return
+                if db.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() == "wal":
+                    return
+                raise StoreError(f"{self.path}: SQLite cannot use write-ahead logging here")
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise StoreError(f"{self.path}: {exc}") from exc
+                time.sleep(0.05)
 
     def _hold_log_open(self) -> None:
         """Keep one idle connection open for as long as this object lives.

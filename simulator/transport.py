@@ -64,6 +64,25 @@ ENCRYPTED_REQUEST_FIELDS = ("email", "mobilePhone")
 PRODUCE, SYNC = "produce", "sync"
 
 
+class LearnedSecrets:
+    """Plaintexts learned during a run, in the order learned; reading them is a cheap snapshot.
+
+    Append-only and thread-safe: reports read the snapshot once per exchange, so it is rebuilt
+    only when a new plaintext arrives, never sorted or copied on read.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._known: set[str] = set()
+        self.snapshot: tuple[str, ...] = ()
+
+    def add(self, plaintext: str) -> None:
+        with self._lock:
+            if plaintext not in self._known:
+                self._known.add(plaintext)
+                self.snapshot = (*self.snapshot, plaintext)
+
+
 @dataclass(frozen=True)
 class Target:
     """Where the merchant is and the keys it shares with the marketplace."""
@@ -76,7 +95,7 @@ class Target:
     rsa_public_key: bytes | None = field(default=None, repr=False)
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
-    learned_secrets: set[str] = field(default_factory=set, repr=False, compare=False)
+    learned_secrets: LearnedSecrets = field(default_factory=LearnedSecrets, repr=False, compare=False)
     """Plaintexts the transport decrypted during the run (appInfo passwords, v1 e-mails and
     phone numbers): a merchant may echo them, so they are redacted like the keys. Shared by
     the copies ``dataclasses.replace`` makes of this target."""
@@ -91,8 +110,7 @@ class Target:
     @property
     def secrets(self) -> tuple[str, ...]:
         """Every secret string a report must never show: the keys, and what was decrypted so far."""
-        learned = self.learned_secrets.copy()  # one C-level copy: other threads may be adding
-        return tuple(key for key in (self.access_key, self.sync_key) if key) + tuple(sorted(learned))
+        return tuple(key for key in (self.access_key, self.sync_key) if key) + self.learned_secrets.snapshot
 
     def learn_secret(self, plaintext: str) -> None:
         """Redact ``plaintext`` from now on (see :attr:`learned_secrets`)."""

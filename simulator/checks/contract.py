@@ -10,6 +10,7 @@ from typing import Any
 
 from simulator.checks.base import exchange_check
 from simulator.contracts import UnknownContract, allowed_result_codes, validate
+from simulator.needles import may_contain
 from simulator.protocol import ResultCode
 from simulator.transport import Exchange, Target
 
@@ -29,6 +30,8 @@ def _masked(value: Any, secrets: tuple[str, ...]) -> Any:
     verdict is the same.
     """
     if isinstance(value, str):
+        if not may_contain(value, secrets):  # what the replacements would leave
+            return value
         for secret in secrets:
             value = value.replace(secret, "*" * len(secret))
         return value

@@ -10,10 +10,12 @@ import json
 import re
 from collections.abc import Iterable
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 from simulator.checks import Verdict
+from simulator.needles import may_contain
 from simulator.suite import CheckResult, Run
 from simulator.transport import Exchange
 
@@ -38,48 +40,20 @@ def _spellings(secret: str) -> tuple[str, ...]:
     return tuple(sorted(spellings, key=len, reverse=True))
 
 
-_WINDOW = 6
-"""Length of the slices of a text :class:`_Redaction` looks up among the spellings' beginnings."""
-
-
-class _Redaction:
-    """:func:`redact` for one tuple of secrets, worked out once (see :func:`_redaction`).
-
-    A run learns a secret from every appInfo password, so a late record is redacted of
-    hundreds of them: one ``str.replace`` per spelling for every string. Most strings hold
-    none, and when a string is shorter than the list of spellings that is found faster from the
-    string's side: its 6-character slices looked up among the spellings' first 6 characters.
-    A string in which no spelling occurs comes back as it is, which is what the replacements
-    would have left; any other is replaced spelling by spelling, in the usual order.
-    """
-
-    def __init__(self, secrets: tuple[str, ...]) -> None:
-        self.spellings = tuple(spelling for secret in secrets if secret for spelling in _spellings(secret))
-        self.short = tuple(spelling for spelling in self.spellings if len(spelling) < _WINDOW)
-        self.starts = frozenset(spelling[:_WINDOW] for spelling in self.spellings if len(spelling) >= _WINDOW)
-
-    def _may_occur(self, text: str) -> bool:
-        if any(spelling in text for spelling in self.short):
-            return True
-        slices = (text[start : start + _WINDOW] for start in range(len(text) - _WINDOW + 1))
-        return not self.starts.isdisjoint(slices)
-
-    def __call__(self, text: str) -> str:
-        if len(text) < len(self.spellings) and not self._may_occur(text):
-            return text
-        for spelling in self.spellings:
-            text = text.replace(spelling, REDACTED)
-        return text
-
-
 @lru_cache(maxsize=32)
-def _redaction(secrets: tuple[str, ...]) -> _Redaction:
-    """Cached: a run redacts every string of every exchange with the same secrets."""
-    return _Redaction(secrets)
+def _replacements(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    """Every spelling of every secret, in the order :func:`redact` replaces them (cached: a run
+    redacts every string of every exchange with the same secrets)."""
+    return tuple(chain.from_iterable(map(_spellings, filter(None, secrets))))
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    return _redaction(tuple(secrets))(text)
+    replacements = _replacements(tuple(secrets))
+    if not may_contain(text, replacements):  # what the replacements would leave
+        return text
+    for spelling in replacements:
+        text = text.replace(spelling, REDACTED)
+    return text
 
 
 def printable(text: str) -> str:
@@ -139,10 +113,13 @@ def result_record(result: CheckResult, secrets: Iterable[str]) -> dict[str, Any]
         "rule": check.rule,
         "severity": check.severity.value,
         "verdict": result.verdict.value,
-        "evidence": redact(result.evidence, secrets),
+        "evidence": printable(redact(result.evidence, secrets)),  # findings quote the merchant
         "duration_ms": round(result.duration * 1000, 1),
         "findings": [
-            {"message": redact(finding.message, secrets), "exchanges": [e.id for e in finding.exchanges]}
+            {
+                "message": printable(redact(finding.message, secrets)),
+                "exchanges": [e.id for e in finding.exchanges],
+            }
             for finding in result.findings
         ],
         "exchanges": [e.id for e in result.exchanges],

@@ -20,7 +20,7 @@ from simulator.config import PROTOCOLS, parse_timeout, url_problem
 from simulator.protocol import load_rsa_public_key
 from simulator.store import Store
 from simulator.targets import open_target, remote_target
-from simulator.transport import Target
+from simulator.transport import LearnedSecrets, Target
 
 SECRET_SETTINGS = ("access_key", "sync_key", "notification_token")
 DEFAULT_RECIPIENT = "the merchant's registered contact"
@@ -101,7 +101,7 @@ class Marketplace:
         self.store = store
         self._settings = settings or Settings()
         self._lock = threading.Lock()
-        self._learned_secrets: set[str] = set()
+        self._learned_secrets = LearnedSecrets()
         """Plaintexts decrypted in any call, redacted in every later one (a fresh Target each call)."""
         self._bundled: tuple[ExitStack, Target] | None = None
         """The reference merchant this server started (see ``bundled``) and its target."""
