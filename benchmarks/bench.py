@@ -51,7 +51,7 @@ from simulator.protocol import sign_v2
 from simulator.report.records import result_record
 from simulator.store import RunRecorder, Store
 from simulator.suite import Run, run_checks
-from simulator.transport import Exchange, Target, Transport, json_bytes, new_nonce, now_ms
+from simulator.transport import Exchange, LearnedSecrets, Target, Transport, json_bytes, new_nonce, now_ms
 
 HERE = Path(__file__).resolve().parent
 ACCESS_KEY = "bench-access-key-4f1c9a7e"
@@ -406,7 +406,7 @@ def verify_in_process(target: Target, db: Path, repeat: int) -> tuple[float, Run
     Benchmark-only: ``koosim verify`` has no such knob. It goes through ``run_checks`` with the
     run history wired as the command wires it; only the console progress is left out.
     """
-    target = dataclasses.replace(target, learned_secrets=set())  # a run starts knowing no secret
+    target = dataclasses.replace(target, learned_secrets=LearnedSecrets())  # a run starts knowing no secret
     checks = catalog()
     active = [check for check in checks if not check.per_exchange]
     judges = [check for check in checks if check.per_exchange]

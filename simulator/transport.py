@@ -82,6 +82,11 @@ class LearnedSecrets:
                 self._known.add(plaintext)
                 self.snapshot = (*self.snapshot, plaintext)
 
+    def clear(self) -> None:
+        with self._lock:
+            self._known.clear()
+            self.snapshot = ()
+
 
 @dataclass(frozen=True)
 class Target:
