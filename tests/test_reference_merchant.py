@@ -20,6 +20,7 @@ from urllib.parse import quote
 import independent
 import pytest
 import requests
+import vectors
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 from flask import Flask
@@ -38,53 +39,18 @@ PATH = "/produceAPI"
 
 
 def test_independent_signer_reproduces_the_protocol_vectors() -> None:
-    v2_body = {
-        "activity": "newInstance",
-        "orderId": "CS1906666666ABCDE",
-        "orderLineId": "CS1906666666ABCDE-000001",
-        "customerName": "测试客户",
-        "testFlag": "1",
-        "saasExtendParams": None,
-    }
-    t, n = "1700000000000", "0123456789abcdef0123456789abcdef"
-    assert independent.canonical(v2_body) == (
-        '{"activity":"newInstance","customerName":"测试客户","orderId":"CS1906666666ABCDE",'
-        '"orderLineId":"CS1906666666ABCDE-000001","testFlag":"1"}'
+    assert independent.canonical(vectors.V2_BODY) == vectors.V2_CANONICAL
+    assert independent.v2_inner(vectors.V2_BODY, vectors.KEY) == vectors.V2_INNER
+    assert (
+        independent.v2_signature(vectors.V2_BODY, vectors.KEY, vectors.T, vectors.N) == vectors.V2_SIGNATURE
     )
-    assert independent.v2_inner(v2_body, "koosim-test-key") == (
-        "2f2728dab50185848e90664a12cd5d276df428744f3e85489a48eba27aad74d6"
-    )
-    assert independent.v2_signature(v2_body, "koosim-test-key", t, n) == (
-        "d65b900e6071b346fabc310b96db732854d64281745796283d24791a500505c7"
-    )
-    v1_params = {
-        "activity": "newInstance",
-        "businessId": "61e834ba-7b97-4418-b8f7-e5345137278c",
-        "customerId": "68cbc86abc2018ab880d92f36422fa0e",
-        "orderId": "CS1906666666ABCDE",
-        "timeStamp": "20231114221320000",
-        "email": "abc+/=",
-        "testFlag": "1",
-    }
-    assert independent.v1_auth_token(v1_params, "koosim-test-key") == (
-        "eVUwTfvWeeFmdlI7w71kWM2HgB4+Rc3UalMe7R3sVPg="
-    )
-    body = b'{"resultCode":"000000","resultMsg":"success.","instanceId":"inst-001"}'
-    signature = 'signature="bNBIjOlWvuxJA0fEM9HP4YlLJo5i5oHEcK5m7wPMQ/Y="'
-    assert independent.body_sign_ok(body, f'sign_type="HMAC-SHA256", {signature}', "koosim-test-key")
-    assert independent.body_sign_ok(body, f'sign_type="HMAC-SHA256",{signature}', "koosim-test-key")
-    assert not independent.body_sign_ok(
-        body + b" ", f'sign_type="HMAC-SHA256", {signature}', "koosim-test-key"
-    )
-    sync_body = {
-        "instanceId": "inst-001",
-        "tenantId": "t-001",
-        "appId": "app-001",
-        "userList": [{"userName": "alice", "name": "Alice"}],
-        "flag": "1",
-    }
-    assert independent.sync_signature(sync_body, "koosim-test-key", t, n) == (
-        "279cfac6821b62862fca61ace19020748cb2363cefb714cfde3a57f32483b1c6"
+    assert independent.v1_auth_token(vectors.V1_PARAMS, vectors.KEY) == vectors.V1_TOKEN
+    signature = vectors.V1_BODY_SIGN.split(", ", 1)[1]
+    assert independent.body_sign_ok(vectors.V1_BODY, vectors.V1_BODY_SIGN, vectors.KEY)
+    assert independent.body_sign_ok(vectors.V1_BODY, f'sign_type="HMAC-SHA256",{signature}', vectors.KEY)
+    assert not independent.body_sign_ok(vectors.V1_BODY + b" ", vectors.V1_BODY_SIGN, vectors.KEY)
+    assert (
+        independent.sync_signature(vectors.SYNC_BODY, vectors.KEY, vectors.T, vectors.N) == vectors.SYNC_SIGN
     )
 
 
