@@ -20,7 +20,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from simulator.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, _fail, target_options
+from simulator.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, _fail, db_option, target_options
 from simulator.explore_defaults import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS, SAVE_DIR
 
 # The modules below are imported where they are used: `koosim --help` and `koosim load` need
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from simulator.explore import Exploration, Found
     from simulator.playback import Judgement, Player, Prepared, ScenarioOutcome, StepOutcome
     from simulator.scenario import Scenario, Step
+    from simulator.store import Store
     from simulator.transport import Exchange, Target
 
 SHOWN_BODY_CHARS = 600
@@ -88,6 +89,7 @@ def scenarios(scenario_dirs: tuple[Path, ...]) -> None:
 @click.option(
     "--seed", help="Use this seed instead of the file's (fresh ids for a merchant that kept the old)."
 )
+@db_option
 def play(
     names: tuple[str, ...],
     url: str | None,
@@ -97,15 +99,18 @@ def play(
     scenario_dirs: tuple[Path, ...],
     step_mode: bool,
     seed: str | None,
+    db_path: Path,
 ) -> None:
     """Play scenarios (library names or files) against a merchant and judge every expectation.
 
-    Each scenario is played in its own protocol unless --protocol is given.
+    Each scenario is played in its own protocol unless --protocol is given, and recorded in the
+    run history as a run of kind ``play`` (`koosim runs`, `koosim show`).
     """
     from simulator.config import ConfigError, load_settings
     from simulator.playback import requirements
     from simulator.report.records import redact
     from simulator.scenario import ScenarioError, find, library_dirs, load
+    from simulator.store import Store, StoreError
     from simulator.suite import TargetUnreachable, probe
     from simulator.targets import open_target
 
@@ -114,8 +119,11 @@ def play(
         settings = load_settings(flags)
         dirs = library_dirs(scenario_dirs)
         loaded = [load(path) for name in names for path in find(name, dirs)]
+        store = Store(db_path)
     except (ConfigError, ScenarioError) as exc:
         _fail(str(exc), EXIT_USAGE)
+    except StoreError as exc:
+        _fail(f"cannot keep the run history: {exc}", EXIT_USAGE)
     console = Console()
     try:
         with open_target(settings) as target:
@@ -132,7 +140,7 @@ def play(
                 highlight=False,
             )
             outcomes = [
-                _play_one(console, scenario, scenario_target, seed, step_mode)
+                _play_one(console, store, scenario, scenario_target, seed, step_mode)
                 for scenario, scenario_target in zip(loaded, targets, strict=True)
             ]
     except ConfigError as exc:
@@ -151,9 +159,10 @@ def _shown_path(path: Path) -> str:
 
 
 def _play_one(
-    console: Console, scenario: Scenario, target: Target, seed: str | None, step_mode: bool
+    console: Console, store: Store, scenario: Scenario, target: Target, seed: str | None, step_mode: bool
 ) -> ScenarioOutcome:
-    from simulator.playback import Player, ScenarioOutcome
+    from simulator.playback import Player, ScenarioOutcome, step_result
+    from simulator.recording import RecordedRun
 
     file = f"{_shown_path(scenario.path)}, " if scenario.path else ""
     shown_seed = scenario.seed if seed is None else seed
@@ -164,7 +173,10 @@ def _play_one(
     )
     if scenario.description:
         console.print(f"[dim]{escape(scenario.description)}[/]", highlight=False)
-    player = Player(scenario, target, seed=seed)
+    recording = RecordedRun(
+        store, target, kind="play", planned=len(scenario.steps), command=f"koosim play {scenario.name}"
+    )
+    player = Player(scenario, target, seed=seed, transport=recording.transport)
     outcome = ScenarioOutcome(scenario, target)
     pausing = step_mode
     try:
@@ -175,11 +187,19 @@ def _play_one(
             else:
                 result, pausing = _play_interactively(console, player, step, number, len(scenario.steps))
             outcome.steps.append(result)
+            recording.add(step_result(result))
     finally:
         player.close()
+        recording.finish()
     failed = sum(1 for step in outcome.steps if step.failed)
     verdict = f"[bold red]{failed} of {len(outcome.steps)} steps failed[/]" if failed else "[green]all met[/]"
     console.print(f"{escape(scenario.name)}: {verdict}", highlight=False)
+    if recording.problem is not None:
+        console.print(
+            f"[yellow]the run history is incomplete: {escape(recording.problem)}[/]", highlight=False
+        )
+    else:
+        console.print(f"[dim]recorded: koosim show {recording.id}[/]", highlight=False)
     return outcome
 
 

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.checks import Check, catalog
+from simulator.checks import Check, Finding, Severity, Verdict, catalog
 from simulator.checks.base import describe
 from simulator.model import (
     InstanceState,
@@ -38,6 +38,7 @@ from simulator.model import (
 from simulator.protocol import DecryptionError, ResultCode, decrypt, encrypt_client_secret, verify_body_sign
 from simulator.report.records import printable, redact
 from simulator.scenario import LICENSE_CHANGES, Scenario, Step, Unresolved, dig, resolve
+from simulator.suite import CheckResult
 from simulator.transport import Exchange, Target, Transport
 
 APP_ID = "app-koosim-001"
@@ -715,3 +716,33 @@ def _appinfo_problem(exchange: Exchange, access_key: str) -> str | None:
 def _exchange_checks() -> list[Check]:
     """The catalog's checks of single answers (HTTP 200 JSON, result code, schema, deadline)."""
     return [check for check in catalog() if check.per_exchange]
+
+
+# --- a played step as a check result, for the run history -------------------------------------
+
+
+def step_result(outcome: StepOutcome) -> CheckResult:
+    """A played step as the history stores a check: one finding per failed expectation."""
+    findings = [
+        Finding(f"{judgement.check_id or judgement.expectation}: {judgement.message}", _evidence(judgement))
+        for judgement in outcome.failures
+    ]
+    if outcome.blocked:
+        findings.append(Finding(f"not sent: {outcome.blocked}"))
+    step = outcome.step
+    expected = ", ".join(judgement.expectation for judgement in outcome.judgements) or "nothing"
+    check = Check(
+        id=f"step {step.id}",
+        title=f"{step.activity or 'pause'}: expected {expected}",
+        severity=Severity.ERROR,
+        rule="scenario",
+        doc="A step of a scenario; each failed expectation names the catalog check it breaks.",
+        run=lambda: None,
+    )
+    verdict = Verdict.FAILED if findings else Verdict.PASSED
+    duration = sum(exchange.elapsed for exchange in outcome.exchanges)
+    return CheckResult(check, verdict, findings, list(outcome.exchanges), duration)
+
+
+def _evidence(judgement: Judgement) -> list[Exchange]:
+    return [] if judgement.exchange is None else [judgement.exchange]

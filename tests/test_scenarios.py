@@ -395,3 +395,15 @@ def test_every_check_id_play_names_is_in_the_catalog() -> None:
 def test_scenario_error_is_raised_for_an_unreadable_file(tmp_path: Path) -> None:
     with pytest.raises(ScenarioError, match="cannot read it"):
         load(tmp_path / "missing.yaml")
+
+
+def test_play_records_each_scenario_in_the_run_history(tmp_path: Path) -> None:
+    from simulator.store import Store
+
+    db = tmp_path / "history.db"
+    result = koosim("play", "new-order", "renewal", "--db", str(db))
+    assert result.exit_code == 0, result.output
+    runs = Store(db).runs(kind="play")
+    assert len(runs) == 2
+    assert all(run["status"] == "finished" for run in runs), runs
+    assert f"koosim show {runs[0]['run_id']}" in result.output

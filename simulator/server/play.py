@@ -15,12 +15,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.checks import Check, Finding, Severity, Verdict
-from simulator.playback import Player, Prepared, StepOutcome, requirements
+from simulator.playback import Player, Prepared, StepOutcome, requirements, step_result
+from simulator.recording import RecordedRun
 from simulator.scenario import Scenario, ScenarioError, Unresolved, discover, find, library_dirs, load
-from simulator.server.recording import RecordedRun
 from simulator.server.state import Marketplace
-from simulator.suite import CheckResult
 
 
 class PlayError(ValueError):
@@ -42,19 +40,6 @@ def library() -> list[dict[str, Any]]:
             }
         )
     return entries
-
-
-def _step_check(outcome: StepOutcome) -> Check:
-    step = outcome.step
-    expected = ", ".join(judgement.expectation for judgement in outcome.judgements) or "nothing"
-    return Check(
-        id=f"step {step.id}",
-        title=f"{step.activity or 'pause'}: expected {expected}",
-        severity=Severity.ERROR,
-        rule="scenario",
-        doc="A step of a scenario played by hand; each failed expectation names the catalog check it breaks.",
-        run=lambda: None,
-    )
 
 
 @dataclass
@@ -97,25 +82,7 @@ class PlaySession:
 
     def _record(self, outcome: StepOutcome) -> None:
         self.outcomes.append(outcome)
-        findings = [
-            Finding(
-                f"{judgement.check_id or judgement.expectation}: {judgement.message}", [judgement.exchange]
-            )
-            if judgement.exchange is not None
-            else Finding(f"{judgement.check_id or judgement.expectation}: {judgement.message}")
-            for judgement in outcome.failures
-        ]
-        if outcome.blocked:
-            findings.append(Finding(f"not sent: {outcome.blocked}"))
-        self.recording.add(
-            CheckResult(
-                _step_check(outcome),
-                Verdict.FAILED if findings else Verdict.PASSED,
-                findings,
-                list(outcome.exchanges),
-                sum(exchange.elapsed for exchange in outcome.exchanges),
-            )
-        )
+        self.recording.add(step_result(outcome))
 
     def send_next(self, fields: dict[str, Any] | None = None) -> StepOutcome:
         """Send the next step, with ``fields`` in place of the prepared ones when given."""

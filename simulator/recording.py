@@ -1,6 +1,6 @@
-"""Calls the server sends by hand (a single call, an order notification, a scenario played step
-by step), recorded into the history as a run, so the history, ``koosim show`` and the console
-render them like any verify run.
+"""Calls sent outside a verify run (a single call, an order notification, a scenario played
+step by step from the console or by ``koosim play``), recorded into the history as a run, so the
+history, ``koosim show`` and the console render them like any verify run.
 """
 
 from __future__ import annotations
