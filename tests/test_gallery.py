@@ -100,7 +100,7 @@ def test_the_reference_merchant_passes_every_check(protocol: str, config: Mercha
 
 
 def test_koosim_verify_names_the_failing_check_and_how_to_reproduce_it(
-    config: MerchantConfig, tmp_path: Path
+    config: MerchantConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mutant = cli_mutant.MUTANT
     unset = dict.fromkeys(
@@ -108,7 +108,8 @@ def test_koosim_verify_names_the_failing_check_and_how_to_reproduce_it(
     )
     env = {**unset, "KOOSIM_ACCESS_KEY": config.access_key, "KOOSIM_TIMEOUT": None, "COLUMNS": "200"}
     runner = CliRunner()
-    with BackgroundServer(mutant.build(config)) as server, runner.isolated_filesystem(temp_dir=tmp_path):
+    monkeypatch.chdir(tmp_path)  # no koosim.toml of the working directory, history in tmp_path
+    with BackgroundServer(mutant.build(config)) as server:
         url = server.base_url + PRODUCE_PATH
         result = runner.invoke(main, ["verify", "--url", url, "--checks", mutant.catches], env=env)
     assert result.exit_code == 1, result.output

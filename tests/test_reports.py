@@ -337,29 +337,29 @@ def test_html_says_when_there_is_no_risk(record: dict[str, Any]) -> None:
 # --- the command line -------------------------------------------------------------------------------------
 
 
-def test_verify_writes_all_three_reports(tmp_path: Path) -> None:
+def test_verify_writes_all_three_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     junit_path, json_path, html_path = (
         tmp_path / "out.xml",
         tmp_path / "out.json",
         tmp_path / "r" / "out.html",
     )
     runner = CliRunner()
-    with runner.isolated_filesystem(temp_dir=tmp_path):  # no koosim.toml of the working directory
-        result = runner.invoke(
-            main,
-            [
-                "verify",
-                "--checks",
-                "lifecycle.*",
-                "--junit",
-                str(junit_path),
-                "--json",
-                str(json_path),
-                "--html",
-                str(html_path),
-            ],
-            env={variable: None for variable in SETTINGS_VARIABLES.values()},
-        )
+    monkeypatch.chdir(tmp_path)  # no koosim.toml of the working directory
+    result = runner.invoke(
+        main,
+        [
+            "verify",
+            "--checks",
+            "lifecycle.*",
+            "--junit",
+            str(junit_path),
+            "--json",
+            str(json_path),
+            "--html",
+            str(html_path),
+        ],
+        env={variable: None for variable in SETTINGS_VARIABLES.values()},
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(json_path.read_text(encoding="utf-8"))
     assert record["summary"]["failed"] == 0
