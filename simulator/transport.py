@@ -313,33 +313,17 @@ class Transport:
         label: str = "",
         attempt: int = 1,
     ) -> Exchange:
-        tamper = tamper or Tamper()
-        sync_key = self.target.sync_key or ""
-        timestamp = str(tamper.timestamp_ms if tamper.timestamp_ms is not None else now_ms())
-        nonce = new_nonce()
-        headers = {
-            "Content-Type": "application/json;charset=UTF-8",
-            "x-timestamp": timestamp,
-            "x-nonce": nonce,
-            "x-sign": sign_sync(body, sync_key, timestamp, nonce),
-        }
-        if tamper.signature is not None:
-            headers["x-sign"] = tamper.signature
-        headers = {name: value for name, value in headers.items() if name not in tamper.omit}
-        exchange = Exchange(
+        """Send one user-authorization sync call, signed with the target's sync key (§4)."""
+        return self.post_signed(
+            self.target.sync_call_url(call),
+            body,
+            self.target.sync_key or "",
             interface=SYNC,
-            protocol="sync",
             activity=call,
-            method="POST",
-            url=self.target.sync_call_url(call),
-            fields=dict(body),
-            request_headers=headers,
-            request_body=tamper.body if tamper.body is not None else json_bytes(body),
-            started_at=time.time(),
+            tamper=tamper,
             label=label,
             attempt=attempt,
         )
-        return self.perform(exchange)
 
     def post_signed(
         self,
@@ -351,6 +335,7 @@ class Transport:
         activity: str,
         tamper: Tamper | None = None,
         label: str = "",
+        attempt: int = 1,
     ) -> Exchange:
         """POST ``body`` to ``url`` signed like a sync call (§4: x-timestamp, x-nonce, x-sign) with
         ``key``: for calls the marketplace signs that way with another key (order notifications)."""
@@ -376,6 +361,7 @@ class Transport:
             request_body=tamper.body if tamper.body is not None else json_bytes(body),
             started_at=time.time(),
             label=label,
+            attempt=attempt,
         )
         return self.perform(exchange)
 
