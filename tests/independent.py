@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import time
+import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -119,3 +120,25 @@ def sync_headers(
         "x-sign": sync_signature(body, sync_key, timestamp, nonce_),
         "Content-Type": "application/json",
     }
+
+
+def new_order(**overrides: Any) -> dict[str, Any]:
+    """A valid newInstance body for a fresh order (a debugging call: testFlag 1)."""
+    order_id = f"CS{uuid.uuid4().hex[:14].upper()}"
+    body = {
+        "activity": "newInstance",
+        "businessId": str(uuid.uuid4()),
+        "orderId": order_id,
+        "orderLineId": f"{order_id}-000001",
+        "customerId": uuid.uuid4().hex,
+        "customerName": "测试客户",
+        "productId": "00301-666666-0--0",
+        "skuCode": "sku-basic",
+        "chargingMode": "0",
+        "periodType": "month",
+        "periodNumber": "1",
+        "expireTime": "20991231235959",
+        "testFlag": "1",
+        "saasExtendParams": None,
+    }
+    return {**body, **overrides}

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 
 import independent
@@ -190,17 +189,7 @@ def test_merchant_command_serves_a_v2_call_signed_with_the_demo_key(tmp_path: Pa
         found = re.search(r"http://127\.0\.0\.1:(\d+)/produceAPI", line)
         assert found, line
         assert int(found.group(1)) != 0
-        order_id = f"CS{uuid.uuid4().hex[:14].upper()}"
-        body = {
-            "activity": "newInstance",
-            "businessId": str(uuid.uuid4()),
-            "orderId": order_id,
-            "orderLineId": f"{order_id}-000001",
-            "customerId": uuid.uuid4().hex,
-            "productId": "00301-666666-0--0",
-            "skuCode": "sku-basic",
-            "testFlag": "1",
-        }
+        body = independent.new_order()
         response = requests.post(
             found.group(0),
             params=independent.v2_query(body, DEMO_ACCESS_KEY),

@@ -105,27 +105,6 @@ def post_v2(
     return as_json(response)
 
 
-def new_order(**overrides: Any) -> dict[str, Any]:
-    order_id = f"CS{uuid.uuid4().hex[:14].upper()}"
-    body = {
-        "activity": "newInstance",
-        "businessId": str(uuid.uuid4()),
-        "orderId": order_id,
-        "orderLineId": f"{order_id}-000001",
-        "customerId": uuid.uuid4().hex,
-        "customerName": "测试客户",
-        "productId": "00301-666666-0--0",
-        "skuCode": "sku-basic",
-        "chargingMode": "0",
-        "periodType": "month",
-        "periodNumber": "1",
-        "expireTime": "20991231235959",
-        "testFlag": "1",
-        "saasExtendParams": None,
-    }
-    return {**body, **overrides}
-
-
 def resend(body: dict[str, Any]) -> dict[str, Any]:
     """The same call as the marketplace resends it: a new businessId (and new time and nonce)."""
     return {**body, "businessId": str(uuid.uuid4())}
@@ -134,7 +113,7 @@ def resend(body: dict[str, Any]) -> dict[str, Any]:
 @pytest.fixture
 def instance(client: FlaskClient) -> dict[str, Any]:
     """A created instance: the newInstance body and answer, merged."""
-    body = new_order()
+    body = independent.new_order()
     answer = post_v2(client, body)
     assert answer["resultCode"] == "000000", answer
     return {**body, **answer}
@@ -144,7 +123,7 @@ def instance(client: FlaskClient) -> dict[str, Any]:
 
 
 def test_v2_new_instance_signed_independently_is_accepted(client: FlaskClient) -> None:
-    answer = post_v2(client, new_order())
+    answer = post_v2(client, independent.new_order())
     assert answer["resultCode"] == "000000"
     assert 1 <= len(answer["instanceId"]) <= 64
     assert answer["encryptType"] in ("1", "2")
@@ -157,7 +136,7 @@ def test_v2_new_instance_signed_independently_is_accepted(client: FlaskClient) -
 
 
 def test_v2_signature_in_upper_case_is_accepted(client: FlaskClient) -> None:
-    body = new_order()
+    body = independent.new_order()
     query = independent.v2_query(body, ACCESS_KEY)
     query["signature"] = query["signature"].upper()
     assert post_v2(client, body, query)["resultCode"] == "000000"
@@ -165,7 +144,7 @@ def test_v2_signature_in_upper_case_is_accepted(client: FlaskClient) -> None:
 
 def test_v2_body_with_unicode_escapes_is_accepted(client: FlaskClient) -> None:
     # The signature covers the parsed body, not the bytes: \u escapes and member order are free.
-    body = new_order()
+    body = independent.new_order()
     data = json.dumps(dict(reversed(list(body.items())))).encode("ascii")
     assert post_v2(client, body, data=data)["resultCode"] == "000000"
 
@@ -174,7 +153,7 @@ def test_v2_body_with_unicode_escapes_is_accepted(client: FlaskClient) -> None:
 
 
 def test_v2_body_with_any_one_byte_changed_is_refused_with_000001(client: FlaskClient) -> None:
-    body = new_order(saasExtendParams="eyJrIjoidiJ9")
+    body = independent.new_order(saasExtendParams="eyJrIjoidiJ9")
     query = independent.v2_query(body, ACCESS_KEY)
     data = json.dumps(body, ensure_ascii=False).encode("utf-8")
     positions = [i for i, byte in enumerate(data) if chr(byte).isascii() and chr(byte).isalnum()]
@@ -186,7 +165,7 @@ def test_v2_body_with_any_one_byte_changed_is_refused_with_000001(client: FlaskC
 
 
 def test_v2_without_signature_is_refused_with_000001(client: FlaskClient) -> None:
-    body = new_order()
+    body = independent.new_order()
     query = independent.v2_query(body, ACCESS_KEY)
     del query["signature"]
     assert post_v2(client, body, query)["resultCode"] == "000001"
@@ -194,12 +173,12 @@ def test_v2_without_signature_is_refused_with_000001(client: FlaskClient) -> Non
 
 
 def test_v2_signed_with_another_key_is_refused_with_000001(client: FlaskClient) -> None:
-    body = new_order()
+    body = independent.new_order()
     assert post_v2(client, body, independent.v2_query(body, ACCESS_KEY + "x"))["resultCode"] == "000001"
 
 
 def test_v2_signature_over_other_time_or_nonce_is_refused_with_000001(client: FlaskClient) -> None:
-    body = new_order()
+    body = independent.new_order()
     query = independent.v2_query(body, ACCESS_KEY)
     other = independent.v2_query(body, ACCESS_KEY)
     assert post_v2(client, body, {**query, "nonce": other["nonce"]})["resultCode"] == "000001"
@@ -209,7 +188,7 @@ def test_v2_signature_over_other_time_or_nonce_is_refused_with_000001(client: Fl
 
 @pytest.mark.parametrize("missing", ["timestamp", "nonce"])
 def test_v2_without_timestamp_or_nonce_is_refused_with_000002(client: FlaskClient, missing: str) -> None:
-    body = new_order()
+    body = independent.new_order()
     query = independent.v2_query(body, ACCESS_KEY)
     del query[missing]
     assert post_v2(client, body, query)["resultCode"] == "000002"
@@ -217,13 +196,13 @@ def test_v2_without_timestamp_or_nonce_is_refused_with_000002(client: FlaskClien
 
 @pytest.mark.parametrize("offset_ms", [-61_000, 61_000, -300_000], ids=["61s-old", "61s-ahead", "5min-old"])
 def test_v2_stale_timestamp_is_refused_with_000002(client: FlaskClient, offset_ms: int) -> None:
-    body = new_order()
+    body = independent.new_order()
     timestamp = str(int(independent.now_ms()) + offset_ms)
     assert post_v2(client, body, independent.v2_query(body, ACCESS_KEY, timestamp))["resultCode"] == "000002"
 
 
 def test_v2_timestamp_59s_old_is_accepted(client: FlaskClient) -> None:
-    body = new_order()
+    body = independent.new_order()
     timestamp = str(int(independent.now_ms()) - 59_000)
     assert post_v2(client, body, independent.v2_query(body, ACCESS_KEY, timestamp))["resultCode"] == "000000"
 
@@ -241,7 +220,7 @@ def test_v2_body_that_is_not_a_json_object_is_refused_with_000002(client: FlaskC
     "field", ["businessId", "orderId", "orderLineId", "customerId", "productId", "skuCode"]
 )
 def test_v2_missing_required_field_is_refused_with_000002(client: FlaskClient, field: str) -> None:
-    body = new_order()
+    body = independent.new_order()
     del body[field]
     answer = post_v2(client, body)
     assert answer["resultCode"] == "000002"
@@ -254,21 +233,21 @@ def test_v2_missing_required_field_is_refused_with_000002(client: FlaskClient, f
     ids=["expireTime-format", "testFlag-enum", "orderId-too-long", "customerId-not-a-string"],
 )
 def test_v2_malformed_field_is_refused_with_000002(client: FlaskClient, change: dict[str, Any]) -> None:
-    assert post_v2(client, new_order(**change))["resultCode"] == "000002"
+    assert post_v2(client, independent.new_order(**change))["resultCode"] == "000002"
 
 
 @pytest.mark.parametrize("activity", ["deleteEverything", "", None])
 def test_v2_unknown_activity_is_refused_with_000002(client: FlaskClient, activity: str | None) -> None:
-    assert post_v2(client, new_order(activity=activity))["resultCode"] == "000002"
+    assert post_v2(client, independent.new_order(activity=activity))["resultCode"] == "000002"
 
 
 @pytest.mark.parametrize("activity", [["newInstance"], {"name": "newInstance"}], ids=["list", "object"])
 def test_v2_activity_that_is_not_a_string_is_refused_with_000002(client: FlaskClient, activity: Any) -> None:
-    assert post_v2(client, new_order(activity=activity))["resultCode"] == "000002"
+    assert post_v2(client, independent.new_order(activity=activity))["resultCode"] == "000002"
 
 
 def test_v2_non_ascii_signature_is_refused_with_000001(client: FlaskClient) -> None:
-    body = new_order()
+    body = independent.new_order()
     query = {**independent.v2_query(body, ACCESS_KEY), "signature": "é" * 64}
     assert post_v2(client, body, query)["resultCode"] == "000001"
 
@@ -285,7 +264,7 @@ def test_v2_deeply_nested_body_is_refused_with_000002(client: FlaskClient) -> No
 def test_v2_refused_by_a_v1_only_merchant(rsa_key: bytes) -> None:
     app = make_app(rsa_key, protocols=frozenset({"v1"}))
     try:
-        assert post_v2(app.test_client(), new_order())["resultCode"] == "000002"
+        assert post_v2(app.test_client(), independent.new_order())["resultCode"] == "000002"
     finally:
         close(app)
 
@@ -418,7 +397,7 @@ def test_v1_non_ascii_auth_token_is_refused_with_000001_and_signed(client: Flask
 def test_resent_new_instance_returns_the_same_instance_and_app_info(
     client: FlaskClient, instance: dict[str, Any]
 ) -> None:
-    body = {name: instance[name] for name in new_order()}
+    body = {name: instance[name] for name in independent.new_order()}
     for _ in range(3):
         again = post_v2(client, resend(body))
         assert again["resultCode"] == "000000"
@@ -427,7 +406,7 @@ def test_resent_new_instance_returns_the_same_instance_and_app_info(
 
 
 def test_another_order_line_gets_another_instance(client: FlaskClient, instance: dict[str, Any]) -> None:
-    body = {name: instance[name] for name in new_order()}
+    body = {name: instance[name] for name in independent.new_order()}
     other = post_v2(client, {**resend(body), "orderLineId": body["orderLineId"] + "2"})
     assert other["resultCode"] == "000000"
     assert other["instanceId"] != instance["instanceId"]
@@ -444,7 +423,7 @@ def test_v1_and_v2_resends_of_one_order_line_share_the_instance(client: FlaskCli
 
 def test_concurrent_resends_through_a_real_server_yield_one_instance(rsa_key: bytes, tmp_path: Path) -> None:
     app = make_app(rsa_key, database=str(tmp_path / "concurrent.db"))
-    body = new_order()
+    body = independent.new_order()
     copies = 8
     barrier = threading.Barrier(copies)
     try:
@@ -543,7 +522,7 @@ def test_lifecycle_call_with_a_bad_value_is_refused_with_000002(
 def test_query_instance_answers_the_known_ids_with_their_app_info(
     client: FlaskClient, instance: dict[str, Any]
 ) -> None:
-    other = post_v2(client, new_order())
+    other = post_v2(client, independent.new_order())
     ids = f"{instance['instanceId']},inst-unknown,{other['instanceId']}"
     answer = post_v2(client, {"activity": "queryInstance", "instanceId": ids})
     assert answer["resultCode"] == "000000"
@@ -604,7 +583,7 @@ def test_lifecycle_works_over_v1_too(client: FlaskClient) -> None:
 
 
 def test_license_lifecycle(client: FlaskClient) -> None:
-    order = new_order(activity="getLicense")
+    order = independent.new_order(activity="getLicense")
     got = post_v2(client, order)
     assert got["resultCode"] == "000000"
     license_code = got["license"]
@@ -635,7 +614,7 @@ def test_unknown_license_is_000003(client: FlaskClient, activity: str) -> None:
 
 
 def test_get_license_without_order_line_is_000002(client: FlaskClient) -> None:
-    order = new_order(activity="getLicense")
+    order = independent.new_order(activity="getLicense")
     del order["orderLineId"]
     assert post_v2(client, order)["resultCode"] == "000002"
 
@@ -798,7 +777,7 @@ def test_file_backed_store_keeps_instances_across_app_restarts(rsa_key: bytes, t
     database = str(tmp_path / "m.db")
     first = make_app(rsa_key, database=database)
     try:
-        body = new_order()
+        body = independent.new_order()
         created = post_v2(first.test_client(), body)
         assert created["resultCode"] == "000000"
     finally:
