@@ -46,11 +46,11 @@ from urllib.parse import urlencode
 import requests
 
 from simulator.checks import catalog
+from simulator.engine.record import result_record
+from simulator.engine.run import Run, run_checks
 from simulator.model import OrderFactory, fresh_seed
 from simulator.protocol import sign_v2
-from simulator.report.records import result_record
 from simulator.store import RunRecorder, Store
-from simulator.suite import Run, run_checks
 from simulator.transport import Exchange, LearnedSecrets, Target, Transport, json_bytes, new_nonce, now_ms
 
 HERE = Path(__file__).resolve().parent

@@ -42,7 +42,7 @@ from rich.table import Table
 from simulator.checks.base import describe
 from simulator.model import Order, OrderFactory, query_fields
 from simulator.protocol import ResultCode
-from simulator.report.records import redact
+from simulator.redaction import redact
 from simulator.resend import ResendPolicy
 from simulator.transport import Exchange, Target, Transport
 
@@ -513,11 +513,10 @@ EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE = 0, 2, 3
 
 def main(argv: list[str]) -> int:
     """Run what ``SPEC`` (JSON, built by ``cli_load.py``) describes; return the exit code."""
-    from simulator.config import ConfigError, load_settings
+    from simulator.engine.run import TargetUnreachable, probe
     from simulator.reference import DEMO_ACCESS_KEY
     from simulator.resend import ResendPolicy
-    from simulator.suite import TargetUnreachable, probe
-    from simulator.targets import open_target
+    from simulator.settings import ConfigError, load_settings, open_target
 
     logging.basicConfig(level=logging.WARNING, format="koosim load: %(levelname)s %(name)s: %(message)s")
     spec = json.loads(argv[0])

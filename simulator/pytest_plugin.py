@@ -23,9 +23,9 @@ import pytest
 
 if TYPE_CHECKING:
     from simulator.checks import Check
-    from simulator.config import Settings
+    from simulator.engine.run import CheckResult
     from simulator.model import Order, OrderFactory
-    from simulator.suite import CheckResult
+    from simulator.settings import Settings
     from simulator.transport import Exchange, Target, Transport
 
 REFERENCE = "reference"
@@ -67,7 +67,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--koosim-timeout",
-        type=float,  # its range is checked with the other settings, by simulator.config
+        type=float,  # its range is checked with the other settings, by simulator.settings
         metavar="SECONDS",
         help="The marketplace's per-call deadline (env KOOSIM_TIMEOUT, default 10).",
     )
@@ -125,7 +125,7 @@ class KoosimSession:
         if self._settings is None:
             from dataclasses import replace
 
-            from simulator.config import ConfigError, load_settings
+            from simulator.settings import ConfigError, load_settings
 
             try:
                 settings = load_settings({**self._flags, "url": self.explicit_url})
@@ -139,9 +139,8 @@ class KoosimSession:
     def target(self) -> Target:
         """The target, opened and probed once; :class:`TargetProblem` every time if it cannot be."""
         if self._problem is None and self._target is None:
-            from simulator.config import ConfigError
-            from simulator.suite import TargetUnreachable, probe
-            from simulator.targets import open_target
+            from simulator.engine.run import TargetUnreachable, probe
+            from simulator.settings import ConfigError, open_target
 
             try:
                 target = self._resources.enter_context(open_target(self.settings()))
@@ -168,7 +167,7 @@ class KoosimSession:
         return self._orders
 
     def run(self, check: Check) -> CheckResult:
-        from simulator.suite import run_check
+        from simulator.engine.run import run_check
         from simulator.transport import Transport
 
         target = self.target()
@@ -243,7 +242,7 @@ class KoosimCheck(pytest.Item):
 
     def runtest(self) -> None:
         from simulator.checks import Verdict
-        from simulator.report.records import printable, redact
+        from simulator.redaction import printable, redact
 
         state = _state(self.config)
         result = state.run(self.check)
@@ -270,7 +269,8 @@ class KoosimCheck(pytest.Item):
 
 def _failure_report(result: CheckResult, secrets: tuple[str, ...], reproduce: str) -> str:
     """What failed, the exchanges that show it and the rule, with every key redacted."""
-    from simulator.report.records import exchange_record, printable, redact
+    from simulator.engine.record import exchange_record
+    from simulator.redaction import printable, redact
 
     check = result.check
     lines = [
@@ -450,7 +450,7 @@ class Marketplace:
     def contract_problems(self, exchange: Exchange) -> list[str]:
         """What the per-exchange checks (contract.*, timing.*) find wrong with this answer; [] if none."""
         from simulator.checks import catalog
-        from simulator.report.records import redact
+        from simulator.redaction import redact
 
         return [
             redact(f"{check.id}: {problem}", self.target.secrets)

@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
-from simulator.config import ConfigError
 from simulator.protocol import ResultCode
+from simulator.settings import ConfigError
 from simulator.transport import Exchange
 
 RETRYABLE_CODES = frozenset({ResultCode.PROCESSING.value, ResultCode.INTERNAL_ERROR.value})
@@ -126,7 +126,7 @@ def policy_from_env(environ: Mapping[str, str] | None = None) -> ResendPolicy:
     """The policy ``KOOSIM_RESENDS`` (0-10) and ``KOOSIM_BACKOFF`` (seconds) configure.
 
     Unset variables keep the defaults (3 resends, 1 s first backoff, doubling). A malformed
-    value raises :class:`~simulator.config.ConfigError` naming the variable.
+    value raises :class:`~simulator.settings.ConfigError` naming the variable.
     """
     environ = os.environ if environ is None else environ
     changes: dict[str, float | int] = {}

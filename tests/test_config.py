@@ -1,4 +1,4 @@
-"""simulator.config: flags, then KOOSIM_* variables, then koosim.toml; every mistake a ConfigError."""
+"""simulator.settings: flags, then KOOSIM_* variables, then koosim.toml; every mistake a ConfigError."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from simulator.config import CONFIG_FILE, SETTINGS, ConfigError, Settings, load_settings
 from simulator.protocol import generate_rsa_private_key, public_key_pem
+from simulator.settings import CONFIG_FILE, SETTINGS, ConfigError, Settings, load_settings
 
 NO_FLAGS: dict[str, object] = {}
 

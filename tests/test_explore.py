@@ -18,10 +18,10 @@ from click.testing import CliRunner, Result
 from mutants.base import Mutant
 from mutants.sequences import SEQUENCE_MUTANTS, UNFREEZE_AFTER_RELEASE
 
-from simulator import explore as explore_module
 from simulator.cli import main
+from simulator.engine import explore as explore_module
+from simulator.engine.scenario import Step, load
 from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app
-from simulator.scenario import Step, load
 from simulator.serving import BackgroundServer
 from simulator.transport import Target
 

@@ -18,6 +18,7 @@ from mutants import v2_signature_ignored as cli_mutant
 
 from simulator.checks import Verdict, select
 from simulator.cli import main
+from simulator.engine.run import CheckResult, Run, run_checks
 from simulator.reference import (
     PRODUCE_PATH,
     MerchantConfig,
@@ -26,7 +27,6 @@ from simulator.reference import (
     public_key_pem,
 )
 from simulator.serving import BackgroundServer
-from simulator.suite import CheckResult, Run, run_checks
 from simulator.transport import Target
 
 ACCESS_KEY = "koosim-gallery-access-key"

@@ -1,5 +1,5 @@
 """The shortcut redaction and masking take past strings that hold no secret: it must never
-change a result, whatever the secrets and the text (``simulator/needles.py``)."""
+change a result, whatever the secrets and the text (``simulator/redaction.py``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from urllib.parse import quote, quote_plus
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulator.needles import WINDOW, may_contain
-from simulator.report.records import REDACTED, redact
+from simulator.redaction import REDACTED, WINDOW, may_contain, redact
 
 # few letters, brackets and the letters of "[redacted]": secrets overlap, share beginnings and
 # can reappear out of a replacement

@@ -18,13 +18,13 @@ from click.testing import CliRunner
 
 from simulator.checks import Check, Finding, Severity, Verdict, select
 from simulator.cli import main, reproduce_command
-from simulator.config import SETTINGS as SETTINGS_VARIABLES
-from simulator.config import Settings
+from simulator.engine.record import run_record
+from simulator.engine.run import CheckResult, Run, run_checks
+from simulator.redaction import MAX_BODY_CHARS, REDACTED, body_text, printable, redact
 from simulator.report import html as html_report
 from simulator.report import junit as junit_report
-from simulator.report.records import MAX_BODY_CHARS, REDACTED, body_text, printable, redact, run_record
-from simulator.suite import CheckResult, Run, run_checks
-from simulator.targets import open_target
+from simulator.settings import SETTINGS as SETTINGS_VARIABLES
+from simulator.settings import Settings, open_target
 from simulator.transport import Exchange
 
 SETTINGS = Settings(

@@ -23,12 +23,12 @@ from rich.console import Console
 
 from simulator.checks import Verdict, select
 from simulator.checks.base import REGISTRY
-from simulator.config import ConfigError
+from simulator.engine.run import RESEND_SCHEDULE, Run, run_checks
 from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app
 from simulator.report import console as console_report
 from simulator.resend import DEFAULT_POLICY, ResendPolicy, policy_from_env, resend_reason
 from simulator.serving import BackgroundServer
-from simulator.suite import RESEND_SCHEDULE, Run, run_checks
+from simulator.settings import ConfigError
 from simulator.transport import Target, Transport
 
 CHECK_ID = "idempotency.converges-after-failures"

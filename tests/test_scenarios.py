@@ -23,10 +23,8 @@ from mutants.sequences import RESEND_AFTER_RENEWAL, UNFREEZE_AFTER_RELEASE
 
 from simulator.checks import catalog
 from simulator.cli import main
-from simulator.playback import Player
-from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app
-from simulator.resources import data_dir
-from simulator.scenario import (
+from simulator.engine.player import Player
+from simulator.engine.scenario import (
     ScenarioError,
     Unresolved,
     load,
@@ -35,6 +33,8 @@ from simulator.scenario import (
     scenario_files,
     schema,
 )
+from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app
+from simulator.resources import data_dir
 from simulator.serving import BackgroundServer
 from simulator.transport import Target
 
@@ -375,7 +375,7 @@ def test_a_sync_scenario_without_a_sync_key_is_a_usage_error(serve: Any) -> None
 
 
 def test_every_check_id_play_names_is_in_the_catalog() -> None:
-    import simulator.playback as playback
+    import simulator.engine.player as playback
 
     tree = ast.parse(Path(playback.__file__).read_text(encoding="utf-8"))
     ids = {check.id for check in catalog()}

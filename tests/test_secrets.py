@@ -22,8 +22,8 @@ from hostile.cli import Finished, koosim_env, run_id, run_koosim
 from hostile.echo import Secrets, echo_merchant, new_secrets
 
 from simulator.protocol import EncryptType, encrypt, public_key_pem
+from simulator.redaction import REDACTED
 from simulator.reference import PRODUCE_PATH
-from simulator.report.records import REDACTED
 from simulator.server import create_app, marketplace
 from simulator.serving import BackgroundServer
 from simulator.store import Store

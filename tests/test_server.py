@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, request
 from flask.testing import FlaskClient
 
-from simulator import config
+from simulator import settings as config
 from simulator.cli import main as cli_main
 from simulator.contracts import validate
 from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem

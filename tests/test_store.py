@@ -19,8 +19,9 @@ from click.testing import CliRunner
 
 from simulator.checks import select
 from simulator.cli import main
+from simulator.engine.record import run_record
+from simulator.engine.run import run_checks
 from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app
-from simulator.report.records import run_record
 from simulator.serving import BackgroundServer
 from simulator.store import (
     FINISHED,
@@ -34,7 +35,6 @@ from simulator.store import (
     Store,
     StoreError,
 )
-from simulator.suite import run_checks
 from simulator.transport import Target
 
 ACCESS_KEY = "store-test-access-key-0001"

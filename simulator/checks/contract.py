@@ -10,8 +10,8 @@ from typing import Any
 
 from simulator.checks.base import exchange_check
 from simulator.contracts import UnknownContract, allowed_result_codes, validate
-from simulator.needles import may_contain
 from simulator.protocol import ResultCode
+from simulator.redaction import may_contain
 from simulator.transport import Exchange, Target
 
 _KNOWN_CODES = frozenset(code.value for code in ResultCode)

@@ -1,1 +1,1 @@
-"""Reporters: they render a finished :class:`~simulator.suite.Run` and never run checks."""
+"""Reporters: they render a finished :class:`~simulator.engine.run.Run` and never run checks."""

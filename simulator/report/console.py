@@ -12,8 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from simulator.checks import Check, Verdict
-from simulator.report.records import run_record
-from simulator.suite import CheckResult, Run
+from simulator.engine.record import run_record
+from simulator.engine.run import CheckResult, Run
 
 STYLE = {
     Verdict.PASSED: ("PASS", "green"),

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simulator import __version__
-from simulator.report.records import printable
+from simulator.redaction import printable
 
 STYLE = """
 :root { --fg: #1f2328; --muted: #59636e; --bg: #fff; --panel: #f6f8fa; --line: #d1d9e0;
@@ -65,7 +65,7 @@ footer { margin-top: 3rem; color: var(--muted); font-size: .85rem; }
 
 
 def render(record: Mapping[str, Any]) -> str:
-    """The run ``record`` (from :func:`~simulator.report.records.run_record`) as an HTML page."""
+    """The run ``record`` (from :func:`~simulator.engine.record.run_record`) as an HTML page."""
     exchanges = {exchange["id"]: exchange for exchange in record["exchanges"]}
     target = record["target"]
     title = f"koosim verify: {target['url']} ({target['protocol']}), run {record['run_id']}"

@@ -13,14 +13,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from simulator.report.records import printable
+from simulator.redaction import printable
 
 SUITE_NAME = "koosim verify"
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
 
 
 def render(record: Mapping[str, Any]) -> str:
-    """The run ``record`` (from :func:`~simulator.report.records.run_record`) as JUnit XML."""
+    """The run ``record`` (from :func:`~simulator.engine.record.run_record`) as JUnit XML."""
     checks = record["checks"]
     exchanges = {exchange["id"]: exchange for exchange in record["exchanges"]}
     counts = {

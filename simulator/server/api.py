@@ -14,11 +14,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
+from simulator.engine.run import TargetUnreachable
 from simulator.server import calls, notify, play, runs
 from simulator.server.guard import refuse_cross_site
 from simulator.server.state import Marketplace, NotConfigured, SettingsError
 from simulator.store import INBOUND
-from simulator.suite import TargetUnreachable
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 bp.before_request(refuse_cross_site)

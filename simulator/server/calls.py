@@ -4,7 +4,7 @@ activity: the produce interface, the license activities and the user-authorizati
 The server signs the call with the configured keys, sends it, and judges the answer with the
 catalog's per-exchange checks (HTTP 200, a JSON object, the answer contract of that activity, the
 deadline) and, when what was sent breaks the request contract, that the merchant did not accept
-it. Each call is recorded as a run of kind ``call`` (:mod:`~simulator.recording`), so the
+it. Each call is recorded as a run of kind ``call`` (:mod:`~simulator.server.recording`), so the
 history, ``koosim show`` and the console render it like any verify run.
 
 When a user-authorization sync call fails, the marketplace notifies the merchant by SMS or
@@ -24,10 +24,10 @@ from typing import Any
 from simulator.checks import Check, Severity, Verdict, judge_exchange
 from simulator.checks.base import describe
 from simulator.contracts import known_contracts, validate
+from simulator.engine.record import exchange_record
 from simulator.model import OrderFactory, change_check_fields, query_fields, release_fields, status_fields
 from simulator.protocol import ResultCode, encrypt_client_secret
-from simulator.recording import RecordedRun
-from simulator.report.records import exchange_record
+from simulator.server.recording import RecordedRun
 from simulator.server.state import Marketplace, NotConfigured
 from simulator.store import OUTBOX_PENDING, OUTBOX_RESOLVED, OUTBOX_STOPPED
 from simulator.transport import Exchange, Target

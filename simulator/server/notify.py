@@ -23,7 +23,7 @@ from simulator.checks import Check, Severity, judge_exchange
 from simulator.checks.base import describe
 from simulator.checks.security import WRONG_SIGNATURE
 from simulator.protocol import ResultCode
-from simulator.recording import RecordedRun
+from simulator.server.recording import RecordedRun
 from simulator.server.state import Marketplace, NotConfigured
 from simulator.transport import Exchange, Tamper, Target
 

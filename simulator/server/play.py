@@ -1,7 +1,7 @@
 """Scenarios played step by step from the console or the API: see the next call before it goes,
 edit its fields, send it, resend the one before, or stop.
 
-A session wraps one :class:`~simulator.playback.Player` (which fills in, sends and judges each
+A session wraps one :class:`~simulator.engine.player.Player` (which fills in, sends and judges each
 step exactly as ``koosim play`` does) and records into the history as a run of kind ``play``:
 each step played is one result, named ``step <id>``, its failed expectations the findings. A
 session lives in the server's memory; if the server stops before it is finished, the run reads
@@ -15,9 +15,9 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.playback import Player, Prepared, StepOutcome, requirements, step_result
-from simulator.recording import RecordedRun
-from simulator.scenario import Scenario, ScenarioError, Unresolved, discover, find, library_dirs, load
+from simulator.engine.player import Player, Prepared, StepOutcome, requirements, step_result
+from simulator.engine.scenario import Scenario, ScenarioError, Unresolved, discover, find, library_dirs, load
+from simulator.server.recording import RecordedRun
 from simulator.server.state import Marketplace
 
 

@@ -8,9 +8,9 @@ from collections.abc import Iterable
 
 from simulator.checks import select
 from simulator.cli import reproduce_command
+from simulator.engine.run import Run, probe, run_checks
 from simulator.server.state import Marketplace
 from simulator.store import RunRecorder
-from simulator.suite import Run, probe, run_checks
 
 START_TIMEOUT_S = 10.0
 """How long the request waits for the background thread to give the new run its id."""

@@ -15,11 +15,10 @@ from typing import Any
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
-from simulator import config
-from simulator.config import PROTOCOLS, parse_timeout, url_problem
+from simulator import settings as config
 from simulator.protocol import load_rsa_public_key
+from simulator.settings import PROTOCOLS, open_target, parse_timeout, remote_target, url_problem
 from simulator.store import Store
-from simulator.targets import open_target, remote_target
 from simulator.transport import LearnedSecrets, Target
 
 SECRET_SETTINGS = ("access_key", "sync_key", "notification_token")
@@ -36,7 +35,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class Settings(config.Settings):
-    """The target merchant as every ``koosim`` command knows it (:class:`simulator.config.Settings`:
+    """The target merchant as every ``koosim`` command knows it (:class:`simulator.settings.Settings`:
     URL, protocol, keys, timeout), and the marketplace's other contacts with it."""
 
     notification_url: str | None = None

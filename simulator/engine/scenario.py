@@ -3,8 +3,8 @@
 A scenario is YAML, checked against ``contracts/scenario/scenario.schema.json`` and then for
 what a schema cannot say (a reference names an *earlier* step, an activity takes the keys it is
 given). Anything wrong ends in one :class:`ScenarioError` line naming the file, the step and
-the problem. The format is documented in ``docs/scenarios.md``; :mod:`simulator.playback` plays
-a loaded :class:`Scenario`, :mod:`simulator.explore` writes them.
+the problem. The format is documented in ``docs/scenarios.md``; :mod:`simulator.engine.player` plays
+a loaded :class:`Scenario`, :mod:`simulator.engine.explore` writes them.
 
 Values of earlier steps are written ``${step.name}`` inside strings of ``fields``: ``name`` is
 looked up in that step's answer, then in the call it sent (``${new.instanceId}``,

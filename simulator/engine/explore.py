@@ -7,13 +7,13 @@ bundles of the orders and licenses created so far, with field values drawn from 
 valid by default, boundary values (long unicode names, 64-character ids, every periodType and
 scene) a share of the time.
 
-Every rule is a scenario :class:`~simulator.scenario.Step` whose ``expect`` the machine derives
+Every rule is a scenario :class:`~simulator.engine.scenario.Step` whose ``expect`` the machine derives
 from what it knows: the resultCode the :class:`~simulator.model.Lifecycle` requires, the same
 instanceId for the same order, a contract-valid answer, a query that lists exactly the live
-instances. The step is played by the same :class:`~simulator.playback.Player` as
+instances. The step is played by the same :class:`~simulator.engine.player.Player` as
 ``koosim play``, and the invariant after each rule fails on any failed expectation, raising
 under the expectation's check id. Hypothesis then shrinks the sequence; the smallest one is
-returned as a :class:`~simulator.scenario.Scenario` which, saved and replayed with
+returned as a :class:`~simulator.engine.scenario.Scenario` which, saved and replayed with
 ``koosim play``, fails with the same check id.
 """
 
@@ -41,11 +41,11 @@ from hypothesis.stateful import (
 )
 
 from simulator.contracts import schema_for
-from simulator.explore_defaults import DATABASE_DIR, DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS
+from simulator.engine.explore_defaults import DATABASE_DIR, DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS
+from simulator.engine.player import ADD, DELETE, Judgement, Player, StepOutcome
+from simulator.engine.scenario import Expect, Scenario, Step
 from simulator.model import InstanceState, status_fields
-from simulator.playback import ADD, DELETE, Judgement, Player, StepOutcome
 from simulator.protocol import ResultCode
-from simulator.scenario import Expect, Scenario, Step
 from simulator.transport import Target, Transport
 
 SUCCESS = ResultCode.SUCCESS.value

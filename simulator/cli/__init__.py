@@ -114,13 +114,12 @@ def verify(
     The run is recorded in the run history as it happens (`koosim runs`, `koosim show`).
     """
     from simulator.checks import select
-    from simulator.config import ConfigError, load_settings
+    from simulator.engine.run import TargetUnreachable, probe, run_checks
     from simulator.model import fresh_seed
     from simulator.report import console as console_report
     from simulator.report.console import plural
+    from simulator.settings import ConfigError, load_settings, open_target
     from simulator.store import RunRecorder, Store, StoreError
-    from simulator.suite import TargetUnreachable, probe, run_checks
-    from simulator.targets import open_target
 
     flags = {"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout, "seed": seed}
     seed = fresh_seed() if seed is None else seed
@@ -177,9 +176,9 @@ def verify(
 
 
 def _write_reports(run: Any, reproduce: dict[str, str], **paths: Path | None) -> None:
+    from simulator.engine.record import run_record
     from simulator.report import html as html_report
     from simulator.report import junit as junit_report
-    from simulator.report.records import run_record
 
     record = run_record(run, reproduce)
     writers = {
@@ -277,19 +276,19 @@ def merchant(
     serve_until_interrupted(server)
 
 
-from simulator.cli_load import load  # noqa: E402
+from simulator.cli.load import load  # noqa: E402
 
 main.add_command(load)
 
 
-from simulator.cli_scenarios import explore, play, scenarios  # noqa: E402
+from simulator.cli.scenarios import explore, play, scenarios  # noqa: E402
 
 main.add_command(scenarios)
 main.add_command(play)
 main.add_command(explore)
 
 
-from simulator.cli_server import runs, serve, show  # noqa: E402
+from simulator.cli.server import runs, serve, show  # noqa: E402
 
 main.add_command(serve)
 main.add_command(runs)

@@ -1,5 +1,9 @@
 """Where the target and its keys come from: command-line flags, then ``KOOSIM_*`` variables,
 then ``koosim.toml`` in the working directory. Keys never need to be on the command line.
+
+:func:`open_target` turns settings into a :class:`~simulator.transport.Target`, starting the
+reference merchant in-process on a free port when no URL is given: every command works out of
+the box.
 """
 
 from __future__ import annotations
@@ -7,14 +11,15 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.protocol import load_rsa_public_key
-from simulator.transport import DEFAULT_TIMEOUT
+from simulator.transport import DEFAULT_TIMEOUT, Target
 
 CONFIG_FILE = "koosim.toml"
 PROTOCOLS = ("v2", "v1")
@@ -151,3 +156,46 @@ def load_settings(
         rsa_public_key=rsa_public_key,
         timeout=timeout,
     )
+
+
+def remote_target(settings: Settings) -> Target:
+    """The merchant ``settings.url`` names, with its keys (the caller has checked both are set)."""
+    assert settings.url is not None and settings.access_key is not None
+    return Target(
+        url=settings.url,
+        access_key=settings.access_key,
+        protocol=settings.protocol,
+        sync_url=settings.sync_url,
+        sync_key=settings.sync_key,
+        rsa_public_key=settings.rsa_public_key,
+        timeout=settings.timeout,
+    )
+
+
+@contextmanager
+def open_target(settings: Settings) -> Iterator[Target]:
+    """Yield the target the settings name, or a freshly started reference merchant."""
+    if settings.url is not None:
+        if not settings.access_key:
+            raise ConfigError(
+                "no access key for the target: set KOOSIM_ACCESS_KEY or access_key in koosim.toml"
+            )
+        yield remote_target(settings)
+        return
+    # imported here: a run against a merchant's URL needs neither Flask nor the reference merchant
+    from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
+    from simulator.serving import BackgroundServer
+
+    config = MerchantConfig()
+    for name in ("access_key", "sync_key"):
+        if getattr(settings, name):
+            setattr(config, name, getattr(settings, name))
+    with BackgroundServer(create_app(config)) as server:
+        yield Target(
+            url=server.base_url + PRODUCE_PATH,
+            access_key=config.access_key,
+            protocol=settings.protocol,
+            sync_key=config.sync_key,
+            rsa_public_key=public_key_pem(config.rsa_private_key),
+            timeout=settings.timeout,
+        )

@@ -35,8 +35,9 @@ from pathlib import Path
 from typing import Any
 
 from simulator.checks import Verdict
-from simulator.report.records import SCHEMA_VERSION, exchange_record, redact, result_record
-from simulator.suite import CheckResult, Run
+from simulator.engine.record import SCHEMA_VERSION, exchange_record, result_record
+from simulator.engine.run import CheckResult, Run
+from simulator.redaction import redact
 from simulator.transport import Exchange, Target
 
 DEFAULT_DB = Path(".koosim") / "koosim.db"
@@ -780,7 +781,7 @@ ORDER_ACTIVITIES = ("newInstance", "getLicense")
 
 
 class RunRecorder:
-    """Writes a :func:`~simulator.suite.run_checks` run into the store as it happens.
+    """Writes a :func:`~simulator.engine.run.run_checks` run into the store as it happens.
 
     Its methods are the callbacks ``run_checks`` takes. A store failure mid-run (a full disk,
     a lock held past the timeout) must not end the run: the recorder stops writing and keeps

@@ -149,8 +149,8 @@ def load(
 
     from dataclasses import asdict, replace
 
-    from simulator.config import ConfigError, load_settings
     from simulator.resend import policy_from_env
+    from simulator.settings import ConfigError, load_settings
 
     flags = {"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout}
     try:

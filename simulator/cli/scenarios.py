@@ -21,14 +21,14 @@ from rich.console import Console
 from rich.markup import escape
 
 from simulator.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, _fail, db_option, target_options
-from simulator.explore_defaults import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS, SAVE_DIR
+from simulator.engine.explore_defaults import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS, SAVE_DIR
 
 # The modules below are imported where they are used: `koosim --help` and `koosim load` need
 # none of them, and together they cost a third of a second (Hypothesis, jsonschema, requests).
 if TYPE_CHECKING:
-    from simulator.explore import Exploration, Found
-    from simulator.playback import Judgement, Player, Prepared, ScenarioOutcome, StepOutcome
-    from simulator.scenario import Scenario, Step
+    from simulator.engine.explore import Exploration, Found
+    from simulator.engine.player import Judgement, Player, Prepared, ScenarioOutcome, StepOutcome
+    from simulator.engine.scenario import Scenario, Step
     from simulator.store import Store
     from simulator.transport import Exchange, Target
 
@@ -50,7 +50,7 @@ def scenarios(scenario_dirs: tuple[Path, ...]) -> None:
     """List the scenario library (and your --scenarios folders): name, file, steps, what it shows."""
     from rich.table import Table
 
-    from simulator.scenario import ScenarioError, discover, library_dirs
+    from simulator.engine.scenario import ScenarioError, discover, library_dirs
 
     try:
         entries = discover(library_dirs(scenario_dirs))
@@ -106,13 +106,12 @@ def play(
     Each scenario is played in its own protocol unless --protocol is given, and recorded in the
     run history as a run of kind ``play`` (`koosim runs`, `koosim show`).
     """
-    from simulator.config import ConfigError, load_settings
-    from simulator.playback import requirements
-    from simulator.report.records import redact
-    from simulator.scenario import ScenarioError, find, library_dirs, load
+    from simulator.engine.player import requirements
+    from simulator.engine.run import TargetUnreachable, probe
+    from simulator.engine.scenario import ScenarioError, find, library_dirs, load
+    from simulator.redaction import redact
+    from simulator.settings import ConfigError, load_settings, open_target
     from simulator.store import Store, StoreError
-    from simulator.suite import TargetUnreachable, probe
-    from simulator.targets import open_target
 
     flags = {"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout}
     try:
@@ -161,8 +160,8 @@ def _shown_path(path: Path) -> str:
 def _play_one(
     console: Console, store: Store, scenario: Scenario, target: Target, seed: str | None, step_mode: bool
 ) -> ScenarioOutcome:
-    from simulator.playback import Player, ScenarioOutcome, step_result
-    from simulator.recording import RecordedRun
+    from simulator.engine.player import Player, ScenarioOutcome, step_result
+    from simulator.server.recording import RecordedRun
 
     file = f"{_shown_path(scenario.path)}, " if scenario.path else ""
     shown_seed = scenario.seed if seed is None else seed
@@ -210,9 +209,9 @@ def _play_interactively(
     console: Console, player: Player, step: Step, number: int, total: int
 ) -> tuple[StepOutcome, bool]:
     """Show the call, wait for Enter, send it, show the answer; return whether to keep pausing."""
-    from simulator.playback import StepOutcome
-    from simulator.report.records import redact
-    from simulator.scenario import Unresolved
+    from simulator.engine.player import StepOutcome
+    from simulator.engine.scenario import Unresolved
+    from simulator.redaction import redact
 
     console.rule(f"step {number}/{total} · {escape(step.id)} · {escape(step_title(step))}", align="left")
     if step.activity is None:
@@ -247,7 +246,7 @@ def _play_interactively(
 
 
 def _print_request(console: Console, prepared: Prepared, target: Target) -> None:
-    from simulator.report.records import redact
+    from simulator.redaction import redact
 
     step = prepared.step
     secrets = target.secrets
@@ -311,7 +310,7 @@ def _severity_note(check_id: str | None) -> str:
 
 
 def _print_step_line(console: Console, outcome: StepOutcome, target: Target) -> None:
-    from simulator.report.records import redact
+    from simulator.redaction import redact
 
     step = outcome.step
     mark = "[red]✗[/]" if outcome.failed else "[green]✓[/]"
@@ -337,7 +336,7 @@ def _print_step_line(console: Console, outcome: StepOutcome, target: Target) -> 
 
 
 def _exchange_text(exchange: Exchange, secrets: Sequence[str]) -> str:
-    from simulator.report.records import body_text, redact
+    from simulator.redaction import body_text, redact
 
     request = f"        → {exchange.method} {redact(exchange.url, secrets)}"
     if exchange.request_body:
@@ -347,7 +346,7 @@ def _exchange_text(exchange: Exchange, secrets: Sequence[str]) -> str:
 
 def _response_text(exchange: Exchange, secrets: Sequence[str], limit: int | None, indent: str = "") -> str:
     """The answer in one line; with ``limit=None`` a JSON body is left to the caller to show."""
-    from simulator.report.records import body_text, redact
+    from simulator.redaction import body_text, redact
 
     label = f"{exchange.label}: " if "copy" in exchange.label else ""
     if not exchange.answered:
@@ -425,11 +424,10 @@ def explore(
 
     Failures found earlier are tried first (Hypothesis example database in .koosim/examples).
     """
-    from simulator.config import ConfigError, load_settings
-    from simulator.explore import Exploration
-    from simulator.report.records import redact
-    from simulator.suite import TargetUnreachable, probe
-    from simulator.targets import open_target
+    from simulator.engine.explore import Exploration
+    from simulator.engine.run import TargetUnreachable, probe
+    from simulator.redaction import redact
+    from simulator.settings import ConfigError, load_settings, open_target
 
     flags = {"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout}
     try:
@@ -507,7 +505,7 @@ class _ExploreProgress:
 def _report_found(
     console: Console, found: Found, save_dir: Path, flags: dict[str, Any], target: Target
 ) -> None:
-    from simulator.report.records import redact
+    from simulator.redaction import redact
 
     scenario = found.scenario
     secrets = target.secrets
@@ -543,7 +541,7 @@ def _report_found(
 
 def _save(scenario: Scenario, save_dir: Path) -> Path:
     """Write the scenario file and read it back, so that what was saved is known to load."""
-    from simulator.scenario import load
+    from simulator.engine.scenario import load
 
     save_dir.mkdir(parents=True, exist_ok=True)
     path = save_dir / f"{scenario.name}.yaml"

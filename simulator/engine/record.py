@@ -1,78 +1,21 @@
-"""A run as plain data, secrets redacted: what the JSON report holds and other reporters read.
+"""A run as plain data, secrets redacted: what the JSON report, the run history and every
+reporter read.
 
-Redaction happens here, once, so no reporter can forget it: every string of an exchange is
-scrubbed of the target's keys before it leaves this module.
+Records are made here, once, so no reporter can forget redaction: every string of an exchange
+is scrubbed of the target's keys (by :mod:`simulator.redaction`) before it leaves this module.
 """
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Iterable
-from functools import lru_cache
-from itertools import chain
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 from simulator.checks import Verdict
-from simulator.needles import may_contain
-from simulator.suite import CheckResult, Run
+from simulator.engine.run import CheckResult, Run
+from simulator.redaction import body_text, printable, redact
 from simulator.transport import Exchange
 
-REDACTED = "[redacted]"
-MAX_BODY_CHARS = 4000
-"""Bodies longer than this are cut in reports: a merchant may answer megabytes of garbage."""
-
 SCHEMA_VERSION = 1
-
-
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
-"""Control characters but tab/LF/CR, lone surrogates, U+FFFE/U+FFFF: XML 1.0 forbids most of
-them, HTML calls them parse errors, and a terminal would obey them."""
-
-
-@lru_cache(maxsize=4096)
-def _spellings(secret: str) -> tuple[str, ...]:
-    """A secret as a merchant may echo it: raw, JSON-escaped, URL-encoded; the longest first."""
-    spellings = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]} | {
-        encode(secret, safe=safe) for encode in (quote, quote_plus) for safe in ("", "/")
-    }
-    return tuple(sorted(spellings, key=len, reverse=True))
-
-
-@lru_cache(maxsize=32)
-def _replacements(secrets: tuple[str, ...]) -> tuple[str, ...]:
-    """Every spelling of every secret, in the order :func:`redact` replaces them (cached: a run
-    redacts every string of every exchange with the same secrets)."""
-    return tuple(chain.from_iterable(map(_spellings, filter(None, secrets))))
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    replacements = _replacements(tuple(secrets))
-    if not may_contain(text, replacements):  # what the replacements would leave
-        return text
-    for spelling in replacements:
-        text = text.replace(spelling, REDACTED)
-    return text
-
-
-def printable(text: str) -> str:
-    """``text`` with the characters of :data:`_UNPRINTABLE` written as ``\\xNN`` / ``\\uNNNN``.
-
-    Merchants answer garbage bytes; a report must show them, and must stay a well-formed file.
-    """
-    return _UNPRINTABLE.sub(
-        lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text
-    )
-
-
-def body_text(body: bytes, secrets: Iterable[str]) -> str:
-    """A body as text a person can read: UTF-8 (undecodable bytes shown as �), redacted, cut,
-    control characters spelled out (a console shows it, and a terminal obeys escape sequences)."""
-    text = redact(body.decode("utf-8", errors="replace"), secrets)  # before the cut: no half key
-    if len(text) > MAX_BODY_CHARS:
-        text = text[:MAX_BODY_CHARS] + f"… [{len(body)} bytes in all]"
-    return printable(text)
 
 
 def exchange_record(exchange: Exchange, secrets: Iterable[str]) -> dict[str, Any]:

@@ -132,10 +132,10 @@ def serve(
     """
     from werkzeug.serving import make_server
 
-    from simulator.config import ConfigError, load_settings
     from simulator.server import create_app, marketplace
     from simulator.server.state import Settings, SettingsError
     from simulator.serving import serve_until_interrupted
+    from simulator.settings import ConfigError, load_settings
 
     try:
         found = load_settings({"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout})

@@ -9,8 +9,8 @@ import time
 from collections.abc import Sequence
 
 from simulator.checks import Check
+from simulator.engine.run import CheckResult, Run, exchange_result
 from simulator.store import RunRecorder, Store
-from simulator.suite import CheckResult, Run, exchange_result
 from simulator.transport import Exchange, Target, Transport
 
 

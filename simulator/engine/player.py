@@ -1,4 +1,4 @@
-"""Play a :class:`~simulator.scenario.Scenario` against a merchant and judge every expectation.
+"""Play a :class:`~simulator.engine.scenario.Scenario` against a merchant and judge every expectation.
 
 A :class:`Player` turns each step into the call(s) the marketplace sends: it fills in the
 defaults for the activity (from the order or instance the step is ``of``), resolves ``${…}``
@@ -8,7 +8,7 @@ check that enforces the same rule, so ``koosim play`` and ``koosim verify`` spea
 
 The player keeps the lifecycle the marketplace expects (:class:`~simulator.model.Lifecycle`) to
 name those checks: an UNFREEZE refused on a live instance breaks ``lifecycle.full``, one
-accepted on a released instance breaks ``lifecycle.after-release``. :mod:`simulator.explore`
+accepted on a released instance breaks ``lifecycle.after-release``. :mod:`simulator.engine.explore`
 drives the same player one step at a time.
 """
 
@@ -25,6 +25,8 @@ from typing import Any
 
 from simulator.checks import Check, Finding, Severity, Verdict, catalog
 from simulator.checks.base import describe
+from simulator.engine.run import CheckResult
+from simulator.engine.scenario import LICENSE_CHANGES, Scenario, Step, Unresolved, dig, resolve
 from simulator.model import (
     InstanceState,
     Lifecycle,
@@ -36,9 +38,7 @@ from simulator.model import (
     status_fields,
 )
 from simulator.protocol import DecryptionError, ResultCode, decrypt, encrypt_client_secret, verify_body_sign
-from simulator.report.records import printable, redact
-from simulator.scenario import LICENSE_CHANGES, Scenario, Step, Unresolved, dig, resolve
-from simulator.suite import CheckResult
+from simulator.redaction import printable, redact
 from simulator.transport import Exchange, Target, Transport
 
 APP_ID = "app-koosim-001"

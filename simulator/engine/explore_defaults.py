@@ -1,4 +1,4 @@
-"""The defaults of ``koosim explore``, kept apart from :mod:`simulator.explore` so that the
+"""The defaults of ``koosim explore``, kept apart from :mod:`simulator.engine.explore` so that the
 command line can show them without importing Hypothesis, a third of a second of start-up."""
 
 from __future__ import annotations

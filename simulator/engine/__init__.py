@@ -1,0 +1,1 @@
+"""The engine: runs of checks, records, scenarios, the player, explore."""
