@@ -298,9 +298,7 @@ def test_outbox_messages_keep_every_decision(store: Store) -> None:
 
 @pytest.fixture
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.startswith("KOOSIM_"):
-            monkeypatch.delenv(name)
+    """A wide terminal and a history of the test's own (conftest.py has unset every KOOSIM_*)."""
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.chdir(tmp_path)
     return tmp_path
