@@ -29,9 +29,9 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from urllib.parse import parse_qsl, urlsplit
 
-from huaweicloudsdkcore.auth.credentials import BasicCredentials  # type: ignore[import-untyped]
-from huaweicloudsdkcore.sdk_request import SdkRequest  # type: ignore[import-untyped]
-from huaweicloudsdkcore.signer.signer import Signer  # type: ignore[import-untyped]
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.sdk_request import SdkRequest
+from huaweicloudsdkcore.signer.signer import Signer
 
 from simulator.protocol.mkt import GATEWAY_AUTH_FAILED, GATEWAY_AUTH_STATUS
 from simulator.protocol.replay import ReplayCache
