@@ -512,7 +512,7 @@ def main(argv: list[str]) -> int:
     """Run what ``SPEC`` (JSON, built by ``simulator/cli/load.py``) describes; return the exit code."""
     from simulator.errors import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, KoosimError
     from simulator.reference import DEMO_ACCESS_KEY
-    from simulator.settings import build_target, load_settings, open_target, probe
+    from simulator.settings import build_target, load_settings, reach_target
 
     logging.basicConfig(level=logging.WARNING, format="koosim load: %(levelname)s %(name)s: %(message)s")
     spec = json.loads(argv[0])
@@ -553,8 +553,7 @@ def main(argv: list[str]) -> int:
     users, spawn_rate, run_time = spec["users"], spec["spawn_rate"], spec["run_time"]
     max_error_rate = spec["max_error_rate"]
     try:
-        with open_target(settings) as target:
-            probe(target)
+        with reach_target(settings) as target:
             plan = LoadPlan(target=target, policy=policy, copies=spec["copies"])
             where = "the bundled reference merchant" if settings.url is None else target.url
             console.print(

@@ -141,12 +141,10 @@ class KoosimSession:
         """The target, opened and probed once; :class:`TargetProblem` every time if it cannot be."""
         if self._problem is None and self._target is None:
             from simulator.errors import KoosimError
-            from simulator.settings import open_target, probe
+            from simulator.settings import reach_target
 
             try:
-                target = self._resources.enter_context(open_target(self.settings()))
-                probe(target)
-                self._target = target
+                self._target = self._resources.enter_context(reach_target(self.settings()))
             except TargetProblem as problem:
                 self._problem = str(problem)
             except KoosimError as exc:

@@ -306,6 +306,18 @@ def open_target(settings: Settings, *, budget: TimeBudget | None = None) -> Iter
         )
 
 
+@contextmanager
+def reach_target(settings: Settings, *, budget: TimeBudget | None = None) -> Iterator[Target]:
+    """The preamble of everything that talks to a merchant: open the target, probe it, yield it.
+
+    Raises :class:`ConfigError` (no key) or :class:`TargetUnreachable`; the command line, the
+    pytest plugin and the load engine each turn those into their one-line message once.
+    """
+    with open_target(settings, budget=budget) as target:
+        probe(target)
+        yield target
+
+
 def probe(target: Target) -> None:
     """Raise :class:`TargetUnreachable` unless a TCP connection to the target can be opened."""
     parts = urlsplit(target.url)

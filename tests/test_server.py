@@ -418,7 +418,7 @@ def test_a_call_answer_is_judged_by_the_catalog_checks(client: FlaskClient) -> N
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"protocol": "v3"}, "protocol must be one of"),
+        ({"protocol": "v3"}, "protocol must be v2 or v1, not 'v3'"),  # the message the CLI gives
         ({"url": "ftp://x"}, "url: 'ftp://x' is not an http(s) URL"),
         ({"url": "http://x:99999/"}, "invalid port"),
         ({"url": 5}, "url must be a string"),

@@ -147,12 +147,11 @@ class TargetInfo:
     def open(self, *, budget: bool = False) -> Iterator[Target]:
         """Yield the probed target; ``budget`` starts the ``max_time`` clock for every call."""
         from simulator.errors import TimeBudget
-        from simulator.settings import open_target, probe
+        from simulator.settings import reach_target
 
         settings = self.settings
         self.budget = TimeBudget(settings.max_time) if budget else None
-        with open_target(settings, budget=self.budget) as target:
-            probe(target)
+        with reach_target(settings, budget=self.budget) as target:
             yield target
 
     def where(self, target: Target) -> str:

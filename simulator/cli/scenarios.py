@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
 from simulator.cli.common import (
     EXIT_FAILED,
@@ -35,12 +33,22 @@ from simulator.engine.explore_defaults import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_
 # The modules below are imported where they are used: `koosim --help` and `koosim load` need
 # none of them, and together they cost a third of a second (Hypothesis, jsonschema, requests).
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from simulator.engine.explore import Exploration, Found
     from simulator.engine.player import Judgement, Player, Prepared, ScenarioOutcome, StepOutcome
     from simulator.engine.scenario import Scenario, Step
     from simulator.errors import BudgetSpent
     from simulator.store import Store
     from simulator.transport import Exchange, Target
+
+
+def escape(text: str) -> str:
+    """Rich's markup escape, imported when first needed (rich costs ``--help`` a tenth of a second)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
 
 SHOWN_BODY_CHARS = 600
 """How much of an answer a failure shows; ``--step`` shows the whole (capped) body."""
@@ -58,6 +66,7 @@ scenarios_option = click.option(
 @scenarios_option
 def scenarios(scenario_dirs: tuple[Path, ...]) -> None:
     """List the scenario library (and your --scenarios folders): name, file, steps, what it shows."""
+    from rich.console import Console
     from rich.table import Table
 
     from simulator.engine.scenario import discover, library_dirs
@@ -111,6 +120,8 @@ def play(
     Each scenario is played in its own protocol unless --protocol is given, and recorded in the
     run history as a run of kind ``play`` (`koosim runs`, `koosim show`).
     """
+    from rich.console import Console
+
     from simulator.engine.player import requirements
     from simulator.engine.scenario import find, library_dirs, load
     from simulator.redaction import redact
@@ -426,6 +437,8 @@ def explore(
 
     Failures found earlier are tried first (Hypothesis example database in .koosim/examples).
     """
+    from rich.console import Console
+
     from simulator.engine.explore import Exploration
     from simulator.errors import BudgetSpent
     from simulator.redaction import redact

@@ -7,10 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from simulator.cli.common import EXIT_USAGE, TargetInfo, db_option, fail, handle_errors, with_target
 
@@ -37,6 +33,11 @@ STATUS_STYLE = {"finished": "green", "running": "yellow", "interrupted": "bold r
 def runs(limit: int, db_path: Path) -> None:
     """List past runs, newest first: id, when, target, verdict counts, status."""
     from datetime import datetime
+
+    from rich import box
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
 
     from simulator.checks import Verdict
     from simulator.report.console import verdict_text
@@ -80,6 +81,9 @@ def runs(limit: int, db_path: Path) -> None:
 @db_option
 def show(run_id: str, as_json: bool, db_path: Path) -> None:
     """Print one past run (its id, or a unique start of it) as `koosim verify` printed it."""
+    from rich.console import Console
+    from rich.markup import escape
+
     from simulator.report.console import print_record
 
     store = _open_store(db_path, must_exist=True)
@@ -117,6 +121,7 @@ def serve(info: TargetInfo, host: str, port: int, db_path: Path) -> None:
     The target starts as --url (keys from KOOSIM_ACCESS_KEY / KOOSIM_SYNC_KEY or koosim.toml) or,
     without one, the bundled reference merchant; the console can change it at any time.
     """
+    from rich.console import Console
     from werkzeug.serving import make_server
 
     from simulator.server import create_app, market_state
