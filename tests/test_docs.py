@@ -96,6 +96,16 @@ def test_the_docs_have_runnable_blocks() -> None:
         assert block.script().strip(), f"{block.id}: a runnable block with no command"
 
 
+def test_no_document_installs_koosim_from_an_index_it_is_not_on() -> None:
+    # By name, optionally with extras, and not "name[extras] @ URL" (a direct reference).
+    from_an_index = re.compile(
+        r"(pip|pipx|uv tool|uv pip) install [^\n`]*?(?<![\w/.@-])koogallery-simulator(?![^\s\"']*\s*@)"
+    )
+    for path in [*documents(), *sorted((ROOT / "ci-templates").glob("*"))]:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            assert not from_an_index.search(line), f"{path.name}:{number}: {line.strip()}"
+
+
 @pytest.mark.timeout(TIMEOUT_S + 30)
 @pytest.mark.parametrize("block", RUNNABLE, ids=lambda block: block.id)
 def test_runnable_block(block: Block, tmp_path: Path) -> None:
