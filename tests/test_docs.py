@@ -112,3 +112,26 @@ def test_runnable_block(block: Block, tmp_path: Path) -> None:
     finished = run_bash(block.script(), cwd=tmp_path, env=clean_env(), timeout=TIMEOUT_S)
     assert finished.returncode == 0, f"{block.id}\n{block.script()}\n{finished}"
     assert "Traceback" not in finished.output, f"{block.id}\n{finished}"
+
+
+def test_every_koosim_option_the_docs_show_exists() -> None:
+    """Blocks that cannot run here still must not name a command or option koosim lacks."""
+    from simulator.cli import main
+
+    invocation = re.compile(r"(?:^|[\s;&|(`$])koosim ([a-z]+)((?: +[^\s;&|#`)]+)*)")
+    for block in ALL_BLOCKS:
+        if block.language not in {"sh", "console"}:
+            continue
+        for line in block.script().splitlines():
+            line = re.sub(r"(^|\s)#.*", "", line)  # a shell comment
+            for command, arguments in invocation.findall(line):
+                where = f"{block.id}: koosim {command}{arguments}"
+                assert command in main.commands, where
+                known = {
+                    option
+                    for parameter in main.commands[command].params
+                    for option in [*parameter.opts, *parameter.secondary_opts]
+                } | {"--help", "-h"}
+                for argument in arguments.split():
+                    if argument.startswith("-"):
+                        assert argument.split("=")[0] in known, where
