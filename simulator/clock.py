@@ -68,6 +68,8 @@ class SystemWall:
 
 
 SYSTEM_WALL = SystemWall()
+MIN_WALL_SLEEP = 1e-6
+"""The shortest wall sleep a wall-driven clock takes (it may overshoot by ``scale`` µs)."""
 
 
 @dataclass(frozen=True)
@@ -153,13 +155,14 @@ class _WallDrivenClock(Clock):
             remaining = instant - self.now()
             if remaining <= timedelta(0):
                 return True
-            wait = self.wall_duration(remaining).total_seconds()
+            # At least a microsecond: a shorter sleep may not move a float wall clock at all.
+            wait = max(self.wall_duration(remaining).total_seconds(), MIN_WALL_SLEEP)
             if wall_timeout is not None:
                 left = wall_timeout - (self.wall_source.monotonic() - started)
                 if left <= 0:
                     return False
                 wait = min(wait, left)
-            # A sleep may end early (or the float maths land a microsecond short): loop.
+            # A sleep may end early, or the float maths land a microsecond short: loop.
             self.wall_source.sleep(wait)
 
 

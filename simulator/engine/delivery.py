@@ -48,6 +48,8 @@ TRANSIENT_CODES = frozenset({ResultCode.PROCESSING.value, ResultCode.INTERNAL_ER
 
 MAX_RESENDS = 60
 """The most resends a policy (or a user's override) may have: the most any page publishes (§10.1)."""
+MAX_SCHEDULE_SPAN = timedelta(days=7)
+"""The longest a schedule may run from first attempt to last: the longest published is 3 hours."""
 
 _LICENSE_ACTIVITIES = frozenset(
     {"getLicense", "getLicenseAsync", "refreshLicense", "expireLicense", "releaseLicense"}
@@ -179,6 +181,21 @@ class Cadence:
             raise ValueError(f"the first gap must not be negative, not {format_duration(self.first_gap)}")
         if not (math.isfinite(self.growth) and self.growth >= 1):
             raise ValueError(f"growth must be a number >= 1, not {self.growth}")
+        if self._span_seconds() > MAX_SCHEDULE_SPAN.total_seconds():
+            raise ValueError(
+                f"{self.resends} resends from {format_duration(self.first_gap)} growing ×{self.growth:g} "
+                f"take longer than {format_duration(MAX_SCHEDULE_SPAN)}"
+            )
+
+    def _span_seconds(self) -> float:
+        """From the first attempt to the last, in seconds (computed in floats: it may be huge)."""
+        gap = self.first_gap.total_seconds()
+        if not gap:
+            return 0.0
+        try:
+            return sum(gap * self.growth**n for n in range(self.resends))
+        except OverflowError:
+            return math.inf
 
     @property
     def attempts(self) -> int:
