@@ -232,7 +232,9 @@ def test_a_policy_describes_itself() -> None:
         "v1 newInstance: 60 resend(s), every 3m, on any failed call; "
         "then the order is judged failed and cancelled automatically (§10.1)"
     )
-    assert KIT_SYNC.describe().startswith("sync: no resends; then parked as a production-interface message")
+    assert KIT_SYNC.describe().startswith(
+        "sync (Kit): no resends; then parked as a production-interface message"
+    )
 
 
 # --- the user's override (formerly KOOSIM_RESENDS / KOOSIM_BACKOFF) --------------------------
@@ -265,11 +267,13 @@ def test_no_resends_ends_a_v1_subscription_after_one_attempt() -> None:
         {"growth": 0.5},
         {"growth": float("nan")},
         {"resends": 60, "first_gap": timedelta(hours=1), "growth": 2.0},
+        {"resends": 60},  # the 1 s, 2 s, 4 s … backoff of U11, doubled 59 times
     ],
 )
-def test_a_bad_override_is_refused(override: dict[str, object]) -> None:
-    with pytest.raises(ValueError):
+def test_a_bad_override_is_refused_before_any_policy_uses_it(override: dict[str, object]) -> None:
+    with pytest.raises(ValueError) as raised:
         DeliveryOverride(**override)  # type: ignore[arg-type]
+    assert "\n" not in str(raised.value)
 
 
 # --- one delivery, start to end --------------------------------------------------------------

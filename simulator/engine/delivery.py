@@ -260,11 +260,12 @@ class DeliveryOverride:
     growth: float | None = None
 
     def __post_init__(self) -> None:
-        Cadence(
-            resends=0 if self.resends is None else self.resends,
-            first_gap=self.first_gap or timedelta(0),
-            growth=1.0 if self.growth is None else self.growth,
-        )  # the same limits as a policy's own cadence
+        # Refuse at once what would break a policy later: the cadence limits, for every policy.
+        for policy in POLICIES:
+            try:
+                self.apply(policy)
+            except ValueError as exc:
+                raise ValueError(f"{policy.name}: {exc}") from None
 
     def apply(self, policy: DeliveryPolicy) -> DeliveryPolicy:
         """``policy`` with this override's values (its anchor, trigger and ending unchanged)."""
@@ -380,7 +381,7 @@ V1_RELEASE_INSTANCE = replace(
     "then calls stop and the seller restarts.",
 )
 V1_UNPUBLISHED = DeliveryPolicy(
-    name="v1",
+    name="v1 activities without a published schedule",
     cadence=_U11,
     resend_on=ResendOn.TRANSIENT,
     after_last=DeliveryState.PARKED,
@@ -391,7 +392,7 @@ V1_UNPUBLISHED = DeliveryPolicy(
     assumed=True,
 )
 V2_PRODUCE = DeliveryPolicy(
-    name="v2",
+    name="v2 produce interface",
     cadence=_U11,
     resend_on=ResendOn.TRANSIENT,
     after_last=DeliveryState.PARKED,
@@ -404,12 +405,13 @@ V2_PRODUCE = DeliveryPolicy(
 )
 V2_LICENSE = replace(
     V2_PRODUCE,
+    name="v2 license",
     rule="§10.1, U11, U24",
     basis="getLicenseAsync 'may resend' [S52]; no License page read states a schedule (U24; the "
     "'hourly for 3 h' of issue 15 is U12): koosim plays U11, 3 resends after 1 s, 2 s, 4 s.",
 )
 KIT_SYNC = DeliveryPolicy(
-    name="sync",
+    name="sync (Kit)",
     cadence=Cadence(resends=0),
     resend_on=ResendOn.ANY_FAILURE,
     after_last=DeliveryState.PARKED,
@@ -430,6 +432,19 @@ ORDER_NOTIFICATION = DeliveryPolicy(
     "judges the answer by §3.4.",
     assumed=True,
 )
+
+POLICIES = (
+    V1_NEW_INSTANCE,
+    V1_REFRESH_INSTANCE,
+    V1_EXPIRE_INSTANCE,
+    V1_RELEASE_INSTANCE,
+    V1_UNPUBLISHED,
+    V2_PRODUCE,
+    V2_LICENSE,
+    KIT_SYNC,
+    ORDER_NOTIFICATION,
+)
+"""Every policy :func:`policy_for` hands out (renamed per activity)."""
 
 _V1 = {
     "newInstance": V1_NEW_INSTANCE,
