@@ -34,6 +34,7 @@ from simulator.engine.delivery import (
     DeliveryState,
     Failure,
     FailureKind,
+    NothingToRestart,
     ResendOn,
     deliver,
     delivery_failure,
@@ -317,7 +318,7 @@ def test_a_subscription_that_never_succeeds_is_cancelled_automatically_after_3_h
     assert delivery.summary().startswith(
         "61 failed attempt(s) over 3h: the order is judged failed and cancelled automatically (§10.1); last: "
     )
-    with pytest.raises(DeliveryError, match="cancelled"):
+    with pytest.raises(NothingToRestart, match="cancelled"):
         delivery.restart()
 
 
@@ -350,7 +351,7 @@ def test_a_manual_restart_of_a_parked_delivery_sends_it_once_more() -> None:
     assert delivery.state is DeliveryState.DELIVERED
     assert [attempt.manual for attempt in delivery.attempts[-3:]] == [False, True, True]
     assert "(manual 重新启动)" in delivery.timeline()[-1]
-    with pytest.raises(DeliveryError, match="delivered"):
+    with pytest.raises(NothingToRestart, match="delivered"):
         delivery.restart()
 
 
@@ -382,7 +383,7 @@ def test_attempts_go_out_only_when_due_and_one_at_a_time() -> None:
     assert delivery.in_flight == 1
     with pytest.raises(DeliveryError, match="waiting for the answer to attempt 1"):
         delivery.begin()
-    with pytest.raises(DeliveryError, match="waiting for the answer"):
+    with pytest.raises(NothingToRestart, match="waiting for the answer"):
         delivery.restart()
     delivery.finish(delivery_failure(exchange("000005")))
     assert not delivery.is_due()

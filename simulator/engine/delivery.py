@@ -32,6 +32,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from simulator.clock import Clock, Stamp, format_duration, isoformat
+from simulator.errors import UsageError
 from simulator.protocol import ResultCode
 from simulator.transport import PRODUCE, SYNC, Exchange
 
@@ -57,9 +58,14 @@ _LICENSE_ACTIVITIES = frozenset(
 """License activities (§6). protocol/vocabulary.py (in progress on another branch) will own this."""
 
 
-class DeliveryError(Exception):
-    """A delivery was driven out of order (an attempt begun before it is due, a cancelled order
-    restarted, …); the message says what and why. A programming or user error, never the merchant's."""
+class DeliveryError(RuntimeError):
+    """A delivery was driven out of order (an attempt begun before it is due, or while another
+    is in flight; an outcome with no attempt): a bug in the caller, never the merchant's doing."""
+
+
+class NothingToRestart(UsageError):
+    """A manual 重新启动 of a delivery that cannot be restarted (delivered, cancelled
+    automatically, or waiting for an answer); the message says which."""
 
 
 # --- what counts as a failed delivery --------------------------------------------------------
@@ -632,9 +638,12 @@ class Delivery:
         return self.state
 
     def restart(self) -> datetime:
-        """The manual 重新启动 (§10.5): one more attempt, due now. Returns when it is due."""
+        """The manual 重新启动 (§10.5): one more attempt, due now. Returns when it is due.
+
+        Raises :class:`NothingToRestart` when the delivery is delivered, cancelled or in flight.
+        """
         if self._in_flight is not None or self.state in (DeliveryState.DELIVERED, DeliveryState.CANCELLED):
-            raise DeliveryError(f"nothing to restart: the delivery is {self._why_not()}")
+            raise NothingToRestart(f"nothing to restart: the delivery is {self._why_not()}")
         if self.manual_due is None:
             self.manual_due = self.clock.now()
         return self.manual_due
