@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -150,15 +150,34 @@ class Exchange:
     def answered(self) -> bool:
         return self.error is None and self.status is not None
 
+    _parsed: tuple[bytes, Decoded] | None = field(default=None, init=False, repr=False, compare=False)
+    """The answer parsed once, with the bytes it was parsed from: every check reads this."""
+
+    def _decoded(self) -> Decoded:
+        cached = self._parsed
+        if cached is not None and cached[0] is self.response_body:
+            return cached[1]
+        decoded = decode_json(self.response_body)
+        self._parsed = (self.response_body, decoded)
+        return decoded
+
     @property
     def response_json(self) -> Any:
-        """The answer parsed as JSON, or None when it is not JSON (or did not arrive)."""
-        return decode_json(self.response_body)[0] if self.answered else None
+        """The answer parsed as JSON, or None when it is not JSON (or did not arrive).
+
+        Parsed once per exchange (again only if ``response_body`` is replaced); do not mutate it.
+        """
+        return self._decoded().value if self.answered else None
 
     @property
     def json_problem(self) -> str | None:
         """Why the answer that arrived cannot be read as JSON, or None (see :func:`decode_json`)."""
-        return decode_json(self.response_body)[1] if self.answered else None
+        return self._decoded().problem if self.answered else None
+
+    @property
+    def repeated_members(self) -> tuple[str, ...]:
+        """Members some object of the (JSON) answer names twice: parsers differ on which counts."""
+        return self._decoded().repeated if self.answered else ()
 
     @property
     def result_code(self) -> str | None:
@@ -514,8 +533,17 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
-def decode_json(body: bytes) -> tuple[Any, str | None]:
-    """``(value, None)`` for a body that is JSON, else ``(None, why not)`` in a few words.
+class Decoded(NamedTuple):
+    """A body read as JSON: its value, why it is not JSON (or None), and the members some of its
+    objects name twice (one parse finds all three)."""
+
+    value: Any
+    problem: str | None
+    repeated: tuple[str, ...] = ()
+
+
+def decode_json(body: bytes) -> Decoded:
+    """``(value, None, repeated)`` for a body that is JSON, else ``(None, why not)`` in a few words.
 
     Never raises: not UTF-8, not JSON, nested past the recursion limit, a number too long to
     convert (:data:`MAX_NUMBER_DIGITS`) are all answers a merchant may give.
@@ -523,15 +551,26 @@ def decode_json(body: bytes) -> tuple[Any, str | None]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return None, f"the body is not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start})"
+        return Decoded(None, f"the body is not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start})")
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        built = dict(items)
+        if len(built) < len(items):  # rare: only then find which names came twice
+            names = [name for name, _ in items]
+            repeated.extend(n for n in built if names.count(n) > 1 and n not in repeated)
+        return built
+
     try:
-        return json.loads(text, parse_int=_parse_int), None
+        return Decoded(json.loads(text, parse_int=_parse_int, object_pairs_hook=pairs), None, tuple(repeated))
     except _NumberTooLong as exc:
-        return None, f"the body holds a number of {exc.digits} digits, more digits than {MAX_NUMBER_DIGITS}"
+        return Decoded(
+            None, f"the body holds a number of {exc.digits} digits, more digits than {MAX_NUMBER_DIGITS}"
+        )
     except RecursionError:
-        return None, "the body is JSON nested too deeply to read"
+        return Decoded(None, "the body is JSON nested too deeply to read")
     except ValueError as exc:
-        return None, f"the body is not JSON ({_spelled_out(str(exc))[:200]})"
+        return Decoded(None, f"the body is not JSON ({_spelled_out(str(exc))[:200]})")
 
 
 # --- the total deadline ----------------------------------------------------------------------

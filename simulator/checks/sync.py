@@ -5,10 +5,10 @@ from __future__ import annotations
 from simulator.checks.base import Context, check
 from simulator.checks.security import STALE_BY_MS, WRONG_SIGNATURE
 from simulator.protocol import ResultCode, encrypt_client_secret
+from simulator.protocol.vocabulary import ADD, DELETE
 from simulator.transport import Tamper, now_ms
 
 RESENDS = 3
-ADD, DELETE = "1", "0"
 
 
 def _tenant(ctx: Context) -> dict[str, str]:

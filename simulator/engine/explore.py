@@ -42,10 +42,11 @@ from hypothesis.stateful import (
 
 from simulator.contracts import schema_for
 from simulator.engine.explore_defaults import DATABASE_DIR, DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS
-from simulator.engine.player import ADD, DELETE, Judgement, Player, StepOutcome
+from simulator.engine.player import Judgement, Player, StepOutcome
 from simulator.engine.scenario import Expect, Scenario, Step
 from simulator.model import InstanceState, status_fields
 from simulator.protocol import ResultCode
+from simulator.protocol.vocabulary import ADD, DELETE
 from simulator.transport import Target, Transport
 
 SUCCESS = ResultCode.SUCCESS.value

@@ -26,7 +26,7 @@ from typing import Any
 from simulator.checks import Check, Finding, Severity, Verdict, catalog
 from simulator.checks.base import describe
 from simulator.engine.run import CheckResult
-from simulator.engine.scenario import LICENSE_CHANGES, Scenario, Step, Unresolved, dig, resolve
+from simulator.engine.scenario import Scenario, Step, Unresolved, dig, resolve
 from simulator.model import (
     InstanceState,
     Lifecycle,
@@ -38,13 +38,20 @@ from simulator.model import (
     status_fields,
 )
 from simulator.protocol import DecryptionError, ResultCode, decrypt, encrypt_client_secret, verify_body_sign
+from simulator.protocol.vocabulary import (
+    ADD,
+    DELETE,
+    INSTANCE_CHANGES,
+    LICENSE_CHANGES,
+    ORDERING_ACTIVITIES,
+    is_license,
+)
 from simulator.redaction import printable, redact
 from simulator.transport import Exchange, Target, Transport
 
 APP_ID = "app-koosim-001"
 DEFAULT_USERS = ({"userName": "alice", "name": "Alice", "role": "admin"},)
 CLIENT_SECRET = "koosim-client-secret"
-ADD, DELETE = "1", "0"
 
 _RESEND_CHECKS = {
     "refreshInstance": "idempotency.refresh-resend",
@@ -165,7 +172,7 @@ def requirements(scenario: Scenario, target: Target) -> list[str]:
                 f"{where}: applicationSync encrypts a clientSecret with the merchant's RSA public key; "
                 "set KOOSIM_RSA_PUBLIC_KEY or give fields.clientSecret"
             )
-        if step.activity and step.activity.endswith("License") and target.protocol != "v2":
+        if is_license(step.activity) and target.protocol != "v2":
             problems.append(f"{where}: {step.activity} is a v2 call, the target speaks {target.protocol}")
         if step.expect.body_sign and target.protocol != "v1":
             problems.append(f"{where}: body_sign is a v1 expectation, the target speaks {target.protocol}")
@@ -223,7 +230,7 @@ class Player:
     def prepare(self, step: Step) -> Prepared:
         """The calls ``step`` will send; raises :class:`Unresolved` when an earlier value is missing."""
         prepared = self._prepare_resend(step) if step.resend is not None else self._prepare_call(step)
-        if step.activity in _RESEND_CHECKS or step.activity == "changeInstanceCheck":
+        if step.activity in INSTANCE_CHANGES:
             instance_id = prepared.fields.get("instanceId")
             prepared.state_before = (
                 self.lifecycle.states.get(instance_id) if isinstance(instance_id, str) else None
@@ -299,7 +306,7 @@ class Player:
     def _prepare_call(self, step: Step) -> Prepared:
         extra = resolve(step.fields, self._lookup)
         activity = step.activity or ""
-        if activity in ("newInstance", "getLicense"):
+        if activity in ORDERING_ACTIVITIES:
             order = self.orders.order()
             if step.id_length is not None:
                 order_id = order.order_id.ljust(step.id_length, "0")
@@ -432,7 +439,7 @@ class Player:
             judgements += self._judge_schema(step, exchanges)
         if expect.result_code is not None:
             judgements += self._judge_result_code(prepared, exchanges, expect.result_code)
-        if step.activity in ("newInstance", "getLicense") and len(exchanges) > 1:
+        if step.activity in ORDERING_ACTIVITIES and len(exchanges) > 1:
             judgements.append(self._judge_copies_agree(prepared, exchanges))
         if expect.same_instance_as is not None:
             judgements.append(self._judge_same_instance(prepared, exchanges, expect.same_instance_as))
@@ -654,7 +661,7 @@ class Player:
                 continue
             if step.activity == "newInstance" and record.instance_ids:
                 self.lifecycle.created(record.instance_ids[0])
-            elif step.activity in _RESEND_CHECKS or step.activity == "changeInstanceCheck":
+            elif step.activity in INSTANCE_CHANGES:
                 self._advance(prepared.fields)
             elif step.call == "authSync":
                 keys = _user_keys(prepared.fields)

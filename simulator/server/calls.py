@@ -27,6 +27,7 @@ from simulator.contracts import known_contracts, validate
 from simulator.engine.record import exchange_record
 from simulator.model import OrderFactory, change_check_fields, query_fields, release_fields, status_fields
 from simulator.protocol import ResultCode, encrypt_client_secret
+from simulator.protocol.vocabulary import ADD, is_license
 from simulator.server.recording import RecordedRun
 from simulator.server.state import Marketplace, NotConfigured
 from simulator.store import OUTBOX_PENDING, OUTBOX_RESOLVED, OUTBOX_STOPPED
@@ -73,8 +74,8 @@ def activities() -> dict[str, list[str]]:
 
     v2 = [name for family, name in requests if family == "v2"]
     return {
-        "produce": ordered([name for name in v2 if not name.endswith("License")]),
-        "license": ordered([name for name in v2 if name.endswith("License")]),
+        "produce": ordered([name for name in v2 if not is_license(name)]),
+        "license": ordered([name for name in v2 if is_license(name)]),
         "sync": ordered([name for family, name in requests if family == SYNC]),
     }
 
@@ -127,7 +128,7 @@ def template(activity: str, market: Marketplace) -> dict[str, Any]:
                 "tenantCode": "acme",
                 "name": "Acme 有限公司",
                 "domainName": "acme",
-                "flag": "1",
+                "flag": ADD,
             }
         ),
         "applicationSync": lambda: (
@@ -139,7 +140,7 @@ def template(activity: str, market: Marketplace) -> dict[str, Any]:
                 "clientSecret": encrypt_client_secret("s3cret-client", rsa_public_key)
                 if rsa_public_key
                 else "replace-with-a-secret-encrypted-with-the-merchant-RSA-key",
-                "flag": "1",
+                "flag": ADD,
             }
         ),
         "authSync": lambda: (
@@ -147,11 +148,11 @@ def template(activity: str, market: Marketplace) -> dict[str, Any]:
             | {
                 "appId": "app-001",
                 "userList": [{"userName": "alice", "name": "Alice", "role": "admin"}],
-                "flag": "1",
+                "flag": ADD,
             }
         ),
         "singleOrgSync": lambda: (
-            scope | {"orgCode": "org-001", "name": "研发部", "parentCode": "", "flag": "1"}
+            scope | {"orgCode": "org-001", "name": "研发部", "parentCode": "", "flag": ADD}
         ),
         "allOrgSync": lambda: (
             scope | {"orgList": [{"orgCode": "org-001", "name": "研发部", "parentCode": ""}]}
