@@ -26,7 +26,8 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -47,6 +48,7 @@ from simulator.protocol import (
     sign_v1,
     sign_v2,
 )
+from simulator.protocol.vocabulary import app_infos
 
 DEFAULT_TIMEOUT = 10.0
 """ASSUMPTION: how long the marketplace waits for an answer (not published), configurable."""
@@ -457,12 +459,31 @@ class Transport:
         body = exchange.response_json
         if not isinstance(body, dict) or body.get("encryptType") not in tuple(EncryptType):
             return
-        info = body.get("info")
-        items = [body, *(info if isinstance(info, list) else [])]
-        for item in items:
-            app_info = item.get("appInfo") if isinstance(item, dict) else None
+        for app_info in [body.get("appInfo"), *app_infos(body)]:
             if isinstance(app_info, dict):
                 self._learn_plaintext(app_info.get("password"), (body["encryptType"],))
+
+
+def send_at_once(target: Target, calls: Sequence[Callable[[Transport], Exchange]]) -> list[Exchange]:
+    """Make the calls at the same moment, each on a connection of its own, as simultaneous
+    resends arrive: every call waits at a barrier, then sends through its own :class:`Transport`.
+
+    A call that cannot line up (another one failed before the barrier, or it timed out) is
+    still made, just not at the same moment. The exchanges come back in the order of ``calls``.
+    """
+    barrier = threading.Barrier(len(calls))
+
+    def make(call: Callable[[Transport], Exchange]) -> Exchange:
+        transport = Transport(target)
+        try:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=target.timeout)
+            return call(transport)
+        finally:
+            transport.close()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(make, calls))
 
 
 class _BodyTooLarge(Exception):

@@ -14,16 +14,23 @@ drives the same player one step at a time.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.checks import Check, Finding, Severity, Verdict, catalog
+from simulator.checks import REGISTRY, Check, Finding, Severity, Verdict, judge_exchange
+from simulator.checks.answers import (
+    APPINFO_RULE,
+    BODY_SIGN_RULE,
+    Situation,
+    appinfo_problems,
+    body_sign_problem,
+    listing_rule,
+    resend_rule,
+    rule_for,
+)
 from simulator.checks.base import describe
 from simulator.engine.run import CheckResult
 from simulator.engine.scenario import Scenario, Step, Unresolved, dig, resolve
@@ -37,7 +44,7 @@ from simulator.model import (
     release_fields,
     status_fields,
 )
-from simulator.protocol import DecryptionError, ResultCode, decrypt, encrypt_client_secret, verify_body_sign
+from simulator.protocol import ResultCode, encrypt_client_secret
 from simulator.protocol.vocabulary import (
     ADD,
     DELETE,
@@ -47,22 +54,11 @@ from simulator.protocol.vocabulary import (
     is_license,
 )
 from simulator.redaction import printable, redact
-from simulator.transport import Exchange, Target, Transport
+from simulator.transport import Exchange, Target, Transport, send_at_once
 
 APP_ID = "app-koosim-001"
 DEFAULT_USERS = ({"userName": "alice", "name": "Alice", "role": "admin"},)
 CLIENT_SECRET = "koosim-client-secret"
-
-_RESEND_CHECKS = {
-    "refreshInstance": "idempotency.refresh-resend",
-    "updateInstanceStatus": "idempotency.status-resend",
-    "upgrade": "idempotency.upgrade-resend",
-    "releaseInstance": "idempotency.release-resend",
-}
-_SCENE_CHECKS = {
-    "TRIAL_TO_FORMAL": "lifecycle.trial-to-formal",
-    "UNSUBSCRIBE_RENEWAL_PERIOD": "lifecycle.unsubscribe-renewal",
-}
 
 
 @dataclass(frozen=True)
@@ -408,20 +404,12 @@ class Player:
                 self._send(self.transport, step, fields, label(index), index + 1)
                 for index, fields in enumerate(prepared.copies)
             ]
-        barrier = threading.Barrier(total)
 
-        def send_copy(index: int) -> Exchange:
-            transport = Transport(self.target)
-            try:
-                # a copy that could not line up is still sent, just not at the same moment
-                with contextlib.suppress(threading.BrokenBarrierError):
-                    barrier.wait(timeout=self.target.timeout)
-                return self._send(transport, step, prepared.copies[index], label(index), index + 1)
-            finally:
-                transport.close()
+        def copy(index: int) -> Callable[[Transport], Exchange]:
+            fields = prepared.copies[index]
+            return lambda transport: self._send(transport, step, fields, label(index), index + 1)
 
-        with ThreadPoolExecutor(max_workers=total) as pool:
-            return list(pool.map(send_copy, range(total)))
+        return send_at_once(self.target, [copy(index) for index in range(total)])
 
     def _send(
         self, transport: Transport, step: Step, fields: dict[str, Any], label: str, attempt: int
@@ -462,7 +450,7 @@ class Player:
         for index, exchange in enumerate(exchanges):
             if exchange.result_code == code:
                 continue
-            check_id = self.result_code_check(prepared, index)
+            check_id = self.result_code_rule(prepared, index).id
             if check_id not in failed:
                 unknown = ""
                 if exchange.result_code == ResultCode.INSTANCE_NOT_FOUND and prepared.instance_ids:
@@ -480,11 +468,10 @@ class Player:
     def _judge_schema(self, step: Step, exchanges: list[Exchange]) -> list[Judgement]:
         failed: dict[str, Judgement] = {}
         for index, exchange in enumerate(exchanges):
-            for check in _exchange_checks():
-                problem = check.run(exchange, self.target)
-                check_id = step.check or check.id
-                if problem is not None and check_id not in failed:
-                    message = f"{self._copy(exchanges, index)}{problem}"
+            for breach in judge_exchange(exchange, self.target):
+                check_id = step.check or breach.check_id
+                if check_id not in failed:
+                    message = f"{self._copy(exchanges, index)}{breach.message}"
                     failed[check_id] = Judgement("schema", False, check_id, message, exchange)
         return list(failed.values()) or [Judgement("schema", True)]
 
@@ -493,13 +480,7 @@ class Player:
 
     def _same_check(self, prepared: Prepared) -> str:
         step = prepared.step
-        if step.check:
-            return step.check
-        if step.activity == "getLicense":
-            return "idempotency.license-resend"
-        if step.concurrent > 1:
-            return "idempotency.new-instance-concurrent"
-        return "idempotency.new-instance-resend"
+        return step.check or resend_rule(step.activity or "", step.concurrent > 1).id
 
     def _judge_copies_agree(self, prepared: Prepared, exchanges: list[Exchange]) -> Judgement:
         what = "license code" if prepared.step.activity == "getLicense" else "instanceId"
@@ -533,25 +514,18 @@ class Player:
         return Judgement(expectation, True)
 
     def _judge_appinfo(self, prepared: Prepared, exchanges: list[Exchange]) -> Judgement:
-        check_id = prepared.step.check or "security.appinfo-encrypted"
+        check_id = prepared.step.check or APPINFO_RULE.id
         for index, exchange in enumerate(exchanges):
-            problem = _appinfo_problem(exchange, self.target.access_key)
-            if problem is not None:
-                message = f"{self._copy(exchanges, index)}{problem}"
+            problems = appinfo_problems(exchange, self.target.access_key)
+            if problems:
+                message = f"{self._copy(exchanges, index)}{problems[0]}"
                 return Judgement("appinfo_decrypts", False, check_id, message, exchange)
         return Judgement("appinfo_decrypts", True)
 
     def _judge_body_sign(self, prepared: Prepared, exchanges: list[Exchange]) -> Judgement:
-        check_id = prepared.step.check or "security.v1-body-sign"
+        check_id = prepared.step.check or BODY_SIGN_RULE.id
         for index, exchange in enumerate(exchanges):
-            header = exchange.response_headers.get("Body-Sign")
-            problem = None
-            if not exchange.answered:
-                problem = f"no answer to verify: {exchange.error}"
-            elif header is None:
-                problem = "the answer has no Body-Sign header"
-            elif not verify_body_sign(exchange.response_body, header, self.target.access_key):
-                problem = "Body-Sign does not verify over the answer's bytes"
+            problem = body_sign_problem(exchange, self.target.access_key)
             if problem is not None:
                 return Judgement(
                     "body_sign", False, check_id, f"{self._copy(exchanges, index)}{problem}", exchange
@@ -563,9 +537,7 @@ class Player:
     ) -> Judgement:
         expectation = f"{key} {', '.join(named)}"
         several = len(str(prepared.fields.get("instanceId", "")).split(",")) > 1
-        check_id = prepared.step.check or (
-            "lifecycle.query-several" if wanted and several else "lifecycle.full"
-        )
+        check_id = prepared.step.check or listing_rule(wanted and several).id
         ids = {}
         for step_id in named:
             record = self._records.get(step_id)
@@ -594,54 +566,22 @@ class Player:
                 return Judgement(expectation, False, check_id, message, exchange)
         return Judgement(expectation, True)
 
-    def result_code_check(self, prepared: Prepared, copy: int = 0) -> str:
+    def result_code_rule(self, prepared: Prepared, copy: int = 0) -> Check:
         """The catalog check a wrong resultCode on copy ``copy`` of this step breaks."""
         step = prepared.step
         if step.check:
-            return step.check
-        expected = step.expect.result_code
-        activity = step.activity or ""
-        again = step.resend is not None or copy > 0
-        fields = prepared.fields
-        if expected == ResultCode.INVALID_PARAMETER:
-            return "lifecycle.invalid-parameters"
-        if activity == "newInstance":
-            if again or step.concurrent > 1:
-                return (
-                    "idempotency.new-instance-concurrent"
-                    if step.concurrent > 1
-                    else "idempotency.new-instance-resend"
-                )
-            if fields.get("testFlag") == "1":
-                return "lifecycle.test-order"
-            return "lifecycle.trial-to-formal" if fields.get("trialFlag") == "1" else "lifecycle.full"
-        if activity == "getLicense":
-            return "idempotency.license-resend" if again else "lifecycle.license"
-        if activity in LICENSE_CHANGES:
-            return "lifecycle.license"
-        if step.call == "authSync":
-            if fields.get("flag") == DELETE or prepared.readds_deleted_user:
-                return "idempotency.user-sync-delete"
-            return "idempotency.user-sync-add"
-        if step.call == "applicationSync":
-            return "sync.application-secret"
-        if step.is_sync:
-            return "sync.directory"
-        if activity == "queryInstance":
-            several = len(str(fields.get("instanceId", "")).split(",")) > 1
-            return "lifecycle.query-several" if several else "lifecycle.full"
-        state = prepared.state_before
-        if state is None:
-            return "lifecycle.unknown-instance"
-        if state is InstanceState.RELEASED:
-            return (
-                "idempotency.release-resend" if activity == "releaseInstance" else "lifecycle.after-release"
-            )
-        if again and activity in _RESEND_CHECKS:
-            return _RESEND_CHECKS[activity]
-        if activity == "refreshInstance":
-            return _SCENE_CHECKS.get(str(fields.get("scene")), "lifecycle.full")
-        return "lifecycle.full"
+            return REGISTRY[step.check]
+        situation = Situation(
+            activity=step.call if step.is_sync else step.activity or "",
+            sync=step.is_sync,
+            expected=step.expect.result_code,
+            again=step.resend is not None or copy > 0,
+            concurrent=step.concurrent > 1,
+            fields=prepared.fields,
+            state=prepared.state_before,
+            readds_deleted_user=prepared.readds_deleted_user,
+        )
+        return rule_for(situation)
 
     # --- remembering -------------------------------------------------------------------------------
 
@@ -694,42 +634,13 @@ def _user_keys(fields: dict[str, Any]) -> set[tuple[str, str, str, str]]:
     return {(*scope, str(user.get("userName"))) for user in users if isinstance(user, dict)}  # type: ignore[misc]
 
 
-def _appinfo_problem(exchange: Exchange, access_key: str) -> str | None:
-    """Why the appInfo secrets of a newInstance or queryInstance answer do not decrypt, if they don't."""
-    if exchange.result_code != ResultCode.SUCCESS:
-        return f"no appInfo to decrypt: {describe(exchange)}"
-    declared = exchange.answer_field("encryptType")
-    if declared not in ("1", "2"):
-        return f"encryptType must be '1' (AES-256) or '2' (AES-128), got {declared!r}"
-    info = exchange.answer_field("info")
-    if isinstance(info, list):
-        app_infos = [item.get("appInfo") for item in info if isinstance(item, dict)]
-    else:
-        app_infos = [exchange.answer_field("appInfo")]
-    for app_info in app_infos:
-        if not isinstance(app_info, dict):
-            return "the answer has no appInfo object"
-        for name in ("userName", "password"):
-            value = app_info.get(name)
-            if not isinstance(value, str) or not value:
-                return f"appInfo.{name} is missing"
-            try:
-                decrypt(value, access_key, declared)
-            except DecryptionError as problem:
-                return f"appInfo.{name} does not decrypt with encryptType {declared}: {problem}"
-    return None
-
-
-def _exchange_checks() -> list[Check]:
-    """The catalog's checks of single answers (HTTP 200 JSON, result code, schema, deadline)."""
-    return [check for check in catalog() if check.per_exchange]
-
-
 # --- a played step as a check result, for the run history -------------------------------------
 
 
 def step_result(outcome: StepOutcome) -> CheckResult:
-    """A played step as the history stores a check: one finding per failed expectation."""
+    """A played step as the history stores a check: one finding per failed expectation, each
+    naming the catalog check it breaks; the step's severity and verdict are those ``koosim
+    verify`` gives the worst of those checks (a step that breaks only practice rules warns)."""
     findings = [
         Finding(f"{judgement.check_id or judgement.expectation}: {judgement.message}", _evidence(judgement))
         for judgement in outcome.failures
@@ -738,17 +649,29 @@ def step_result(outcome: StepOutcome) -> CheckResult:
         findings.append(Finding(f"not sent: {outcome.blocked}"))
     step = outcome.step
     expected = ", ".join(judgement.expectation for judgement in outcome.judgements) or "nothing"
+    severity = step_severity(outcome)
     check = Check(
         id=f"step {step.id}",
         title=f"{step.activity or 'pause'}: expected {expected}",
-        severity=Severity.ERROR,
+        severity=severity,
         rule="scenario",
         doc="A step of a scenario; each failed expectation names the catalog check it breaks.",
-        run=lambda: None,
     )
-    verdict = Verdict.FAILED if findings else Verdict.PASSED
+    verdict = Verdict.PASSED
+    if findings:
+        verdict = Verdict.FAILED if severity is Severity.ERROR else Verdict.WARNED
     duration = sum(exchange.elapsed for exchange in outcome.exchanges)
     return CheckResult(check, verdict, findings, list(outcome.exchanges), duration)
+
+
+def step_severity(outcome: StepOutcome) -> Severity:
+    """ERROR unless every failure of the step breaks a catalog check of severity WARNING."""
+    if outcome.blocked or not outcome.failures:
+        return Severity.ERROR
+    checks = [REGISTRY.get(judgement.check_id or "") for judgement in outcome.failures]
+    if all(check is not None and check.severity is Severity.WARNING for check in checks):
+        return Severity.WARNING
+    return Severity.ERROR
 
 
 def _evidence(judgement: Judgement) -> list[Exchange]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
-from simulator.checks import Check, Context, Finding, Severity, Verdict
+from simulator.checks import Check, Context, Finding, Severity, Verdict, judge_exchange
 from simulator.checks.base import CheckAborted, CheckSkipped
 from simulator.model import OrderFactory
 from simulator.resend import DEFAULT_POLICY, ResendPolicy, policy_from_env
@@ -171,7 +171,7 @@ def _run_active(check: Check, target: Target, transport: Transport, orders: Orde
     ctx = Context(target, transport, orders)
     skip_reason = None
     try:
-        check.run(ctx)
+        check.play(ctx)
     except CheckSkipped as skipped:
         skip_reason = str(skipped)
     except CheckAborted:
@@ -191,9 +191,8 @@ def _judge_exchanges(check: Check, exchanges: list[Exchange], target: Target) ->
     started = time.perf_counter()
     findings = []
     for exchange in exchanges:
-        problem = check.run(exchange, target)
-        if problem is not None:
-            findings.append(Finding(f"{exchange.label}: {problem}", [exchange]))
+        for breach in judge_exchange(exchange, target, (check,)):
+            findings.append(Finding(f"{exchange.label}: {breach.message}", [exchange]))
     duration = time.perf_counter() - started
     unanswered = sum(1 for exchange in exchanges if not exchange.answered)
     if not findings and unanswered == len(exchanges):  # nothing came back: nothing conforms either

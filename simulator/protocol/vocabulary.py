@@ -7,6 +7,8 @@ this sync body an add?" asks here, so that a new activity is added in one place.
 
 from __future__ import annotations
 
+from typing import Any
+
 INSTANCE_CHANGES = frozenset(
     {"refreshInstance", "updateInstanceStatus", "releaseInstance", "upgrade", "changeInstanceCheck"}
 )
@@ -29,6 +31,16 @@ SYNC_CALLS = ("tenantSync", "applicationSync", "authSync", "singleOrgSync", "all
 
 ADD, DELETE = "1", "0"
 """A sync body's ``flag``: add (or update) the tenant, app, user or organisation, or delete it."""
+
+
+def app_infos(answer: Any) -> list[Any]:
+    """Where an answer carries its appInfo: queryInstance one per ``info[]`` item, newInstance its own."""
+    if not isinstance(answer, dict):
+        return []
+    info = answer.get("info")
+    if isinstance(info, list):
+        return [item.get("appInfo") for item in info if isinstance(item, dict)]
+    return [answer.get("appInfo")]
 
 
 def is_license(activity: str | None) -> bool:

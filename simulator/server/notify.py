@@ -52,7 +52,7 @@ def template(market: Marketplace) -> dict[str, str]:
 
 
 def _accepted(exchange: Exchange, target: Target) -> list[str]:
-    problems = [f"{check_id}: {problem}" for check_id, problem in judge_exchange(exchange, target)]
+    problems = [f"{breach.check_id}: {breach.message}" for breach in judge_exchange(exchange, target)]
     if exchange.result_code not in (None, ResultCode.SUCCESS.value):  # a missing one is reported above
         problems.append(f"the notice was not accepted: {describe(exchange)}")
     return problems
@@ -71,7 +71,6 @@ ACCEPTED = Check(
     rule="§1",
     doc="The answer passes the per-exchange checks (contract.*, timing.*) and says resultCode 000000 "
     "(signature scheme: ASSUMPTION).",
-    run=_accepted,
 )
 TOKEN = Check(
     id="notification.token",
@@ -79,7 +78,6 @@ TOKEN = Check(
     severity=Severity.WARNING,
     rule="§1",
     doc="A merchant that accepts unsigned notices can be fed fake orders (ASSUMPTION: refused like §4).",
-    run=_refused,
 )
 
 
@@ -102,12 +100,12 @@ def send_notification(market: Marketplace, body: Any, *, check_token: bool = Tru
         protocol=NOTIFICATION,
         timeout=settings.timeout,
     )
-    plan = [(ACCEPTED, Tamper(), f"order notification ({body['orderType']})")]
+    plan = [(ACCEPTED, _accepted, Tamper(), f"order notification ({body['orderType']})")]
     if check_token:
-        plan.append((TOKEN, Tamper(signature=WRONG_SIGNATURE), "order notification, wrong x-sign"))
+        plan.append((TOKEN, _refused, Tamper(signature=WRONG_SIGNATURE), "order notification, wrong x-sign"))
     recording = RecordedRun(market.store, target, kind=NOTIFICATION, planned=len(plan))
     try:
-        for check, tamper, label in plan:
+        for check, judge, tamper, label in plan:
             exchange = recording.transport.post_signed(
                 target.url,
                 body,
@@ -117,7 +115,7 @@ def send_notification(market: Marketplace, body: Any, *, check_token: bool = Tru
                 tamper=tamper,
                 label=label,
             )
-            recording.judge(check, exchange, check.run(exchange, target))
+            recording.judge(check, exchange, judge(exchange, target))
     finally:
         recording.finish()
     return recording.id
