@@ -186,3 +186,22 @@ def test_copies_are_still_sent_when_the_barrier_breaks() -> None:
         transport.ThreadPoolExecutor = original  # type: ignore[misc]
     assert [e.answer_field("resultMsg") for e in exchanges] == ["late"] * 3
     assert time.perf_counter() - started < 5
+
+
+def test_a_success_without_an_instance_id_never_counts_as_one_instance() -> None:
+    from simulator.checks import Context
+    from simulator.checks.idempotency import _same_instance, answered_ids, succeeded_without
+
+    nameless = [answer({"resultCode": "000000", "resultMsg": "ok"}) for _ in range(3)]
+    assert answered_ids(nameless) == [] and succeeded_without(nameless) == [0, 1, 2]
+    transport = Transport(TARGET)
+    try:
+        ctx = Context(TARGET, transport, OrderFactory(0))
+        _same_instance(ctx, nameless, "a resend")
+    finally:
+        transport.close()
+    assert [finding.message for finding in ctx.findings] == [
+        f"a resend: copy {n} succeeded without an instanceId" for n in (1, 2, 3)
+    ]
+    named = [answer({"resultCode": "000000", "resultMsg": "ok", "instanceId": "i-1"}) for _ in range(2)]
+    assert answered_ids([*named, *nameless]) == ["i-1"] and succeeded_without(named) == []

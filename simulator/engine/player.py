@@ -32,6 +32,7 @@ from simulator.checks.answers import (
     rule_for,
 )
 from simulator.checks.base import describe
+from simulator.checks.idempotency import answered_ids, succeeded_without
 from simulator.engine.run import CheckResult
 from simulator.engine.scenario import Scenario, Step, Unresolved, dig, resolve
 from simulator.model import (
@@ -485,8 +486,13 @@ class Player:
     def _judge_copies_agree(self, prepared: Prepared, exchanges: list[Exchange]) -> Judgement:
         what = "license code" if prepared.step.activity == "getLicense" else "instanceId"
         expectation = f"all {len(exchanges)} copies get one {what}"
-        answered = [self._answered_id(prepared, e) for e in exchanges if e.result_code == ResultCode.SUCCESS]
-        distinct = list(dict.fromkeys(a for a in answered if isinstance(a, str)))
+        member = "license" if prepared.step.activity == "getLicense" else "instanceId"
+        missing = succeeded_without(exchanges, member)
+        if missing:  # a success that names nothing never counts as "one instance"
+            index = missing[0]
+            message = f"{self._copy(exchanges, index)}answered {ResultCode.SUCCESS.value} without a {what}"
+            return Judgement(expectation, False, self._same_check(prepared), message, exchanges[index])
+        distinct = answered_ids(exchanges, member)
         if len(distinct) <= 1:
             return Judgement(expectation, True)
         message = f"the same orderId + orderLineId got {len(distinct)} different {what}s: " + ", ".join(
