@@ -201,7 +201,7 @@ def test_a_success_without_an_instance_id_never_counts_as_one_instance() -> None
     finally:
         transport.close()
     assert [finding.message for finding in ctx.findings] == [
-        f"a resend: copy {n} succeeded without an instanceId" for n in (1, 2, 3)
+        f"a resend: copy {n} answered 000000 without an instanceId" for n in (1, 2, 3)
     ]
     named = [answer({"resultCode": "000000", "resultMsg": "ok", "instanceId": "i-1"}) for _ in range(2)]
     assert answered_ids([*named, *nameless]) == ["i-1"] and succeeded_without(named) == []
