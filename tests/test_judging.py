@@ -205,3 +205,67 @@ def test_a_success_without_an_instance_id_never_counts_as_one_instance() -> None
     ]
     named = [answer({"resultCode": "000000", "resultMsg": "ok", "instanceId": "i-1"}) for _ in range(2)]
     assert answered_ids([*named, *nameless]) == ["i-1"] and succeeded_without(named) == []
+
+
+def _play_and_verify(module: Any, check_id: str, steps: list[dict[str, Any]]) -> tuple[Any, Any]:
+    """Verify ``check_id`` and play ``steps`` against one faulty merchant of the gallery."""
+    from simulator.checks import select
+    from simulator.engine.player import Player
+    from simulator.engine.run import run_checks
+    from simulator.engine.scenario import parse
+    from simulator.reference import PRODUCE_PATH, MerchantConfig
+    from simulator.serving import BackgroundServer
+
+    config = MerchantConfig(access_key=ACCESS_KEY)
+    with BackgroundServer(module.build(config)) as server:
+        target = Target(url=server.base_url + PRODUCE_PATH, access_key=ACCESS_KEY, protocol="v2", timeout=5.0)
+        (verified,) = run_checks(target, select([check_id])).results
+        raw = {"name": "same-bad-answer", "protocol": "v2", "seed": "other-orders", "steps": steps}
+        scenario = parse(raw, "inline")  # a seed of its own: not the orders verify just placed
+        player = Player(scenario, target)
+        try:
+            played = player.play()
+        finally:
+            player.close()
+    return verified, played
+
+
+@pytest.mark.parametrize(
+    ("mutant", "check_id", "steps", "verdict"),
+    [
+        (
+            "plaintext_password",
+            "security.appinfo-encrypted",
+            [{"id": "new", "activity": "newInstance", "expect": {"appinfo_decrypts": True}}],
+            Verdict.FAILED,
+        ),
+        (
+            "renewal_resend_rejected",
+            "idempotency.refresh-resend",
+            [
+                {"id": "new", "activity": "newInstance", "expect": {"resultCode": "000000"}},
+                {
+                    "id": "renew",
+                    "activity": "refreshInstance",
+                    "of": "new",
+                    "fields": {"scene": "RENEWAL"},
+                    "repeat": 2,
+                    "expect": {"resultCode": "000000"},
+                },
+            ],
+            Verdict.WARNED,
+        ),
+    ],
+)
+def test_play_names_the_check_and_verdict_verify_gives_the_same_faulty_merchant(
+    mutant: str, check_id: str, steps: list[dict[str, Any]], verdict: Verdict
+) -> None:
+    import importlib
+
+    module = importlib.import_module(f"mutants.{mutant}")
+    verified, played = _play_and_verify(module, check_id, steps)
+    assert verified.verdict is verdict
+    assert played.failed_checks == [check_id]
+    (failed_step,) = [step for step in played.steps if step.failed]
+    recorded = step_result(failed_step)
+    assert recorded.verdict is verdict and recorded.check.severity is verified.check.severity
