@@ -269,3 +269,25 @@ def test_play_names_the_check_and_verdict_verify_gives_the_same_faulty_merchant(
     (failed_step,) = [step for step in played.steps if step.failed]
     recorded = step_result(failed_step)
     assert recorded.verdict is verdict and recorded.check.severity is verified.check.severity
+
+
+def test_the_server_judges_with_registered_checks_only() -> None:
+    from simulator.server import calls, notify
+
+    bad = answer({"resultCode": "000000"}, content_type="text/plain")
+    found = calls.verdicts(bad, TARGET, ["$.orderId: required member 'orderId' is missing"])
+    assert all(check is REGISTRY[check.id] for check, _ in found)
+    broken = {check.id: problems for check, problems in found if problems}
+    assert broken["lifecycle.invalid-parameters"] == [
+        "accepted a call that breaks its contract ($.orderId: required member 'orderId' is missing); "
+        "§6 asks for 000002"
+    ]
+    assert (
+        notify.ACCEPTED is REGISTRY["notification.accepted"]
+        and notify.TOKEN is REGISTRY["notification.token"]
+    )
+    verify_runs = {check.id for check in catalog()}
+    assert "notification.accepted" not in verify_runs and "notification.token" not in verify_runs
+    assert notify.ACCEPTED.judge(bad, TARGET) == "; ".join(
+        f"{breach.check_id}: {breach.message}" for breach in judge_exchange(bad, TARGET)
+    )

@@ -39,6 +39,9 @@ class Finding:
     exchanges: list[Exchange] = field(default_factory=list)
 
 
+MERCHANT_INTERFACES = frozenset({"produce", "sync"})
+
+
 class ActiveRule(Protocol):
     """An active check: drives the merchant through ``ctx`` and records findings on it."""
 
@@ -64,6 +67,9 @@ class Check:
     answer_rule: AnswerRule | None = None
     """What a per-exchange check finds wrong with one answer."""
     protocols: frozenset[str] = frozenset({"v1", "v2"})
+    interfaces: frozenset[str] = MERCHANT_INTERFACES
+    """The marketplace interfaces whose calls the check is about: the merchant's produce and sync
+    interfaces (what ``verify`` runs), or the order notification the console sends."""
 
     @property
     def family(self) -> str:
@@ -218,12 +224,15 @@ class Provisioned:
 
 
 REGISTRY: dict[str, Check] = {}
-FAMILY_ORDER = ("security", "lifecycle", "idempotency", "sync", "contract", "timing")
+FAMILY_ORDER = ("security", "lifecycle", "idempotency", "sync", "contract", "timing", "notification")
 
 
 def catalog() -> list[Check]:
-    """Every check, by family as in :data:`FAMILY_ORDER`; the per-exchange ones come last."""
-    return sorted(REGISTRY.values(), key=lambda c: (c.per_exchange, FAMILY_ORDER.index(c.family)))
+    """Every check of the merchant's interfaces (what ``verify`` runs), by family as in
+    :data:`FAMILY_ORDER`; the per-exchange ones come last. The order-notification rules, which
+    the console applies to the notices it sends, are in :data:`REGISTRY` too."""
+    chosen = (check for check in REGISTRY.values() if check.interfaces & MERCHANT_INTERFACES)
+    return sorted(chosen, key=lambda c: (c.per_exchange, FAMILY_ORDER.index(c.family)))
 
 
 def _describe(check_id: str, function: object) -> tuple[str, str]:
@@ -249,13 +258,19 @@ def check(
 
 
 def exchange_check(
-    check_id: str, *, rule: str, severity: Severity = Severity.ERROR
+    check_id: str,
+    *,
+    rule: str,
+    severity: Severity = Severity.ERROR,
+    interfaces: Iterable[str] = MERCHANT_INTERFACES,
 ) -> Callable[[AnswerRule], AnswerRule]:
     """Register a check of every exchange: ``function(exchange, target)`` returns a problem or None."""
 
     def decorate(function: AnswerRule) -> AnswerRule:
         title, doc = _describe(check_id, function)
-        REGISTRY[check_id] = Check(check_id, title, severity, rule, doc, answer_rule=function)
+        REGISTRY[check_id] = Check(
+            check_id, title, severity, rule, doc, answer_rule=function, interfaces=frozenset(interfaces)
+        )
         return function
 
     return decorate
