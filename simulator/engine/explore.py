@@ -46,7 +46,7 @@ from simulator.engine.player import Judgement, Player, StepOutcome
 from simulator.engine.scenario import Expect, Scenario, Step
 from simulator.model import InstanceState, status_fields
 from simulator.protocol import ResultCode
-from simulator.protocol.vocabulary import ADD, DELETE
+from simulator.protocol.vocabulary import ADD, DELETE, LICENSE_CALLS
 from simulator.transport import Target, Transport
 
 SUCCESS = ResultCode.SUCCESS.value
@@ -411,7 +411,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
     @precondition(_licenses_apply)
     @rule(
         license=licenses,
-        activity=st.sampled_from(["getLicense", "refreshLicense", "expireLicense", "releaseLicense"]),
+        activity=st.sampled_from(LICENSE_CALLS),
     )
     def change_license(self, license: str, activity: str) -> None:
         """A resent getLicense (same code), a validity update, an expiry or a release.

@@ -15,10 +15,11 @@ INSTANCE_CHANGES = frozenset(
 """Produce activities about an instance that already exists, which change it (or check a change)."""
 PRODUCE_V1 = frozenset({"newInstance", "queryInstance"}) | INSTANCE_CHANGES
 """The produce activities of the v1 (legacy, authToken) interface."""
-LICENSE_CHANGES = frozenset({"refreshLicense", "expireLicense", "releaseLicense"})
+LICENSE_CALLS = ("getLicense", "refreshLicense", "expireLicense", "releaseLicense")
+"""The license activities (v2 only), in the order a license code lives through them."""
+LICENSE_ACTIVITIES = frozenset(LICENSE_CALLS)
+LICENSE_CHANGES = LICENSE_ACTIVITIES - {"getLicense"}
 """License activities about a license code an earlier getLicense gave."""
-LICENSE_ACTIVITIES = LICENSE_CHANGES | {"getLicense"}
-"""The license activities (v2 only)."""
 PRODUCE_V2 = PRODUCE_V1 | LICENSE_ACTIVITIES
 """The produce activities of the v2 interface: v1's plus the license activities."""
 ORDERING_ACTIVITIES = frozenset({"newInstance", "getLicense"})
