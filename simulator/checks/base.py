@@ -1,9 +1,12 @@
 """What a check is, what it finds, and the context it runs in.
 
-A check is a small function registered under a stable dotted id. *Active* checks drive the
-merchant through the transport and compare answers with the rules; *exchange* checks look at
-every exchange the run produced (schema conformance, HTTP 200, the deadline) without sending
-anything themselves.
+A check is a small function registered under a stable dotted id, of one of two typed kinds.
+*Active* checks (:class:`ActiveRule`, ``function(ctx)``) drive the merchant through the
+transport and compare answers with the rules; *exchange* checks (:class:`AnswerRule`,
+``function(exchange, target) -> problem | None``) look at every exchange the run produced
+(schema conformance, HTTP 200, the deadline) without sending anything themselves. What one
+answer breaks is a :class:`Breach` (which check, what is wrong, on which exchange); what an
+active check records is a :class:`Finding`.
 """
 
 from __future__ import annotations
