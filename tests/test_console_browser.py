@@ -20,7 +20,6 @@ from typing import Any
 import pytest
 import requests
 
-from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app
 from simulator.server import create_app as create_server
 from simulator.server import marketplace
 from simulator.serving import BackgroundServer
@@ -62,10 +61,8 @@ pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 
 
 @pytest.fixture(scope="module")
-def merchant() -> Iterator[str]:
-    config = MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY)
-    with BackgroundServer(create_app(config)) as server:
-        yield server.base_url + PRODUCE_PATH
+def merchant(reference_merchant: Any) -> str:
+    return str(reference_merchant.url)
 
 
 @pytest.fixture(scope="module")

@@ -36,7 +36,6 @@ from flask.testing import FlaskClient
 from simulator import settings as config
 from simulator.cli import main as cli_main
 from simulator.contracts import validate
-from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
 from simulator.server import create_app as create_server
 from simulator.server import marketplace
 from simulator.server.openapi import QUERY_ORDER_PATH, USAGE_PATH
@@ -55,16 +54,15 @@ EC_PUBLIC_KEY = (
 
 
 @pytest.fixture(scope="module")
-def merchant() -> Iterator[dict[str, Any]]:
-    config = MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY)
-    with BackgroundServer(create_app(config)) as server:
-        yield {
-            "url": server.base_url + PRODUCE_PATH,
-            "access_key": ACCESS_KEY,
-            "sync_key": SYNC_KEY,
-            "rsa_public_key": public_key_pem(config.rsa_private_key).decode(),
-            "timeout": 5,
-        }
+def merchant(reference_merchant: Any) -> dict[str, Any]:
+    """The target settings of the reference merchant, as the console and the API take them."""
+    return {
+        "url": reference_merchant.url,
+        "access_key": ACCESS_KEY,
+        "sync_key": SYNC_KEY,
+        "rsa_public_key": reference_merchant.rsa_public_key.decode(),
+        "timeout": 5,
+    }
 
 
 @pytest.fixture
@@ -891,7 +889,7 @@ def test_a_merchant_pushes_usage_and_queries_an_order_against_a_running_server(
 
 
 def test_koosim_serve_starts_on_a_free_port_and_stops_cleanly(tmp_path: Path) -> None:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("KOOSIM_")}
+    env = dict(os.environ)  # conftest.py has unset every KOOSIM_*
     process = subprocess.Popen(
         [sys.executable, "-m", "simulator", "serve", "--port", "0", "--db", str(tmp_path / "h.db")],
         stdout=subprocess.PIPE,
