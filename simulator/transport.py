@@ -219,16 +219,16 @@ class _Session(requests.Session):
 
     def __init__(self) -> None:
         super().__init__()
-        self._settings: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._settings: dict[tuple[Any, ...], Any] = {}
 
     def merge_environment_settings(
-        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
-        if proxies:  # proxies given for this call: requests' own way
+        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        if proxies or not isinstance(url, str):  # proxies given for this call: requests' own way
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc, stream, verify, cert)
-        settings = self._settings.get(key)
+        settings: Any = self._settings.get(key)
         if settings is None:
             settings = self._settings[key] = super().merge_environment_settings(
                 url, proxies, stream, verify, cert
@@ -531,7 +531,8 @@ def _failure(exc: requests.exceptions.RequestException) -> str:
         if isinstance(cause, http.client.RemoteDisconnected):
             return "connection failed: the merchant closed the connection without answering"
         if isinstance(cause, http.client.BadStatusLine):
-            return f"the answer is not HTTP: it begins {_spelled_out(ascii(str(cause.line)[:40]))}"
+            line = str(getattr(cause, "line", ""))  # typeshed does not know BadStatusLine.line
+            return f"the answer is not HTTP: it begins {_spelled_out(ascii(line[:40]))}"
         if isinstance(cause, urllib3.exceptions.IncompleteRead | http.client.IncompleteRead):
             partial = cause.partial if isinstance(cause.partial, int) else len(cause.partial)
             promised = f" of {partial + cause.expected}" if isinstance(cause.expected, int) else ""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
+from typing import Any
 
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
 from simulator.model import query_fields, release_fields, status_fields
@@ -46,12 +48,12 @@ def _listed_instances(ctx: Context, instance_ids: set[str]) -> set[str]:
     exchange = ctx.send(query_fields(*sorted(instance_ids)), "queryInstance")
     ctx.require(exchange, ResultCode.SUCCESS, "queryInstance of the instances just created must succeed")
     info = exchange.answer_field("info")
-    listed = (
+    listed: set[Any] = (
         {item.get("instanceId") for item in info if isinstance(item, dict)}
         if isinstance(info, list)
         else set()
     )
-    return listed & instance_ids
+    return instance_ids & listed
 
 
 def _same_instance(ctx: Context, copies: list[Exchange], how: str) -> None:
@@ -260,7 +262,7 @@ def converges_after_failures(ctx: Context) -> None:
         )
 
 
-def _send(target: Target, fields: dict[str, str], label: str, attempt: int) -> Exchange:
+def _send(target: Target, fields: Mapping[str, Any], label: str, attempt: int) -> Exchange:
     """One delivery on a connection of its own, so that it can be abandoned or overheard."""
     transport = Transport(target)
     try:

@@ -15,7 +15,7 @@ STALE_BY_MS = 5 * 60_000
 WRONG_SIGNATURE = "0" * 64
 
 
-def _probe_fields(ctx: Context) -> dict[str, str]:
+def _probe_fields(ctx: Context) -> dict[str, Any]:
     """A harmless, otherwise valid call: a newInstance for a fresh order (a test order)."""
     order = ctx.orders.order(test=True)
     return order.new_instance_fields(ctx.orders.business_id())

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
 from hypothesis import strategies as st
@@ -161,7 +161,9 @@ class Exploration:
             else DirectoryBasedExampleDatabase(str(self.database_dir)),
         }
         try:
-            run_state_machine_as_test(machine, settings=settings(**options))
+            # a factory, as Hypothesis allows, so that the machine gets this exploration
+            factory = cast("type[RuleBasedStateMachine]", machine)
+            run_state_machine_as_test(factory, settings=settings(**options))
         except ExpectationFailed:
             pass
         except Exception:  # Hypothesis' Flaky*: the failure did not happen again on replay

@@ -143,8 +143,8 @@ class _Record:
     @property
     def primary(self) -> Exchange | None:
         """The copy whose answer later steps read: the first that succeeded, else the first."""
-        succeeded = [e for e in self.exchanges if e.result_code == ResultCode.SUCCESS]
-        return (succeeded or self.exchanges or [None])[0]
+        candidates = [e for e in self.exchanges if e.result_code == ResultCode.SUCCESS] or self.exchanges
+        return candidates[0] if candidates else None
 
     @property
     def answer(self) -> dict[str, Any]:
@@ -267,7 +267,7 @@ class Player:
         reference = "${" + ".".join((step_id, *path)) + "}"
         if record is None:
             raise Unresolved(f"{reference}: step {step_id!r} was not played")
-        sources = ("response", "request")
+        sources: tuple[str, ...] = ("response", "request")
         if path and path[0] in sources:
             sources, path = (path[0],), path[1:]
         for source in sources:
@@ -304,15 +304,17 @@ class Player:
         extra = resolve(step.fields, self._lookup)
         activity = step.activity or ""
         if activity in ORDERING_ACTIVITIES:
-            order = self.orders.order()
+            placed = self.orders.order()
             if step.id_length is not None:
-                order_id = order.order_id.ljust(step.id_length, "0")
+                order_id = placed.order_id.ljust(step.id_length, "0")
                 line_id = f"{order_id[: step.id_length - 7]}-000001"
-                order = dataclasses.replace(order, order_id=order_id, order_line_id=line_id)
-            build = order.new_instance_fields if activity == "newInstance" else order.license_fields
+                placed = dataclasses.replace(placed, order_id=order_id, order_line_id=line_id)
+            build = placed.new_instance_fields if activity == "newInstance" else placed.license_fields
             copies = [build(self.orders.business_id()) | extra for _ in range(step.copies)]
-            return Prepared(step, copies, order)
-        order, instance_ids, license_code = None, (), None
+            return Prepared(step, copies, placed)
+        order: Order | None = None
+        instance_ids: tuple[str, ...] = ()
+        license_code: str | None = None
         if step.of:
             first = self._subject(step.of[0])
             order, license_code = first.order, first.license

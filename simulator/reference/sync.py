@@ -20,7 +20,6 @@ from simulator.reference.store import MerchantStore
 bp = Blueprint("sync", __name__)
 
 
-
 @bp.post("/produceAPI/v2/<call>")
 def sync(call: str) -> Response:
     if call not in SYNC_CALLS:
