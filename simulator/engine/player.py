@@ -3,8 +3,9 @@
 A :class:`Player` turns each step into the call(s) the marketplace sends: it fills in the
 defaults for the activity (from the order or instance the step is ``of``), resolves ``${…}``
 references, sends the copies (one after the other, or at the same moment) and judges each copy
-against the step's ``expect``. Each failed expectation is reported under the id of the catalog
-check that enforces the same rule, so ``koosim play`` and ``koosim verify`` speak the same ids.
+against the step's ``expect`` (:mod:`simulator.engine.expectations`). Each failed expectation is
+reported under the id of the catalog check that enforces the same rule, so ``koosim play`` and
+``koosim verify`` speak the same ids.
 
 The player keeps the lifecycle the marketplace expects (:class:`~simulator.model.Lifecycle`) to
 name those checks: an UNFREEZE refused on a live instance breaks ``lifecycle.full``, one
@@ -20,19 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.checks import REGISTRY, Check, Finding, Severity, Verdict, judge_exchange
-from simulator.checks.answers import (
-    APPINFO_RULE,
-    BODY_SIGN_RULE,
-    Situation,
-    appinfo_problems,
-    body_sign_problem,
-    listing_rule,
-    resend_rule,
-    rule_for,
-)
+from simulator.checks import REGISTRY, Check, Finding, Severity, Verdict
 from simulator.checks.base import describe
-from simulator.checks.idempotency import answered_ids, succeeded_without
+from simulator.engine.expectations import Expectations, Judgement, Prepared, Record
 from simulator.engine.run import CheckResult
 from simulator.engine.scenario import Scenario, Step, Unresolved, dig, resolve
 from simulator.model import (
@@ -60,38 +51,6 @@ from simulator.transport import Exchange, Target, Transport, send_at_once
 APP_ID = "app-koosim-001"
 DEFAULT_USERS = ({"userName": "alice", "name": "Alice", "role": "admin"},)
 CLIENT_SECRET = "koosim-client-secret"
-
-
-@dataclass(frozen=True)
-class Judgement:
-    """The verdict on one expectation of a step, over all its copies."""
-
-    expectation: str
-    """What was expected, as a person reads it: ``resultCode 000000``, ``same_instance_as new``."""
-    passed: bool
-    check_id: str | None = None
-    """The catalog check a failure corresponds to."""
-    message: str = ""
-    exchange: Exchange | None = None
-    """The copy that failed first."""
-
-
-@dataclass
-class Prepared:
-    """A step turned into the calls it will send, before anything is sent."""
-
-    step: Step
-    copies: list[dict[str, Any]]
-    order: Order | None = None
-    instance_ids: tuple[str, ...] = ()
-    """The instance(s) the call is about (for newInstance: filled in from the answer)."""
-    license: str | None = None
-    state_before: InstanceState | None = None
-    readds_deleted_user: bool = False
-
-    @property
-    def fields(self) -> dict[str, Any]:
-        return self.copies[0]
 
 
 @dataclass
@@ -127,29 +86,6 @@ class ScenarioOutcome:
         """The check ids of every failed expectation, in order, each once."""
         ids = [j.check_id for step in self.steps for j in step.failures if j.check_id]
         return list(dict.fromkeys(ids))
-
-
-@dataclass
-class _Record:
-    """What a played step left for the steps after it."""
-
-    step: Step
-    fields: dict[str, Any]
-    exchanges: list[Exchange]
-    order: Order | None
-    instance_ids: tuple[str, ...]
-    license: str | None
-
-    @property
-    def primary(self) -> Exchange | None:
-        """The copy whose answer later steps read: the first that succeeded, else the first."""
-        candidates = [e for e in self.exchanges if e.result_code == ResultCode.SUCCESS] or self.exchanges
-        return candidates[0] if candidates else None
-
-    @property
-    def answer(self) -> dict[str, Any]:
-        body = self.primary.response_json if self.primary is not None else None
-        return body if isinstance(body, dict) else {}
 
 
 def requirements(scenario: Scenario, target: Target) -> list[str]:
@@ -193,7 +129,8 @@ class Player:
         self.lifecycle = Lifecycle()
         self._owns_transport = transport is None
         self.transport = transport or Transport(target)
-        self._records: dict[str, _Record] = {}
+        self._records: dict[str, Record] = {}
+        self.expectations = Expectations(target, self._records, self.lifecycle)
         self._deleted_users: set[tuple[str, str, str, str]] = set()
 
     def close(self) -> None:
@@ -245,7 +182,7 @@ class Player:
         secrets = self.target.secrets  # after the calls: what they decrypted is among them
         outcome.judgements = [  # a message quotes the merchant, who may echo a secret or send escapes
             dataclasses.replace(judgement, message=printable(redact(judgement.message, secrets)))
-            for judgement in self._judge(prepared, exchanges)
+            for judgement in self.expectations.judge(prepared, exchanges)
         ]
         self._remember(prepared, exchanges)
         return outcome
@@ -278,7 +215,7 @@ class Player:
         got = describe(record.primary) if record.primary is not None else "nothing"
         raise Unresolved(f"{reference}: step {step_id!r} has no such value (it got {got})")
 
-    def _subject(self, step_id: str) -> _Record:
+    def _subject(self, step_id: str) -> Record:
         record = self._records.get(step_id)
         if record is None:
             raise Unresolved(f"step {step_id!r} was not played, so there is nothing to refer to")
@@ -421,181 +358,11 @@ class Player:
             return transport.sync(step.call, fields, label=label, attempt=attempt)
         return transport.send(fields, label=label, attempt=attempt)
 
-    # --- judging ---------------------------------------------------------------------------------
-
-    def _judge(self, prepared: Prepared, exchanges: list[Exchange]) -> list[Judgement]:
-        step, expect = prepared.step, prepared.step.expect
-        judgements: list[Judgement] = []
-        if expect.schema:  # first: an answer that is no answer at all is the failure to report
-            judgements += self._judge_schema(step, exchanges)
-        if expect.result_code is not None:
-            judgements += self._judge_result_code(prepared, exchanges, expect.result_code)
-        if step.activity in ORDERING_ACTIVITIES and len(exchanges) > 1:
-            judgements.append(self._judge_copies_agree(prepared, exchanges))
-        if expect.same_instance_as is not None:
-            judgements.append(self._judge_same_instance(prepared, exchanges, expect.same_instance_as))
-        if expect.appinfo_decrypts:
-            judgements.append(self._judge_appinfo(prepared, exchanges))
-        if expect.body_sign:
-            judgements.append(self._judge_body_sign(prepared, exchanges))
-        for key, wanted in (("listed", True), ("not_listed", False)):
-            named = getattr(expect, key)
-            if named:
-                judgements.append(self._judge_listing(prepared, exchanges, key, named, wanted))
-        return judgements
-
-    def _copy(self, exchanges: list[Exchange], index: int) -> str:
-        return f"copy {index + 1}/{len(exchanges)}: " if len(exchanges) > 1 else ""
-
-    def _judge_result_code(self, prepared: Prepared, exchanges: list[Exchange], code: str) -> list[Judgement]:
-        expectation = f"resultCode {code}"
-        failed: dict[str, Judgement] = {}
-        for index, exchange in enumerate(exchanges):
-            if exchange.result_code == code:
-                continue
-            check_id = self.result_code_rule(prepared, index).id
-            if check_id not in failed:
-                unknown = ""
-                if exchange.result_code == ResultCode.INSTANCE_NOT_FOUND and prepared.instance_ids:
-                    unknown = f" for instanceId {', '.join(repr(i) for i in prepared.instance_ids)}"
-                failed[check_id] = Judgement(
-                    expectation,
-                    False,
-                    check_id,
-                    f"{self._copy(exchanges, index)}expected {_code_text(code)}, "
-                    f"got {describe(exchange)}{unknown}",
-                    exchange,
-                )
-        return list(failed.values()) or [Judgement(expectation, True)]
-
-    def _judge_schema(self, step: Step, exchanges: list[Exchange]) -> list[Judgement]:
-        failed: dict[str, Judgement] = {}
-        for index, exchange in enumerate(exchanges):
-            for breach in judge_exchange(exchange, self.target):
-                check_id = step.check or breach.check_id
-                if check_id not in failed:
-                    message = f"{self._copy(exchanges, index)}{breach.message}"
-                    failed[check_id] = Judgement("schema", False, check_id, message, exchange)
-        return list(failed.values()) or [Judgement("schema", True)]
-
-    def _answered_id(self, prepared: Prepared, exchange: Exchange) -> Any:
-        return exchange.answer_field("license" if prepared.step.activity == "getLicense" else "instanceId")
-
-    def _same_check(self, prepared: Prepared) -> str:
-        step = prepared.step
-        return step.check or resend_rule(step.activity or "", step.concurrent > 1).id
-
-    def _judge_copies_agree(self, prepared: Prepared, exchanges: list[Exchange]) -> Judgement:
-        what = "license code" if prepared.step.activity == "getLicense" else "instanceId"
-        expectation = f"all {len(exchanges)} copies get one {what}"
-        member = "license" if prepared.step.activity == "getLicense" else "instanceId"
-        missing = succeeded_without(exchanges, member)
-        if missing:  # a success that names nothing never counts as "one instance"
-            index = missing[0]
-            message = f"{self._copy(exchanges, index)}answered {ResultCode.SUCCESS.value} without a {what}"
-            return Judgement(expectation, False, self._same_check(prepared), message, exchanges[index])
-        distinct = answered_ids(exchanges, member)
-        if len(distinct) <= 1:
-            return Judgement(expectation, True)
-        message = f"the same orderId + orderLineId got {len(distinct)} different {what}s: " + ", ".join(
-            distinct[:4]
-        )
-        return Judgement(expectation, False, self._same_check(prepared), message, exchanges[0])
-
-    def _judge_same_instance(self, prepared: Prepared, exchanges: list[Exchange], other: str) -> Judgement:
-        what = "license code" if prepared.step.activity == "getLicense" else "instanceId"
-        expectation = f"same_instance_as {other}"
-        check_id = self._same_check(prepared)
-        record = self._records.get(other)
-        expected = None
-        if record is not None:
-            expected = record.license if prepared.step.activity == "getLicense" else None
-            expected = expected or (record.instance_ids[0] if record.instance_ids else None)
-        if expected is None:
-            return Judgement(expectation, False, check_id, f"step {other!r} got no {what} to compare with")
-        for index, exchange in enumerate(exchanges):
-            got = self._answered_id(prepared, exchange)
-            if got != expected:
-                shown = repr(got) if got is not None else describe(exchange)
-                message = f"{self._copy(exchanges, index)}{what} {shown}, but step {other!r} got {expected!r}"
-                return Judgement(expectation, False, check_id, message, exchange)
-        return Judgement(expectation, True)
-
-    def _judge_appinfo(self, prepared: Prepared, exchanges: list[Exchange]) -> Judgement:
-        check_id = prepared.step.check or APPINFO_RULE.id
-        for index, exchange in enumerate(exchanges):
-            problems = appinfo_problems(exchange, self.target.access_key)
-            if problems:
-                message = f"{self._copy(exchanges, index)}{problems[0]}"
-                return Judgement("appinfo_decrypts", False, check_id, message, exchange)
-        return Judgement("appinfo_decrypts", True)
-
-    def _judge_body_sign(self, prepared: Prepared, exchanges: list[Exchange]) -> Judgement:
-        check_id = prepared.step.check or BODY_SIGN_RULE.id
-        for index, exchange in enumerate(exchanges):
-            problem = body_sign_problem(exchange, self.target.access_key)
-            if problem is not None:
-                return Judgement(
-                    "body_sign", False, check_id, f"{self._copy(exchanges, index)}{problem}", exchange
-                )
-        return Judgement("body_sign", True)
-
-    def _judge_listing(
-        self, prepared: Prepared, exchanges: list[Exchange], key: str, named: tuple[str, ...], wanted: bool
-    ) -> Judgement:
-        expectation = f"{key} {', '.join(named)}"
-        several = len(str(prepared.fields.get("instanceId", "")).split(",")) > 1
-        check_id = prepared.step.check or listing_rule(wanted and several).id
-        ids = {}
-        for step_id in named:
-            record = self._records.get(step_id)
-            if record is None or not record.instance_ids:
-                return Judgement(
-                    expectation, False, check_id, f"step {step_id!r} got no instanceId to look for"
-                )
-            ids[step_id] = record.instance_ids[0]
-        for index, exchange in enumerate(exchanges):
-            info = exchange.answer_field("info")
-            if exchange.result_code != ResultCode.SUCCESS or not isinstance(info, list):
-                message = f"{self._copy(exchanges, index)}no info list to look in: {describe(exchange)}"
-                return Judgement(expectation, False, check_id, message, exchange)
-            listed = {item.get("instanceId") for item in info if isinstance(item, dict)}
-            wrong = [step_id for step_id, iid in ids.items() if (iid in listed) != wanted]
-            if wrong:
-                verb = "leaves out" if wanted else "still lists"
-                what = ", ".join(f"{ids[s]} (step {s})" for s in wrong)
-                released = (
-                    " although it was released"
-                    if not wanted
-                    and any(self.lifecycle.states.get(ids[s]) is InstanceState.RELEASED for s in wrong)
-                    else ""
-                )
-                message = f"{self._copy(exchanges, index)}queryInstance {verb} {what}{released}"
-                return Judgement(expectation, False, check_id, message, exchange)
-        return Judgement(expectation, True)
-
-    def result_code_rule(self, prepared: Prepared, copy: int = 0) -> Check:
-        """The catalog check a wrong resultCode on copy ``copy`` of this step breaks."""
-        step = prepared.step
-        if step.check:
-            return REGISTRY[step.check]
-        situation = Situation(
-            activity=step.call if step.is_sync else step.activity or "",
-            sync=step.is_sync,
-            expected=step.expect.result_code,
-            again=step.resend is not None or copy > 0,
-            concurrent=step.concurrent > 1,
-            fields=prepared.fields,
-            state=prepared.state_before,
-            readds_deleted_user=prepared.readds_deleted_user,
-        )
-        return rule_for(situation)
-
     # --- remembering -------------------------------------------------------------------------------
 
     def _remember(self, prepared: Prepared, exchanges: list[Exchange]) -> None:
         step = prepared.step
-        record = _Record(
+        record = Record(
             step, prepared.fields, exchanges, prepared.order, prepared.instance_ids, prepared.license
         )
         answered = record.answer
@@ -625,13 +392,6 @@ class Player:
                 self.lifecycle.apply(fields)
         except KeyError:  # a status the lifecycle does not know: nothing to move
             pass
-
-
-def _code_text(code: str) -> str:
-    try:
-        return f"{code} ({ResultCode(code).meaning})"
-    except ValueError:
-        return code
 
 
 def _user_keys(fields: dict[str, Any]) -> set[tuple[str, str, str, str]]:
