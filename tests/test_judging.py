@@ -16,7 +16,7 @@ from simulator.engine.run import run_check
 from simulator.engine.scenario import Expect, Step
 from simulator.model import InstanceState, OrderFactory
 from simulator.protocol import encrypt, sign_body
-from simulator.pytest_plugin import Marketplace
+from simulator.pytest_plugin import SimulatedMarketplace
 from simulator.server.calls import judge as judge_call
 from simulator.transport import Exchange, Target, Transport, send_at_once
 
@@ -59,7 +59,7 @@ def test_verify_the_plugin_and_the_server_name_the_same_checks_for_one_bad_answe
             assert result.verdict is (Verdict.FAILED if check.severity is Severity.ERROR else Verdict.WARNED)
     assert failed_in_verify == expected
 
-    market = Marketplace(TARGET, OrderFactory(0))
+    market = SimulatedMarketplace(TARGET, OrderFactory(0))
     try:
         plugin = {problem.split(":", 1)[0] for problem in market.contract_problems(bad)}
     finally:
