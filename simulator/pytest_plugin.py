@@ -69,7 +69,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--koosim-timeout",
         type=float,  # its range is checked with the other settings, by simulator.settings
         metavar="SECONDS",
-        help="The marketplace's per-call deadline (env KOOSIM_TIMEOUT, default 10).",
+        help="The marketplace's per-call deadline (env KOOSIM_TIMEOUT, default 5 as published: §3.3).",
     )
 
 

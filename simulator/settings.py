@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from simulator.errors import ConfigError, TargetUnreachable, TimeBudget
 from simulator.protocol import load_rsa_public_key
 from simulator.resend import BACKOFF_VARIABLE, DEFAULT_POLICY, MAX_RESENDS, RESENDS_VARIABLE, ResendPolicy
-from simulator.transport import DEFAULT_TIMEOUT, Target
+from simulator.transport import DEFAULT_ENCRYPT_TYPE, DEFAULT_TIMEOUT, ENCRYPT_TYPES, Target
 
 CONFIG_FILE = "koosim.toml"
 PROTOCOLS = ("v2", "v1")
@@ -41,6 +41,7 @@ SETTINGS = {
     "sync_key": "KOOSIM_SYNC_KEY",
     "rsa_public_key": "KOOSIM_RSA_PUBLIC_KEY",
     "timeout": "KOOSIM_TIMEOUT",
+    "encrypt_type": "KOOSIM_ENCRYPT_TYPE",
     "max_time": "KOOSIM_MAX_TIME",
     "resends": RESENDS_VARIABLE,
     "backoff": BACKOFF_VARIABLE,
@@ -146,12 +147,21 @@ def parse_backoff(value: object) -> float:
     return seconds
 
 
+def parse_encrypt_type(value: object) -> str:
+    """The seller's encryption choice: ``1`` (AES-256) or ``2`` (AES-128) (docs/protocol.md §2.7, U20)."""
+    text = str(value).strip()
+    if text not in ENCRYPT_TYPES:
+        raise ValueError(f"encrypt_type must be 1 (AES-256) or 2 (AES-128), not {value!r}")
+    return text
+
+
 VALIDATORS: dict[str, Callable[[object], Any]] = {
     "url": parse_url,
     "sync_url": parse_url,
     "notification_url": parse_url,
     "protocol": parse_protocol,
     "timeout": parse_timeout,
+    "encrypt_type": parse_encrypt_type,
     "max_time": parse_max_time,
     "rsa_public_key": parse_rsa_public_key,
     "resends": parse_resends,
@@ -184,6 +194,8 @@ class Settings:
     sync_key: str | None = None
     rsa_public_key: bytes | None = None
     timeout: float = DEFAULT_TIMEOUT
+    encrypt_type: str = DEFAULT_ENCRYPT_TYPE
+    """The seller's encryption choice for v1 e-mail/mobile values: 1 AES-256, 2 AES-128 (U20)."""
     max_time: float = DEFAULT_MAX_TIME
     """The whole-run time budget of verify, play and explore, in seconds."""
     resend_policy: ResendPolicy = DEFAULT_POLICY
@@ -265,6 +277,7 @@ def build_target(settings: Settings, *, budget: TimeBudget | None = None, **over
         "sync_key": settings.sync_key,
         "rsa_public_key": settings.rsa_public_key,
         "timeout": settings.timeout,
+        "encrypt_type": settings.encrypt_type,
         "budget": budget,
         **overrides,
     }

@@ -72,6 +72,7 @@ _RESENDS = {
     "refreshInstance": "idempotency.refresh-resend",
     "updateInstanceStatus": "idempotency.status-resend",
     "upgrade": "idempotency.upgrade-resend",
+    "upgradeInstance": "idempotency.upgrade-resend",
     "releaseInstance": "idempotency.release-resend",
 }
 _SCENES = {
@@ -141,8 +142,11 @@ def resend_rule(activity: str, concurrent: bool) -> Check:
     return REGISTRY["idempotency.new-instance-resend"]
 
 
-def listing_rule(several: bool) -> Check:
-    """The check a queryInstance answer that leaves out, or still lists, an instance breaks."""
+def listing_rule(several: bool, listed: bool = True) -> Check:
+    """The check a queryInstance answer that leaves out (``listed``), or still lists, an instance
+    breaks. What a released instance looks like in queryInstance is not published (U7)."""
+    if not listed:
+        return REGISTRY["lifecycle.after-release"]
     return REGISTRY["lifecycle.query-several" if several else "lifecycle.full"]
 
 

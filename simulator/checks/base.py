@@ -25,9 +25,11 @@ from simulator.transport import Exchange, Tamper, Target, Transport, send_at_onc
 
 class Severity(StrEnum):
     ERROR = "error"
-    """A rule the marketplace states (doc): breaking it fails the run."""
+    """A rule a page states (docs/protocol.md cites it), or the stricter side of an ambiguity
+    (A-numbers, §11): breaking it fails the run."""
     WARNING = "warning"
-    """Our reading of robust practice where the docs are silent: reported, never failing."""
+    """A rule resting on an ASSUMPTION (U-numbers, §12), the weaker side of an ambiguity or
+    secondary evidence only: reported, never failing (§0)."""
 
 
 class Verdict(StrEnum):
@@ -41,6 +43,13 @@ class Verdict(StrEnum):
 class Finding:
     message: str
     exchanges: list[Exchange] = field(default_factory=list)
+    severity: Severity | None = None
+    """None: the check's own severity. :attr:`Severity.WARNING` for the part of an error check
+    that rests on an ASSUMPTION (e.g. which refusal code, U2): it never fails the run."""
+
+    def fails(self, check: Check) -> bool:
+        """Whether this finding fails ``check`` (rather than only warning)."""
+        return check.severity is Severity.ERROR and self.severity is not Severity.WARNING
 
 
 MERCHANT_INTERFACES = frozenset({"produce", "sync"})
@@ -192,6 +201,10 @@ class Context:
     def fail(self, message: str, *exchanges: Exchange) -> None:
         self.findings.append(Finding(message, list(exchanges)))
 
+    def warn(self, message: str, *exchanges: Exchange) -> None:
+        """Record a finding that rests on an ASSUMPTION: a warning even in an error check."""
+        self.findings.append(Finding(message, list(exchanges), Severity.WARNING))
+
     def abort(self, message: str, *exchanges: Exchange) -> NoReturn:
         self.fail(message, *exchanges)
         raise CheckAborted(message)
@@ -207,6 +220,22 @@ class Context:
         self.fail(f"{why}: expected {code.value} ({code.meaning}), got {describe(exchange)}", exchange)
         return False
 
+    def refused(self, exchange: Exchange, code: ResultCode, why: str, assumption: str = "U2") -> bool:
+        """Record a finding unless the merchant refused the call; the code it refused with is
+        judged only as a warning, since which code answers which fault is an ASSUMPTION
+        (``assumption``, by default U2: docs/protocol.md §3.2). True when it was refused."""
+        if exchange.result_code == code.value:
+            return True
+        if exchange.result_code is None or exchange.result_code == ResultCode.SUCCESS.value:
+            self.fail(f"{why}: expected a refusal ({code.value}), got {describe(exchange)}", exchange)
+            return False
+        self.warn(
+            f"{why}: refused with {describe(exchange)}; koosim expects {code.value} ({code.meaning}), "
+            f"which no page states (ASSUMPTION {assumption})",
+            exchange,
+        )
+        return True
+
     def require(self, exchange: Exchange, code: ResultCode, why: str) -> Exchange:
         """Like :meth:`expect`, but the rest of the check cannot go on without it."""
         if not self.expect(exchange, code, why):
@@ -215,14 +244,26 @@ class Context:
 
     # --- common steps ----------------------------------------------------------------------------
 
-    def new_instance(self, order: Order | None = None, label: str = "newInstance") -> Provisioned:
-        """Order a new instance; the check stops here if the merchant does not create one."""
+    def new_instance(
+        self, order: Order | None = None, label: str = "newInstance", prerequisite: bool = True
+    ) -> Provisioned:
+        """Order a new instance; the check stops here if the merchant does not create one.
+
+        As a ``prerequisite`` (the default) a failure says so ("prerequisite newInstance failed:
+        …") rather than blaming the rule the check was about to test (docs/protocol.md §13 K34).
+        """
         order = order or self.orders.order()
         exchange = self.send(order.new_instance_fields(self.orders.business_id()), label=label)
-        self.require(exchange, ResultCode.SUCCESS, "a valid newInstance must be accepted")
+        prefix = "prerequisite newInstance failed: " if prerequisite else ""
+        if exchange.result_code != ResultCode.SUCCESS.value:
+            self.abort(
+                f"{prefix}a valid newInstance must be accepted: expected {ResultCode.SUCCESS.value} "
+                f"({ResultCode.SUCCESS.meaning}), got {describe(exchange)}",
+                exchange,
+            )
         instance_id = exchange.answer_field("instanceId")
         if not isinstance(instance_id, str) or not instance_id:
-            self.abort("newInstance succeeded without an instanceId", exchange)
+            self.abort(f"{prefix}newInstance succeeded without an instanceId", exchange)
         return Provisioned(order, instance_id, exchange)
 
 

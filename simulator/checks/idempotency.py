@@ -1,4 +1,5 @@
-"""The marketplace resends: every activity must be safe to receive twice (protocol.md §7-§9)."""
+"""The marketplace resends: every activity must be safe to receive twice (docs/protocol.md §4.1-a,
+§10.1). A finding is recorded before any follow-up call, so a failing follow-up never hides it."""
 
 from __future__ import annotations
 
@@ -43,10 +44,14 @@ def _instance_ids(exchanges: list[Exchange]) -> set[str]:
     return set(answered_ids(exchanges))
 
 
-def _listed_instances(ctx: Context, instance_ids: set[str]) -> set[str]:
-    """The ids among ``instance_ids`` that queryInstance says exist."""
+def _listed_instances(ctx: Context, instance_ids: set[str]) -> set[str] | None:
+    """The ids among ``instance_ids`` that queryInstance says exist; None (and a finding of its
+    own) when the query fails."""
     exchange = ctx.send(query_fields(*sorted(instance_ids)), "queryInstance")
-    ctx.require(exchange, ResultCode.SUCCESS, "queryInstance of the instances just created must succeed")
+    if not ctx.expect(
+        exchange, ResultCode.SUCCESS, "queryInstance of the instances just created must succeed"
+    ):
+        return None
     info = exchange.answer_field("info")
     listed: set[Any] = (
         {item.get("instanceId") for item in info if isinstance(item, dict)}
@@ -66,16 +71,16 @@ def _same_instance(ctx: Context, copies: list[Exchange], how: str) -> None:
             copies[index],
         )
     ids = _instance_ids(copies)
-    if len(ids) > 1:
-        extra = _listed_instances(ctx, ids)
-        created = f"; queryInstance lists {len(extra)} of them" if extra else ""
-        ctx.fail(
-            f"{how}: the same orderId + orderLineId got {len(ids)} different instanceIds{created}",
-            *copies,
-        )
+    if len(ids) > 1:  # recorded first: the follow-up query below may fail on its own
+        ctx.fail(f"{how}: the same orderId + orderLineId got {len(ids)} different instanceIds", *copies)
+        listed = _listed_instances(ctx, ids)
+        if listed:
+            ctx.fail(
+                f"{how}: queryInstance lists {len(listed)} of those {len(ids)} instances", *ctx.exchanges[-1:]
+            )
 
 
-@check("idempotency.new-instance-resend", rule="§7 seed")
+@check("idempotency.new-instance-resend", rule="§4.1")
 def new_instance_resend(ctx: Context) -> None:
     """A resent newInstance (new businessId, timestamp and nonce) returns the same instanceId.
 
@@ -100,7 +105,7 @@ def new_instance_resend(ctx: Context) -> None:
         ctx.fail("a second orderLineId of the same orderId got the first line's instanceId", other)
 
 
-@check("idempotency.new-instance-concurrent", rule="§7 seed")
+@check("idempotency.new-instance-concurrent", rule="§4.1, U44", severity=Severity.WARNING)
 def new_instance_concurrent(ctx: Context) -> None:
     """Copies of one newInstance arriving at the same moment yield one instanceId.
 
@@ -118,7 +123,7 @@ def _resent(ctx: Context, fields: dict[str, str], label: str) -> None:
         ctx.expect(exchange, ResultCode.SUCCESS, f"{label} sent again with identical content must succeed")
 
 
-@check("idempotency.refresh-resend", rule="§7", severity=Severity.WARNING)
+@check("idempotency.refresh-resend", rule="§4.2, U8", severity=Severity.WARNING)
 def refresh_resend(ctx: Context) -> None:
     """A renewal (refreshInstance, RENEWAL) resent with identical content succeeds each time."""
     created = ctx.new_instance()
@@ -126,7 +131,7 @@ def refresh_resend(ctx: Context) -> None:
     _resent(ctx, fields, "refreshInstance")
 
 
-@check("idempotency.status-resend", rule="§7", severity=Severity.WARNING)
+@check("idempotency.status-resend", rule="§4.4, U8", severity=Severity.WARNING)
 def status_resend(ctx: Context) -> None:
     """FREEZE resent succeeds each time, and so does UNFREEZE."""
     created = ctx.new_instance()
@@ -134,21 +139,21 @@ def status_resend(ctx: Context) -> None:
     _resent(ctx, status_fields(created.instance_id, "UNFREEZE"), "updateInstanceStatus UNFREEZE")
 
 
-@check("idempotency.upgrade-resend", rule="§7", severity=Severity.WARNING)
+@check("idempotency.upgrade-resend", rule="§4.3, U8", severity=Severity.WARNING)
 def upgrade_resend(ctx: Context) -> None:
     """An upgrade resent with identical content succeeds each time."""
     created: Provisioned = ctx.new_instance()
     _resent(ctx, created.order.upgrade_fields(created.instance_id), "upgrade")
 
 
-@check("idempotency.release-resend", rule="§7", severity=Severity.WARNING)
+@check("idempotency.release-resend", rule="§4.6, U6", severity=Severity.WARNING)
 def release_resend(ctx: Context) -> None:
     """A resent releaseInstance of an already released instance answers 000000."""
     created = ctx.new_instance()
     _resent(ctx, release_fields(created.instance_id), "releaseInstance")
 
 
-@check("idempotency.license-resend", rule="§7 seed", protocols=("v2",))
+@check("idempotency.license-resend", rule="§6.1, U24", severity=Severity.WARNING, protocols=("v2",))
 def license_resend(ctx: Context) -> None:
     """A resent getLicense for the same order line returns the same license code."""
     order = ctx.orders.order()
@@ -174,7 +179,7 @@ CHECK_BACKOFF = 0.05
 scaled to start at 50 ms (50, 100, 200 ms by default) so that the check stays fast."""
 
 
-@check("idempotency.converges-after-failures", rule="§9")
+@check("idempotency.converges-after-failures", rule="§4.1")
 def converges_after_failures(ctx: Context) -> None:
     """Resends after deliveries the marketplace gave up on converge on one instanceId.
 
@@ -246,19 +251,22 @@ def converges_after_failures(ctx: Context) -> None:
             first_with.setdefault(instance_id, exchange)
     if not first_with:
         ctx.abort("no answer carried an instanceId", outcome)
-    listed = _listed_instances(ctx, set(first_with))
-    if len(first_with) > 1:
+    if len(first_with) > 1:  # recorded before the follow-up query, which may fail on its own
         unread = [e for e in given_up if not e.answered]
         ctx.fail(
             f"after {len(deliveries) - 1} failed delivery(ies) and the resends that followed, the same "
-            f"orderId + orderLineId got {len(first_with)} different instanceIds; queryInstance lists "
-            f"{len(listed)} of them",
+            f"orderId + orderLineId got {len(first_with)} different instanceIds",
             *first_with.values(),
             *unread,
         )
-    elif not listed:
+    listed = _listed_instances(ctx, set(first_with))
+    if listed is not None and len(first_with) > 1:
         ctx.fail(
-            "queryInstance does not list the instance newInstance answered (§9: record it first)", outcome
+            f"queryInstance lists {len(listed)} of those {len(first_with)} instances", *ctx.exchanges[-1:]
+        )
+    elif listed is not None and not listed:
+        ctx.fail(
+            "queryInstance does not list the instance newInstance answered (§4.1-c: record it first)", outcome
         )
 
 

@@ -16,7 +16,9 @@ NOTIFICATION = "notification"
 """The interface (and :class:`~simulator.transport.Target` protocol) of order notices."""
 
 
-@exchange_check("notification.accepted", rule="§1", interfaces=(NOTIFICATION,))
+@exchange_check(
+    "notification.accepted", rule="§9, U41", severity=Severity.WARNING, interfaces=(NOTIFICATION,)
+)
 def accepted(exchange: Exchange, target: Target) -> str | None:
     """An order notification signed with the security token is accepted.
 
@@ -29,7 +31,7 @@ def accepted(exchange: Exchange, target: Target) -> str | None:
     return "; ".join(problems) or None
 
 
-@exchange_check("notification.token", rule="§1", severity=Severity.WARNING, interfaces=(NOTIFICATION,))
+@exchange_check("notification.token", rule="§9, U41", severity=Severity.WARNING, interfaces=(NOTIFICATION,))
 def token(exchange: Exchange, target: Target) -> str | None:
     """An order notification with a wrong x-sign is refused with 000001.
 

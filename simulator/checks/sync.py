@@ -1,11 +1,17 @@
-"""User-authorization sync (联营 Kit): its own signature, and idempotent adds and deletes (§4, §8)."""
+"""User-authorization sync (联营 Kit): its own signature, and idempotent adds and deletes
+(docs/protocol.md §2.4, §7).
+
+Every Kit call koosim sends is authenticated with its own ``x-sign`` scheme, which no page
+publishes (ASSUMPTION U25, A37): a merchant that implements the real, unpublished scheme would
+refuse these calls. So every check here is a warning, whatever rule of §7 it tests.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
 
-from simulator.checks.base import Context, check
+from simulator.checks.base import Context, Severity, check
 from simulator.checks.security import STALE_BY_MS, WRONG_SIGNATURE
 from simulator.protocol import ResultCode, encrypt_client_secret
 from simulator.protocol.vocabulary import ADD, DELETE
@@ -29,7 +35,7 @@ def _auth_body(scope: dict[str, str], flag: str) -> dict[str, object]:
     }
 
 
-@check("security.sync-signature-wrong", rule="§4")
+@check("security.sync-signature-wrong", rule="§2.4, U25", severity=Severity.WARNING)
 def sync_signature_wrong(ctx: Context) -> None:
     """A user-sync call with a wrong or missing x-sign is refused with 000001."""
     scope = _tenant(ctx)
@@ -43,7 +49,7 @@ def sync_signature_wrong(ctx: Context) -> None:
     ctx.expect(missing, ResultCode.AUTH_FAILED, "a call without x-sign must be refused")
 
 
-@check("security.sync-timestamp-stale", rule="§4")
+@check("security.sync-timestamp-stale", rule="§2.4, U25", severity=Severity.WARNING)
 def sync_timestamp_stale(ctx: Context) -> None:
     """A correctly signed user-sync call 5 minutes old, or without x-nonce, is refused with 000002."""
     scope = _tenant(ctx)
@@ -57,7 +63,7 @@ def sync_timestamp_stale(ctx: Context) -> None:
     ctx.expect(exchange, ResultCode.INVALID_PARAMETER, "a call without x-nonce must be refused")
 
 
-@check("idempotency.user-sync-add", rule="§8 seed")
+@check("idempotency.user-sync-add", rule="§7.4, U25", severity=Severity.WARNING)
 def user_sync_add(ctx: Context) -> None:
     """Adding the same user to the same instance, tenant and application again succeeds each time."""
     body = _auth_body(_tenant(ctx), ADD)
@@ -66,7 +72,7 @@ def user_sync_add(ctx: Context) -> None:
         ctx.expect(exchange, ResultCode.SUCCESS, "a repeated add of the same user must succeed")
 
 
-@check("idempotency.user-sync-delete", rule="§8 seed")
+@check("idempotency.user-sync-delete", rule="§7.4, U25", severity=Severity.WARNING)
 def user_sync_delete(ctx: Context) -> None:
     """Deleting the same user again succeeds each time, and so does adding it back afterwards."""
     scope = _tenant(ctx)
@@ -80,7 +86,7 @@ def user_sync_delete(ctx: Context) -> None:
     ctx.expect(again, ResultCode.SUCCESS, "adding a deleted user back must succeed")
 
 
-@check("sync.directory", rule="§8")
+@check("sync.directory", rule="§7.2, U45", severity=Severity.WARNING)
 def directory(ctx: Context) -> None:
     """tenantSync, singleOrgSync and allOrgSync adds and deletes are accepted, resends included."""
     scope = _tenant(ctx)
@@ -114,7 +120,7 @@ def directory(ctx: Context) -> None:
         ctx.expect(ctx.sync(call, body, label), ResultCode.SUCCESS, f"{label} must succeed")
 
 
-@check("sync.application-secret", rule="§8")
+@check("sync.application-secret", rule="§7.3, U26", severity=Severity.WARNING)
 def application_secret(ctx: Context) -> None:
     """applicationSync with a clientSecret under the merchant's RSA key succeeds; a bad one gets 000101.
 

@@ -44,7 +44,7 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-TARGET_FLAGS = ("url", "protocol", "sync_url", "timeout")
+TARGET_FLAGS = ("url", "protocol", "sync_url", "timeout", "encrypt_type")
 """The settings a command's flags can set, as :func:`simulator.settings.load_settings` names them."""
 
 
@@ -87,7 +87,13 @@ def target_options(function: F) -> F:
         click.option(
             "--timeout",
             type=click.FloatRange(min=0, min_open=True),
-            help="Per-call deadline in seconds (default 10).",
+            help="Per-call deadline in seconds (default 5, as published: docs/protocol.md §3.3).",
+        ),
+        click.option(
+            "--encrypt-type",
+            type=click.Choice(["1", "2"]),
+            help="The seller's encryption choice: 1 = AES-256, 2 = AES-128 (env KOOSIM_ENCRYPT_TYPE, "
+            "default 1; docs/protocol.md §2.7).",
         ),
     ]
     for option in reversed(options):

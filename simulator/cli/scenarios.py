@@ -383,7 +383,14 @@ def _print_summary(
 ) -> None:
     failed = [outcome for outcome in outcomes if outcome.failed]
     if not failed:
-        if complete:
+        warned = [outcome for outcome in outcomes if outcome.warned]
+        if complete and warned:
+            console.print(
+                f"\n[green]{len(outcomes)} scenario(s): no rule broken[/]; {len(warned)} with warnings "
+                "(ASSUMPTIONs, never failing): " + ", ".join(escape(o.scenario.name) for o in warned),
+                highlight=False,
+            )
+        elif complete:
             console.print(f"\n[green]{len(outcomes)} scenario(s): every expectation met.[/]", highlight=False)
         return
     console.print(

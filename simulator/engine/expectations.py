@@ -218,7 +218,7 @@ class Expectations:
     ) -> Judgement:
         expectation = f"{key} {', '.join(named)}"
         several = len(str(prepared.fields.get("instanceId", "")).split(",")) > 1
-        check_id = prepared.step.check or listing_rule(wanted and several).id
+        check_id = prepared.step.check or listing_rule(several, wanted).id
         ids = {}
         for step_id in named:
             record = self.records.get(step_id)

@@ -40,6 +40,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
+from simulator.checks import REGISTRY, Severity
 from simulator.contracts import schema_for
 from simulator.engine.explore_defaults import DATABASE_DIR, DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS
 from simulator.engine.player import Judgement, Player, StepOutcome
@@ -55,6 +56,13 @@ COPIES = st.sampled_from([1, 2])
 """One call, or two copies of it at the same moment."""
 
 Progress = Callable[["Exploration"], None]
+
+
+def _breaks(judgement: Judgement) -> bool:
+    """Whether a failed expectation breaks an error-severity rule: explore hunts for those; a
+    rule resting on an ASSUMPTION (a warning, docs/protocol.md §0) never makes a failing sequence."""
+    check = REGISTRY.get(judgement.check_id or "")
+    return check is None or check.severity is Severity.ERROR
 
 
 class ExpectationFailed(AssertionError):
@@ -280,8 +288,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         self.exploration.called(len(outcome.exchanges))
         if outcome.blocked is not None:
             self.failure = Judgement("sent", False, None, outcome.blocked)
-        elif outcome.failures:
-            self.failure = outcome.failures[0]
+        elif breaking := [judgement for judgement in outcome.failures if _breaks(judgement)]:
+            self.failure = breaking[0]
         if self.failure is not None:
             self.exploration.failed(list(self.steps), self.failure)
         return outcome

@@ -79,7 +79,13 @@ class ScenarioOutcome:
 
     @property
     def failed(self) -> bool:
-        return any(step.failed for step in self.steps)
+        """Whether a step broke a rule of error severity (a warning never fails a run, §0)."""
+        return any(step.failed and step_severity(step) is Severity.ERROR for step in self.steps)
+
+    @property
+    def warned(self) -> bool:
+        """Whether some step broke only warning-severity rules (ASSUMPTIONs)."""
+        return any(step.failed and step_severity(step) is Severity.WARNING for step in self.steps)
 
     @property
     def failed_checks(self) -> list[str]:

@@ -10,13 +10,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from simulator.checks import Check, Context, Finding, Severity, Verdict, judge_exchange
+from simulator.checks import Check, Context, Finding, Verdict, judge_exchange
 from simulator.checks.base import CheckAborted, CheckSkipped
 from simulator.errors import BudgetSpent, budget_reason
 from simulator.model import OrderFactory
 from simulator.resend import DEFAULT_POLICY, ResendPolicy
 from simulator.settings import TargetUnreachable, probe
-from simulator.transport import Exchange, Target, Transport
+from simulator.transport import DEADLINE_SOURCE, DEFAULT_TIMEOUT, Exchange, Target, Transport
 
 __all__ = ["TargetUnreachable", "probe"]  # where the engine's callers have always found them
 
@@ -71,7 +71,7 @@ class Run:
     def assumptions(self) -> dict[str, str]:
         """The figures the marketplace does not publish, as this run took them (protocol.md §10)."""
         return {
-            "deadline": f"{self.target.timeout:g} s per call (ASSUMPTION)",
+            "deadline": deadline_note(self.target.timeout),
             "resend schedule": f"{self.resend_policy.describe()} (ASSUMPTION)",
             "timestamp window": "60 s (doc)",
         }
@@ -170,10 +170,17 @@ def run_check(
     return result
 
 
+def deadline_note(timeout: float) -> str:
+    """The run header's deadline: the published 5 s and where it is published, or the override."""
+    if timeout == DEFAULT_TIMEOUT:
+        return f"{timeout:g} s per call (published: {DEADLINE_SOURCE})"
+    return f"{timeout:g} s per call (--timeout; published {DEFAULT_TIMEOUT:g} s, {DEADLINE_SOURCE})"
+
+
 def _verdict(check: Check, findings: list[Finding]) -> Verdict:
     if not findings:
         return Verdict.PASSED
-    return Verdict.FAILED if check.severity is Severity.ERROR else Verdict.WARNED
+    return Verdict.FAILED if any(finding.fails(check) for finding in findings) else Verdict.WARNED
 
 
 def exchange_result(check: Check, exchange: Exchange, problems: Sequence[str]) -> CheckResult:

@@ -64,24 +64,29 @@ def _merchant() -> Merchant:
 @bp.post("/produceAPI")
 def produce_v2() -> Response:
     config = current_app.config
+
+    def reply(answer_body: Answer) -> Response:
+        """Signed with Body-Sign as on v1: the stricter reading of A8 (docs/protocol.md §2.3)."""
+        return json_response(answer_body, sign_with=config["KOOSIM_ACCESS_KEY"])
+
     if "v2" not in config["KOOSIM_PROTOCOLS"]:
-        return json_response(answer(ResultCode.INVALID_PARAMETER, "this merchant speaks only v1 (GET)"))
+        return reply(answer(ResultCode.INVALID_PARAMETER, "this merchant speaks only v1 (GET)"))
     timestamp, nonce = request.args.get("timestamp"), request.args.get("nonce")
     if not timestamp or not nonce:
-        return json_response(answer(ResultCode.INVALID_PARAMETER, "timestamp and nonce are required"))
+        return reply(answer(ResultCode.INVALID_PARAMETER, "timestamp and nonce are required"))
     body = read_json_object()
     if body is None:
-        return json_response(answer(ResultCode.INVALID_PARAMETER, "the body is not a JSON object"))
+        return reply(answer(ResultCode.INVALID_PARAMETER, "the body is not a JSON object"))
     if not verify_v2(body, config["KOOSIM_ACCESS_KEY"], timestamp, nonce, request.args.get("signature")):
-        return json_response(answer(ResultCode.AUTH_FAILED, "signature verification failed"))
+        return reply(answer(ResultCode.AUTH_FAILED, "signature verification failed"))
     if not is_fresh(timestamp, now_ms=int(time.time() * 1000)):
-        return json_response(answer(ResultCode.INVALID_PARAMETER, "the timestamp is outside the 60 s window"))
+        return reply(answer(ResultCode.INVALID_PARAMETER, "the timestamp is outside the 60 s window"))
     activity = body.get("activity")
     if not isinstance(activity, str) or activity not in HANDLERS:
-        return json_response(answer(ResultCode.INVALID_PARAMETER, f"unknown activity {activity!r}"))
+        return reply(answer(ResultCode.INVALID_PARAMETER, f"unknown activity {activity!r}"))
     if (problem := first_violation(body, "v2", activity)) is not None:
-        return json_response(answer(ResultCode.INVALID_PARAMETER, problem))
-    return json_response(_merchant().handle(body))
+        return reply(answer(ResultCode.INVALID_PARAMETER, problem))
+    return reply(_merchant().handle(body))
 
 
 @bp.get("/produceAPI")

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from flask import Flask, Response
 
+from simulator.checks import Verdict
 from simulator.protocol import ResultCode
 from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import answer
@@ -48,6 +49,7 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
+    verdict=Verdict.WARNED,
     catches="sync.application-secret",
     evidence="a clientSecret that does not decrypt must get 000101",
     rule="§8",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
+from simulator.checks import Verdict
 from simulator.protocol import ResultCode
 from simulator.reference import MerchantConfig, create_app
 
@@ -39,6 +40,7 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
+    verdict=Verdict.WARNED,
     catches="contract.http-200-json",
     evidence="HTTP 401 instead of 200",
     rule="§6",

@@ -164,3 +164,31 @@ def activity_of_request() -> str | None:
     except ValueError:
         return None
     return body.get("activity") if isinstance(body, dict) else None
+
+
+def refuse_calls(
+    app: Flask,
+    endpoint: str,
+    reason: Callable[[dict[str, Any]], str | None],
+    code: ResultCode = ResultCode.INVALID_PARAMETER,
+) -> None:
+    """Answer ``code`` to every call of ``endpoint`` for which ``reason(fields)`` names one.
+
+    ``fields`` are the call's query parameters (v1 GET) or its JSON body (v2, sync). Produce
+    answers are signed with Body-Sign as the reference merchant signs them, so the defect is
+    only the refusal; every other call goes to the reference merchant unchanged.
+    """
+    produce = endpoint.startswith("produce.")
+
+    def refusing(view: Callable[..., Response]) -> Callable[..., Response]:
+        def refuse_or_serve(*args: Any, **kwargs: Any) -> Response:
+            fields = request.args.to_dict() if request.method == "GET" else read_json_object()
+            why = None if fields is None else reason(fields)
+            if why is None:
+                return view(*args, **kwargs)
+            sign_with = app.config["KOOSIM_ACCESS_KEY"] if produce else None
+            return json_response(answer(code, why), sign_with=sign_with)
+
+        return refuse_or_serve
+
+    wrap_view(app, endpoint, refusing)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 
 from flask import Flask
 
+from simulator.checks import Verdict
 from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant
 
@@ -56,6 +57,7 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
+    verdict=Verdict.WARNED,
     catches="idempotency.new-instance-concurrent",
     evidence="concurrent copies: the same orderId + orderLineId got",
     rule="§7 seed rule",

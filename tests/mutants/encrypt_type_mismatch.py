@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from simulator.checks import Verdict
 from simulator.protocol import EncryptType, encrypt
 from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Merchant
@@ -42,6 +43,7 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
+    verdict=Verdict.WARNED,
     catches="security.appinfo-encrypted",
     evidence="does not decrypt with encryptType 2",
     rule="§5",

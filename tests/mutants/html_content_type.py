@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from flask import Flask, Response
 
+from simulator.checks import Verdict
 from simulator.reference import MerchantConfig, create_app
 
 from .base import mutant
@@ -35,6 +36,7 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
+    verdict=Verdict.WARNED,
     catches="contract.http-200-json",
     evidence="not application/json",
     rule="§6",

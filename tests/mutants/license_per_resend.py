@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from simulator.checks import Verdict
 from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant
 
@@ -40,6 +41,7 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
+    verdict=Verdict.WARNED,
     catches="idempotency.license-resend",
     evidence="different license codes",
     rule="§7 seed rule, §1 license products",

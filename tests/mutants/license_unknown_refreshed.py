@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from simulator.checks import Verdict
 from simulator.protocol import ResultCode
 from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant, answer
@@ -42,6 +43,7 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
+    verdict=Verdict.WARNED,
     catches="lifecycle.license",
     evidence="refreshLicense of an unknown license",
     rule="§1 license products, §6",

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from simulator.checks import Verdict
 from simulator.protocol import ResultCode
 from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant, answer
@@ -52,6 +53,7 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
+    verdict=Verdict.WARNED,
     catches="security.appinfo-encrypted",
     evidence="appInfo.password does not decrypt",
     rule="§5",

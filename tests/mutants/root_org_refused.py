@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from flask import Flask, Response
 
+from simulator.checks import Verdict
 from simulator.protocol import ResultCode
 from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import answer
@@ -49,6 +50,7 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
+    verdict=Verdict.WARNED,
     catches="sync.directory",
     evidence="singleOrgSync add must succeed",
     rule="§8",

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from flask import Flask, Response, request
 
+from simulator.checks import Verdict
 from simulator.protocol import sign_sync
 from simulator.reference import MerchantConfig, create_app
 from simulator.reference.produce import read_json_object
@@ -47,6 +48,7 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
+    verdict=Verdict.WARNED,
     catches="security.sync-signature-wrong",
     evidence="a wrong x-sign must be refused",
     rule="§4",

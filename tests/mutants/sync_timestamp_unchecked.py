@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from flask import Flask, Response, request
 
+from simulator.checks import Verdict
 from simulator.protocol import sign_sync, verify_sync
 from simulator.reference import MerchantConfig, create_app
 from simulator.reference.produce import read_json_object
@@ -51,6 +52,7 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
+    verdict=Verdict.WARNED,
     catches="security.sync-timestamp-stale",
     evidence="an x-timestamp outside the 60 s window must be refused",
     rule="§4",

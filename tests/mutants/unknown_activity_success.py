@@ -47,6 +47,6 @@ MUTANT = mutant(
     __name__,
     build,
     catches="lifecycle.invalid-parameters",
-    evidence="an unknown activity: expected 000002",
+    evidence="an unknown activity: expected a refusal",
     rule="§6",
 )

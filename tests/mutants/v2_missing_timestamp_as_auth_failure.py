@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 from flask import Flask, Response, request
 
+from simulator.checks import Verdict
 from simulator.protocol import ResultCode
 from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import answer
@@ -46,7 +47,8 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
+    verdict=Verdict.WARNED,
     catches="security.v2-timestamp-missing",
-    evidence="got resultCode 000001",
+    evidence="refused with resultCode 000001 (authentication failed); koosim expects 000002",
     rule="§2, §6",
 )
