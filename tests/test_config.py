@@ -26,7 +26,7 @@ def test_defaults_without_flags_environment_or_file(tmp_path: Path) -> None:
         sync_url=None,
         sync_key=None,
         rsa_public_key=None,
-        timeout=10.0,
+        timeout=5.0,  # the published deadline (docs/protocol.md §3.3); this test had 10 s
     )
 
 

@@ -155,7 +155,9 @@ def test_answers_allow_exactly_the_codes_of_their_call(family: str, name: str) -
     assert code["pattern"] == "^[0-9]{6}$"
     assert set(code["enum"]) == ALLOWED_CODES[name]
     assert set(code["enum"]) <= {c.value for c in ResultCode}
-    assert {"resultCode", "resultMsg"} <= set(schema["required"])
+    # resultMsg is optional, at most 255 characters (docs/protocol.md §3.1; this test required it)
+    assert "resultCode" in schema["required"] and "resultMsg" not in schema["required"]
+    assert schema["properties"]["resultMsg"]["maxLength"] == 255
     for failure in ALLOWED_CODES[name] - {"000000"}:
         assert validate({"resultCode": failure, "resultMsg": "m"}, family, name, "response") == []
     bare_success = validate({"resultCode": "000000", "resultMsg": "m"}, family, name, "response")
@@ -769,13 +771,13 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
         "is not one of",
     ),
     (
-        "resultMsg missing",
+        "resultMsg over 255 characters (it is optional: docs/protocol.md §3.1)",
         "sync",
         "allOrgSync",
         "response",
-        {"resultCode": "000000"},
+        {"resultCode": "000000", "resultMsg": "m" * 256},
         "$.resultMsg",
-        "required member 'resultMsg' is missing",
+        "is too long",
     ),
     (
         "newInstance success without instanceId",

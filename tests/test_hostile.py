@@ -73,16 +73,20 @@ def test_every_command_ends_in_time_names_what_happened_and_exits_1(hostile: Hos
             )
         )
     for command, (finished, _) in outcomes.items():
-        assert finished.returncode == 1, finished
+        if not hostile.warning_only:
+            assert finished.returncode == 1, finished
+        elif command == "verify":  # the warning alone; play and explore go on to calls a raw server fails
+            assert finished.returncode == 0, finished
         assert finished.seconds < WALL_LIMIT_S, finished
         assert "Traceback" not in finished.output, finished
         assert "\x1b" not in finished.output, finished  # no merchant byte drives the terminal
-        assert hostile.reports in finished.flat, f"{command}: expected {hostile.reports!r} in\n{finished}"
+        if not (hostile.warning_only and command == "explore"):
+            assert hostile.reports in finished.flat, f"{command}: expected {hostile.reports!r} in\n{finished}"
 
     # verify's report holds every call the merchant read: nothing lost, nothing made up
     finished, received = outcomes["verify"]
     report = json.loads((tmp_path / "verify" / "report.json").read_text(encoding="utf-8"))
-    assert report["exit_code"] == 1
+    assert report["exit_code"] == (0 if hostile.warning_only else 1)
     if received is not None:
         assert len(report["exchanges"]) == received, finished
 

@@ -142,9 +142,8 @@ def test_a_failed_check_fails_its_item_with_the_finding_and_no_key(
     result.stdout.fnmatch_lines(
         [
             "*koosim security.v2-signature-wrong*",
-            "a wrong signature must be refused: expected 000001 (authentication failed),"
-            " got resultCode 000000 (success)",
-            "rule: protocol.md §2 (error)",
+            "a wrong signature must be refused: expected a refusal (000001), got resultCode 000000 (success)",
+            "rule: protocol.md §2.1 (error)",
             "*> POST http://127.0.0.1:*/produceAPI?signature=0000*",
             "*< HTTP 200 in *",
             f"reproduce: koosim verify --url {any_signature_url} --checks security.v2-signature-wrong",
@@ -163,7 +162,7 @@ def test_a_warned_check_passes_with_a_warning(
 
     result.assert_outcomes(passed=1, warnings=1, deselected=len(catalog()) - 1)
     result.stdout.fnmatch_lines(
-        ["*KoosimWarning: idempotency.release-resend (practice, protocol.md §7): releaseInstance*"]
+        ["*KoosimWarning: idempotency.release-resend (practice, protocol.md §4.6, U6): releaseInstance*"]
     )
 
 
@@ -174,7 +173,9 @@ def test_warnings_as_errors_fail_a_warned_check_in_one_line(
     result = _run(pytester, "--koosim-url", release_twice_refused_url, "-k", "release-resend", "-W", strict)
 
     result.assert_outcomes(failed=1, deselected=len(catalog()) - 1)
-    result.stdout.fnmatch_lines(["idempotency.release-resend (practice, protocol.md §7): releaseInstance*"])
+    result.stdout.fnmatch_lines(
+        ["idempotency.release-resend (practice, protocol.md §4.6, U6): releaseInstance*"]
+    )
     assert "Traceback" not in result.stdout.str()
 
 

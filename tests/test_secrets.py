@@ -239,7 +239,7 @@ def test_the_merchant_did_echo_and_koosim_redacted_what_it_echoed(echoed: dict[s
     assert f"your password is {REDACTED}" in report  # decrypted by the transport, then redacted
     assert f"access key {REDACTED}, sync key {REDACTED}" in report
     v1_report = outputs["reports/v1.json"].decode("utf-8")
-    assert f"email {REDACTED}, mobilePhone None" in v1_report  # the tool's v1 e-mail, echoed
+    assert f"email {REDACTED}, mobilePhone {REDACTED}" in v1_report  # the tool's v1 e-mail and mobile, echoed
     played = " ".join(echoed["finished"]["play"].output.split())
     assert f"email {REDACTED}, mobilePhone {REDACTED}" in played  # the scenario's contact, echoed
     database = b"".join(data for name, data in outputs.items() if name.startswith("koosim.db"))

@@ -41,6 +41,13 @@ def _masked(value: Any, secrets: tuple[str, ...]) -> Any:
     return value
 
 
+def _status_problem(exchange: Exchange) -> str:
+    location = exchange.header("Location")
+    if exchange.status is not None and 300 <= exchange.status < 400 and location:
+        return f"HTTP {exchange.status} instead of 200: a redirect to {location!r}, never followed"
+    return f"HTTP {exchange.status} instead of 200"
+
+
 @exchange_check("contract.http-200-json", rule="§3.1, U3", severity=Severity.WARNING)
 def http_200_json(exchange: Exchange, target: Target) -> str | None:
     """Every answer is HTTP 200 with Content-Type application/json (ASSUMPTION U3).
@@ -51,10 +58,7 @@ def http_200_json(exchange: Exchange, target: Target) -> str | None:
     if not exchange.answered:
         return None  # contract.json-body or timing.deadline reports it
     if exchange.status != 200:
-        location = exchange.header("Location")
-        if exchange.status is not None and 300 <= exchange.status < 400 and location:
-            return f"HTTP {exchange.status} instead of 200: a redirect to {location!r}, never followed"
-        return f"HTTP {exchange.status} instead of 200"
+        return _status_problem(exchange)
     content_type = exchange.header("Content-Type") or ""
     if content_type.split(";")[0].strip().lower() != "application/json":
         return f"Content-Type is {content_type or 'missing'!r}, not application/json"
@@ -70,7 +74,10 @@ def json_body(exchange: Exchange, target: Target) -> str | None:
     if exchange.error is not None:
         return f"no usable HTTP answer: {exchange.error}"
     if _json_object(exchange) is None:
-        return exchange.json_problem or "the body is not a JSON object"
+        problem = exchange.json_problem or "the body is not a JSON object"
+        if exchange.status != 200:  # say what came instead, as contract.http-200-json does
+            return f"{_status_problem(exchange)}, and {problem}"
+        return problem
     repeated = exchange.repeated_members
     if repeated:
         names = ", ".join(repr(name) for name in repeated[:3])
@@ -80,7 +87,7 @@ def json_body(exchange: Exchange, target: Target) -> str | None:
 
 @exchange_check("contract.result-code", rule="§3.2")
 def result_code(exchange: Exchange, target: Target) -> str | None:
-    """resultCode is a six-digit string from §6, and one the activity may answer."""
+    """resultCode is a six-digit string from the published code list (§3.2)."""
     body = _json_object(exchange)
     if body is None:
         return None
@@ -89,6 +96,16 @@ def result_code(exchange: Exchange, target: Target) -> str | None:
         return f"resultCode is {code!r}, not a string"
     if code not in _KNOWN_CODES:
         return f"resultCode {code!r} is not one of the protocol's codes"
+    return None
+
+
+@exchange_check("contract.result-code-per-activity", rule="§3.2, U15", severity=Severity.WARNING)
+def result_code_per_activity(exchange: Exchange, target: Target) -> str | None:
+    """resultCode is one koosim expects of the activity (ASSUMPTION U15: the code list ties codes
+    to activities only for 000003 and 000100)."""
+    code = exchange.result_code
+    if code is None or code not in _KNOWN_CODES:
+        return None
     try:
         allowed = allowed_result_codes(exchange.protocol, exchange.activity)
     except UnknownContract:

@@ -118,7 +118,7 @@ def v1_encrypted_values(ctx: Context) -> None:
     """
     encrypt_type = EncryptType(ctx.target.encrypt_type)
     fields = _probe_fields(ctx)
-    fields["email"] = encrypt("buyer@example.com", ctx.target.access_key, encrypt_type)
+    fields["email"] = encrypt("buyer+tag@example.com", ctx.target.access_key, encrypt_type)
     fields["mobilePhone"] = encrypt("+8613800000000", ctx.target.access_key, encrypt_type)
     cipher = "AES-256" if encrypt_type is EncryptType.AES256 else "AES-128"
     exchange = ctx.send(fields, f"newInstance, e-mail and mobile encrypted ({cipher})")

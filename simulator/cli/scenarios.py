@@ -433,12 +433,19 @@ def _print_summary(
     show_default=True,
     help="Where the smallest failing sequence is saved as a scenario file.",
 )
+@click.option(
+    "--warnings",
+    "hunt_warnings",
+    is_flag=True,
+    help="Also hunt rules resting on ASSUMPTIONs (warnings in verify); they then fail like errors.",
+)
 def explore(
     info: TargetInfo,
     max_examples: int,
     max_steps: int,
     seed: int,
     save_dir: Path,
+    hunt_warnings: bool,
 ) -> None:
     """Try random sequences of marketplace calls; shrink a failure to a scenario `koosim play` replays.
 
@@ -461,7 +468,9 @@ def explore(
         )
         if not target.sync_key:
             console.print("[dim]no sync key (KOOSIM_SYNC_KEY): user-sync calls are left out[/]")
-        exploration = Exploration(target, seed=seed, max_examples=max_examples, max_steps=max_steps)
+        exploration = Exploration(
+            target, seed=seed, max_examples=max_examples, max_steps=max_steps, hunt_warnings=hunt_warnings
+        )
         with _ExploreProgress(console, max_examples) as progress:
             exploration.on_progress = progress.update
             try:

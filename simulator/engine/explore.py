@@ -99,6 +99,9 @@ class Exploration:
     max_steps: int = DEFAULT_MAX_STEPS
     database_dir: Path | None = DATABASE_DIR
     on_progress: Progress | None = None
+    hunt_warnings: bool = False
+    """Also hunt rules resting on ASSUMPTIONs (warning severity); by default only error rules
+    make a failing sequence (docs/protocol.md §0)."""
     salt: str = field(default_factory=lambda: uuid.uuid4().hex[:6])
     """Mixed into every sequence's order ids: a merchant that keeps its data never sees one twice."""
     examples: int = 0
@@ -288,7 +291,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
         self.exploration.called(len(outcome.exchanges))
         if outcome.blocked is not None:
             self.failure = Judgement("sent", False, None, outcome.blocked)
-        elif breaking := [judgement for judgement in outcome.failures if _breaks(judgement)]:
+        elif breaking := [j for j in outcome.failures if self.exploration.hunt_warnings or _breaks(j)]:
             self.failure = breaking[0]
         if self.failure is not None:
             self.exploration.failed(list(self.steps), self.failure)

@@ -230,6 +230,9 @@ class Hostile:
     """The per-call deadline (--timeout) the commands run with."""
     raw: bool = True
     """Served by :class:`RawServer` (bytes) rather than as a Flask app over the reference merchant."""
+    warning_only: bool = False
+    """The answer breaks only a rule resting on an ASSUMPTION (docs/protocol.md §0): verify and
+    play report it as a warning and exit 0; explore, which hunts error-severity rules, finds nothing."""
 
     @property
     def doc(self) -> str:
@@ -247,7 +250,13 @@ GALLERY = [
     Hostile("html-502", html_502, "HTTP 502 instead of 200"),
     Hostile("ten-megabytes", ten_megabytes, "the answer is larger than 1048576 bytes"),
     Hostile("invalid-utf8", invalid_utf8, "the body is not UTF-8 (byte 0xff at offset 36)"),
-    Hostile("wrong-content-type", wrong_content_type, "Content-Type is 'text/html; charset=utf-8'"),
+    # the answer's Content-Type is ASSUMPTION U3 (docs/protocol.md §3.1): a warning, not a failure
+    Hostile(
+        "wrong-content-type",
+        wrong_content_type,
+        "Content-Type is 'text/html; charset=utf-8'",
+        warning_only=True,
+    ),
     Hostile("redirect-loop", redirect_loop, "HTTP 302 instead of 200: a redirect to 'http://127.0.0.1"),
     Hostile("redirect-elsewhere", redirect_elsewhere, "a redirect to 'http://example.invalid/produceAPI'"),
     Hostile("endless-chunks", endless_chunks, "the answer is larger than 1048576 bytes"),
