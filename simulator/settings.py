@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.protocol import load_rsa_public_key
+from simulator.redaction import secret_problem
 from simulator.transport import DEFAULT_TIMEOUT, Target
 
 CONFIG_FILE = "koosim.toml"
@@ -132,6 +133,9 @@ def load_settings(
         raise ConfigError(f"{resolved['timeout'][1]}: {exc}") from None
     for name in ("url", "sync_url"):
         if value(name) is not None and (problem := url_problem(value(name))) is not None:
+            raise ConfigError(f"{resolved[name][1]}: {problem}")
+    for name in ("access_key", "sync_key"):
+        if value(name) is not None and (problem := secret_problem(str(value(name)))) is not None:
             raise ConfigError(f"{resolved[name][1]}: {problem}")
     rsa_path = value("rsa_public_key")
     rsa_public_key = None
