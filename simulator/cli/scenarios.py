@@ -161,7 +161,7 @@ def _play_one(
     console: Console, store: Store, scenario: Scenario, target: Target, seed: str | None, step_mode: bool
 ) -> ScenarioOutcome:
     from simulator.engine.player import Player, ScenarioOutcome, step_result
-    from simulator.server.recording import RecordedRun
+    from simulator.store import RunRecorder
 
     file = f"{_shown_path(scenario.path)}, " if scenario.path else ""
     shown_seed = scenario.seed if seed is None else seed
@@ -172,7 +172,7 @@ def _play_one(
     )
     if scenario.description:
         console.print(f"[dim]{escape(scenario.description)}[/]", highlight=False)
-    recording = RecordedRun(
+    recording = RunRecorder.start(
         store, target, kind="play", planned=len(scenario.steps), command=f"koosim play {scenario.name}"
     )
     player = Player(scenario, target, seed=seed, transport=recording.transport)
@@ -198,7 +198,7 @@ def _play_one(
             f"[yellow]the run history is incomplete: {escape(recording.problem)}[/]", highlight=False
         )
     else:
-        console.print(f"[dim]recorded: koosim show {recording.id}[/]", highlight=False)
+        console.print(f"[dim]recorded: koosim show {recording.run_id}[/]", highlight=False)
     return outcome
 
 

@@ -23,8 +23,8 @@ from simulator.checks import Check, Severity, judge_exchange
 from simulator.checks.base import describe
 from simulator.checks.security import WRONG_SIGNATURE
 from simulator.protocol import ResultCode
-from simulator.server.recording import RecordedRun
 from simulator.server.state import Marketplace, NotConfigured
+from simulator.store import RunRecorder
 from simulator.transport import Exchange, Tamper, Target
 
 ORDER_TYPES = ("NEW", "TRIAL", "TRIAL_TO_FORMAL", "UNSUBSCRIBE", "RENEW", "CHANGE")
@@ -39,7 +39,7 @@ class NotificationError(ValueError):
 def template(market: Marketplace) -> dict[str, str]:
     """A notice about the last order the marketplace sent, or about a debug order."""
     order_id, line_id = "MOCKPERIODYEARNEW", "MOCKPERIODYEARNEW-000001"
-    latest = market.store.latest_order()
+    latest = market.store.marketplace.latest_order()
     if latest is not None:
         order_id, line_id = latest["order_id"], latest["order_line_id"]
     return {
@@ -105,7 +105,7 @@ def send_notification(market: Marketplace, body: Any, *, check_token: bool = Tru
     plan = [(ACCEPTED, Tamper(), f"order notification ({body['orderType']})")]
     if check_token:
         plan.append((TOKEN, Tamper(signature=WRONG_SIGNATURE), "order notification, wrong x-sign"))
-    recording = RecordedRun(market.store, target, kind=NOTIFICATION, planned=len(plan))
+    recording = RunRecorder.start(market.store, target, kind=NOTIFICATION, planned=len(plan))
     try:
         for check, tamper, label in plan:
             exchange = recording.transport.post_signed(
@@ -120,4 +120,4 @@ def send_notification(market: Marketplace, body: Any, *, check_token: bool = Tru
             recording.judge(check, exchange, check.run(exchange, target))
     finally:
         recording.finish()
-    return recording.id
+    return recording.run_id

@@ -17,8 +17,8 @@ from typing import Any
 
 from simulator.engine.player import Player, Prepared, StepOutcome, requirements, step_result
 from simulator.engine.scenario import Scenario, ScenarioError, Unresolved, discover, find, library_dirs, load
-from simulator.server.recording import RecordedRun
 from simulator.server.state import Marketplace
+from simulator.store import RunRecorder
 
 
 class PlayError(ValueError):
@@ -48,7 +48,7 @@ class PlaySession:
 
     scenario: Scenario
     player: Player
-    recording: RecordedRun
+    recording: RunRecorder
     position: int = 0
     """Index of the next step to send."""
     outcomes: list[StepOutcome] = field(default_factory=list)
@@ -59,7 +59,7 @@ class PlaySession:
 
     @property
     def id(self) -> str:
-        return self.recording.id
+        return self.recording.run_id
 
     @property
     def next_step(self) -> Any:
@@ -191,7 +191,7 @@ def start(market: Marketplace, name: Any) -> PlaySession:
     problems = requirements(scenario, target)
     if problems:
         raise PlayError("; ".join(problems))
-    recording = RecordedRun(
+    recording = RunRecorder.start(
         market.store,
         target,
         kind="play",
