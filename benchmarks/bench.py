@@ -310,7 +310,7 @@ def measure_verify(target: Target, workdir: Path, sizes: Sizes, bare_call: float
     args = [str(BIN / "koosim"), "verify", "--url", target.url, "--db", str(db)]
     timed_command(args, workdir, env)  # warm-up: the file system cache, the .pyc files
     walls = [timed_command(args, workdir, env)[0] for _ in range(sizes.verify_runs)]
-    runs = Store(db).runs(limit=sizes.verify_runs)
+    runs = Store(db).history.runs(limit=sizes.verify_runs)
     exchanges = median([run["exchange_count"] for run in runs])
     waits = designed_waits(target, workdir)
     floor = exchanges * bare_call + startup + waits
@@ -518,7 +518,7 @@ def measure_history(workdir: Path, sizes: Sizes, sample: Run) -> list[Line]:
             big_query / small_query,
             "<= 1.25 (ours)",
             at_most(1.25)(big_query / small_query),
-            f"Store.runs(limit=20) {big_query * 1e3:.2f} ms vs {small_query * 1e3:.2f} ms with {baseline}",
+            f"History.runs(limit=20) {big_query * 1e3:.2f} ms vs {small_query * 1e3:.2f} ms with {baseline}",
             {"query_s": big_query, "baseline_query_s": small_query},
         ),
         Line(

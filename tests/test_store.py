@@ -3,10 +3,12 @@ and the ``koosim runs`` / ``koosim show`` commands over it."""
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -34,6 +36,7 @@ from simulator.store import (
     RunRecorder,
     Store,
     StoreError,
+    private_file,
 )
 from simulator.transport import Target
 
@@ -358,3 +361,93 @@ def test_verify_with_an_unusable_history_path_is_a_usage_error(cli_env: Path) ->
         main, ["verify", "--checks", "lifecycle.full", "--db", str(cli_env / "file" / "k.db")]
     )
     assert result.exit_code == 2 and "cannot keep the run history" in result.output
+
+
+# --- a damaged file, and who may read it -----------------------------------------------------------
+
+
+def _damaged_history(path: Path) -> str:
+    """A history whose ``runs`` table has a data page overwritten with garbage; page 1 (the
+    header and the schema) intact, so the file opens and fails only when the runs are read."""
+    store = Store(path)
+    for number in range(3):
+        store.history.begin_run(f"run-{number}", kind="verify", target={"url": "http://m", "protocol": "v2"})
+    del store
+    gc.collect()  # closes the idle connection Store keeps, so the log folds into the file
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+    assert root > 1
+    with path.open("r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * page_size)
+    return "run-1"
+
+
+@pytest.mark.parametrize("command", [["runs"], ["show", "run-1"], ["show", "--json", "run-1"]])
+def test_a_damaged_history_is_one_line_and_exit_2_in_the_cli(cli_env: Path, command: list[str]) -> None:
+    path = cli_env / "damaged.db"
+    _damaged_history(path)
+    result = CliRunner().invoke(main, [*command, "--db", str(path)])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Traceback" not in result.output and not isinstance(result.exception, StoreError)
+    assert result.output.count("\n") == 1 and "damaged" in result.output and str(path) in result.output
+
+
+def test_a_damaged_history_answers_503_in_the_server(tmp_path: Path) -> None:
+    from simulator.server import create_app as create_server
+
+    path = tmp_path / "damaged.db"
+    _damaged_history(path)
+    client = create_server(Store(path)).test_client()
+    for page in ("/api/runs", "/api/runs/run-1"):
+        answer = client.get(page)
+        assert answer.status_code == 503 and answer.is_json, (page, answer.status_code)
+        assert "damaged" in answer.json["error"] and "Traceback" not in answer.json["error"]
+    for page in ("/", "/runs", "/runs/run-1"):
+        answer = client.get(page)
+        assert answer.status_code == 503, (page, answer.status_code)
+        assert "damaged" in answer.get_data(as_text=True) and answer.mimetype == "text/html"
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_history_folder_is_0700_and_its_files_0600(cli_env: Path) -> None:
+    """Whatever the umask: the history holds what merchants answered."""
+    old = os.umask(0o022)
+    try:
+        store = Store(cli_env / ".koosim" / "koosim.db")
+        store.history.begin_run("r", kind="verify", target={"url": "http://m", "protocol": "v2"})
+        holding = store.holding()  # -wal and -shm exist while a connection is open
+        files = [store.path, Path(f"{store.path}-wal"), Path(f"{store.path}-shm")]
+        assert all(file.exists() for file in files)
+        assert _mode(store.path.parent) == 0o700
+        assert {str(file): _mode(file) for file in files} == {str(file): 0o600 for file in files}
+        holding.release()
+    finally:
+        os.umask(old)
+
+
+def test_an_older_history_left_readable_is_tightened(cli_env: Path) -> None:
+    folder = cli_env / ".koosim"
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    Store(folder / "koosim.db")
+    os.chmod(folder / "koosim.db", 0o644)
+    Store(folder / "koosim.db")
+    assert (_mode(folder), _mode(folder / "koosim.db")) == (0o700, 0o600)
+
+
+def test_a_private_file_is_0600_even_over_a_readable_one(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    report.write_text("old")
+    os.chmod(report, 0o644)
+    with private_file(report) as file:
+        file.write("new")
+    assert report.read_text() == "new" and _mode(report) == 0o600
+    with private_file(tmp_path / "fresh.xml", "wb") as file:
+        file.write(b"<x/>")
+    assert _mode(tmp_path / "fresh.xml") == 0o600

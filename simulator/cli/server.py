@@ -46,8 +46,13 @@ def runs(limit: int, db_path: Path) -> None:
     from simulator.checks import Verdict
     from simulator.report.console import verdict_text
 
+    from simulator.store import StoreError
+
     store = _open_store(db_path, must_exist=True)
-    listed = store.history.runs(limit=limit)
+    try:
+        listed = store.history.runs(limit=limit)
+    except StoreError as exc:  # a damaged file: one line, not a traceback
+        _fail(str(exc), EXIT_USAGE)
     console = Console()
     if not listed:
         console.print(f"no run in {escape(str(db_path))} yet", highlight=False)
@@ -87,11 +92,15 @@ def show(run_id: str, as_json: bool, db_path: Path) -> None:
     """Print one past run (its id, or a unique start of it) as `koosim verify` printed it."""
     from simulator.report.console import print_record
 
+    from simulator.store import StoreError
+
     store = _open_store(db_path, must_exist=True)
     try:
         record = store.history.run(store.history.resolve_run_id(run_id))
     except LookupError as exc:
         _fail(str(exc.args[0]), EXIT_USAGE)
+    except StoreError as exc:  # a damaged file: one line, not a traceback
+        _fail(str(exc), EXIT_USAGE)
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False, indent=2))
         return
