@@ -21,13 +21,14 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from itertools import compress
+from itertools import chain, compress
 from operator import itemgetter
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-WINDOW = 6
-"""Length of the slices of a text looked up among the needles' beginnings."""
+WINDOW = 5
+"""Length of the slices of a text looked up among the needles' beginnings; also the length of
+the hints redaction looks up (:func:`_hints`): any 10 characters hold 5 at a multiple of 5."""
 
 
 class _Needles:
@@ -58,7 +59,7 @@ def may_contain(text: str, needles: tuple[str, ...]) -> bool:
     """False only when none of ``needles`` occurs in ``text``.
 
     Looking for each needle costs a pass over the text per needle; with many needles, the
-    text's 6-character slices are looked up among the needles' first 6 characters instead (a
+    text's 5-character slices are looked up among the needles' first 5 characters instead (a
     shared beginning is a maybe, never a no). Cached per tuple of needles.
     """
     return _needles(needles).may_occur_in(text)
@@ -79,7 +80,7 @@ redacted only where it stands alone, never inside an identifier."""
 WINDOW_CHARS = 10
 """Any run of this many characters of a secret at least this long is redacted: a merchant that
 echoes a 20-character prefix of the key has leaked it as surely as the whole key."""
-_CHUNK = WINDOW_CHARS // 2
+_CHUNK = WINDOW
 """Any WINDOW_CHARS run of a secret holds one of its _CHUNK-long pieces at offsets 0, 5, 10, …"""
 _ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
 
@@ -116,36 +117,58 @@ def _base64_forms(raw: bytes) -> set[str]:
 
 
 @lru_cache(maxsize=4096)
-def _forms(secret: str) -> tuple[frozenset[str], frozenset[str]]:
-    """``secret`` as a merchant may echo it, and the pieces any such echo contains.
-
-    Forms: raw, upper and lower case, JSON-escaped, URL-encoded, and for a key of at least
-    MIN_SECRET_CHARS also hex, base64 at any alignment, HTML character references (decimal,
-    hex, named) and every WINDOW_CHARS run. Hints: strings of which every form contains one
-    (folded by :func:`_fold`), for :func:`may_contain` to rule a text out fast.
-    """
+def _forms(secret: str) -> frozenset[str]:
+    """``secret`` as a merchant may echo it: raw, upper and lower case, JSON-escaped,
+    URL-encoded, and for a key of at least MIN_SECRET_CHARS also hex, base64 at any alignment,
+    HTML character references (decimal, hex, named) and every WINDOW_CHARS run of it."""
     cased = {secret, secret.upper(), secret.lower()}
     forms: set[str] = set()
     for variant in cased:
         forms |= {variant, json.dumps(variant)[1:-1], json.dumps(variant, ensure_ascii=False)[1:-1]}
         forms |= {encode(variant, safe=safe) for encode in (quote, quote_plus) for safe in ("", "/")}
-    if len(secret) < MIN_SECRET_CHARS:
-        return frozenset(forms), frozenset(map(_fold, forms))
-    raw = secret.encode("utf-8", "surrogatepass")
-    forms |= {raw.hex(), raw.hex().upper()} | _base64_forms(raw)
-    forms |= {
-        html.escape(secret),
-        "".join(f"&#{ord(char)};" for char in secret),
-        "".join(f"&#x{ord(char):x};" for char in secret),
-        "".join(f"&#x{ord(char):X};" for char in secret),
-    }
+    if len(secret) >= MIN_SECRET_CHARS:
+        raw = secret.encode("utf-8", "surrogatepass")
+        forms |= {raw.hex(), raw.hex().upper()} | _base64_forms(raw)
+        forms |= {
+            html.escape(secret),
+            "".join(f"&#{ord(char)};" for char in secret),
+            "".join(f"&#x{ord(char):x};" for char in secret),
+            "".join(f"&#x{ord(char):X};" for char in secret),
+        }
+        forms |= {
+            variant[at : at + WINDOW_CHARS]
+            for variant in cased
+            for at in range(len(variant) - WINDOW_CHARS + 1)
+        }
     forms.discard("")
-    hints = set(map(_fold, forms))
-    if len(secret) >= WINDOW_CHARS:
-        for variant in cased:
-            forms |= {variant[at : at + WINDOW_CHARS] for at in range(len(variant) - WINDOW_CHARS + 1)}
-            hints |= {_fold(variant[at : at + _CHUNK]) for at in range(0, len(variant) - _CHUNK + 1, _CHUNK)}
-    return frozenset(forms), frozenset(hints)
+    return frozenset(forms)
+
+
+@lru_cache(maxsize=4096)
+def _hints(secret: str) -> frozenset[str]:
+    """Short strings (folded by :func:`_fold`) one of which every form of ``secret`` contains:
+    each form's first _CHUNK characters, and for the WINDOW_CHARS runs, the _CHUNK-long pieces of
+    the secret at offsets 0, 5, 10, … (every run of 10 holds one). Few, so a text is ruled out
+    fast, and short, so secrets share them."""
+    cased = {secret, secret.upper(), secret.lower()}
+    if len(secret) < WINDOW_CHARS:
+        return frozenset(_fold(form)[:_CHUNK] for form in _forms(secret))
+    runs = {
+        variant[at : at + WINDOW_CHARS] for variant in cased for at in range(len(variant) - WINDOW_CHARS + 1)
+    }
+    hints = {_fold(form)[:_CHUNK] for form in _forms(secret) - runs}
+    for variant in cased:
+        hints |= {_fold(variant[at : at + _CHUNK]) for at in range(0, len(variant) - _CHUNK + 1, _CHUNK)}
+    return frozenset(hints)
+
+
+@lru_cache(maxsize=4096)
+def _pattern(secret: str) -> re.Pattern[str]:
+    """Every form of ``secret``, the longest first; a short secret's only where it stands alone:
+    never inside an identifier ("tok" stays in "notification.token"). Compiled only for a
+    secret a text may hold: a run learns hundreds, and most never come back."""
+    pattern = _trie_pattern(_forms(secret))
+    return re.compile(pattern if len(secret) >= MIN_SECRET_CHARS else rf"(?<!\w)(?:{pattern})(?!\w)")
 
 
 def _trie_pattern(words: Iterable[str]) -> str:
@@ -172,32 +195,66 @@ def _trie_pattern(words: Iterable[str]) -> str:
     return spell(trie)
 
 
+_HOLDERS: dict[str, set[str]] = {}
+"""Each hint -> the secrets it stands for, over every secret seen: filled once per secret (by
+:func:`_holding`), so that a new tuple of secrets costs no new index. A run learns a secret at
+almost every order; rebuilding an index per tuple made redaction quadratic in the run."""
+_SHORT_HINTS: set[str] = set()
+"""The hints shorter than _CHUNK (secrets of a few characters): looked for one by one."""
+_FEW_HINTS = 100
+"""Up to this many hints, they are looked for one by one (``in``, ~0.5 ns a character
+each); past it, the text's slices are looked up in :data:`_HOLDERS` (~100 ns a character)."""
+
+
+@lru_cache(maxsize=4096)
+def _holding(secret: str) -> frozenset[str]:
+    """:func:`_hints` of ``secret``, entered in :data:`_HOLDERS`."""
+    hints = _hints(secret)
+    for hint in hints:
+        _HOLDERS.setdefault(hint, set()).add(secret)
+        if len(hint) < _CHUNK:
+            _SHORT_HINTS.add(hint)
+    return hints
+
+
 class _Redactor:
     """Everything :func:`redact` needs for one tuple of secrets, built once (cached)."""
 
     def __init__(self, secrets: tuple[str, ...]) -> None:
-        long_forms: set[str] = set()
-        short_forms: set[str] = set()
-        hints: set[str] = set()
-        for secret in filter(None, secrets):
-            forms, secret_hints = _forms(secret)
-            (short_forms if len(secret) < MIN_SECRET_CHARS else long_forms).update(forms)
-            hints |= secret_hints
-        self.hints = tuple(sorted(hints))
-        self.patterns = [re.compile(_trie_pattern(long_forms))] if long_forms else []
-        if short_forms:  # never inside an identifier: "tok" stays in "notification.token"
-            self.patterns.append(re.compile(rf"(?<!\w)(?:{_trie_pattern(short_forms)})(?!\w)"))
+        self.secrets = frozenset(filter(None, secrets))
+        hints = tuple(chain.from_iterable(map(_holding, self.secrets)))
+        self.own = _Needles(hints) if len(hints) <= _FEW_HINTS else None
+
+    def _hits(self, folded: str) -> Iterable[str]:
+        """The hints ``folded`` holds (for many secrets, of any secret seen so far)."""
+        if self.own is not None:
+            if not self.own.may_occur_in(folded):
+                return ()
+            return [hint for hint in {*self.own.short, *self.own.long} if hint in folded]
+        ends = range(_CHUNK, len(folded) + 1)
+        slices = map(folded.__getitem__, map(slice, range(len(ends)), ends))
+        if _HOLDERS.keys().isdisjoint(slices) and not _SHORT_HINTS:  # the usual answer, fast
+            return ()
+        hits = _HOLDERS.keys() & set(map(folded.__getitem__, map(slice, range(len(ends)), ends)))
+        if _SHORT_HINTS:
+            hits.update(hint for hint in tuple(_SHORT_HINTS) if hint in folded)
+        return hits
 
     def spans(self, text: str) -> list[tuple[int, int]]:
         """Where ``text`` shows a secret: every occurrence of every form, overlaps merged."""
-        if not self.patterns or not may_contain(_fold(text), self.hints):
+        if not self.secrets:
             return []
+        candidates: set[str] = set()
+        for hint in self._hits(_fold(text)):
+            candidates.update(tuple(_HOLDERS.get(hint, ())))
+        candidates &= self.secrets
         found: list[tuple[int, int]] = []
-        for pattern in self.patterns:
-            match = pattern.search(text)
+        for secret in sorted(candidates):
+            search = _pattern(secret).search
+            match = search(text)
             while match is not None:
                 found.append(match.span())
-                match = pattern.search(text, match.start() + 1)  # overlapping windows too
+                match = search(text, match.start() + 1)  # overlapping windows too
         merged: list[tuple[int, int]] = []
         for start, end in sorted(found):
             if merged and start <= merged[-1][1]:

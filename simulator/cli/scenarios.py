@@ -198,7 +198,7 @@ def _play_one(
             f"[yellow]the run history is incomplete: {escape(recording.problem)}[/]", highlight=False
         )
     else:
-        console.print(f"[dim]recorded: koosim show {recording.run_id}[/]", highlight=False)
+        console.print(f"[dim]recorded: koosim show {recording.id}[/]", highlight=False)
     return outcome
 
 

@@ -262,7 +262,7 @@ def send_call(
     finally:
         recording.finish()
     outcome = CallOutcome(
-        run_id=recording.run_id,
+        run_id=recording.id,
         activity=activity,
         exchange=exchange,
         problems=problems,

@@ -120,4 +120,4 @@ def send_notification(market: Marketplace, body: Any, *, check_token: bool = Tru
             recording.judge(check, exchange, check.run(exchange, target))
     finally:
         recording.finish()
-    return recording.run_id
+    return recording.id

@@ -59,7 +59,7 @@ class PlaySession:
 
     @property
     def id(self) -> str:
-        return self.recording.run_id
+        return self.recording.id
 
     @property
     def next_step(self) -> Any:

@@ -382,6 +382,13 @@ class RunRecorder:
         return recorder
 
     @property
+    def id(self) -> str:
+        """The id of the run, once :meth:`begin` (or :meth:`start`) has begun it."""
+        if self.run_id is None:
+            raise RuntimeError("the run has not begun")
+        return self.run_id
+
+    @property
     def transport(self) -> Transport:
         """The transport of a run begun by :meth:`start`."""
         if self._transport is None:
@@ -393,7 +400,7 @@ class RunRecorder:
         """Read at every write, not once: the run learns secrets as it goes (Target.learned_secrets)."""
         return () if self.run is None else self.run.target.secrets
 
-    def _guard(self, write: Callable[[], None]) -> None:
+    def _guard(self, write: Callable[[], object]) -> None:
         if self.problem is not None:
             return
         try:
