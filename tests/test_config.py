@@ -229,7 +229,7 @@ def test_a_key_shorter_than_8_characters_is_refused_in_one_line(
 
     from simulator.cli import main
 
-    with pytest.raises(ConfigError, match=f"^{variable}: is 3 character"):
+    with pytest.raises(ConfigError, match=f"^{variable} is 3 character"):
         load_settings(NO_FLAGS, environ={variable: "tok"}, cwd=tmp_path)
     monkeypatch.chdir(tmp_path)
     environ = {"KOOSIM_ACCESS_KEY": "long-enough-key", variable: "tok"}

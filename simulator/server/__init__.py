@@ -8,7 +8,7 @@ One Flask app, built by :func:`create_app`, one blueprint per area:
 - :mod:`~simulator.server.openapi`: the marketplace's own APIs a merchant calls (query order,
   usage push) at the real paths, under ``/api/mkp-openapi-public/…``.
 
-All of them share one :class:`~simulator.server.state.Marketplace` (the target and its keys,
+All of them share one :class:`~simulator.server.state.MarketState` (the target and its keys,
 in memory) and one :class:`~simulator.store.Store` (the run history, on disk).
 """
 
@@ -22,14 +22,14 @@ from flask import Flask, Response, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from simulator.server import api, console, openapi
-from simulator.server.state import Marketplace, Settings
+from simulator.server.state import ConsoleSettings, MarketState
 from simulator.store import Store, StoreError
 
 MAX_REQUEST_BYTES = 1 << 20
 """Largest request body the server reads: 1000 usage records fit in well under this."""
 
 
-def create_app(store: Store, settings: Settings | None = None) -> Flask:
+def create_app(store: Store, settings: ConsoleSettings | None = None) -> Flask:
     """Build the marketplace server over ``store``; ``settings`` pre-configures the target."""
     app = Flask(__name__)
     app.config.update(
@@ -38,7 +38,7 @@ def create_app(store: Store, settings: Settings | None = None) -> Flask:
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    app.extensions["koosim.marketplace"] = Marketplace(store, settings)
+    app.extensions["koosim.marketplace"] = MarketState(store, settings)
     app.register_blueprint(console.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
@@ -72,7 +72,7 @@ def create_app(store: Store, settings: Settings | None = None) -> Flask:
     return app
 
 
-def marketplace(app: Flask) -> Marketplace:
+def market_state(app: Flask) -> MarketState:
     """The shared state of an app made by :func:`create_app`."""
     return app.extensions["koosim.marketplace"]
 
@@ -93,4 +93,4 @@ def _pretty(text: str | None) -> str:
         return text
 
 
-__all__ = ["create_app", "marketplace"]
+__all__ = ["create_app", "market_state"]

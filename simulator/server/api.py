@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 from simulator.engine.run import TargetUnreachable
 from simulator.server import calls, notify, play, runs
 from simulator.server.guard import refuse_cross_site
-from simulator.server.state import Marketplace, NotConfigured, SettingsError
+from simulator.server.state import MarketState, NotConfigured, SettingsError
 from simulator.store import INBOUND
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -32,7 +32,7 @@ class NotFound(Exception):
     """No such thing; 404 with this message."""
 
 
-def _market() -> Marketplace:
+def _market() -> MarketState:
     return current_app.extensions["koosim.marketplace"]
 
 

@@ -17,7 +17,7 @@ from simulator.engine.run import TargetUnreachable
 from simulator.server import calls, notify, play, runs
 from simulator.server.guard import refuse_cross_site
 from simulator.server.openapi import QUERY_ORDER_PATH, USAGE_PATH
-from simulator.server.state import PROTOCOLS, Marketplace, NotConfigured, SettingsError
+from simulator.server.state import PROTOCOLS, MarketState, NotConfigured, SettingsError
 from simulator.store import INBOUND, OUTBOX_PENDING
 
 bp = Blueprint("console", __name__)
@@ -36,7 +36,7 @@ FORM_SETTINGS = (
 )
 
 
-def _market() -> Marketplace:
+def _market() -> MarketState:
     return current_app.extensions["koosim.marketplace"]
 
 
@@ -182,7 +182,7 @@ def notification() -> str | Response | tuple[str, int]:
 
 
 @bp.get("/marketplace")
-def marketplace() -> str:
+def merchant_calls() -> str:
     store = _market().store
     return render_template(
         "marketplace.html",

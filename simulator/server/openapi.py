@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 
 from simulator.contracts import validate
 from simulator.protocol import canonical_query, is_fresh, verify_openapi
-from simulator.server.state import Marketplace
+from simulator.server.state import MarketState
 from simulator.store import INBOUND
 from simulator.transport import Exchange
 
@@ -85,7 +85,7 @@ class Refused(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _market() -> Marketplace:
+def _market() -> MarketState:
     return current_app.extensions["koosim.marketplace"]
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from simulator.engine.player import Player, Prepared, StepOutcome, requirements, step_result
 from simulator.engine.scenario import Scenario, ScenarioError, Unresolved, discover, find, library_dirs, load
-from simulator.server.state import Marketplace
+from simulator.server.state import MarketState
 from simulator.store import RunRecorder
 
 
@@ -174,11 +174,11 @@ def _with_fields(prepared: Prepared, fields: dict[str, Any]) -> Prepared:
     return dataclasses.replace(prepared, copies=copies)
 
 
-def _sessions(market: Marketplace) -> dict[str, PlaySession]:
+def _sessions(market: MarketState) -> dict[str, PlaySession]:
     return market.plays
 
 
-def start(market: Marketplace, name: Any) -> PlaySession:
+def start(market: MarketState, name: Any) -> PlaySession:
     """Start playing the library scenario ``name`` against the configured target."""
     if not isinstance(name, str) or not name:
         raise PlayError("scenario must be the name of a scenario of the library")
@@ -204,12 +204,12 @@ def start(market: Marketplace, name: Any) -> PlaySession:
     return session
 
 
-def session(market: Marketplace, play_id: str) -> PlaySession:
+def session(market: MarketState, play_id: str) -> PlaySession:
     found = _sessions(market).get(play_id)
     if found is None:
         raise LookupError(f"no scenario session {play_id!r} in this server")
     return found
 
 
-def sessions(market: Marketplace) -> list[PlaySession]:
+def sessions(market: MarketState) -> list[PlaySession]:
     return list(_sessions(market).values())

@@ -29,16 +29,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from simulator.errors import StoreError  # the history file cannot be opened, read or written
+
 BUSY_TIMEOUT_S = 30.0
 """How long a writer waits for another process's write to finish before giving up."""
 PRIVATE_DIR, PRIVATE_FILE = 0o700, 0o600
 KOOSIM_DIR = ".koosim"
 """The folder koosim keeps its history in by default: tightened to 0700 even when it exists."""
 _SIDE_FILES = ("-wal", "-shm", "-journal")
-
-
-class StoreError(Exception):
-    """The history file cannot be opened, read or written; the message says which file and why."""
 
 
 def _problem(path: Path, exc: sqlite3.Error) -> StoreError:
