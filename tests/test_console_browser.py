@@ -23,6 +23,7 @@ import requests
 from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app
 from simulator.server import create_app as create_server
 from simulator.server import marketplace
+from simulator.server import token as server_token
 from simulator.serving import BackgroundServer
 from simulator.store import Store
 
@@ -73,13 +74,13 @@ def console() -> Iterator[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as history:
         app = create_server(Store(Path(history) / "koosim.db"))
         with BackgroundServer(app) as server:
-            yield {"url": server.base_url, "app": app}
+            yield {"url": server.base_url, "app": app, "token": server_token(app)}
             marketplace(app).wait_for_runs(30)
             marketplace(app).close()
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
+def browser(console: dict[str, Any]) -> Iterator[WebDriver]:
     profile = tempfile.mkdtemp(prefix="koosim-chromium-")
     options = Options()
     options.binary_location = str(CHROMIUM)
@@ -102,6 +103,9 @@ def browser() -> Iterator[WebDriver]:
         shutil.rmtree(profile, ignore_errors=True)
         pytest.skip(f"headless Chromium could not start: {exc.msg}")
     driver.set_page_load_timeout(WAIT_S)
+    # the person opens the address koosim serve printed: the token goes into a cookie
+    driver.get(f"{console['url']}/?token={console['token']}")
+    assert "?token=" not in driver.current_url
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
@@ -134,6 +138,7 @@ def ensure_target(console: dict[str, Any], merchant: str) -> None:
         response = requests.put(
             f"{console['url']}/api/target",
             json={"url": merchant, "access_key": ACCESS_KEY, "sync_key": SYNC_KEY},
+            headers={"Authorization": f"Bearer {console['token']}"},
             timeout=10,
         )
         assert response.status_code == 200

@@ -16,6 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulator.cli import EXIT_USAGE, _fail, db_option, target_options
+from simulator.cli.scenarios import scenarios_option
+from simulator.redaction import printable
 
 
 def _open_store(db_path: Path, *, must_exist: bool = False) -> Any:
@@ -115,6 +117,7 @@ def show(run_id: str, as_json: bool, db_path: Path) -> None:
     "--port", default=5000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on."
 )
 @target_options
+@scenarios_option
 @db_option
 def serve(
     host: str,
@@ -123,26 +126,40 @@ def serve(
     protocol: str | None,
     sync_url: str | None,
     timeout: float | None,
+    scenario_dirs: tuple[Path, ...],
     db_path: Path,
 ) -> None:
     """Run the fake marketplace: web console, JSON API, and the APIs a merchant calls.
 
     The target starts as --url (keys from KOOSIM_ACCESS_KEY / KOOSIM_SYNC_KEY or koosim.toml) or,
-    without one, the bundled reference merchant; the console can change it at any time.
+    without one, the bundled reference merchant; the console can change it at any time. Open the
+    printed address (it holds this process's token, or KOOSIM_SERVE_TOKEN when set); a --host other
+    than a loopback one needs KOOSIM_SERVE_TOKEN.
     """
-    from werkzeug.serving import make_server
-
     from simulator.server import create_app, marketplace
+    from simulator.server.guard import TokenError, bind_problem, console_url, server_token
     from simulator.server.state import Settings, SettingsError
-    from simulator.serving import serve_until_interrupted
+    from simulator.server.wsgi import Server
     from simulator.settings import ConfigError, load_settings
 
+    try:
+        token, token_from_env = server_token()
+    except TokenError as exc:
+        _fail(str(exc), EXIT_USAGE)
+    if (problem := bind_problem(host, token_from_env)) is not None:
+        _fail(problem, EXIT_USAGE)
     try:
         found = load_settings({"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout})
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
     store = _open_store(db_path)
-    app = create_app(store, Settings(protocol=found.protocol, timeout=found.timeout))
+    app = create_app(
+        store,
+        Settings(protocol=found.protocol, timeout=found.timeout),
+        token=token,
+        hosts=[host],
+        scenario_dirs=scenario_dirs,
+    )
     market = marketplace(app)
     try:
         market.configure(
@@ -156,22 +173,27 @@ def serve(
         )
         if found.rsa_public_key:
             market.configure({"rsa_public_key": found.rsa_public_key.decode("ascii", errors="replace")})
-        server = make_server(host, port, app, threaded=True)
+        server = Server(app, host, port)
     except (SettingsError, OSError) as exc:
         market.close()
         _fail(f"cannot start the server: {exc}", EXIT_USAGE)
     console = Console()
     settings = market.settings
-    console.print(f"koosim marketplace: http://{host}:{server.port}/ (console)", highlight=False)
-    console.print(f"  JSON API under http://{host}:{server.port}/api/, history in {db_path}", highlight=False)
-    where = "the bundled reference merchant" if settings.bundled else settings.url
-    console.print(f"  target: {where} ({settings.protocol})", highlight=False)
+    address = console_url(host, server.port, token)
+    base = address.split("/?", 1)[0]
+    console.print(f"koosim marketplace: {address} (console)", highlight=False, soft_wrap=True)
+    console.print(f"  JSON API under {base}/api/, history in {printable(str(db_path))}", highlight=False, markup=False)
+    console.print(
+        "  scripts send the token as 'Authorization: Bearer <token>' (the token= above)", highlight=False
+    )
+    where = "the bundled reference merchant" if settings.bundled else printable(settings.url or "")
+    console.print(f"  target: {where} ({settings.protocol})", highlight=False, markup=False)
     if settings.url and not settings.access_key:
         console.print(
             "  no access key yet: set KOOSIM_ACCESS_KEY or enter it on the Target page", highlight=False
         )
     console.print("  Ctrl+C stops it", highlight=False)
     try:
-        serve_until_interrupted(server)
+        server.run()
     finally:
         market.close()
