@@ -182,7 +182,8 @@ def serve(
     address = console_url(host, server.port, token)
     base = address.split("/?", 1)[0]
     console.print(f"koosim marketplace: {address} (console)", highlight=False, soft_wrap=True)
-    console.print(f"  JSON API under {base}/api/, history in {printable(str(db_path))}", highlight=False, markup=False)
+    history = printable(str(db_path))
+    console.print(f"  JSON API under {base}/api/, history in {history}", highlight=False, markup=False)
     console.print(
         "  scripts send the token as 'Authorization: Bearer <token>' (the token= above)", highlight=False
     )

@@ -10,6 +10,7 @@ reached, or the message was already decided.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
@@ -32,6 +33,10 @@ class NotFound(Exception):
 
 def _market() -> Marketplace:
     return current_app.extensions["koosim.marketplace"]
+
+
+def _scenario_dirs() -> tuple[Path, ...]:
+    return current_app.config["KOOSIM_SCENARIO_DIRS"]
 
 
 def _error(status: int, message: str) -> tuple[Response, int]:
@@ -224,12 +229,12 @@ def stop_sync(message_id: int) -> Response:
 
 @bp.get("/scenarios")
 def scenarios() -> Response:
-    return jsonify(scenarios=play.library())
+    return jsonify(scenarios=play.library(_scenario_dirs()))
 
 
 @bp.post("/plays")
 def start_play() -> tuple[Response, int]:
-    session = play.start(_market(), _json_object().get("scenario"))
+    session = play.start(_market(), _json_object().get("scenario"), _scenario_dirs())
     return jsonify(session.state()), 201
 
 

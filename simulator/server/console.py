@@ -7,6 +7,7 @@ Each page is a thin view over the same functions the JSON API calls (:mod:`calls
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
@@ -36,6 +37,10 @@ FORM_SETTINGS = (
 
 def _market() -> Marketplace:
     return current_app.extensions["koosim.marketplace"]
+
+
+def _scenario_dirs() -> tuple[Path, ...]:
+    return current_app.config["KOOSIM_SCENARIO_DIRS"]
 
 
 def _parse_fields(text: str) -> tuple[dict[str, Any] | None, str | None]:
@@ -216,18 +221,20 @@ def decide(message_id: int, decision: str) -> Response | tuple[str, int]:
 @bp.get("/play")
 def play_list() -> str:
     market = _market()
-    return render_template("play_list.html", scenarios=play.library(), sessions=play.sessions(market))
+    return render_template(
+        "play_list.html", scenarios=play.library(_scenario_dirs()), sessions=play.sessions(market)
+    )
 
 
 @bp.post("/play")
 def play_start() -> Response | tuple[str, int]:
     market = _market()
     try:
-        session = play.start(market, request.form.get("scenario", ""))
+        session = play.start(market, request.form.get("scenario", ""), _scenario_dirs())
     except (play.PlayError, NotConfigured) as exc:
         flash(str(exc), "error")
         return render_template(
-            "play_list.html", scenarios=play.library(), sessions=play.sessions(market)
+            "play_list.html", scenarios=play.library(_scenario_dirs()), sessions=play.sessions(market)
         ), 400
     return redirect(url_for("console.play_page", play_id=session.id))
 
