@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.exceptions import UnsupportedAlgorithm
 
@@ -93,6 +94,33 @@ def _rsa_public_key(value: Any) -> bytes:
     return pem
 
 
+KEYS_OF = {
+    "url": ("access_key", "sync_key"),
+    "sync_url": ("sync_key",),
+    "notification_url": ("notification_token",),
+}
+"""The keys shared with the merchant at each URL: moving a URL to another host forgets them."""
+
+
+def _host(url: str | None) -> str:
+    return urlsplit(url or "").netloc.lower()
+
+
+def _forget_keys_of_other_hosts(old: Settings, new: Settings, changes: Mapping[str, Any]) -> Settings:
+    """``new`` without the keys of a URL whose host changed, unless ``changes`` gives them anew:
+    a target moved elsewhere must not get calls signed with the last merchant's keys."""
+    forget = {
+        key
+        for name, keys in KEYS_OF.items()
+        if old.url is not None
+        and getattr(old, name)
+        and _host(getattr(old, name)) != _host(getattr(new, name))
+        for key in keys
+        if not changes.get(key)
+    }
+    return replace(new, **dict.fromkeys(forget)) if forget else new
+
+
 class Marketplace:
     """The server's state, shared by every request and every background run of one app."""
 
@@ -164,7 +192,7 @@ class Marketplace:
                 settings = replace(
                     settings, access_key=None, sync_key=None, rsa_public_key=None, bundled=False
                 )
-            settings = replace(settings, **values)
+            settings = _forget_keys_of_other_hosts(settings, replace(settings, **values), changes)
             if bundled:
                 settings = self._use_bundled(settings)
             self._settings = settings
