@@ -55,7 +55,12 @@ def parse_timeout(value: object) -> float:
 
 def url_problem(url: str) -> str | None:
     """Why ``url`` cannot be a merchant's address, or None when it can."""
-    parts = urlsplit(url)
+    if not url.isprintable() or any(char.isspace() for char in url):  # ESC, CR, bidi overrides, ...
+        return "the URL holds control, invisible or space characters: it would be sent and shown as it is"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "http://[::1": an unclosed IPv6 address
+        return f"{url!r} is not a URL: {exc}"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{url!r} is not an http(s) URL with a host"
     try:

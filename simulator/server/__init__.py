@@ -27,6 +27,7 @@ from werkzeug.exceptions import HTTPException
 
 from simulator.redaction import printable
 from simulator.server import api, console, guard, openapi
+from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import Marketplace, Settings
 from simulator.store import Store
 
@@ -115,8 +116,8 @@ def _pretty(text: str | None) -> str:
     if not text:
         return ""
     try:
-        return json.dumps(json.loads(text), ensure_ascii=False, indent=2)
-    except ValueError:
+        return json.dumps(parse_json(text), ensure_ascii=False, indent=2)
+    except InvalidJSON:  # not JSON, or too deep to walk: shown as it came
         return text
 
 

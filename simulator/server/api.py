@@ -17,10 +17,12 @@ from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from simulator.engine.run import TargetUnreachable
 from simulator.server import calls, notify, play, runs
+from simulator.server.inputs import MAX_ID, MAX_SEED, InvalidJSON, parse_json
 from simulator.server.state import Marketplace, NotConfigured, SettingsError
 from simulator.store import INBOUND
 
 bp = Blueprint("api", __name__, url_prefix="/api")
+
 
 
 class BadRequest(Exception):
@@ -44,7 +46,12 @@ def _error(status: int, message: str) -> tuple[Response, int]:
 
 
 def _json_object() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    if not request.is_json:
+        raise BadRequest("the body must be a JSON object (Content-Type: application/json)")
+    try:
+        body = parse_json(request.get_data())
+    except InvalidJSON as exc:
+        raise BadRequest(f"the body must be a JSON object: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object (Content-Type: application/json)")
     return body
@@ -126,8 +133,8 @@ def start_run() -> tuple[Response, int]:
     seed = body.get("seed", 0)
     if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
         raise BadRequest("checks must be a list of glob strings")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise BadRequest("seed must be an integer")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise BadRequest(f"seed must be a whole number from 0 to {MAX_SEED}")
     try:
         run_id = runs.start_verify(_market(), patterns, seed)
     except LookupError as exc:
@@ -204,7 +211,7 @@ def outbox() -> Response:
     return jsonify(messages=_market().store.outbox(status=request.args.get("status"), limit=_limit()))
 
 
-@bp.get("/outbox/<int:message_id>")
+@bp.get(f"/outbox/<int(max={MAX_ID}):message_id>")
 def outbox_message(message_id: int) -> Response:
     message = _market().store.outbox_message(message_id)
     if message is None:
@@ -212,13 +219,13 @@ def outbox_message(message_id: int) -> Response:
     return jsonify(message)
 
 
-@bp.post("/outbox/<int:message_id>/continue")
+@bp.post(f"/outbox/<int(max={MAX_ID}):message_id>/continue")
 def continue_sync(message_id: int) -> Response:
     outcome = calls.continue_sync(_market(), message_id)
     return jsonify(message=_market().store.outbox_message(message_id), call=outcome.as_json())
 
 
-@bp.post("/outbox/<int:message_id>/stop")
+@bp.post(f"/outbox/<int(max={MAX_ID}):message_id>/stop")
 def stop_sync(message_id: int) -> Response:
     calls.stop_sync(_market(), message_id)
     return jsonify(message=_market().store.outbox_message(message_id))

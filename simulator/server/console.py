@@ -16,6 +16,7 @@ from werkzeug.wrappers import Response
 from simulator.checks import catalog
 from simulator.engine.run import TargetUnreachable
 from simulator.server import calls, notify, play, runs
+from simulator.server.inputs import MAX_ID, MAX_SEED, InvalidJSON, parse_json
 from simulator.server.openapi import QUERY_ORDER_PATH, USAGE_PATH
 from simulator.server.state import PROTOCOLS, Marketplace, NotConfigured, SettingsError
 from simulator.store import INBOUND, OUTBOX_PENDING
@@ -45,8 +46,8 @@ def _scenario_dirs() -> tuple[Path, ...]:
 
 def _parse_fields(text: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        fields = json.loads(text)
-    except ValueError as exc:
+        fields = parse_json(text)
+    except InvalidJSON as exc:
         return None, f"the fields are not JSON: {exc}"
     if not isinstance(fields, dict):
         return None, 'the fields must be a JSON object: {"name": "value", …}'
@@ -123,9 +124,11 @@ def start_run() -> Response | tuple[str, int]:
     patterns = request.form.get("checks", "").split()
     try:
         seed = int(request.form.get("seed") or 0)
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(seed)
         run_id = runs.start_verify(_market(), patterns, seed)
     except ValueError:
-        flash("the seed must be a whole number", "error")
+        flash(f"the seed must be a whole number from 0 to {MAX_SEED}", "error")
     except (LookupError, NotConfigured) as exc:
         flash(str(exc), "error")
     except TargetUnreachable as exc:
@@ -201,7 +204,7 @@ def outbox() -> str:
     return render_template("outbox.html", messages=_market().store.outbox(limit=100))
 
 
-@bp.post("/outbox/<int:message_id>/<decision>")
+@bp.post(f"/outbox/<int(max={MAX_ID}):message_id>/<decision>")
 def decide(message_id: int, decision: str) -> Response | tuple[str, int]:
     market = _market()
     try:

@@ -30,6 +30,7 @@ from werkzeug.exceptions import HTTPException
 
 from simulator.contracts import validate
 from simulator.protocol import canonical_query, is_fresh, verify_openapi
+from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import Marketplace
 from simulator.store import INBOUND
 from simulator.transport import Exchange
@@ -177,9 +178,9 @@ def usage_push() -> Response:
             raise Refused(400, INVALID, "the body is not UTF-8") from None
         _authenticate(text)
         try:
-            body = json.loads(text, parse_constant=_no_constant)
-        except (ValueError, RecursionError) as exc:
-            raise Refused(400, INVALID, f"the body is not JSON: {exc}") from None
+            body = parse_json(text)
+        except InvalidJSON as exc:
+            raise Refused(400, INVALID, f"the body is {exc}") from None
         if not isinstance(body, dict):
             raise Refused(400, INVALID, "the body must be a JSON object with usage_records")
         g.koosim_fields = body
@@ -198,10 +199,6 @@ def usage_push() -> Response:
     return _answer(
         200, {"error_code": SUCCESS, "error_msg": "success", "accepted": added, "repeated": repeated}
     )
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _check_times(index: int, record: dict[str, Any]) -> None:
