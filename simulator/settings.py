@@ -8,8 +8,10 @@ the box.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
 import tomllib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -68,6 +70,22 @@ def url_problem(url: str) -> str | None:
     except ValueError:
         return f"{url!r} has an invalid port"
     return None
+
+
+MAX_KEY_FILE_BYTES = 64 * 1024
+"""A PEM public key is under 1 KB; /dev/zero must not be read to the end."""
+
+
+def _read_key_file(path: Path) -> bytes:
+    """A key file's bytes: a regular file (a FIFO would block, a device never end) under the cap."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = file.read(MAX_KEY_FILE_BYTES + 1)
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {MAX_KEY_FILE_BYTES // 1024} KB")
+    return data
 
 
 class ConfigError(Exception):
@@ -142,7 +160,7 @@ def load_settings(
     rsa_public_key = None
     if rsa_path:
         try:
-            rsa_public_key = Path(rsa_path).read_bytes()
+            rsa_public_key = _read_key_file(Path(rsa_path))
             load_rsa_public_key(rsa_public_key)
         except OSError as exc:
             raise ConfigError(

@@ -134,7 +134,7 @@ def start_run() -> tuple[Response, int]:
     if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
         raise BadRequest("checks must be a list of glob strings")
     if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
-        raise BadRequest(f"seed must be a whole number from 0 to {MAX_SEED}")
+        raise BadRequest(f"seed must be an integer from 0 to {MAX_SEED}")
     try:
         run_id = runs.start_verify(_market(), patterns, seed)
     except LookupError as exc:

@@ -20,6 +20,8 @@ it for clients and tests.
 from __future__ import annotations
 
 import json
+import re
+import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -29,7 +31,7 @@ from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from simulator.contracts import validate
-from simulator.protocol import canonical_query, is_fresh, verify_openapi
+from simulator.protocol import TIMESTAMP_WINDOW_MS, canonical_query, is_fresh, verify_openapi
 from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import Marketplace
 from simulator.store import INBOUND
@@ -74,6 +76,14 @@ MOCK_ORDERS = {
 """Debug orders the real service answers for every merchant (doc: MOCKPERIODYEARNEW)."""
 
 RECORDED_HEADERS = ("Content-Type", "User-Agent", "ts", "nonce", "signature")
+TIMESTAMP = re.compile(r"[0-9]{13}")
+"""``ts``: milliseconds since the epoch, 13 ASCII digits (int() would take "1_7…" or " 17…")."""
+MAX_NONCE_CHARS = 128
+MAX_STORED_URL_CHARS = 2000
+"""A stored inbound URL is cut here, as bodies are: a caller may send 64 KB of query string."""
+MAX_STORED_HEADER_CHARS = 200
+UNAUTHENTICATED_BODY_BYTES = 256
+"""What is kept of a refused unauthenticated call's body: enough to see what it was."""
 
 bp = Blueprint("openapi", __name__)
 
@@ -100,10 +110,42 @@ def _authenticate(signed_body: str) -> None:
         if not request.headers.get(header):
             raise Refused(401, AUTH_FAILED, f"the {header} header is missing")
     ts, nonce = request.headers["ts"], request.headers["nonce"]
-    if not is_fresh(ts, now_ms=int(time.time() * 1000)):
-        raise Refused(401, AUTH_FAILED, "the ts header is not a time within 60 s of now (ms since the epoch)")
+    now_ms = int(time.time() * 1000)
+    if not (TIMESTAMP.fullmatch(ts) and is_fresh(ts, now_ms=now_ms)):
+        raise Refused(
+            401, AUTH_FAILED, "the ts header is not a time within 60 s of now (13 digits, ms since the epoch)"
+        )
+    if len(nonce) > MAX_NONCE_CHARS:
+        raise Refused(401, AUTH_FAILED, f"the nonce header is longer than {MAX_NONCE_CHARS} characters")
     if not verify_openapi(key, ts, nonce, signed_body, request.headers["signature"]):
         raise Refused(401, AUTH_FAILED, "the signature does not match: see docs/server.md for what is signed")
+    if not _nonces().first_use(nonce, now_ms):
+        raise Refused(401, AUTH_FAILED, "the nonce was already used: a replayed call (use a fresh nonce)")
+    g.koosim_authenticated = True
+
+
+class NonceCache:
+    """The nonces of authenticated calls, kept while their ``ts`` could still pass: a call
+    replayed (same ts/nonce/signature, or the nonce with a fresh ts) is refused."""
+
+    def __init__(self, keep_ms: int = 2 * TIMESTAMP_WINDOW_MS + 1000) -> None:
+        self._keep_ms = keep_ms
+        self._seen: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def first_use(self, nonce: str, now_ms: int) -> bool:
+        with self._lock:
+            if len(self._seen) > 1000:  # forget what no ts can reach any more
+                self._seen = {n: at for n, at in self._seen.items() if now_ms - at <= self._keep_ms}
+            seen = self._seen.get(nonce)
+            if seen is not None and now_ms - seen <= self._keep_ms:
+                return False
+            self._seen[nonce] = now_ms
+            return True
+
+
+def _nonces() -> NonceCache:
+    return current_app.extensions.setdefault("koosim.nonces", NonceCache())  # type: ignore[no-any-return]
 
 
 def _first_violation(instance: Any, name: str) -> str | None:
@@ -227,6 +269,10 @@ def _start() -> None:
     g.koosim_exchange_id = uuid.uuid4().hex[:12]
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… [{len(text)} characters in all]"
+
+
 def _request_body() -> bytes:
     try:
         return request.get_data(cache=True)
@@ -240,6 +286,10 @@ def _record(response: Response) -> Response:
     market = _market()
     activity = g.get("koosim_activity", request.path)
     answer = g.get("koosim_status_body") or {}
+    authenticated = g.get("koosim_authenticated", False)
+    body = _request_body()
+    if not authenticated:  # anyone may send these: keep what shows the call, not all of it
+        body = body[:UNAUTHENTICATED_BODY_BYTES]
     exchange = Exchange(
         id=g.koosim_exchange_id,
         label=f"{activity} from the merchant",
@@ -247,10 +297,14 @@ def _record(response: Response) -> Response:
         protocol="openapi",
         activity=activity,
         method=request.method,
-        url=request.url,
-        fields=g.get("koosim_fields", {}),
-        request_headers={name: value for name in RECORDED_HEADERS if (value := request.headers.get(name))},
-        request_body=_request_body(),
+        url=_cut(request.url, MAX_STORED_URL_CHARS),
+        fields=g.get("koosim_fields", {}) if authenticated else {},
+        request_headers={
+            name: _cut(value, MAX_STORED_HEADER_CHARS)
+            for name in RECORDED_HEADERS
+            if (value := request.headers.get(name))
+        },
+        request_body=body,
         started_at=g.koosim_started,
         status=response.status_code,
         response_headers={"Content-Type": response.content_type or ""},
