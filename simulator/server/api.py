@@ -16,7 +16,8 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from simulator.engine.run import TargetUnreachable
-from simulator.server import calls, notify, play, runs
+from simulator.redaction import printable, redact
+from simulator.server import apidoc, calls, notify, play, runs
 from simulator.server.inputs import MAX_ID, MAX_SEED, InvalidJSON, parse_json
 from simulator.server.state import Marketplace, NotConfigured, SettingsError
 from simulator.store import INBOUND
@@ -42,7 +43,8 @@ def _scenario_dirs() -> tuple[Path, ...]:
 
 
 def _error(status: int, message: str) -> tuple[Response, int]:
-    return jsonify(error=message), status
+    # messages quote what the caller or the merchant sent: never a key, never a control byte
+    return jsonify(error=printable(redact(message, _market().secrets))), status
 
 
 def _json_object() -> dict[str, Any]:
@@ -88,6 +90,11 @@ def _unreachable(error: TargetUnreachable) -> tuple[Response, int]:
 @bp.errorhandler(NotFound)
 def _not_found(error: Exception) -> tuple[Response, int]:
     return _error(404, str(error))
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    return jsonify(apidoc.document())
 
 
 # --- the target ------------------------------------------------------------------------------

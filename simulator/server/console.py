@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 
 from simulator.checks import catalog
 from simulator.engine.run import TargetUnreachable
+from simulator.redaction import printable, redact
 from simulator.server import calls, notify, play, runs
 from simulator.server.inputs import MAX_ID, MAX_SEED, InvalidJSON, parse_json
 from simulator.server.openapi import QUERY_ORDER_PATH, USAGE_PATH
@@ -38,6 +39,11 @@ FORM_SETTINGS = (
 
 def _market() -> Marketplace:
     return current_app.extensions["koosim.marketplace"]
+
+
+def _said(error: Exception) -> str:
+    """An error's message as a page may show it: no key of the target, no control character."""
+    return printable(redact(str(error), _market().secrets))
 
 
 def _scenario_dirs() -> tuple[Path, ...]:
@@ -76,7 +82,7 @@ def target() -> str | Response:
         try:
             market.configure(changes)
         except SettingsError as exc:
-            flash(str(exc), "error")
+            flash(_said(exc), "error")
             return render_template("target.html", settings=market.settings.public(), protocols=PROTOCOLS), 400
         flash("Target saved. Keys are kept in this server's memory only.", "ok")
         return redirect(url_for("console.target"))
@@ -95,7 +101,7 @@ def call() -> str | tuple[str, int]:
             try:
                 outcome = calls.send_call(market, activity, fields)
             except (calls.CallError, NotConfigured) as exc:
-                error = str(exc)
+                error = _said(exc)
         status = 400 if error else 200
     else:
         try:
@@ -130,9 +136,9 @@ def start_run() -> Response | tuple[str, int]:
     except ValueError:
         flash(f"the seed must be a whole number from 0 to {MAX_SEED}", "error")
     except (LookupError, NotConfigured) as exc:
-        flash(str(exc), "error")
+        flash(_said(exc), "error")
     except TargetUnreachable as exc:
-        flash(f"the target could not be reached: {exc}", "error")
+        flash(f"the target could not be reached: {_said(exc)}", "error")
     else:
         return redirect(url_for("console.run_page", run_id=run_id))
     return render_template("runs.html", runs=_market().store.runs(limit=100), catalog=catalog()), 400
@@ -166,7 +172,7 @@ def notification() -> str | Response | tuple[str, int]:
                     market, fields, check_token=request.form.get("check_token") == "on"
                 )
             except (notify.NotificationError, NotConfigured) as exc:
-                error = str(exc)
+                error = _said(exc)
             else:
                 return redirect(url_for("console.run_page", run_id=run_id))
         page = render_template(
@@ -217,7 +223,7 @@ def decide(message_id: int, decision: str) -> Response | tuple[str, int]:
         else:
             return render_template("missing.html", what=f"decision {decision}"), 404
     except (calls.NoSuchMessage, calls.AlreadyDecided, NotConfigured) as exc:
-        flash(str(exc), "error")
+        flash(_said(exc), "error")
     return redirect(url_for("console.outbox"))
 
 
@@ -235,7 +241,7 @@ def play_start() -> Response | tuple[str, int]:
     try:
         session = play.start(market, request.form.get("scenario", ""), _scenario_dirs())
     except (play.PlayError, NotConfigured) as exc:
-        flash(str(exc), "error")
+        flash(_said(exc), "error")
         return render_template(
             "play_list.html", scenarios=play.library(_scenario_dirs()), sessions=play.sessions(market)
         ), 400
@@ -284,5 +290,5 @@ def play_action(play_id: str, action: str) -> Response | tuple[str, int]:
         else:
             return render_template("missing.html", what=f"action {action}"), 404
     except play.PlayError as exc:
-        flash(str(exc), "error")
+        flash(_said(exc), "error")
     return redirect(url_for("console.play_page", play_id=play_id))
