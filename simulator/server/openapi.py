@@ -32,6 +32,7 @@ from werkzeug.exceptions import HTTPException
 
 from simulator.contracts import validate
 from simulator.protocol import TIMESTAMP_WINDOW_MS, canonical_query, is_fresh, verify_openapi
+from simulator.server.guard import refuse_cross_site
 from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import Marketplace
 from simulator.store import INBOUND
@@ -267,6 +268,8 @@ def _answer(status: int, body: dict[str, Any]) -> Response:
 def _start() -> None:
     g.koosim_started = time.time()
     g.koosim_exchange_id = uuid.uuid4().hex[:12]
+    # merchants call from their servers: a browser sending this from a web page is a forgery
+    refuse_cross_site(all_methods=True)
 
 
 def _cut(text: str, limit: int) -> str:

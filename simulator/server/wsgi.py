@@ -10,13 +10,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from waitress import wasyncore
 from waitress.server import create_server
 
 from simulator.server import MAX_REQUEST_BYTES
 
 THREADS = 8
 """Requests the app handles at once; more wait in waitress's queue."""
-CONNECTION_LIMIT = 200
+CONNECTION_LIMIT = 500
+"""Open connections at most (file descriptors are 1024 by default); past it, new ones wait."""
 CHANNEL_TIMEOUT_S = 30
 """An idle (or trickling) connection is closed after this long."""
 
@@ -24,15 +26,15 @@ CHANNEL_TIMEOUT_S = 30
 class Server:
     """A bound waitress server; :meth:`run` serves until Ctrl+C, then releases the port."""
 
-    def __init__(self, app: Any, host: str, port: int) -> None:
+    def __init__(self, app: Any, host: str, port: int, *, channel_timeout: float = CHANNEL_TIMEOUT_S) -> None:
         self._server = create_server(
             app,
             host=host,
             port=port,
             threads=THREADS,
             connection_limit=CONNECTION_LIMIT,
-            channel_timeout=CHANNEL_TIMEOUT_S,
-            cleanup_interval=min(CHANNEL_TIMEOUT_S, 10),
+            channel_timeout=channel_timeout,
+            cleanup_interval=min(channel_timeout, 10),
             max_request_body_size=MAX_REQUEST_BYTES + 4096,
             max_request_header_size=64 * 1024,
             clear_untrusted_proxy_headers=True,
@@ -45,9 +47,15 @@ class Server:
         return int(self._server.effective_port)  # type: ignore[union-attr]
 
     def run(self) -> None:
+        """Serve until Ctrl+C (or :meth:`close` from another thread)."""
         try:
             self._server.run()
         except KeyboardInterrupt:
             pass
         finally:
-            self._server.close()
+            self.close()
+
+    def close(self) -> None:
+        """Stop the worker threads and close the listening socket and every connection."""
+        self._server.task_dispatcher.shutdown()  # type: ignore[union-attr]
+        wasyncore.close_all(self._server._map)  # type: ignore[union-attr]
