@@ -11,6 +11,7 @@ back as interrupted, with every step it played.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from simulator.engine.player import Player, Prepared, StepOutcome, requirements, step_result
-from simulator.engine.scenario import Entry, Scenario, Unresolved, discover, library_dirs
+from simulator.engine.scenario import Entry, Scenario, Unresolved, discover, library_dirs, scenario_files
 from simulator.redaction import printable, redact
 from simulator.server.recording import RecordedRun
 from simulator.server.state import Marketplace
@@ -33,7 +34,20 @@ MAX_NAME_CHARS = 200
 
 def _entries(dirs: Iterable[Path]) -> list[Entry]:
     # a --scenarios folder removed since the server started is left out, not an error page
-    return discover(library_dirs(directory for directory in dirs if directory.is_dir()))
+    folders = tuple(library_dirs(directory for directory in dirs if directory.is_dir()))
+    # parsing every file costs ~10 ms; looking at their sizes and times, microseconds
+    stamps = tuple(
+        (path, stat.st_mtime_ns, stat.st_size)
+        for folder in folders
+        for path in scenario_files(folder)
+        if (stat := path.stat())
+    )
+    return _discovered(folders, stamps)
+
+
+@functools.lru_cache(maxsize=8)
+def _discovered(folders: tuple[Path, ...], stamps: tuple[tuple[Path, int, int], ...]) -> list[Entry]:
+    return discover(folders)
 
 
 def library(dirs: Iterable[Path] = ()) -> list[dict[str, Any]]:
