@@ -518,3 +518,98 @@ def test_the_server_publishes_its_openapi_document(client: FlaskClient) -> None:
     document = client.get("/api/openapi.json").json
     assert document["openapi"].startswith("3.")
     assert {"/target", "/calls", "/runs", "/plays", "/outbox/{message_id}/stop"} <= set(document["paths"])
+
+
+# --- no hostile byte reaches a terminal --------------------------------------------------------------
+
+UNPRINTABLE = {char for char in HOSTILE + INVISIBLE if not char.isprintable()}
+
+
+@pytest.fixture(scope="module")
+def hostile_merchant() -> Iterator[str]:
+    """A merchant that answers every call with escape sequences, C1 controls and bidi overrides."""
+    app = Flask("hostile-merchant")
+
+    @app.route("/produceAPI", methods=["GET", "POST"])
+    def produce() -> Any:
+        answer = {
+            "resultCode": f"00{HOSTILE}{INVISIBLE}",
+            "resultMsg": f"ok{HOSTILE}",
+            "instanceId": f"i{HOSTILE}",
+        }
+        return app.response_class(json.dumps(answer), mimetype="application/json")
+
+    with BackgroundServer(app) as server:
+        yield server.base_url + "/produceAPI"
+
+
+@pytest.mark.parametrize("step", [False, True], ids=["play", "play-step"])
+def test_koosim_play_prints_no_hostile_byte(
+    hostile_merchant: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: bool
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    arguments = [
+        "play",
+        "new-order",
+        "--url",
+        hostile_merchant,
+        "--timeout",
+        "5",
+        "--db",
+        str(tmp_path / "h.db"),
+    ]
+    result = CliRunner().invoke(
+        cli_main,
+        arguments + (["--step"] if step else []),
+        env={"KOOSIM_ACCESS_KEY": ACCESS_KEY},
+        input="\n" * 20,
+    )
+    assert result.exit_code == 1, result.output
+    assert "\\x1b" in result.output or "\\x9b" in result.output  # shown, spelled out
+    assert not UNPRINTABLE & set(result.output), repr(result.output)
+
+
+def test_koosim_runs_and_show_print_no_hostile_byte(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    store = Store(db)
+    url = f"http://127.0.0.1:9/{HOSTILE}{INVISIBLE}"  # written by an older koosim, or by hand
+    store.begin_run("20261129T000000-abcdef", kind="verify", target={"url": url, "protocol": "v2"})
+    store.finish_run("20261129T000000-abcdef", exit_code=1)
+    for arguments in (["runs"], ["show", "20261129T000000-abcdef"]):
+        result = CliRunner().invoke(cli_main, [*arguments, "--db", str(db)], env={"COLUMNS": "400"})
+        assert result.exit_code == 0, result.output
+        assert "127.0.0.1:9" in result.output and not UNPRINTABLE & set(result.output), repr(result.output)
+
+
+LOAD_SUMMARY = """
+import json, sys
+from rich.console import Console
+from simulator.load import LoadSummary, print_summary
+hostile, invisible = json.loads(sys.argv[1])
+summary = LoadSummary(
+    activities=[], requests=2, failures=0, orders=1, max_error_rate=0.01,
+    errors=[("newInstance", "bad" + hostile, 1)],
+    duplicates={"CS1-000001": {"i-1" + hostile, "i-2" + invisible}},
+)
+print_summary(Console(width=200, force_terminal=False), summary)
+"""
+
+
+def test_koosim_load_prints_no_hostile_instance_id() -> None:
+    # in a process of its own: locust patches the standard library when it is imported
+    finished = subprocess.run(
+        [sys.executable, "-c", LOAD_SUMMARY, json.dumps([HOSTILE, INVISIBLE])],
+        capture_output=True, text=True, timeout=60, env=os.environ | {"PYTHONIOENCODING": "utf-8"},
+    )  # fmt: skip
+    assert finished.returncode == 0, finished.stderr
+    assert "CS1-000001" in finished.stdout and not UNPRINTABLE & set(finished.stdout), repr(finished.stdout)
+
+
+@pytest.mark.parametrize("command", ["verify", "explore"])
+def test_a_seed_past_2_63_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli_main, [command, "--seed", str(2**63)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "Invalid value for '--seed'" in result.output, result.output

@@ -76,7 +76,11 @@ def runs(limit: int, db_path: Path) -> None:
             f"[{STATUS_STYLE.get(run['status'], 'dim')}]{escape(status)}[/]",
             verdicts or "[dim]none yet[/]",
             str(run["exchange_count"]),
-            escape(f"{run['target'].get('url', '')} ({run['target'].get('protocol', '')})"),
+            escape(
+                printable(
+                    f"{run['target'].get('url', '')} ({run['target'].get('protocol', '')})", one_line=True
+                )
+            ),
         )
     console.print(table)
 
@@ -108,7 +112,7 @@ def show(run_id: str, as_json: bool, db_path: Path) -> None:
         done = f"{record['checks_done']} of {record['checks_planned']} checks done"
         console.print(f"[yellow]run {escape(record['run_id'])} {escape(note)}; {done}[/]", highlight=False)
     if record.get("error"):
-        console.print(f"[red]the run stopped early: {escape(record['error'])}[/]", highlight=False)
+        console.print(f"[red]the run stopped early: {escape(printable(record['error']))}[/]", highlight=False)
 
 
 @click.command()
