@@ -238,7 +238,7 @@ def test_no_page_may_be_framed(client: FlaskClient, anonymous: FlaskClient) -> N
                    anonymous.get("/"), client.get(QUERY_ORDER_PATH)):  # fmt: skip
         assert answer.headers["X-Frame-Options"] == "DENY"
         assert "frame-ancestors 'none'" in answer.headers["Content-Security-Policy"]
-        assert answer.headers["Referrer-Policy"] == "no-referrer"
+        assert answer.headers["Referrer-Policy"] == "same-origin"
 
 
 # --- the token and the bind address of koosim serve ----------------------------------------------

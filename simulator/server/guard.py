@@ -17,7 +17,7 @@ Three locks, in the order a request meets them (``docs/server.md``, *Security mo
    marketplace APIs: merchants call them from servers, never from a web page.
 
 Every answer also forbids framing (``X-Frame-Options: DENY``, ``frame-ancestors 'none'``) and
-sending the address on (``Referrer-Policy: no-referrer``).
+sending the address to another site (``Referrer-Policy: same-origin``).
 """
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
     ),
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # "no-referrer" makes a browser send Origin: null on a form
     "X-Content-Type-Options": "nosniff",
 }
 
