@@ -88,7 +88,8 @@ def _check_known(family: str, name: str, direction: str) -> None:
 def _load(family: str, name: str, direction: str) -> dict[str, Any]:
     path = data_dir("contracts") / family / f"{name}.{direction}.json"
     with path.open(encoding="utf-8") as handle:
-        return json.load(handle)
+        schema: dict[str, Any] = json.load(handle)
+    return schema
 
 
 def schema_for(family: str, name: str, direction: str) -> dict[str, Any]:
@@ -129,14 +130,15 @@ def _message(error: ValidationError) -> str:
 
 def _violations(error: ValidationError) -> list[Violation]:
     parts = list(error.absolute_path)
-    if error.validator == "required" and isinstance(error.instance, dict):
+    required = error.validator_value if error.validator == "required" else None
+    if isinstance(required, list) and isinstance(error.instance, dict):
         # A ``then`` block's description says when its members become required ("on success").
         conditional = list(error.relative_schema_path)[-2:] == ["then", "required"]
         why = error.schema.get("description") if conditional and isinstance(error.schema, dict) else None
         suffix = f" ({why})" if why else ""
         return [
             Violation(_json_path([*parts, member]), f"required member {member!r} is missing{suffix}")
-            for member in error.validator_value
+            for member in required
             if member not in error.instance
         ]
     return [Violation(_json_path(parts), _message(error))]

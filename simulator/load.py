@@ -508,16 +508,12 @@ def _sleep(seconds: float) -> None:
 
 # --- the process the load command starts -----------------------------------------------------
 
-EXIT_OK, EXIT_USAGE, EXIT_UNREACHABLE = 0, 2, 3
-"""As ``simulator.cli`` has them (not imported: that would load every command)."""
-
 
 def main(argv: list[str]) -> int:
-    """Run what ``SPEC`` (JSON, built by ``cli_load.py``) describes; return the exit code."""
-    from simulator.engine.run import TargetUnreachable, probe
+    """Run what ``SPEC`` (JSON, built by ``simulator/cli/load.py``) describes; return the exit code."""
+    from simulator.errors import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, KoosimError
     from simulator.reference import DEMO_ACCESS_KEY
-    from simulator.resend import ResendPolicy
-    from simulator.settings import ConfigError, load_settings, open_target
+    from simulator.settings import build_target, load_settings, reach_target
 
     logging.basicConfig(level=logging.WARNING, format="koosim load: %(levelname)s %(name)s: %(message)s")
     spec = json.loads(argv[0])
@@ -530,18 +526,15 @@ def main(argv: list[str]) -> int:
 
     try:
         settings = load_settings(spec["flags"])
-        policy = ResendPolicy(**spec["policy"])
-    except (ConfigError, ValueError) as exc:
-        return fail(str(exc), EXIT_USAGE)
+    except KoosimError as exc:
+        return fail(exc.one_line(), exc.exit_code)
+    policy = settings.resend_policy
 
     if spec["mode"] == "worker":
         # Without a key of its own a worker can only be serving a master that runs the bundled
         # reference merchant, which then uses the published demo key.
-        target = Target(
-            url=settings.url or "",
-            access_key=settings.access_key or DEMO_ACCESS_KEY,
-            protocol=settings.protocol,
-            timeout=settings.timeout,
+        target = build_target(
+            settings, url=settings.url or "", access_key=settings.access_key or DEMO_ACCESS_KEY
         )
         plan = LoadPlan(
             target=target, policy=policy, ledger=OrderLedger(forwarding=True), copies=spec["copies"]
@@ -561,8 +554,7 @@ def main(argv: list[str]) -> int:
     users, spawn_rate, run_time = spec["users"], spec["spawn_rate"], spec["run_time"]
     max_error_rate = spec["max_error_rate"]
     try:
-        with open_target(settings) as target:
-            probe(target)
+        with reach_target(settings) as target:
             plan = LoadPlan(target=target, policy=policy, copies=spec["copies"])
             where = "the bundled reference merchant" if settings.url is None else target.url
             console.print(
@@ -592,10 +584,8 @@ def main(argv: list[str]) -> int:
                 )
             else:
                 summary = run_local(plan, users, spawn_rate, run_time, max_error_rate)
-    except ConfigError as exc:
-        return fail(str(exc), EXIT_USAGE)
-    except TargetUnreachable as exc:
-        return fail(f"the target could not be reached: {exc}", EXIT_UNREACHABLE)
+    except KoosimError as exc:
+        return fail(exc.one_line(), exc.exit_code)
     except WorkersMissing as exc:
         return fail(f"not enough workers: {exc}", EXIT_UNREACHABLE)
     except MasterBindFailed as exc:

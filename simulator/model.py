@@ -41,7 +41,7 @@ class Order:
     expire_time: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
-    def new_instance_fields(self, business_id: str) -> dict[str, str]:
+    def new_instance_fields(self, business_id: str) -> dict[str, str | None]:
         fields = {
             "activity": "newInstance",
             "businessId": business_id,

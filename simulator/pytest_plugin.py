@@ -125,12 +125,13 @@ class KoosimSession:
         if self._settings is None:
             from dataclasses import replace
 
-            from simulator.settings import ConfigError, load_settings
+            from simulator.errors import KoosimError
+            from simulator.settings import load_settings
 
             try:
                 settings = load_settings({**self._flags, "url": self.explicit_url})
-            except ConfigError as exc:
-                raise TargetProblem(f"koosim: {exc}") from None
+            except KoosimError as exc:
+                raise TargetProblem(f"koosim: {exc.one_line()}") from None
             # Only --koosim-url switches the target: KOOSIM_URL or url in koosim.toml never
             # sends a plain pytest run to a server.
             self._settings = replace(settings, url=self.explicit_url)
@@ -139,19 +140,15 @@ class KoosimSession:
     def target(self) -> Target:
         """The target, opened and probed once; :class:`TargetProblem` every time if it cannot be."""
         if self._problem is None and self._target is None:
-            from simulator.engine.run import TargetUnreachable, probe
-            from simulator.settings import ConfigError, open_target
+            from simulator.errors import KoosimError
+            from simulator.settings import reach_target
 
             try:
-                target = self._resources.enter_context(open_target(self.settings()))
-                probe(target)
-                self._target = target
+                self._target = self._resources.enter_context(reach_target(self.settings()))
             except TargetProblem as problem:
                 self._problem = str(problem)
-            except ConfigError as exc:
-                self._problem = f"koosim: {exc}"
-            except TargetUnreachable as exc:
-                self._problem = f"koosim: the target could not be reached: {exc}"
+            except KoosimError as exc:
+                self._problem = f"koosim: {exc.one_line()}"
         if self._problem is not None:
             raise TargetProblem(self._problem)
         assert self._target is not None
@@ -174,10 +171,12 @@ class KoosimSession:
         if self._transport is None:
             self._transport = Transport(target)
             self._resources.callback(self._transport.close)
-        return run_check(check, target, self._transport, self.orders, self.exchanges)
+        return run_check(
+            check, target, self._transport, self.orders, self.exchanges, self.settings().resend_policy
+        )
 
     def reproduce(self, check_id: str) -> str:
-        from simulator.cli import reproduce_command
+        from simulator.engine.run import reproduce_command
 
         return reproduce_command({**self._flags, "url": self.explicit_url}, check_id)
 
@@ -319,7 +318,7 @@ class DecryptedSecret(str):
         return "<decrypted secret, hidden>"
 
 
-class Marketplace:
+class SimulatedMarketplace:
     """The marketplace side of a merchant's own scenario test: it sends signed calls to the
     target, remembers the orders it placed, and keeps every exchange in :attr:`exchanges`.
 
@@ -339,7 +338,7 @@ class Marketplace:
         self._order_of_instance: dict[str, Order] = {}
 
     def __repr__(self) -> str:
-        return f"<Marketplace {self.target!r}, {len(self.exchanges)} exchange(s)>"
+        return f"<SimulatedMarketplace {self.target!r}, {len(self.exchanges)} exchange(s)>"
 
     def close(self) -> None:
         self._transport.close()
@@ -490,8 +489,8 @@ def koosim_target(pytestconfig: pytest.Config) -> Target:
 
 
 @pytest.fixture
-def marketplace(koosim_target: Target, pytestconfig: pytest.Config) -> Iterator[Marketplace]:
-    """A :class:`Marketplace` sending to ``koosim_target``; its ``exchanges`` are this test's own."""
-    market = Marketplace(koosim_target, _state(pytestconfig).orders)
+def marketplace(koosim_target: Target, pytestconfig: pytest.Config) -> Iterator[SimulatedMarketplace]:
+    """A :class:`SimulatedMarketplace` sending to ``koosim_target``; its ``exchanges`` are this test's own."""
+    market = SimulatedMarketplace(koosim_target, _state(pytestconfig).orders)
     yield market
     market.close()

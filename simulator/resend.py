@@ -26,13 +26,11 @@ not a protocol answer (a contract violation, which the contract checks report).
 from __future__ import annotations
 
 import math
-import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from simulator.protocol import ResultCode
-from simulator.settings import ConfigError
 from simulator.transport import Exchange
 
 RETRYABLE_CODES = frozenset({ResultCode.PROCESSING.value, ResultCode.INTERNAL_ERROR.value})
@@ -42,6 +40,8 @@ MAX_RESENDS = 10
 """The most resends a user may configure: a schedule, not a flood."""
 
 RESENDS_VARIABLE, BACKOFF_VARIABLE = "KOOSIM_RESENDS", "KOOSIM_BACKOFF"
+"""Where a user sets the schedule (also ``resends`` / ``backoff`` in koosim.toml); read once, by
+:func:`simulator.settings.load_settings`, which hands the policy down with the settings."""
 
 
 def resend_reason(exchange: Exchange) -> str | None:
@@ -120,30 +120,3 @@ class ResendPolicy:
 
 
 DEFAULT_POLICY = ResendPolicy()
-
-
-def policy_from_env(environ: Mapping[str, str] | None = None) -> ResendPolicy:
-    """The policy ``KOOSIM_RESENDS`` (0-10) and ``KOOSIM_BACKOFF`` (seconds) configure.
-
-    Unset variables keep the defaults (3 resends, 1 s first backoff, doubling). A malformed
-    value raises :class:`~simulator.settings.ConfigError` naming the variable.
-    """
-    environ = os.environ if environ is None else environ
-    changes: dict[str, float | int] = {}
-    if environ.get(RESENDS_VARIABLE):
-        raw = environ[RESENDS_VARIABLE]
-        try:
-            changes["resends"] = int(raw)
-        except ValueError:
-            raise ConfigError(f"{RESENDS_VARIABLE}: a whole number of resends, not {raw!r}") from None
-    if environ.get(BACKOFF_VARIABLE):
-        raw = environ[BACKOFF_VARIABLE]
-        try:
-            changes["backoff"] = float(raw)
-        except ValueError:
-            raise ConfigError(f"{BACKOFF_VARIABLE}: a number of seconds, not {raw!r}") from None
-    try:
-        return replace(DEFAULT_POLICY, **changes)
-    except ValueError as exc:
-        names = f"{RESENDS_VARIABLE}/{BACKOFF_VARIABLE}"
-        raise ConfigError(f"{names}: {exc}") from None

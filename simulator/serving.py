@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import threading
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+
+if TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIApplication
 
 SHUTDOWN_POLL_INTERVAL = 0.05
 """How often the serving loop looks for a shutdown request: close() waits up to this long."""
@@ -21,10 +25,10 @@ class _QuietRequestHandler(WSGIRequestHandler):
 class BackgroundServer:
     """A threaded werkzeug server on ``127.0.0.1`` and an ephemeral port; use as a context manager."""
 
-    def __init__(self, app: object, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, app: WSGIApplication, host: str = "127.0.0.1", port: int = 0) -> None:
         self._server: BaseWSGIServer = make_server(
             host, port, app, threaded=True, request_handler=_QuietRequestHandler
-        )  # type: ignore[arg-type]
+        )
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": SHUTDOWN_POLL_INTERVAL},

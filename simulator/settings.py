@@ -1,9 +1,14 @@
 """Where the target and its keys come from: command-line flags, then ``KOOSIM_*`` variables,
 then ``koosim.toml`` in the working directory. Keys never need to be on the command line.
 
-:func:`open_target` turns settings into a :class:`~simulator.transport.Target`, starting the
-reference merchant in-process on a free port when no URL is given: every command works out of
-the box.
+One validator (:data:`VALIDATORS`) checks every setting's value, whoever supplies it: the
+command line, the environment, koosim.toml (:func:`load_settings`) or the console and the JSON
+API of ``koosim serve`` (:meth:`simulator.server.state.MarketState.configure`).
+
+:func:`build_target` is the one place a :class:`~simulator.transport.Target` is made from
+settings; :func:`open_target` yields it, starting the reference merchant in-process on a free
+port when no URL is given (every command works out of the box), and :func:`probe` tells an
+unreachable address before the first call.
 """
 
 from __future__ import annotations
@@ -11,16 +16,19 @@ from __future__ import annotations
 import errno
 import math
 import os
+import socket
 import stat
 import tomllib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from simulator.errors import ConfigError, TargetUnreachable, TimeBudget
 from simulator.protocol import load_rsa_public_key
+from simulator.resend import BACKOFF_VARIABLE, DEFAULT_POLICY, MAX_RESENDS, RESENDS_VARIABLE, ResendPolicy
 from simulator.transport import DEFAULT_TIMEOUT, Target
 
 CONFIG_FILE = "koosim.toml"
@@ -35,23 +43,49 @@ SETTINGS = {
     "sync_key": "KOOSIM_SYNC_KEY",
     "rsa_public_key": "KOOSIM_RSA_PUBLIC_KEY",
     "timeout": "KOOSIM_TIMEOUT",
+    "max_time": "KOOSIM_MAX_TIME",
+    "resends": RESENDS_VARIABLE,
+    "backoff": BACKOFF_VARIABLE,
 }
-NUMERIC_SETTINGS: dict[str, tuple[type, ...]] = {"timeout": (int, float)}
-
+NUMERIC_SETTINGS: dict[str, tuple[type, ...]] = {
+    "timeout": (int, float),
+    "max_time": (int, float),
+    "resends": (int,),
+    "backoff": (int, float),
+}
 
 MAX_TIMEOUT = 300.0
+DEFAULT_MAX_TIME = 600.0
+"""The whole-run time budget of verify, play and explore: generous, yet a merchant that never
+answers costs ten minutes, not every call's deadline over and over."""
+MAX_MAX_TIME = 24 * 3600.0
+
+
+# --- the one validator: each takes what a user gave and returns the value, or raises ValueError --
+
+
+def _seconds(value: object, what: str) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"{what} must be a number of seconds")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(f"{what} must be a number of seconds") from None
 
 
 def parse_timeout(value: object) -> float:
-    """A per-call deadline in seconds: a finite number in (0, 300]; ValueError says what is wrong."""
-    if isinstance(value, bool):
-        raise ValueError("timeout must be a number of seconds")
-    try:
-        seconds = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise ValueError("timeout must be a number of seconds") from None
+    """A per-call deadline in seconds: a finite number in (0, 300]."""
+    seconds = _seconds(value, "timeout")
     if not math.isfinite(seconds) or not 0 < seconds <= MAX_TIMEOUT:
         raise ValueError(f"timeout must be more than 0 and at most {MAX_TIMEOUT:g} seconds, not {value!r}")
+    return seconds
+
+
+def parse_max_time(value: object) -> float:
+    """A whole-run time budget in seconds: a finite number in (0, 1 day]."""
+    seconds = _seconds(value, "max_time")
+    if not math.isfinite(seconds) or not 0 < seconds <= MAX_MAX_TIME:
+        raise ValueError(f"max_time must be more than 0 and at most {MAX_MAX_TIME:g} seconds, not {value!r}")
     return seconds
 
 
@@ -88,8 +122,80 @@ def _read_key_file(path: Path) -> bytes:
     return data
 
 
-class ConfigError(Exception):
-    """A setting is missing or malformed; the message names where it came from."""
+def parse_url(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if (problem := url_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
+def parse_protocol(value: object) -> str:
+    if value not in PROTOCOLS:
+        raise ValueError(f"protocol must be {' or '.join(PROTOCOLS)}, not {value!r}")
+    return str(value)
+
+
+def parse_rsa_public_key(value: object) -> bytes:
+    """PEM text or bytes of an RSA public key (an EC key, say, would fail every applicationSync)."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    try:
+        pem = value.encode("ascii") if isinstance(value, str) else value
+        if not isinstance(pem, bytes):
+            raise TypeError("a PEM string")
+        load_rsa_public_key(pem)
+    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
+        raise ValueError(f"is not a PEM RSA public key ({exc})") from None
+    return pem
+
+
+def parse_resends(value: object) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"a whole number of resends, not {value!r}")
+    try:
+        resends = int(value)  # type: ignore[call-overload]
+    except (TypeError, ValueError):
+        raise ValueError(f"a whole number of resends, not {value!r}") from None
+    if not 0 <= resends <= MAX_RESENDS:
+        raise ValueError(f"resends must be between 0 and {MAX_RESENDS}, not {resends}")
+    return resends
+
+
+def parse_backoff(value: object) -> float:
+    seconds = _seconds(value, "backoff")
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"backoff must be a number of seconds >= 0, not {value!r}")
+    return seconds
+
+
+VALIDATORS: dict[str, Callable[[object], Any]] = {
+    "url": parse_url,
+    "sync_url": parse_url,
+    "notification_url": parse_url,
+    "protocol": parse_protocol,
+    "timeout": parse_timeout,
+    "max_time": parse_max_time,
+    "rsa_public_key": parse_rsa_public_key,
+    "resends": parse_resends,
+    "backoff": parse_backoff,
+}
+
+
+def validate(name: str, value: object) -> Any:
+    """``value`` as setting ``name`` holds it; ValueError saying what is wrong (unnamed keys pass)."""
+    validator = VALIDATORS.get(name)
+    return value if validator is None else validator(value)
+
+
+def named(name: str, problem: str) -> str:
+    """A validator's message with the setting's name in front, once."""
+    if problem.startswith(name):
+        return problem
+    return f"{name} {problem}" if problem.startswith("is ") else f"{name}: {problem}"
+
+
+# --- resolving ------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -101,6 +207,10 @@ class Settings:
     sync_key: str | None = None
     rsa_public_key: bytes | None = None
     timeout: float = DEFAULT_TIMEOUT
+    max_time: float = DEFAULT_MAX_TIME
+    """The whole-run time budget of verify, play and explore, in seconds."""
+    resend_policy: ResendPolicy = DEFAULT_POLICY
+    """How the marketplace resends (resends / backoff, ASSUMPTION): read here once, passed down."""
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -134,76 +244,70 @@ def load_settings(
     environ = os.environ if environ is None else environ
     config_path = (cwd or Path.cwd()) / CONFIG_FILE
     from_file = _read_file(config_path)
-    resolved: dict[str, tuple[Any, str]] = {}
+    values: dict[str, Any] = {}
     for name, variable in SETTINGS.items():
         if flags.get(name) is not None:
-            resolved[name] = (flags[name], f"--{name.replace('_', '-')}")
+            raw, source = flags[name], f"--{name.replace('_', '-')}"
         elif environ.get(variable):
-            resolved[name] = (environ[variable], variable)
+            raw, source = environ[variable], variable
         elif from_file.get(name) is not None:
-            resolved[name] = (from_file[name], f"{config_path} ({name})")
-
-    def value(name: str) -> Any:
-        return resolved[name][0] if name in resolved else None
-
-    protocol = str(value("protocol") or "v2")
-    if protocol not in PROTOCOLS:
-        raise ConfigError(f"{resolved['protocol'][1]}: protocol must be v2 or v1, not {protocol!r}")
-    try:
-        timeout = DEFAULT_TIMEOUT if value("timeout") is None else parse_timeout(value("timeout"))
-    except ValueError as exc:
-        raise ConfigError(f"{resolved['timeout'][1]}: {exc}") from None
-    for name in ("url", "sync_url"):
-        if value(name) is not None and (problem := url_problem(value(name))) is not None:
-            raise ConfigError(f"{resolved[name][1]}: {problem}")
-    rsa_path = value("rsa_public_key")
-    rsa_public_key = None
-    if rsa_path:
+            raw, source = from_file[name], f"{config_path} ({name})"
+        else:
+            continue
+        if name == "rsa_public_key":  # the setting names a file; the validator judges its content
+            path = raw
+            try:
+                raw = _read_key_file(Path(path))
+            except OSError as exc:
+                raise ConfigError(f"{source}: cannot read {path}: {exc.strerror}") from exc
+            source = f"{source}: {path}"
         try:
-            rsa_public_key = _read_key_file(Path(rsa_path))
-            load_rsa_public_key(rsa_public_key)
-        except OSError as exc:
-            raise ConfigError(
-                f"{resolved['rsa_public_key'][1]}: cannot read {rsa_path}: {exc.strerror}"
-            ) from exc
+            values[name] = validate(name, raw)
         except ValueError as exc:
-            raise ConfigError(
-                f"{resolved['rsa_public_key'][1]}: {rsa_path} is not a PEM RSA public key ({exc})"
-            ) from None
-    return Settings(
-        url=value("url"),
-        protocol=protocol,
-        access_key=value("access_key"),
-        sync_url=value("sync_url"),
-        sync_key=value("sync_key"),
-        rsa_public_key=rsa_public_key,
-        timeout=timeout,
-    )
+            joiner = " " if str(exc).startswith("is ") else ": "
+            raise ConfigError(f"{source}{joiner}{exc}") from None
+    policy = {name: values.pop(name) for name in ("resends", "backoff") if name in values}
+    try:
+        resend_policy = replace(DEFAULT_POLICY, **policy)
+    except ValueError as exc:
+        raise ConfigError(f"{SETTINGS['resends']}/{SETTINGS['backoff']}: {exc}") from None
+    return Settings(**values, resend_policy=resend_policy)
 
 
-def remote_target(settings: Settings) -> Target:
-    """The merchant ``settings.url`` names, with its keys (the caller has checked both are set)."""
-    assert settings.url is not None and settings.access_key is not None
-    return Target(
-        url=settings.url,
-        access_key=settings.access_key,
-        protocol=settings.protocol,
-        sync_url=settings.sync_url,
-        sync_key=settings.sync_key,
-        rsa_public_key=settings.rsa_public_key,
-        timeout=settings.timeout,
-    )
+# --- the target -----------------------------------------------------------------------------------
+
+
+def build_target(settings: Settings, *, budget: TimeBudget | None = None, **overrides: Any) -> Target:
+    """The one place a :class:`Target` is made from settings; ``overrides`` replace their fields
+    (the bundled merchant's URL and keys, a load worker's demo key)."""
+    fields: dict[str, Any] = {
+        "url": settings.url,
+        "access_key": settings.access_key,
+        "protocol": settings.protocol,
+        "sync_url": settings.sync_url,
+        "sync_key": settings.sync_key,
+        "rsa_public_key": settings.rsa_public_key,
+        "timeout": settings.timeout,
+        "budget": budget,
+        **overrides,
+    }
+    return Target(**fields)
+
+
+def remote_target(settings: Settings, *, budget: TimeBudget | None = None) -> Target:
+    """The merchant ``settings.url`` names, with its keys; ConfigError without an access key."""
+    if not settings.url:
+        raise ConfigError("no target URL: pass --url, set KOOSIM_URL or url in koosim.toml")
+    if not settings.access_key:
+        raise ConfigError("no access key for the target: set KOOSIM_ACCESS_KEY or access_key in koosim.toml")
+    return build_target(settings, budget=budget)
 
 
 @contextmanager
-def open_target(settings: Settings) -> Iterator[Target]:
+def open_target(settings: Settings, *, budget: TimeBudget | None = None) -> Iterator[Target]:
     """Yield the target the settings name, or a freshly started reference merchant."""
     if settings.url is not None:
-        if not settings.access_key:
-            raise ConfigError(
-                "no access key for the target: set KOOSIM_ACCESS_KEY or access_key in koosim.toml"
-            )
-        yield remote_target(settings)
+        yield remote_target(settings, budget=budget)
         return
     # imported here: a run against a merchant's URL needs neither Flask nor the reference merchant
     from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
@@ -214,11 +318,37 @@ def open_target(settings: Settings) -> Iterator[Target]:
         if getattr(settings, name):
             setattr(config, name, getattr(settings, name))
     with BackgroundServer(create_app(config)) as server:
-        yield Target(
+        yield build_target(
+            settings,
+            budget=budget,
             url=server.base_url + PRODUCE_PATH,
             access_key=config.access_key,
-            protocol=settings.protocol,
+            sync_url=None,
             sync_key=config.sync_key,
             rsa_public_key=public_key_pem(config.rsa_private_key),
-            timeout=settings.timeout,
         )
+
+
+@contextmanager
+def reach_target(settings: Settings, *, budget: TimeBudget | None = None) -> Iterator[Target]:
+    """The preamble of everything that talks to a merchant: open the target, probe it, yield it.
+
+    Raises :class:`ConfigError` (no key) or :class:`TargetUnreachable`; the command line, the
+    pytest plugin and the load engine each turn those into their one-line message once.
+    """
+    with open_target(settings, budget=budget) as target:
+        probe(target)
+        yield target
+
+
+def probe(target: Target) -> None:
+    """Raise :class:`TargetUnreachable` unless a TCP connection to the target can be opened."""
+    parts = urlsplit(target.url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise TargetUnreachable(f"{target.url!r} is not an http(s) URL")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=target.connect_timeout):
+            pass
+    except OSError as exc:
+        raise TargetUnreachable(f"cannot connect to {parts.hostname}:{port}: {exc.strerror or exc}") from exc

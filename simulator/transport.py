@@ -38,6 +38,7 @@ import urllib3
 import urllib3.connection
 import urllib3.exceptions
 
+from simulator.errors import TimeBudget
 from simulator.protocol import (
     DecryptionError,
     EncryptType,
@@ -104,6 +105,9 @@ class Target:
     """Plaintexts the transport decrypted during the run (appInfo passwords, v1 e-mails and
     phone numbers): a merchant may echo them, so they are redacted like the keys. Shared by
     the copies ``dataclasses.replace`` makes of this target."""
+    budget: TimeBudget | None = field(default=None, repr=False, compare=False)
+    """The whole run's time budget (``--max-time``): once spent, :meth:`Transport.perform`
+    raises :class:`~simulator.errors.BudgetSpent` instead of sending."""
 
     def __repr__(self) -> str:  # keys never show up in a repr, a log line or a traceback
         return f"Target(url={self.url!r}, protocol={self.protocol!r}, sync_url={self.sync_url!r})"
@@ -369,6 +373,8 @@ class Transport:
 
     def perform(self, exchange: Exchange) -> Exchange:
         """Send a prepared exchange and fill in what came back; never raises for the merchant's doing."""
+        if self.target.budget is not None:
+            self.target.budget.check()
         started = time.perf_counter()
         deadline = started + self.target.timeout
         connect_timeout = min(self.target.connect_timeout, self.target.timeout)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import queue
 import re
 import socket
@@ -24,10 +23,7 @@ from simulator.reference import DEMO_ACCESS_KEY
 
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No KOOSIM_* from the developer's shell, no koosim.toml but the test's own, a fixed width."""
-    for name in list(os.environ):
-        if name.startswith("KOOSIM_"):
-            monkeypatch.delenv(name)
+    """No koosim.toml but the test's own, a fixed width (conftest.py has unset every KOOSIM_*)."""
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.chdir(tmp_path)
 
@@ -174,14 +170,12 @@ def _first_line(stream: object, timeout: float) -> str:
 
 
 def test_merchant_command_serves_a_v2_call_signed_with_the_demo_key(tmp_path: Path) -> None:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("KOOSIM_")}
     process = subprocess.Popen(
         [sys.executable, "-m", "simulator", "merchant", "--host", "127.0.0.1", "--port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
         text=True,
-        env=env,
         cwd=tmp_path,
     )
     try:

@@ -20,9 +20,8 @@ from typing import Any
 import pytest
 import requests
 
-from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app
 from simulator.server import create_app as create_server
-from simulator.server import marketplace
+from simulator.server import market_state
 from simulator.server import token as server_token
 from simulator.serving import BackgroundServer
 from simulator.store import Store
@@ -63,10 +62,8 @@ pytestmark = pytest.mark.skipif(_missing() is not None, reason=_missing() or "")
 
 
 @pytest.fixture(scope="module")
-def merchant() -> Iterator[str]:
-    config = MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY)
-    with BackgroundServer(create_app(config)) as server:
-        yield server.base_url + PRODUCE_PATH
+def merchant(reference_merchant: Any) -> str:
+    return str(reference_merchant.url)
 
 
 @pytest.fixture(scope="module")
@@ -75,8 +72,8 @@ def console() -> Iterator[dict[str, Any]]:
         app = create_server(Store(Path(history) / "koosim.db"))
         with BackgroundServer(app) as server:
             yield {"url": server.base_url, "app": app, "token": server_token(app)}
-            marketplace(app).wait_for_runs(30)
-            marketplace(app).close()
+            market_state(app).wait_for_runs(30)
+            market_state(app).close()
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +131,7 @@ def wait_for(browser: WebDriver, by: str, value: str) -> Any:
 
 def ensure_target(console: dict[str, Any], merchant: str) -> None:
     """Later tests run alone too: configure through the API when the first test did not."""
-    if marketplace(console["app"]).settings.url != merchant:
+    if market_state(console["app"]).settings.url != merchant:
         response = requests.put(
             f"{console['url']}/api/target",
             json={"url": merchant, "access_key": ACCESS_KEY, "sync_key": SYNC_KEY},
@@ -250,7 +247,7 @@ def test_a_failed_sync_shows_in_the_outbox_and_can_be_stopped(
     browser: WebDriver, console: dict[str, Any], merchant: str, tmp_path: Path
 ) -> None:
     ensure_target(console, merchant)
-    market = marketplace(console["app"])
+    market = market_state(console["app"])
     market.configure({"sync_key": "not-the-sync-key"})
     try:
         browser.get(console["url"] + "/call?activity=authSync")

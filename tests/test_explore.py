@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+from flask import Flask
 from mutants.base import Mutant
 from mutants.sequences import SEQUENCE_MUTANTS, UNFREEZE_AFTER_RELEASE
 
 from simulator.cli import main
 from simulator.engine import explore as explore_module
 from simulator.engine.scenario import Step, load
-from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app
-from simulator.serving import BackgroundServer
-from simulator.transport import Target
+from simulator.reference import MerchantConfig, create_app
 
 ACCESS_KEY = "koosim-explore-access-key"
 SYNC_KEY = "koosim-explore-sync-key"
@@ -37,20 +35,10 @@ def _own_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    servers: list[BackgroundServer] = []
-
-    def start(mutant: Mutant | None = None) -> str:
-        config = MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY)
-        app = mutant.build(config) if mutant is not None else create_app(config)
-        server = BackgroundServer(app).start()
-        servers.append(server)
-        return server.base_url + PRODUCE_PATH
-
-    yield start
-    for server in servers:
-        server.close()
+def merchant_app(mutant: Mutant | None = None) -> Flask:
+    """The reference merchant with this module's keys, or ``mutant`` built on it."""
+    config = MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY)
+    return mutant.build(config) if mutant is not None else create_app(config)
 
 
 def koosim(*args: str) -> Result:
@@ -67,7 +55,7 @@ def reproduce_command(output: str) -> list[str]:
 def test_explore_finds_shrinks_and_saves_a_replayable_scenario(
     mutant: Mutant, serve: Any, tmp_path: Path
 ) -> None:
-    url = serve(mutant)
+    url = serve(merchant_app(mutant))
     found = koosim("explore", "--url", url, "--seed", "1", "--save-dir", "found")
     assert found.exit_code == 1, found.output
     assert f"✗ {mutant.catches}" in found.output
@@ -84,7 +72,7 @@ def test_explore_finds_shrinks_and_saves_a_replayable_scenario(
     assert f"[{mutant.catches}]" in replayed.output
 
     # And against a merchant that has never seen a call.
-    fresh = koosim("play", str(saved[0]), "--url", serve(mutant))
+    fresh = koosim("play", str(saved[0]), "--url", serve(merchant_app(mutant)))
     assert fresh.exit_code == 1, fresh.output
     assert f"[{mutant.catches}]" in fresh.output
 
@@ -99,7 +87,7 @@ def test_explore_finds_nothing_wrong_with_the_reference_merchant(protocol: str) 
 
 
 def test_a_failure_found_earlier_is_replayed_first(serve: Any) -> None:
-    url = serve(UNFREEZE_AFTER_RELEASE)
+    url = serve(merchant_app(UNFREEZE_AFTER_RELEASE))
     first = koosim("explore", "--url", url, "--seed", "1")
     assert first.exit_code == 1
     assert any(Path(".koosim/examples").iterdir())
@@ -109,7 +97,9 @@ def test_a_failure_found_earlier_is_replayed_first(serve: Any) -> None:
     assert "saved: .koosim/found/found-lifecycle-after-release.yaml" in again.output
 
 
-def test_the_same_seed_tries_the_same_sequences(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_same_seed_tries_the_same_sequences(
+    monkeypatch: pytest.MonkeyPatch, reference_merchant: Any
+) -> None:
     played: list[list[str]] = []
     original = explore_module.MarketplaceMachine._play
 
@@ -120,14 +110,13 @@ def test_the_same_seed_tries_the_same_sequences(monkeypatch: pytest.MonkeyPatch)
         return original(machine, step)
 
     monkeypatch.setattr(explore_module.MarketplaceMachine, "_play", recording)
-    config = MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY)
     runs = []
-    with BackgroundServer(create_app(config)) as server:
-        target = Target(url=server.base_url + PRODUCE_PATH, access_key=ACCESS_KEY, sync_key=SYNC_KEY)
-        for _ in range(2):
-            played.clear()
-            exploration = explore_module.Exploration(target, seed=7, max_examples=8, database_dir=None)
-            assert exploration.run() is None
-            runs.append(list(played))
+    for _ in range(2):
+        played.clear()
+        exploration = explore_module.Exploration(
+            reference_merchant.target(), seed=7, max_examples=8, database_dir=None
+        )
+        assert exploration.run() is None
+        runs.append(list(played))
     assert runs[0] == runs[1]
     assert sum(len(sequence) for sequence in runs[0]) > 8

@@ -24,7 +24,7 @@ from flask import Flask, request
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from simulator.server import create_app, marketplace
+from simulator.server import create_app, market_state
 from simulator.store import Store
 
 TOKEN = "fuzz-test-token-0123456789"
@@ -153,8 +153,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Flask, di
         "bundled": False,
     }
     yield app, baseline, errors
-    marketplace(app).wait_for_runs(30)
-    marketplace(app).close()
+    market_state(app).wait_for_runs(30)
+    market_state(app).close()
 
 
 def _operations(app: Flask) -> list[tuple[str, str, dict[str, Any]]]:
@@ -237,7 +237,7 @@ def test_no_request_gets_a_server_error(served: tuple[Flask, dict[str, Any], lis
     )
     @given(api_requests(operations) | console_requests())
     def one_request(call: dict[str, Any]) -> None:
-        marketplace(app).configure(baseline)  # each example starts from the same target
+        market_state(app).configure(baseline)  # each example starts from the same target
         if "form" in call:
             response = client.post(call["path"], data=call["form"])
         else:

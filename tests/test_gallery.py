@@ -103,10 +103,7 @@ def test_koosim_verify_names_the_failing_check_and_how_to_reproduce_it(
     config: MerchantConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mutant = cli_mutant.MUTANT
-    unset = dict.fromkeys(
-        ("KOOSIM_URL", "KOOSIM_PROTOCOL", "KOOSIM_SYNC_URL", "KOOSIM_SYNC_KEY", "KOOSIM_RSA_PUBLIC_KEY")
-    )
-    env = {**unset, "KOOSIM_ACCESS_KEY": config.access_key, "KOOSIM_TIMEOUT": None, "COLUMNS": "200"}
+    env = {"KOOSIM_ACCESS_KEY": config.access_key, "COLUMNS": "200"}
     runner = CliRunner()
     monkeypatch.chdir(tmp_path)  # no koosim.toml of the working directory, history in tmp_path
     with BackgroundServer(mutant.build(config)) as server:

@@ -21,21 +21,6 @@ BROKEN_KEY = "koosim-broken-merchant-access-key-0001"
 PRODUCE_V2 = "produce.produce_v2"
 
 
-@pytest.fixture(autouse=True)
-def _no_koosim_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Inner sessions see only the settings a test gives them."""
-    for variable in (
-        "KOOSIM_URL",
-        "KOOSIM_PROTOCOL",
-        "KOOSIM_ACCESS_KEY",
-        "KOOSIM_SYNC_URL",
-        "KOOSIM_SYNC_KEY",
-        "KOOSIM_RSA_PUBLIC_KEY",
-        "KOOSIM_TIMEOUT",
-    ):
-        monkeypatch.delenv(variable, raising=False)
-
-
 def _run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     """An inner session in this process (hypothesis' plugin, ~1 s of summary per session, off)."""
     return pytester.runpytest_inprocess("-p", "no:hypothesispytest", *args)

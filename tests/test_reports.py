@@ -17,9 +17,9 @@ import pytest
 from click.testing import CliRunner
 
 from simulator.checks import Check, Finding, Severity, Verdict, select
-from simulator.cli import main, reproduce_command
+from simulator.cli import main
 from simulator.engine.record import run_record
-from simulator.engine.run import CheckResult, Run, run_checks
+from simulator.engine.run import CheckResult, Run, reproduce_command, run_checks
 from simulator.redaction import MAX_BODY_CHARS, REDACTED, body_text, printable, redact
 from simulator.report import html as html_report
 from simulator.report import junit as junit_report

@@ -16,6 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,9 +27,9 @@ from simulator.checks.base import REGISTRY
 from simulator.engine.run import RESEND_SCHEDULE, Run, run_checks
 from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app
 from simulator.report import console as console_report
-from simulator.resend import DEFAULT_POLICY, ResendPolicy, policy_from_env, resend_reason
+from simulator.resend import DEFAULT_POLICY, ResendPolicy, resend_reason
 from simulator.serving import BackgroundServer
-from simulator.settings import ConfigError
+from simulator.settings import ConfigError, load_settings
 from simulator.transport import Target, Transport
 
 CHECK_ID = "idempotency.converges-after-failures"
@@ -187,9 +188,14 @@ def _refused(attempt: int) -> Any:
         transport.close()
 
 
-def test_policy_from_the_environment() -> None:
-    assert policy_from_env({}) == DEFAULT_POLICY
-    policy = policy_from_env({"KOOSIM_RESENDS": "5", "KOOSIM_BACKOFF": "0.5"})
+def policy_from_env(environ: dict[str, str], tmp_path: Path) -> ResendPolicy:
+    """The policy as the settings read it, once, from the environment (and koosim.toml, flags)."""
+    return load_settings({}, environ=environ, cwd=tmp_path).resend_policy
+
+
+def test_policy_from_the_environment(tmp_path: Path) -> None:
+    assert policy_from_env({}, tmp_path) == DEFAULT_POLICY
+    policy = policy_from_env({"KOOSIM_RESENDS": "5", "KOOSIM_BACKOFF": "0.5"}, tmp_path)
     assert policy.delays == (0.5, 1.0, 2.0, 4.0, 8.0)
     for environ, variable in (
         ({"KOOSIM_RESENDS": "three"}, "KOOSIM_RESENDS"),
@@ -199,18 +205,24 @@ def test_policy_from_the_environment() -> None:
         ({"KOOSIM_BACKOFF": "nan"}, "KOOSIM_BACKOFF"),
     ):
         with pytest.raises(ConfigError, match=variable):
-            policy_from_env(environ)
+            policy_from_env(environ, tmp_path)
 
 
-def test_the_run_reports_the_configured_schedule(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_policy_may_come_from_koosim_toml(tmp_path: Path) -> None:
+    (tmp_path / "koosim.toml").write_text("resends = 1\nbackoff = 0.25\n", encoding="utf-8")
+    assert policy_from_env({}, tmp_path) == ResendPolicy(resends=1, backoff=0.25)
+    assert policy_from_env({"KOOSIM_RESENDS": "2"}, tmp_path).resends == 2  # env wins over the file
+
+
+def test_the_run_reports_the_configured_schedule(tmp_path: Path) -> None:
     target = Target(url="http://127.0.0.1:9/produceAPI", access_key=KEY)
     assert Run(target=target, seed=0).assumptions["resend schedule"] == (
         "3 resend(s) after 1 s, 2 s, 4 s (ASSUMPTION)"
     )
-    monkeypatch.setenv("KOOSIM_RESENDS", "2")
-    monkeypatch.setenv("KOOSIM_BACKOFF", "3")
+    policy = policy_from_env({"KOOSIM_RESENDS": "2", "KOOSIM_BACKOFF": "3"}, tmp_path)
     assert (
-        Run(target=target, seed=0).assumptions["resend schedule"] == "2 resend(s) after 3 s, 6 s (ASSUMPTION)"
+        Run(target=target, seed=0, resend_policy=policy).assumptions["resend schedule"]
+        == "2 resend(s) after 3 s, 6 s (ASSUMPTION)"
     )
 
 
@@ -290,17 +302,16 @@ def test_the_check_fails_a_merchant_that_creates_one_instance_per_delivery(lates
     assert "resend schedule: 3 resend(s) after 1 s, 2 s, 4 s" in output.getvalue()
 
 
-def test_the_check_is_skipped_when_no_resend_is_allowed(
-    reference: Target, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("KOOSIM_RESENDS", "0")
-    (result,) = run_checks(reference, [REGISTRY[CHECK_ID]]).results
+def test_the_check_is_skipped_when_no_resend_is_allowed(reference: Target) -> None:
+    policy = ResendPolicy(resends=0)  # KOOSIM_RESENDS=0, as the run hands it to the check
+    (result,) = run_checks(reference, [REGISTRY[CHECK_ID]], resend_policy=policy).results
     assert result.verdict is Verdict.SKIPPED
 
 
-def test_the_check_fails_when_no_delivery_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("KOOSIM_RESENDS", "1")
+def test_the_check_fails_when_no_delivery_is_accepted() -> None:
     with FlakyServer(["000005"] * 5) as server:
-        (result,) = run_checks(server.target, [REGISTRY[CHECK_ID]]).results
+        (result,) = run_checks(
+            server.target, [REGISTRY[CHECK_ID]], resend_policy=ResendPolicy(resends=1)
+        ).results
     assert result.verdict is Verdict.FAILED
     assert "was not accepted after 2 deliveries" in result.findings[0].message

@@ -11,7 +11,6 @@ import ast
 import re
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,8 @@ from simulator.engine.scenario import (
     scenario_files,
     schema,
 )
-from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app
+from simulator.reference import MerchantConfig, create_app
 from simulator.resources import data_dir
-from simulator.serving import BackgroundServer
 from simulator.transport import Target
 
 ACCESS_KEY = "koosim-scenario-access-key"
@@ -51,21 +49,6 @@ def koosim(*args: str, input: str | None = None, **env: str) -> Result:
 def _own_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No koosim.toml or .koosim/ of the developer's leaks in, none of ours leaks out."""
     monkeypatch.chdir(tmp_path)
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    """Start WSGI apps on ephemeral 127.0.0.1 ports; every one is stopped after the test."""
-    servers: list[BackgroundServer] = []
-
-    def start(app: Any) -> str:
-        server = BackgroundServer(app).start()
-        servers.append(server)
-        return server.base_url + PRODUCE_PATH
-
-    yield start
-    for server in servers:
-        server.close()
 
 
 def merchant_config() -> MerchantConfig:

@@ -24,7 +24,7 @@ from hostile.echo import Secrets, echo_merchant, new_secrets
 from simulator.protocol import EncryptType, encrypt, public_key_pem
 from simulator.redaction import REDACTED
 from simulator.reference import PRODUCE_PATH
-from simulator.server import create_app, marketplace
+from simulator.server import create_app, market_state
 from simulator.serving import BackgroundServer
 from simulator.store import Store
 
@@ -175,7 +175,7 @@ def _serve(url: str, found: Secrets, public_key: str, db: Path) -> dict[str, byt
             },
         )
         started = call("POST", "/api/runs", json={"checks": ["*"]}).get_json()
-        assert marketplace(app).wait_for_runs(120)
+        assert market_state(app).wait_for_runs(120)
         run = started["run_id"]
         exchanges = call("GET", f"/api/runs/{run}").get_json()["exchanges"]
         call("GET", f"/api/runs/{run}/exchanges")
@@ -197,7 +197,7 @@ def _serve(url: str, found: Secrets, public_key: str, db: Path) -> dict[str, byt
         call("GET", "/outbox")
         call("GET", "/")
     finally:
-        marketplace(app).close()
+        market_state(app).close()
     return answers
 
 

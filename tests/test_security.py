@@ -32,7 +32,7 @@ from simulator.cli import main as cli_main
 from simulator.redaction import printable
 from simulator.reference import PRODUCE_PATH, MerchantConfig
 from simulator.reference import create_app as create_merchant
-from simulator.server import create_app, marketplace
+from simulator.server import create_app, market_state
 from simulator.server.guard import TokenError, bind_problem, is_loopback
 from simulator.server.guard import server_token as process_token
 from simulator.server.openapi import QUERY_ORDER_PATH, USAGE_PATH
@@ -71,8 +71,8 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
         return response
 
     yield app
-    assert marketplace(app).wait_for_runs(30)
-    marketplace(app).close()
+    assert market_state(app).wait_for_runs(30)
+    market_state(app).close()
     assert server_errors == []
 
 
@@ -139,7 +139,7 @@ def test_a_scenario_of_a_configured_folder_plays_by_name(tmp_path: Path, merchan
             assert client.post("/api/plays", json={"scenario": name}).status_code == 201, name
         assert client.post("/api/plays", json={"scenario": str(folder / "just_one.yaml")}).status_code == 400
     finally:
-        marketplace(app).close()
+        market_state(app).close()
 
 
 # --- DNS rebinding and the token -----------------------------------------------------------------
@@ -153,7 +153,7 @@ REBOUND = {
 
 
 def test_dns_rebinding_reads_nothing_and_changes_nothing(configured: FlaskClient, app: Flask) -> None:
-    before = marketplace(app).settings
+    before = market_state(app).settings
     attempts = [
         configured.get("/api/runs", headers=REBOUND),
         configured.get("/", headers=REBOUND),
@@ -164,7 +164,7 @@ def test_dns_rebinding_reads_nothing_and_changes_nothing(configured: FlaskClient
     ]
     assert [answer.status_code for answer in attempts] == [403] * len(attempts)
     assert "loopback" in attempts[0].json["error"]
-    assert marketplace(app).settings == before
+    assert market_state(app).settings == before
     assert configured.get("/api/runs").json["runs"] == []
 
 
@@ -207,7 +207,7 @@ def test_the_token_in_a_header_or_the_printed_address(anonymous: FlaskClient) ->
 
 
 def test_merchants_call_the_marketplace_apis_without_the_token(client: FlaskClient, app: Flask) -> None:
-    marketplace(app).configure({"url": "http://127.0.0.1:9/produceAPI", "access_key": ACCESS_KEY})
+    market_state(app).configure({"url": "http://127.0.0.1:9/produceAPI", "access_key": ACCESS_KEY})
     anonymous = app.test_client()
     query = anonymous.get(QUERY_ORDER_PATH, query_string={"orderId": "MOCKPERIODYEARNEW"},
                           headers=signed(ACCESS_KEY, "orderId=MOCKPERIODYEARNEW"))  # fmt: skip
@@ -436,7 +436,7 @@ def test_a_deep_sync_call_is_refused_before_it_is_sent(configured: FlaskClient, 
         nested = nested["x"]
     answer = configured.post("/api/calls", json={"activity": "authSync", "fields": fields})
     assert answer.status_code == 400 and "nest" in answer.json["error"]
-    store = marketplace(app).store
+    store = market_state(app).store
     assert store.outbox() == [] and store.runs() == []  # nothing sent, nothing half-recorded
 
 
@@ -500,7 +500,7 @@ def test_refused_inbound_calls_are_stored_cut(configured: FlaskClient, app: Flas
     assert configured.get(f"{QUERY_ORDER_PATH}?{long_query}").status_code == 401
     body = json.dumps({"usage_records": [usage_record()], "padding": "x" * 100_000})
     assert configured.post(USAGE_PATH, data=body, content_type="application/json").status_code == 401
-    stored = marketplace(app).store.exchanges(direction=INBOUND, limit=5)
+    stored = market_state(app).store.exchanges(direction=INBOUND, limit=5)
     record = json.dumps(stored)
     assert len(record) < 20_000, len(record)
     assert all(len(exchange["request"]["url"]) < 2100 for exchange in stored)

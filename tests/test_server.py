@@ -36,9 +36,8 @@ from flask.testing import FlaskClient
 from simulator import settings as config
 from simulator.cli import main as cli_main
 from simulator.contracts import validate
-from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
 from simulator.server import create_app as create_server
-from simulator.server import marketplace
+from simulator.server import market_state
 from simulator.server import token as server_token
 from simulator.server.openapi import QUERY_ORDER_PATH, USAGE_PATH
 from simulator.serving import BackgroundServer
@@ -56,16 +55,15 @@ EC_PUBLIC_KEY = (
 
 
 @pytest.fixture(scope="module")
-def merchant() -> Iterator[dict[str, Any]]:
-    config = MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY)
-    with BackgroundServer(create_app(config)) as server:
-        yield {
-            "url": server.base_url + PRODUCE_PATH,
-            "access_key": ACCESS_KEY,
-            "sync_key": SYNC_KEY,
-            "rsa_public_key": public_key_pem(config.rsa_private_key).decode(),
-            "timeout": 5,
-        }
+def merchant(reference_merchant: Any) -> dict[str, Any]:
+    """The target settings of the reference merchant, as the console and the API take them."""
+    return {
+        "url": reference_merchant.url,
+        "access_key": ACCESS_KEY,
+        "sync_key": SYNC_KEY,
+        "rsa_public_key": reference_merchant.rsa_public_key.decode(),
+        "timeout": 5,
+    }
 
 
 @pytest.fixture
@@ -81,8 +79,8 @@ def app(tmp_path: Path) -> Iterator[Flask]:
         return response
 
     yield app
-    assert marketplace(app).wait_for_runs(30)
-    marketplace(app).close()
+    assert market_state(app).wait_for_runs(30)
+    market_state(app).close()
     assert server_errors == []
 
 
@@ -203,13 +201,13 @@ def test_the_target_form_keeps_keys_in_memory_and_shows_only_set(
     assert page.count('badge set">set') >= 2
     assert ACCESS_KEY not in page and SYNC_KEY not in page
     send(client, "newInstance")
-    history = marketplace(app).store.path
+    history = market_state(app).store.path
     assert ACCESS_KEY.encode() not in b"".join(p.read_bytes() for p in history.parent.glob("koosim.db*"))
     # an empty key field keeps the key; "forget every key" drops them
     client.post("/target", data={"url": merchant["url"], "access_key": ""})
-    assert marketplace(app).settings.access_key == ACCESS_KEY
+    assert market_state(app).settings.access_key == ACCESS_KEY
     client.post("/target", data={"url": merchant["url"], "clear_keys": "on"})
-    assert marketplace(app).settings.access_key is None
+    assert market_state(app).settings.access_key is None
 
 
 def test_the_target_form_names_a_bad_setting(client: FlaskClient) -> None:
@@ -263,12 +261,12 @@ def test_a_verify_run_started_from_the_console_can_be_watched_and_browsed(config
 
 
 def test_a_running_run_page_refreshes_itself(client: FlaskClient, app: Flask) -> None:
-    marketplace(app).store.begin_run(
+    market_state(app).store.begin_run(
         "live-run", kind="verify", target={"url": "http://m", "protocol": "v2"}, planned=4
     )
     page = client.get("/runs/live-run").data.decode()
     assert 'http-equiv="refresh"' in page and "0 of 4 checks done" in page
-    marketplace(app).store.finish_run("live-run", exit_code=0)
+    market_state(app).store.finish_run("live-run", exit_code=0)
 
 
 def test_unknown_pages_are_404_pages(client: FlaskClient) -> None:
@@ -338,7 +336,7 @@ CROSS_SITE = [
 def test_a_cross_site_request_cannot_change_the_marketplace(
     configured: FlaskClient, app: Flask, headers: dict[str, str]
 ) -> None:
-    before = marketplace(app).settings
+    before = market_state(app).settings
     form = {"url": "http://evil.example/produceAPI", "access_key": "theirs", "clear_keys": "on"}
     page = configured.post("/target", data=form, headers=headers)
     assert page.status_code == 403
@@ -347,7 +345,7 @@ def test_a_cross_site_request_cannot_change_the_marketplace(
     assert api.status_code == 403 and "may not change the marketplace" in api.json["error"]
     assert configured.post("/api/runs", headers=headers).status_code == 403
     assert configured.post("/outbox/1/stop", headers=headers).status_code == 403
-    assert marketplace(app).settings == before and configured.get("/api/runs").json["runs"] == []
+    assert market_state(app).settings == before and configured.get("/api/runs").json["runs"] == []
     assert configured.get("/target", headers=headers).status_code == 200  # reading is not refused
 
 
@@ -365,7 +363,7 @@ def test_a_same_origin_request_changes_the_marketplace(
     page = configured.post(
         "/target", data={"url": merchant["url"], "contact": "ops@example.com"}, headers=headers
     )
-    assert page.status_code == 302 and marketplace(app).settings.contact == "ops@example.com"
+    assert page.status_code == 302 and market_state(app).settings.contact == "ops@example.com"
     api = configured.put("/api/target", json={"contact": "sre@example.com"}, headers=headers)
     assert api.status_code == 200 and api.json["contact"] == "sre@example.com"
 
@@ -377,7 +375,7 @@ def test_the_api_target_never_echoes_keys(client: FlaskClient, merchant: dict[st
     answer = client.put("/api/target", json=merchant).json
     assert answer["access_key"] == "set" and answer["sync_key"] == "set" and answer["rsa_public_key"] == "set"
     assert ACCESS_KEY not in json.dumps(client.get("/api/target").json)
-    settings = marketplace(app).settings
+    settings = market_state(app).settings
     assert isinstance(settings, config.Settings)  # the settings every koosim command uses
     assert ACCESS_KEY not in repr(settings) and SYNC_KEY not in repr(settings)
 
@@ -422,7 +420,7 @@ def test_a_call_answer_is_judged_by_the_catalog_checks(client: FlaskClient) -> N
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ({"protocol": "v3"}, "protocol must be one of"),
+        ({"protocol": "v3"}, "protocol must be v2 or v1, not 'v3'"),  # the message the CLI gives
         ({"url": "ftp://x"}, "url: 'ftp://x' is not an http(s) URL"),
         ({"url": "http://x:99999/"}, "invalid port"),
         ({"url": 5}, "url must be a string"),
@@ -852,7 +850,7 @@ def test_a_merchant_pushes_usage_and_queries_an_order_against_a_running_server(
     app: Flask, merchant: dict[str, Any]
 ) -> None:
     """The merchant side, over real HTTP: what a seller's own integration test does."""
-    marketplace(app).configure(merchant)
+    market_state(app).configure(merchant)
     with BackgroundServer(app) as server, requests.Session() as session:
         session.headers["X-Koosim-Token"] = server_token(app)
         base = server.base_url
@@ -896,7 +894,7 @@ def test_a_merchant_pushes_usage_and_queries_an_order_against_a_running_server(
 
 
 def test_koosim_serve_starts_on_a_free_port_and_stops_cleanly(tmp_path: Path) -> None:
-    env = {name: value for name, value in os.environ.items() if not name.startswith("KOOSIM_")}
+    env = dict(os.environ)  # conftest.py has unset every KOOSIM_*
     process = subprocess.Popen(
         [sys.executable, "-m", "simulator", "serve", "--port", "0", "--db", str(tmp_path / "h.db")],
         stdout=subprocess.PIPE,

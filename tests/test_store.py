@@ -11,8 +11,8 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -21,8 +21,6 @@ from simulator.checks import select
 from simulator.cli import main
 from simulator.engine.record import run_record
 from simulator.engine.run import run_checks
-from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app
-from simulator.serving import BackgroundServer
 from simulator.store import (
     FINISHED,
     INBOUND,
@@ -42,10 +40,8 @@ SYNC_KEY = "store-test-sync-key-0002"
 
 
 @pytest.fixture(scope="module")
-def merchant() -> Iterator[Target]:
-    config = MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY)
-    with BackgroundServer(create_app(config)) as server:
-        yield Target(url=server.base_url + PRODUCE_PATH, access_key=ACCESS_KEY, sync_key=SYNC_KEY, timeout=5)
+def merchant(reference_merchant: Any) -> Target:
+    return reference_merchant.target(timeout=5)
 
 
 @pytest.fixture
@@ -302,9 +298,7 @@ def test_outbox_messages_keep_every_decision(store: Store) -> None:
 
 @pytest.fixture
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    for name in list(os.environ):
-        if name.startswith("KOOSIM_"):
-            monkeypatch.delenv(name)
+    """A wide terminal and a history of the test's own (conftest.py has unset every KOOSIM_*)."""
     monkeypatch.setenv("COLUMNS", "200")
     monkeypatch.chdir(tmp_path)
     return tmp_path

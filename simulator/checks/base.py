@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 
 from simulator.model import Order, OrderFactory
 from simulator.protocol import ResultCode
+from simulator.resend import DEFAULT_POLICY, ResendPolicy
 from simulator.transport import Exchange, Tamper, Target, Transport
 
 
@@ -82,8 +83,16 @@ class Context:
 
     CONCURRENT_COPIES = 5
 
-    def __init__(self, target: Target, transport: Transport, orders: OrderFactory) -> None:
+    def __init__(
+        self,
+        target: Target,
+        transport: Transport,
+        orders: OrderFactory,
+        resend_policy: ResendPolicy = DEFAULT_POLICY,
+    ) -> None:
         self.target = target
+        self.resend_policy = resend_policy
+        """How the marketplace resends, as the settings give it (the run passes it down)."""
         self.transport = transport
         self.orders = orders
         self.findings: list[Finding] = []

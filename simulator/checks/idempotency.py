@@ -10,7 +10,7 @@ from dataclasses import replace
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
 from simulator.model import query_fields, release_fields, status_fields
 from simulator.protocol import ResultCode
-from simulator.resend import RESENDS_VARIABLE, policy_from_env, resend_reason
+from simulator.resend import RESENDS_VARIABLE, resend_reason
 from simulator.transport import Exchange, Target, Transport
 
 RESENDS = 3
@@ -157,7 +157,7 @@ def converges_after_failures(ctx: Context) -> None:
     show a single instance for the order. The first delivery's exchange appears only as
     evidence of a failure: it has no answer by design.
     """
-    policy = policy_from_env().scaled(CHECK_BACKOFF)
+    policy = ctx.resend_policy.scaled(CHECK_BACKOFF)
     if not policy.resends:
         ctx.skip(f"the resend policy allows no resend ({RESENDS_VARIABLE}=0)")
     order = ctx.orders.order()

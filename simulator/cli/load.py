@@ -21,7 +21,7 @@ from typing import Any
 
 import click
 
-from simulator.cli import EXIT_FAILED, EXIT_USAGE, _fail, target_options
+from simulator.cli.common import EXIT_FAILED, EXIT_USAGE, TargetInfo, fail, with_target
 
 MAX_RUN_TIME = 3600.0
 """``--run-time`` is capped at one hour: load is a bounded experiment, not a soak by accident."""
@@ -54,7 +54,7 @@ class Duration(click.ParamType):
 
 
 @click.command()
-@target_options
+@with_target()
 @click.option("--users", type=click.IntRange(min=1), default=10, show_default=True, help="Simulated users.")
 @click.option(
     "--spawn-rate",
@@ -114,10 +114,7 @@ class Duration(click.ParamType):
     help="The master's port (master: 0 picks a free one and prints it).",
 )
 def load(
-    url: str | None,
-    protocol: str | None,
-    sync_url: str | None,
-    timeout: float | None,
+    info: TargetInfo,
     users: int,
     spawn_rate: float,
     run_time: float,
@@ -141,32 +138,17 @@ def load(
     as one --master and any number of --worker processes (needs the [load] extra: Locust).
     """
     if master and worker:
-        _fail("--master and --worker exclude each other", EXIT_USAGE)
+        fail("--master and --worker exclude each other", EXIT_USAGE)
     if worker and master_port == 0:
-        _fail("a worker needs the master's real --master-port, not 0", EXIT_USAGE)
+        fail("a worker needs the master's real --master-port, not 0", EXIT_USAGE)
     if find_spec("locust") is None:
-        _fail("koosim load needs Locust: pip install 'koogallery-simulator[load]'", EXIT_USAGE)
+        fail("koosim load needs Locust: pip install 'koogallery-simulator[load]'", EXIT_USAGE)
 
-    from dataclasses import asdict, replace
-
-    from simulator.resend import policy_from_env
-    from simulator.settings import ConfigError, load_settings
-
-    flags = {"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout}
-    try:
-        load_settings(flags)  # fail here, before a process is started, on a malformed setting
-        policy = policy_from_env()
-        policy = replace(
-            policy,
-            resends=policy.resends if resends is None else resends,
-            backoff=policy.backoff if backoff is None else backoff,
-        )
-    except (ConfigError, ValueError) as exc:
-        _fail(str(exc), EXIT_USAGE)
+    info.flags.update(resends=resends, backoff=backoff)
+    info.settings  # noqa: B018 - a malformed setting fails here, before a process is started
     spec = {
         "mode": "worker" if worker else "master" if master else "local",
-        "flags": flags,
-        "policy": asdict(policy),
+        "flags": info.flags,
         "users": users,
         "spawn_rate": spawn_rate,
         "run_time": run_time,
@@ -198,7 +180,7 @@ def _run_engine(spec: dict[str, Any], bound: float) -> int:
             process.send_signal(signal.SIGINT)
             return process.wait(timeout=ENGINE_GRACE)
     except subprocess.TimeoutExpired:
-        _fail(f"the load run did not end within {bound:g} s and was stopped", EXIT_FAILED)
+        fail(f"the load run did not end within {bound:g} s and was stopped", EXIT_FAILED)
     finally:
         if process.poll() is None:
             process.kill()

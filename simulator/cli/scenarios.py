@@ -17,20 +17,38 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
-from rich.markup import escape
 
-from simulator.cli import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, _fail, db_option, target_options
+from simulator.cli.common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    TargetInfo,
+    db_option,
+    fail,
+    handle_errors,
+    with_target,
+)
 from simulator.engine.explore_defaults import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS, SAVE_DIR
 
 # The modules below are imported where they are used: `koosim --help` and `koosim load` need
 # none of them, and together they cost a third of a second (Hypothesis, jsonschema, requests).
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from simulator.engine.explore import Exploration, Found
     from simulator.engine.player import Judgement, Player, Prepared, ScenarioOutcome, StepOutcome
     from simulator.engine.scenario import Scenario, Step
+    from simulator.errors import BudgetSpent
     from simulator.store import Store
     from simulator.transport import Exchange, Target
+
+
+def escape(text: str) -> str:
+    """Rich's markup escape, imported when first needed (rich costs ``--help`` a tenth of a second)."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
 
 SHOWN_BODY_CHARS = 600
 """How much of an answer a failure shows; ``--step`` shows the whole (capped) body."""
@@ -48,14 +66,13 @@ scenarios_option = click.option(
 @scenarios_option
 def scenarios(scenario_dirs: tuple[Path, ...]) -> None:
     """List the scenario library (and your --scenarios folders): name, file, steps, what it shows."""
+    from rich.console import Console
     from rich.table import Table
 
-    from simulator.engine.scenario import ScenarioError, discover, library_dirs
+    from simulator.engine.scenario import discover, library_dirs
 
-    try:
+    with handle_errors():
         entries = discover(library_dirs(scenario_dirs))
-    except ScenarioError as exc:
-        _fail(str(exc), EXIT_USAGE)
     console = Console()
     table = Table(title="koosim scenarios")
     table.add_column("name")
@@ -83,7 +100,7 @@ def scenarios(scenario_dirs: tuple[Path, ...]) -> None:
 
 @click.command()
 @click.argument("names", nargs=-1, required=True, metavar="NAME_OR_FILE...")
-@target_options
+@with_target(max_time=True)
 @scenarios_option
 @click.option("--step", "step_mode", is_flag=True, help="Show each call before sending it; Enter sends it.")
 @click.option(
@@ -91,11 +108,8 @@ def scenarios(scenario_dirs: tuple[Path, ...]) -> None:
 )
 @db_option
 def play(
+    info: TargetInfo,
     names: tuple[str, ...],
-    url: str | None,
-    protocol: str | None,
-    sync_url: str | None,
-    timeout: float | None,
     scenario_dirs: tuple[Path, ...],
     step_mode: bool,
     seed: str | None,
@@ -106,48 +120,44 @@ def play(
     Each scenario is played in its own protocol unless --protocol is given, and recorded in the
     run history as a run of kind ``play`` (`koosim runs`, `koosim show`).
     """
-    from simulator.engine.player import requirements
-    from simulator.engine.run import TargetUnreachable, probe
-    from simulator.engine.scenario import ScenarioError, find, library_dirs, load
-    from simulator.redaction import redact
-    from simulator.settings import ConfigError, load_settings, open_target
-    from simulator.store import Store, StoreError
+    from rich.console import Console
 
-    flags = {"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout}
-    try:
-        settings = load_settings(flags)
-        dirs = library_dirs(scenario_dirs)
-        loaded = [load(path) for name in names for path in find(name, dirs)]
-        store = Store(db_path)
-    except (ConfigError, ScenarioError) as exc:
-        _fail(str(exc), EXIT_USAGE)
-    except StoreError as exc:
-        _fail(f"cannot keep the run history: {exc}", EXIT_USAGE)
+    from simulator.engine.player import requirements
+    from simulator.engine.scenario import find, library_dirs, load
+    from simulator.redaction import redact
+    from simulator.store import Store
+
+    protocol = info.flags["protocol"]
+    info.settings  # noqa: B018 - a malformed setting ends the command before anything else
+    dirs = library_dirs(scenario_dirs)
+    loaded = [load(path) for name in names for path in find(name, dirs)]
+    store = Store(db_path)
     console = Console()
-    try:
-        with open_target(settings) as target:
-            probe(target)
-            targets = [dataclasses.replace(target, protocol=protocol or s.protocol) for s in loaded]
-            problems = [
-                p for scenario, t in zip(loaded, targets, strict=True) for p in requirements(scenario, t)
-            ]
-            if problems:
-                _fail(problems[0], EXIT_USAGE)
-            where = "the bundled reference merchant" if settings.url is None else target.url
-            console.print(
-                f"koosim play: {len(loaded)} scenario(s) against {escape(redact(where, target.secrets))}",
-                highlight=False,
-            )
-            outcomes = [
-                _play_one(console, store, scenario, scenario_target, seed, step_mode)
-                for scenario, scenario_target in zip(loaded, targets, strict=True)
-            ]
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    except TargetUnreachable as exc:
-        _fail(f"the target could not be reached: {exc}", EXIT_UNREACHABLE)
-    _print_summary(console, outcomes, flags)
-    sys.exit(EXIT_FAILED if any(outcome.failed for outcome in outcomes) else EXIT_OK)
+    outcomes: list[ScenarioOutcome] = []
+    spent: BudgetSpent | None = None
+    with info.open(budget=True) as target:
+        targets = [dataclasses.replace(target, protocol=protocol or s.protocol) for s in loaded]
+        problems = [p for scenario, t in zip(loaded, targets, strict=True) for p in requirements(scenario, t)]
+        if problems:
+            fail(problems[0], EXIT_USAGE)
+        where = redact(info.where(target), target.secrets)
+        console.print(f"koosim play: {len(loaded)} scenario(s) against {escape(where)}", highlight=False)
+        for scenario, scenario_target in zip(loaded, targets, strict=True):
+            if spent is None:
+                outcome, spent = _play_one(console, store, scenario, scenario_target, seed, step_mode)
+                outcomes.append(outcome)
+            else:
+                console.print(f"\n[bold]{escape(scenario.name)}[/]: [red]not run[/] ({escape(str(spent))})")
+    _print_summary(console, outcomes, info, complete=spent is None)
+    if spent is not None:
+        not_run = len(loaded) - len(outcomes)
+        console.print(
+            f"[bold red]{escape(str(spent))}[/]: the scenario it stopped and {not_run} more not played "
+            "to the end (--max-time, KOOSIM_MAX_TIME)",
+            highlight=False,
+        )
+    failed = spent is not None or any(outcome.failed for outcome in outcomes)
+    sys.exit(EXIT_FAILED if failed else EXIT_OK)
 
 
 def _shown_path(path: Path) -> str:
@@ -159,8 +169,10 @@ def _shown_path(path: Path) -> str:
 
 def _play_one(
     console: Console, store: Store, scenario: Scenario, target: Target, seed: str | None, step_mode: bool
-) -> ScenarioOutcome:
+) -> tuple[ScenarioOutcome, BudgetSpent | None]:
+    """Play one scenario; the whole-run time budget, when it runs out, stops it between calls."""
     from simulator.engine.player import Player, ScenarioOutcome, step_result
+    from simulator.errors import BudgetSpent
     from simulator.server.recording import RecordedRun
 
     file = f"{_shown_path(scenario.path)}, " if scenario.path else ""
@@ -178,6 +190,7 @@ def _play_one(
     player = Player(scenario, target, seed=seed, transport=recording.transport)
     outcome = ScenarioOutcome(scenario, target)
     pausing = step_mode
+    spent: BudgetSpent | None = None
     try:
         for number, step in enumerate(scenario.steps, start=1):
             if not pausing:
@@ -187,11 +200,16 @@ def _play_one(
                 result, pausing = _play_interactively(console, player, step, number, len(scenario.steps))
             outcome.steps.append(result)
             recording.add(step_result(result))
+    except BudgetSpent as exc:
+        spent = exc
     finally:
         player.close()
         recording.finish()
     failed = sum(1 for step in outcome.steps if step.failed)
     verdict = f"[bold red]{failed} of {len(outcome.steps)} steps failed[/]" if failed else "[green]all met[/]"
+    if spent is not None:
+        not_run = f"[red]{len(scenario.steps) - len(outcome.steps)} step(s) not run: {escape(str(spent))}[/]"
+        verdict = f"{verdict}; {not_run}" if failed else not_run
     console.print(f"{escape(scenario.name)}: {verdict}", highlight=False)
     if recording.problem is not None:
         console.print(
@@ -199,7 +217,7 @@ def _play_one(
         )
     else:
         console.print(f"[dim]recorded: koosim show {recording.id}[/]", highlight=False)
-    return outcome
+    return outcome, spent
 
 
 # --- one step at a time -------------------------------------------------------------------------
@@ -361,22 +379,20 @@ def _response_text(exchange: Exchange, secrets: Sequence[str], limit: int | None
     return f"{head}: {body}"
 
 
-def _print_summary(console: Console, outcomes: list[ScenarioOutcome], flags: dict[str, Any]) -> None:
+def _print_summary(
+    console: Console, outcomes: list[ScenarioOutcome], info: TargetInfo, complete: bool
+) -> None:
     failed = [outcome for outcome in outcomes if outcome.failed]
     if not failed:
-        console.print(f"\n[green]{len(outcomes)} scenario(s): every expectation met.[/]", highlight=False)
+        if complete:
+            console.print(f"\n[green]{len(outcomes)} scenario(s): every expectation met.[/]", highlight=False)
         return
     console.print(
         f"\n[bold red]{len(failed)} of {len(outcomes)} scenario(s) failed.[/] Failed checks:", highlight=False
     )
     for check_id in dict.fromkeys(c for outcome in failed for c in outcome.failed_checks):
-        words = ["koosim", "verify"]
-        for name in ("url", "protocol", "sync_url", "timeout"):
-            if flags.get(name) is not None:
-                words += [f"--{name.replace('_', '-')}", str(flags[name])]
-        command = shlex.join([*words, "--checks", check_id])
         console.print(
-            f"  {escape(check_id)}  [dim](the same rule in verify: {escape(command)})[/]",
+            f"  {escape(check_id)}  [dim](the same rule in verify: {escape(info.reproduce(check_id))})[/]",
             highlight=False,
             soft_wrap=True,
         )
@@ -386,7 +402,7 @@ def _print_summary(console: Console, outcomes: list[ScenarioOutcome], flags: dic
 
 
 @click.command()
-@target_options
+@with_target(max_time=True)
 @click.option(
     "--max-examples",
     type=click.IntRange(min=1),
@@ -416,10 +432,7 @@ def _print_summary(console: Console, outcomes: list[ScenarioOutcome], flags: dic
     help="Where the smallest failing sequence is saved as a scenario file.",
 )
 def explore(
-    url: str | None,
-    protocol: str | None,
-    sync_url: str | None,
-    timeout: float | None,
+    info: TargetInfo,
     max_examples: int,
     max_steps: int,
     seed: int,
@@ -429,37 +442,39 @@ def explore(
 
     Failures found earlier are tried first (Hypothesis example database in .koosim/examples).
     """
-    from simulator.engine.explore import Exploration
-    from simulator.engine.run import TargetUnreachable, probe
-    from simulator.redaction import redact
-    from simulator.settings import ConfigError, load_settings, open_target
+    from rich.console import Console
 
-    flags = {"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout}
-    try:
-        settings = load_settings(flags)
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
+    from simulator.engine.explore import Exploration
+    from simulator.errors import BudgetSpent
+    from simulator.redaction import redact
+
+    info.settings  # noqa: B018 - a malformed setting ends the command before anything else
     console = Console()
-    try:
-        with open_target(settings) as target:
-            probe(target)
-            where = "the bundled reference merchant" if settings.url is None else target.url
-            console.print(
-                f"koosim explore: seed {seed}, up to {max_examples} sequences of up to {max_steps} calls "
-                f"against {escape(redact(where, target.secrets))} ({target.protocol})",
-                highlight=False,
-            )
-            if not target.sync_key:
-                console.print("[dim]no sync key (KOOSIM_SYNC_KEY): user-sync calls are left out[/]")
-            exploration = Exploration(target, seed=seed, max_examples=max_examples, max_steps=max_steps)
-            with _ExploreProgress(console, max_examples) as progress:
-                exploration.on_progress = progress.update
+    spent: BudgetSpent | None = None
+    with info.open(budget=True) as target:
+        console.print(
+            f"koosim explore: seed {seed}, up to {max_examples} sequences of up to {max_steps} calls "
+            f"against {escape(redact(info.where(target), target.secrets))} ({target.protocol})",
+            highlight=False,
+        )
+        if not target.sync_key:
+            console.print("[dim]no sync key (KOOSIM_SYNC_KEY): user-sync calls are left out[/]")
+        exploration = Exploration(target, seed=seed, max_examples=max_examples, max_steps=max_steps)
+        with _ExploreProgress(console, max_examples) as progress:
+            exploration.on_progress = progress.update
+            try:
                 found = exploration.run()
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
-    except TargetUnreachable as exc:
-        _fail(f"the target could not be reached: {exc}", EXIT_UNREACHABLE)
+            except BudgetSpent as exc:  # what was found so far, if anything, is still reported
+                spent, found = exc, exploration.found
+    if spent is not None:
+        console.print(
+            f"[bold red]{escape(str(spent))}[/] after {exploration.examples} sequences "
+            f"({exploration.calls} calls); the exploration stopped there (--max-time, KOOSIM_MAX_TIME)",
+            highlight=False,
+        )
     if found is None:
+        if spent is not None:
+            sys.exit(EXIT_FAILED)
         console.print(
             f"[green]No failure in {exploration.examples} sequences ({exploration.calls} calls): "
             "every invariant held.[/]",
@@ -472,7 +487,7 @@ def explore(
         f"{exploration.examples - sequences} more runs ({exploration.calls} calls in all).",
         highlight=False,
     )
-    _report_found(console, found, save_dir, flags, target)
+    _report_found(console, found, save_dir, info.flags, target)
     sys.exit(EXIT_FAILED)
 
 
@@ -535,7 +550,7 @@ def _report_found(
     try:
         path = _save(scenario, save_dir)
     except OSError as exc:
-        _fail(f"cannot save the scenario in {save_dir}: {exc.strerror}", EXIT_USAGE)
+        fail(f"cannot save the scenario in {save_dir}: {exc.strerror}", EXIT_USAGE)
     words = ["koosim", "play", str(path)]
     for name in ("url", "protocol", "sync_url", "timeout"):
         if flags.get(name) is not None:

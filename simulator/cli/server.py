@@ -1,7 +1,4 @@
-"""``koosim serve``, ``koosim runs`` and ``koosim show``: the marketplace server and the history.
-
-Registered on :data:`simulator.cli.main` at the end of ``cli.py``.
-"""
+"""``koosim serve``, ``koosim runs`` and ``koosim show``: the marketplace server and the history."""
 
 from __future__ import annotations
 
@@ -10,27 +7,21 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich import box
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
-from simulator.cli import EXIT_USAGE, _fail, db_option, target_options
+from simulator.cli.common import EXIT_USAGE, TargetInfo, db_option, fail, handle_errors, with_target
 from simulator.cli.scenarios import scenarios_option
 from simulator.redaction import printable
 
 
 def _open_store(db_path: Path, *, must_exist: bool = False) -> Any:
-    from simulator.store import Store, StoreError
+    from simulator.store import Store
 
     if must_exist and not db_path.exists():
-        _fail(
+        fail(
             f"no run history at {db_path}: `koosim verify` creates it (or pass --db / KOOSIM_DB)", EXIT_USAGE
         )
-    try:
+    with handle_errors():
         return Store(db_path)
-    except StoreError as exc:
-        _fail(str(exc), EXIT_USAGE)
 
 
 STATUS_STYLE = {"finished": "green", "running": "yellow", "interrupted": "bold red"}
@@ -44,6 +35,11 @@ STATUS_STYLE = {"finished": "green", "running": "yellow", "interrupted": "bold r
 def runs(limit: int, db_path: Path) -> None:
     """List past runs, newest first: id, when, target, verdict counts, status."""
     from datetime import datetime
+
+    from rich import box
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
 
     from simulator.checks import Verdict
     from simulator.report.console import verdict_text
@@ -91,13 +87,16 @@ def runs(limit: int, db_path: Path) -> None:
 @db_option
 def show(run_id: str, as_json: bool, db_path: Path) -> None:
     """Print one past run (its id, or a unique start of it) as `koosim verify` printed it."""
+    from rich.console import Console
+    from rich.markup import escape
+
     from simulator.report.console import print_record
 
     store = _open_store(db_path, must_exist=True)
     try:
         record = store.run(store.resolve_run_id(run_id))
     except LookupError as exc:
-        _fail(str(exc.args[0]), EXIT_USAGE)
+        fail(str(exc.args[0]), EXIT_USAGE)
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False, indent=2))
         return
@@ -120,19 +119,10 @@ def show(run_id: str, as_json: bool, db_path: Path) -> None:
 @click.option(
     "--port", default=5000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on."
 )
-@target_options
+@with_target()
 @scenarios_option
 @db_option
-def serve(
-    host: str,
-    port: int,
-    url: str | None,
-    protocol: str | None,
-    sync_url: str | None,
-    timeout: float | None,
-    scenario_dirs: tuple[Path, ...],
-    db_path: Path,
-) -> None:
+def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...], db_path: Path) -> None:
     """Run the fake marketplace: web console, JSON API, and the APIs a merchant calls.
 
     The target starts as --url (keys from KOOSIM_ACCESS_KEY / KOOSIM_SYNC_KEY or koosim.toml) or,
@@ -140,31 +130,29 @@ def serve(
     printed address (it holds this process's token, or KOOSIM_SERVE_TOKEN when set); a --host other
     than a loopback one needs KOOSIM_SERVE_TOKEN.
     """
-    from simulator.server import create_app, marketplace
+    from rich.console import Console
+
+    from simulator.server import create_app, market_state
     from simulator.server.guard import TokenError, bind_problem, console_url, server_token
-    from simulator.server.state import Settings, SettingsError
+    from simulator.server.state import ConsoleSettings, SettingsError
     from simulator.server.wsgi import Server
-    from simulator.settings import ConfigError, load_settings
 
     try:
         token, token_from_env = server_token()
     except TokenError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_USAGE)
     if (problem := bind_problem(host, token_from_env)) is not None:
-        _fail(problem, EXIT_USAGE)
-    try:
-        found = load_settings({"url": url, "protocol": protocol, "sync_url": sync_url, "timeout": timeout})
-    except ConfigError as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(problem, EXIT_USAGE)
+    found = info.settings
     store = _open_store(db_path)
     app = create_app(
         store,
-        Settings(protocol=found.protocol, timeout=found.timeout),
+        ConsoleSettings(protocol=found.protocol, timeout=found.timeout, resend_policy=found.resend_policy),
         token=token,
         hosts=[host],
         scenario_dirs=scenario_dirs,
     )
-    market = marketplace(app)
+    market = market_state(app)
     try:
         market.configure(
             {
@@ -180,7 +168,7 @@ def serve(
         server = Server(app, host, port)
     except (SettingsError, OSError) as exc:
         market.close()
-        _fail(f"cannot start the server: {exc}", EXIT_USAGE)
+        fail(f"cannot start the server: {exc}", EXIT_USAGE)
     console = Console()
     settings = market.settings
     address = console_url(host, server.port, token)

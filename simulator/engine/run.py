@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-import socket
+import shlex
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from urllib.parse import urlsplit
+from typing import Any
 
 from simulator.checks import Check, Context, Finding, Severity, Verdict
 from simulator.checks.base import CheckAborted, CheckSkipped
+from simulator.errors import BudgetSpent, budget_reason
 from simulator.model import OrderFactory
-from simulator.resend import DEFAULT_POLICY, ResendPolicy, policy_from_env
+from simulator.resend import DEFAULT_POLICY, ResendPolicy
+from simulator.settings import TargetUnreachable, probe
 from simulator.transport import Exchange, Target, Transport
+
+__all__ = ["TargetUnreachable", "probe"]  # where the engine's callers have always found them
 
 RESEND_SCHEDULE = DEFAULT_POLICY.delays
 """ASSUMPTION: the marketplace resends a failed call 3 times, after 1 s, 2 s and 4 s (resend.py)."""
@@ -58,8 +62,10 @@ class Run:
     finished_at: float | None = None
     results: list[CheckResult] = field(default_factory=list)
     exchanges: list[Exchange] = field(default_factory=list)
-    resend_policy: ResendPolicy = field(default_factory=policy_from_env)
-    """As KOOSIM_RESENDS / KOOSIM_BACKOFF set it; read when the run starts, before any traffic."""
+    resend_policy: ResendPolicy = DEFAULT_POLICY
+    """As the settings give it (KOOSIM_RESENDS / KOOSIM_BACKOFF, resends / backoff in koosim.toml)."""
+    budget_spent: float | None = None
+    """The whole-run time budget in seconds, when it was spent before every check had run."""
 
     @property
     def assumptions(self) -> dict[str, str]:
@@ -75,7 +81,17 @@ class Run:
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.count(Verdict.FAILED) else 0
+        """1 when a check failed, or when the time budget left checks unrun: a run that could not
+        look at everything does not pass."""
+        return 1 if self.count(Verdict.FAILED) or self.budget_spent is not None else 0
+
+    @property
+    def not_run(self) -> list[CheckResult]:
+        """The checks the whole-run time budget left unrun (skipped with its reason)."""
+        if self.budget_spent is None:
+            return []
+        reason = budget_reason(self.budget_spent)
+        return [result for result in self.results if result.skip_reason == reason]
 
     @property
     def delisting_risk(self) -> bool:
@@ -83,21 +99,13 @@ class Run:
         return self.count(Verdict.FAILED) > 0
 
 
-class TargetUnreachable(Exception):
-    """Nothing accepts connections at the target's address."""
-
-
-def probe(target: Target) -> None:
-    """Raise :class:`TargetUnreachable` unless a TCP connection to the target can be opened."""
-    parts = urlsplit(target.url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise TargetUnreachable(f"{target.url!r} is not an http(s) URL")
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        with socket.create_connection((parts.hostname, port), timeout=target.connect_timeout):
-            pass
-    except OSError as exc:
-        raise TargetUnreachable(f"cannot connect to {parts.hostname}:{port}: {exc.strerror or exc}") from exc
+def reproduce_command(settings_flags: dict[str, Any], check_id: str) -> str:
+    """The ``koosim verify`` command line that runs ``check_id`` alone against the same target."""
+    words = ["koosim", "verify"]
+    for name in ("url", "protocol", "sync_url", "timeout", "seed"):
+        if settings_flags.get(name) is not None:
+            words += [f"--{name.replace('_', '-')}", str(settings_flags[name])]
+    return shlex.join([*words, "--checks", check_id])
 
 
 def run_checks(
@@ -109,14 +117,19 @@ def run_checks(
     on_result: Callable[[CheckResult], None] | None = None,
     on_begin: Callable[[Run], None] | None = None,
     on_exchange: Callable[[Exchange], None] | None = None,
+    resend_policy: ResendPolicy = DEFAULT_POLICY,
 ) -> Run:
     """Run ``checks``: the active ones first, then the per-exchange ones over every exchange.
 
     ``on_begin`` sees the new run before any call is sent; ``on_exchange`` sees each exchange of
     the shared transport as soon as it completes (the run history commits them one by one;
     copies a check sends on connections of their own arrive with its result instead).
+
+    When the target's whole-run time budget is spent, the active checks not yet run are skipped
+    with that reason (:attr:`Run.budget_spent`); the per-exchange checks, which send nothing,
+    still judge the exchanges gathered so far.
     """
-    run = Run(target=target, seed=seed)
+    run = Run(target=target, seed=seed, resend_policy=resend_policy)
     if on_begin is not None:
         on_begin(run)
     transport = Transport(target, on_exchange=on_exchange)
@@ -125,7 +138,9 @@ def run_checks(
         for check in checks:
             if on_start is not None:
                 on_start(check)
-            result = run_check(check, target, transport, orders, run.exchanges)
+            result = run_check(check, target, transport, orders, run.exchanges, resend_policy)
+            if target.budget is not None and result.skip_reason == budget_reason(target.budget.seconds):
+                run.budget_spent = target.budget.seconds
             run.results.append(result)
             if on_result is not None:
                 on_result(result)
@@ -136,7 +151,12 @@ def run_checks(
 
 
 def run_check(
-    check: Check, target: Target, transport: Transport, orders: OrderFactory, exchanges: list[Exchange]
+    check: Check,
+    target: Target,
+    transport: Transport,
+    orders: OrderFactory,
+    exchanges: list[Exchange],
+    resend_policy: ResendPolicy = DEFAULT_POLICY,
 ) -> CheckResult:
     """Run one check as :func:`run_checks` does, for a caller that runs them one at a time.
 
@@ -145,7 +165,7 @@ def run_check(
     """
     if check.per_exchange:
         return _judge_exchanges(check, exchanges, target)
-    result = _run_active(check, target, transport, orders)
+    result = _run_active(check, target, transport, orders, resend_policy)
     exchanges.extend(result.exchanges)
     return result
 
@@ -162,16 +182,22 @@ def exchange_result(check: Check, exchange: Exchange, problems: Sequence[str]) -
     return CheckResult(check, _verdict(check, findings), findings, [exchange], exchange.elapsed)
 
 
-def _run_active(check: Check, target: Target, transport: Transport, orders: OrderFactory) -> CheckResult:
+def _run_active(
+    check: Check, target: Target, transport: Transport, orders: OrderFactory, resend_policy: ResendPolicy
+) -> CheckResult:
     started = time.perf_counter()
     if target.protocol not in check.protocols:
         return CheckResult(
             check, Verdict.SKIPPED, skip_reason=f"applies to {'/'.join(sorted(check.protocols))} only"
         )
-    ctx = Context(target, transport, orders)
+    if target.budget is not None and target.budget.spent:
+        return CheckResult(check, Verdict.SKIPPED, skip_reason=budget_reason(target.budget.seconds))
+    ctx = Context(target, transport, orders, resend_policy=resend_policy)
     skip_reason = None
     try:
         check.run(ctx)
+    except BudgetSpent as spent:  # what it found before stands; the rest of it was not run
+        skip_reason = str(spent)
     except CheckSkipped as skipped:
         skip_reason = str(skipped)
     except CheckAborted:

@@ -28,6 +28,7 @@ import yaml
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import best_match
 
+from simulator.errors import UsageError
 from simulator.resources import data_dir
 
 SYNC_PREFIX = "sync:"
@@ -44,7 +45,7 @@ _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_-]*)((?:\.[A-Za-z0-9_]+)*)\}"
 _ANY_REFERENCE = re.compile(r"\$\{[^}]*\}?")
 
 
-class ScenarioError(Exception):
+class ScenarioError(UsageError):
     """A scenario file cannot be used; the message is one line naming the file and the step."""
 
 

@@ -118,7 +118,7 @@ def decrypt(value: str, access_key: str, encrypt_type: EncryptType | str = Encry
         raise DecryptionError("bad padding or not UTF-8: wrong key or encryptType") from exc
 
 
-def _cipher(access_key: str, encrypt_type: EncryptType | str, iv: str) -> Cipher:
+def _cipher(access_key: str, encrypt_type: EncryptType | str, iv: str) -> Cipher[modes.CBC]:
     key = derive_aes_key(access_key, encrypt_type)
     return Cipher(algorithms.AES(key), modes.CBC(iv.encode("ascii")))
 

@@ -8,6 +8,7 @@ how a call is signed and carried, not in what it means.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from simulator.protocol import EncryptType, ResultCode, encrypt
@@ -34,7 +35,8 @@ class Merchant:
         method = HANDLERS.get(fields.get("activity", ""))
         if method is None:
             return answer(ResultCode.INVALID_PARAMETER, f"unknown activity {fields.get('activity')!r}")
-        return getattr(self, method)(fields)
+        handler: Callable[[dict[str, str]], Answer] = getattr(self, method)
+        return handler(fields)
 
     # --- SaaS instances --------------------------------------------------------------------
 

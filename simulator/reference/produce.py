@@ -57,7 +57,8 @@ def first_violation(fields: dict[str, Any], family: str, name: str) -> str | Non
 
 
 def _merchant() -> Merchant:
-    return current_app.extensions["koosim.merchant"]
+    merchant: Merchant = current_app.extensions["koosim.merchant"]
+    return merchant
 
 
 @bp.post("/produceAPI")

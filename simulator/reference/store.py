@@ -153,7 +153,8 @@ class MerchantStore:
                 "SELECT license FROM licenses WHERE order_id = ? AND order_line_id = ?",
                 (fields["orderId"], fields["orderLineId"]),
             ).fetchone()
-        return row["license"]
+        license_code: str = row["license"]
+        return license_code
 
     def license_status(self, license_code: str) -> str | None:
         with self._lock:

@@ -86,7 +86,8 @@ def _testcase(check: Mapping[str, Any], exchanges: Mapping[str, Mapping[str, Any
 
 def _first_finding(check: Mapping[str, Any]) -> str:
     findings = check["findings"]
-    return findings[0]["message"] if findings else check["evidence"]
+    first: str = findings[0]["message"] if findings else check["evidence"]
+    return first
 
 
 def _details(check: Mapping[str, Any], exchanges: Mapping[str, Mapping[str, Any]]) -> str:
@@ -129,8 +130,10 @@ def _seconds(seconds: float) -> str:
 
 def _run_seconds(record: Mapping[str, Any]) -> float:
     if record["finished_at"] is None:
-        return sum(check["duration_ms"] for check in record["checks"]) / 1000
-    return record["finished_at"] - record["started_at"]
+        checks_ms: float = sum(check["duration_ms"] for check in record["checks"])
+        return checks_ms / 1000
+    elapsed: float = record["finished_at"] - record["started_at"]
+    return elapsed
 
 
 def _timestamp(epoch: float) -> str:

@@ -8,7 +8,7 @@ One Flask app, built by :func:`create_app`, one blueprint per area:
 - :mod:`~simulator.server.openapi`: the marketplace's own APIs a merchant calls (query order,
   usage push) at the real paths, under ``/api/mkp-openapi-public/…``.
 
-All of them share one :class:`~simulator.server.state.Marketplace` (the target and its keys,
+All of them share one :class:`~simulator.server.state.MarketState` (the target and its keys,
 in memory) and one :class:`~simulator.store.Store` (the run history, on disk).
 """
 
@@ -28,7 +28,7 @@ from werkzeug.exceptions import HTTPException
 from simulator.redaction import printable
 from simulator.server import api, console, guard, openapi
 from simulator.server.inputs import InvalidJSON, parse_json
-from simulator.server.state import Marketplace, Settings
+from simulator.server.state import ConsoleSettings, MarketState
 from simulator.store import Store
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -37,7 +37,7 @@ MAX_REQUEST_BYTES = 1 << 20
 
 def create_app(
     store: Store,
-    settings: Settings | None = None,
+    settings: ConsoleSettings | None = None,
     *,
     token: str | None = None,
     hosts: Iterable[str] = (),
@@ -60,7 +60,7 @@ def create_app(
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     # every value a page shows may come from a merchant: no bidi override or control byte
     app.jinja_env.finalize = _shown
-    app.extensions["koosim.marketplace"] = Marketplace(store, settings)
+    app.extensions["koosim.marketplace"] = MarketState(store, settings)
     guard.install(app, app.config["KOOSIM_TOKEN"], hosts)
     app.register_blueprint(console.bp)
     app.register_blueprint(api.bp)
@@ -87,7 +87,7 @@ def create_app(
     return app
 
 
-def marketplace(app: Flask) -> Marketplace:
+def market_state(app: Flask) -> MarketState:
     """The shared state of an app made by :func:`create_app`."""
     return app.extensions["koosim.marketplace"]
 
@@ -121,4 +121,4 @@ def _pretty(text: str | None) -> str:
         return text
 
 
-__all__ = ["create_app", "marketplace", "token"]
+__all__ = ["create_app", "market_state", "token"]

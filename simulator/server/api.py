@@ -19,7 +19,7 @@ from simulator.engine.run import TargetUnreachable
 from simulator.redaction import printable, redact
 from simulator.server import apidoc, calls, notify, play, runs
 from simulator.server.inputs import MAX_ID, MAX_SEED, InvalidJSON, parse_json
-from simulator.server.state import Marketplace, NotConfigured, SettingsError
+from simulator.server.state import MarketState, NotConfigured, SettingsError
 from simulator.store import INBOUND
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -34,7 +34,7 @@ class NotFound(Exception):
     """No such thing; 404 with this message."""
 
 
-def _market() -> Marketplace:
+def _market() -> MarketState:
     return current_app.extensions["koosim.marketplace"]
 
 

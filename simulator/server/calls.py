@@ -28,7 +28,7 @@ from simulator.engine.record import exchange_record
 from simulator.model import OrderFactory, change_check_fields, query_fields, release_fields, status_fields
 from simulator.protocol import ResultCode, encrypt_client_secret
 from simulator.server.recording import RecordedRun
-from simulator.server.state import Marketplace, NotConfigured
+from simulator.server.state import MarketState, NotConfigured
 from simulator.store import OUTBOX_PENDING, OUTBOX_RESOLVED, OUTBOX_STOPPED
 from simulator.transport import Exchange, Target
 
@@ -94,7 +94,7 @@ def family_of(activity: str, protocol: str) -> str:
     raise CallError(f"unknown activity {activity!r}; known: {known}")
 
 
-def template(activity: str, market: Marketplace) -> dict[str, Any]:
+def template(activity: str, market: MarketState) -> dict[str, Any]:
     """Fields a person can send as they are: a fresh order, or the last instance created."""
     orders = OrderFactory(secrets.randbits(32))
     order = orders.order()
@@ -232,7 +232,7 @@ class CallOutcome:
 
 
 def send_call(
-    market: Marketplace, activity: Any, fields: Any, *, label: str = "", report_sync_failure: bool = True
+    market: MarketState, activity: Any, fields: Any, *, label: str = "", report_sync_failure: bool = True
 ) -> CallOutcome:
     """Sign and send one call, record it, judge the answer; a failed sync call goes to the outbox."""
     if not isinstance(activity, str) or not activity:
@@ -277,7 +277,7 @@ def send_call(
 
 
 def _notify_sync_failure(
-    market: Marketplace, target: Target, call: str, body: dict[str, Any], exchange: Exchange
+    market: MarketState, target: Target, call: str, body: dict[str, Any], exchange: Exchange
 ) -> int:
     scope = ", ".join(
         f"{name} {body[name]}" for name in ("instanceId", "tenantId", "appId") if body.get(name)
@@ -306,7 +306,7 @@ class AlreadyDecided(Exception):
     """The outbox message is no longer waiting for the administrator's decision."""
 
 
-def _pending(market: Marketplace, message_id: int) -> dict[str, Any]:
+def _pending(market: MarketState, message_id: int) -> dict[str, Any]:
     message = market.store.outbox_message(message_id)
     if message is None:
         raise NoSuchMessage(f"no outbox message {message_id}")
@@ -315,7 +315,7 @@ def _pending(market: Marketplace, message_id: int) -> dict[str, Any]:
     return message
 
 
-def continue_sync(market: Marketplace, message_id: int) -> CallOutcome:
+def continue_sync(market: MarketState, message_id: int) -> CallOutcome:
     """The administrator continues the sync: send the same call again (fresh timestamp and nonce)."""
     message = _pending(market, message_id)
     outcome = send_call(
@@ -332,7 +332,7 @@ def continue_sync(market: Marketplace, message_id: int) -> CallOutcome:
     return outcome
 
 
-def stop_sync(market: Marketplace, message_id: int) -> None:
+def stop_sync(market: MarketState, message_id: int) -> None:
     """The administrator stops the sync: nothing more is sent for this message."""
     _pending(market, message_id)
     market.store.decide_outbox(message_id, OUTBOX_STOPPED)

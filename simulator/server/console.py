@@ -19,7 +19,7 @@ from simulator.redaction import printable, redact
 from simulator.server import calls, notify, play, runs
 from simulator.server.inputs import MAX_ID, MAX_SEED, InvalidJSON, parse_json
 from simulator.server.openapi import QUERY_ORDER_PATH, USAGE_PATH
-from simulator.server.state import PROTOCOLS, Marketplace, NotConfigured, SettingsError
+from simulator.server.state import PROTOCOLS, MarketState, NotConfigured, SettingsError
 from simulator.store import INBOUND, OUTBOX_PENDING
 
 bp = Blueprint("console", __name__)
@@ -37,7 +37,7 @@ FORM_SETTINGS = (
 )
 
 
-def _market() -> Marketplace:
+def _market() -> MarketState:
     return current_app.extensions["koosim.marketplace"]
 
 
@@ -194,7 +194,7 @@ def notification() -> str | Response | tuple[str, int]:
 
 
 @bp.get("/marketplace")
-def marketplace() -> str:
+def merchant_calls() -> str:
     store = _market().store
     return render_template(
         "marketplace.html",

@@ -24,7 +24,7 @@ from simulator.checks.base import describe
 from simulator.checks.security import WRONG_SIGNATURE
 from simulator.protocol import ResultCode
 from simulator.server.recording import RecordedRun
-from simulator.server.state import Marketplace, NotConfigured
+from simulator.server.state import MarketState, NotConfigured
 from simulator.transport import Exchange, Tamper, Target
 
 ORDER_TYPES = ("NEW", "TRIAL", "TRIAL_TO_FORMAL", "UNSUBSCRIBE", "RENEW", "CHANGE")
@@ -36,7 +36,7 @@ class NotificationError(ValueError):
     """The notice cannot be sent as asked; the message names the problem."""
 
 
-def template(market: Marketplace) -> dict[str, str]:
+def template(market: MarketState) -> dict[str, str]:
     """A notice about the last order the marketplace sent, or about a debug order."""
     order_id, line_id = "MOCKPERIODYEARNEW", "MOCKPERIODYEARNEW-000001"
     latest = market.store.latest_order()
@@ -83,7 +83,7 @@ TOKEN = Check(
 )
 
 
-def send_notification(market: Marketplace, body: Any, *, check_token: bool = True) -> str:
+def send_notification(market: MarketState, body: Any, *, check_token: bool = True) -> str:
     """Send one order notice (and a wrongly signed copy); return the id of the recorded run."""
     if not isinstance(body, dict) or not all(isinstance(value, str) for value in body.values()):
         raise NotificationError("the notice must be a JSON object of strings")

@@ -34,7 +34,7 @@ from simulator.contracts import validate
 from simulator.protocol import TIMESTAMP_WINDOW_MS, canonical_query, is_fresh, verify_openapi
 from simulator.server.guard import refuse_cross_site
 from simulator.server.inputs import InvalidJSON, parse_json
-from simulator.server.state import Marketplace
+from simulator.server.state import MarketState
 from simulator.store import INBOUND
 from simulator.transport import Exchange
 
@@ -97,7 +97,7 @@ class Refused(Exception):
         self.status, self.code, self.message = status, code, message
 
 
-def _market() -> Marketplace:
+def _market() -> MarketState:
     return current_app.extensions["koosim.marketplace"]
 
 

@@ -22,7 +22,7 @@ from simulator.engine.player import Player, Prepared, StepOutcome, requirements,
 from simulator.engine.scenario import Entry, Scenario, Unresolved, discover, library_dirs, scenario_files
 from simulator.redaction import printable, redact
 from simulator.server.recording import RecordedRun
-from simulator.server.state import Marketplace
+from simulator.server.state import MarketState
 
 
 class PlayError(ValueError):
@@ -199,7 +199,7 @@ def _with_fields(prepared: Prepared, fields: dict[str, Any]) -> Prepared:
     return dataclasses.replace(prepared, copies=copies)
 
 
-def _sessions(market: Marketplace) -> dict[str, PlaySession]:
+def _sessions(market: MarketState) -> dict[str, PlaySession]:
     return market.plays
 
 
@@ -212,10 +212,10 @@ def _named(name: str, dirs: Iterable[Path], secrets: tuple[str, ...]) -> Scenari
                 raise PlayError(printable(redact(entry.error or f"{name}: cannot be loaded", secrets)))
             return entry.scenario
     shown = printable(name if len(name) <= 40 else name[:40] + "…")
-    raise PlayError(f"{shown!r}: no scenario of that name; GET /api/scenarios lists the library")
+    raise PlayError(f"'{shown}': no scenario of that name; GET /api/scenarios lists the library")
 
 
-def start(market: Marketplace, name: Any, dirs: Iterable[Path] = ()) -> PlaySession:
+def start(market: MarketState, name: Any, dirs: Iterable[Path] = ()) -> PlaySession:
     """Start playing the scenario called ``name`` (library or ``dirs``) against the configured target."""
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
         raise PlayError("scenario must be the name of a scenario of the library")
@@ -237,12 +237,12 @@ def start(market: Marketplace, name: Any, dirs: Iterable[Path] = ()) -> PlaySess
     return session
 
 
-def session(market: Marketplace, play_id: str) -> PlaySession:
+def session(market: MarketState, play_id: str) -> PlaySession:
     found = _sessions(market).get(play_id)
     if found is None:
         raise LookupError(f"no scenario session {play_id!r} in this server")
     return found
 
 
-def sessions(market: Marketplace) -> list[PlaySession]:
+def sessions(market: MarketState) -> list[PlaySession]:
     return list(_sessions(market).values())

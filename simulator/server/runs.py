@@ -7,16 +7,15 @@ import threading
 from collections.abc import Iterable
 
 from simulator.checks import select
-from simulator.cli import reproduce_command
-from simulator.engine.run import Run, probe, run_checks
-from simulator.server.state import Marketplace
+from simulator.engine.run import Run, probe, reproduce_command, run_checks
+from simulator.server.state import MarketState
 from simulator.store import RunRecorder
 
 START_TIMEOUT_S = 10.0
 """How long the request waits for the background thread to give the new run its id."""
 
 
-def start_verify(market: Marketplace, patterns: Iterable[str] = (), seed: int = 0) -> str:
+def start_verify(market: MarketState, patterns: Iterable[str] = (), seed: int = 0) -> str:
     """Start a verify run of the checks matching ``patterns``; return its id at once.
 
     Raises NotConfigured without a target, LookupError when no check matches, and
@@ -55,6 +54,7 @@ def start_verify(market: Marketplace, patterns: Iterable[str] = (), seed: int = 
                 on_result=recorder.result,
                 on_begin=on_begin,
                 on_exchange=recorder.exchange,
+                resend_policy=market.settings.resend_policy,
             )
         except Exception as exc:  # the history must say why the run stopped, not leave it "running"
             failure.append(f"{type(exc).__name__}: {exc}")

@@ -14,11 +14,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from cryptography.exceptions import UnsupportedAlgorithm
-
-from simulator import settings as config
-from simulator.protocol import load_rsa_public_key
-from simulator.settings import PROTOCOLS, open_target, parse_timeout, remote_target, url_problem
+from simulator.settings import PROTOCOLS as PROTOCOLS  # the console lists them
+from simulator.settings import ConfigError, Settings, build_target, named, open_target, validate
 from simulator.store import Store
 from simulator.transport import LearnedSecrets, Target
 
@@ -30,12 +27,12 @@ class NotConfigured(Exception):
     """The console or API asked for something that needs a target that is not configured yet."""
 
 
-class SettingsError(ValueError):
+class SettingsError(ConfigError, ValueError):
     """A setting has a value the server cannot use; the message names the setting."""
 
 
 @dataclass(frozen=True)
-class Settings(config.Settings):
+class ConsoleSettings(Settings):
     """The target merchant as every ``koosim`` command knows it (:class:`simulator.settings.Settings`:
     URL, protocol, keys, timeout), and the marketplace's other contacts with it."""
 
@@ -47,7 +44,7 @@ class Settings(config.Settings):
     """The target is the reference merchant this server started itself."""
 
     def __repr__(self) -> str:  # keys never show up in a repr, a log line or a traceback
-        return f"Settings({', '.join(f'{name}={value!r}' for name, value in self.public().items())})"
+        return f"ConsoleSettings({', '.join(f'{name}={value!r}' for name, value in self.public().items())})"
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -70,28 +67,19 @@ class Settings(config.Settings):
         }
 
 
-def _http_url(name: str, value: str) -> str:
-    if (problem := url_problem(value)) is not None:
-        raise SettingsError(f"{name}: {problem}")
-    return value
+CONFIGURABLE = frozenset(
+    {"url", "sync_url", "notification_url", "protocol", "timeout", "contact", "bundled", "clear_keys"}
+    | {"rsa_public_key", *SECRET_SETTINGS}
+)
+"""What the console and the API may change (the resend policy and time budget are the CLI's)."""
 
 
-def _timeout(value: Any) -> float:
+def _checked(name: str, value: Any) -> Any:
+    """``value`` through the one validator every command uses, or SettingsError naming ``name``."""
     try:
-        return parse_timeout(value)
+        return validate(name, value)
     except ValueError as exc:
-        raise SettingsError(str(exc)) from None
-
-
-def _rsa_public_key(value: Any) -> bytes:
-    if not isinstance(value, str):
-        raise SettingsError("rsa_public_key must be a PEM string")
-    try:
-        pem = value.encode("ascii")
-        load_rsa_public_key(pem)  # an EC key, say, would fail every applicationSync later
-    except (ValueError, TypeError, UnsupportedAlgorithm) as exc:
-        raise SettingsError(f"rsa_public_key is not a PEM RSA public key: {exc}") from None
-    return pem
+        raise SettingsError(named(name, str(exc))) from None
 
 
 KEYS_OF = {
@@ -106,27 +94,27 @@ def _host(url: str | None) -> str:
     return urlsplit(url or "").netloc.lower()
 
 
-def _forget_keys_of_other_hosts(old: Settings, new: Settings, changes: Mapping[str, Any]) -> Settings:
+def _forget_keys_of_other_hosts(
+    old: ConsoleSettings, new: ConsoleSettings, changes: Mapping[str, Any]
+) -> ConsoleSettings:
     """``new`` without the keys of a URL whose host changed, unless ``changes`` gives them anew:
     a target moved elsewhere must not get calls signed with the last merchant's keys."""
     forget = {
         key
         for name, keys in KEYS_OF.items()
-        if old.url is not None
-        and getattr(old, name)
-        and _host(getattr(old, name)) != _host(getattr(new, name))
+        if getattr(old, name) and _host(getattr(old, name)) != _host(getattr(new, name))
         for key in keys
         if not changes.get(key)
     }
     return replace(new, **dict.fromkeys(forget)) if forget else new
 
 
-class Marketplace:
+class MarketState:
     """The server's state, shared by every request and every background run of one app."""
 
-    def __init__(self, store: Store, settings: Settings | None = None) -> None:
+    def __init__(self, store: Store, settings: ConsoleSettings | None = None) -> None:
         self.store = store
-        self._settings = settings or Settings()
+        self._settings = settings or ConsoleSettings()
         self._lock = threading.Lock()
         self._learned_secrets = LearnedSecrets()
         """Plaintexts decrypted in any call, redacted in every later one (a fresh Target each call)."""
@@ -137,7 +125,7 @@ class Marketplace:
         """Scenario sessions being played by hand, by id (see :mod:`simulator.server.play`)."""
 
     @property
-    def settings(self) -> Settings:
+    def settings(self) -> ConsoleSettings:
         with self._lock:
             return self._settings
 
@@ -145,13 +133,13 @@ class Marketplace:
     def secrets(self) -> tuple[str, ...]:
         return self.settings.secrets
 
-    def configure(self, changes: Mapping[str, Any]) -> Settings:
+    def configure(self, changes: Mapping[str, Any]) -> ConsoleSettings:
         """Apply the given settings; a key left out or empty keeps its current value.
 
         ``bundled=True`` points the target at the reference merchant this server runs itself
         (started on first use on 127.0.0.1 and a free port).
         """
-        unknown = sorted(set(changes) - {*Settings.__dataclass_fields__, "clear_keys"})
+        unknown = sorted(set(changes) - CONFIGURABLE)
         if unknown:
             raise SettingsError(f"unknown setting(s): {', '.join(unknown)}")
         values: dict[str, Any] = {}
@@ -160,13 +148,11 @@ class Marketplace:
                 value = changes[name]
                 if value is not None and not isinstance(value, str):
                     raise SettingsError(f"{name} must be a string")
-                values[name] = _http_url(name, value.strip()) if value and value.strip() else None
+                values[name] = _checked(name, value.strip()) if value and value.strip() else None
         if "protocol" in changes:
-            if changes["protocol"] not in PROTOCOLS:
-                raise SettingsError(f"protocol must be one of {', '.join(PROTOCOLS)}")
-            values["protocol"] = changes["protocol"]
+            values["protocol"] = _checked("protocol", changes["protocol"])
         if changes.get("timeout") not in (None, ""):
-            values["timeout"] = _timeout(changes["timeout"])
+            values["timeout"] = _checked("timeout", changes["timeout"])
         if "contact" in changes:
             contact = changes["contact"]
             if not isinstance(contact, str):
@@ -181,7 +167,9 @@ class Marketplace:
             if value:
                 values[name] = value
         if changes.get("rsa_public_key"):
-            values["rsa_public_key"] = _rsa_public_key(changes["rsa_public_key"])
+            if not isinstance(changes["rsa_public_key"], str):
+                raise SettingsError("rsa_public_key must be a PEM string")
+            values["rsa_public_key"] = _checked("rsa_public_key", changes["rsa_public_key"])
         bundled = changes.get("bundled")
         if bundled not in (None, True, False):
             raise SettingsError("bundled must be true or false")
@@ -198,11 +186,11 @@ class Marketplace:
             self._settings = settings
         return settings
 
-    def _use_bundled(self, settings: Settings) -> Settings:
+    def _use_bundled(self, settings: ConsoleSettings) -> ConsoleSettings:
         if self._bundled is None:
             # the reference merchant every command falls back on, kept running until close()
             stack = ExitStack()
-            self._bundled = stack, stack.enter_context(open_target(config.Settings()))
+            self._bundled = stack, stack.enter_context(open_target(Settings()))
         bundled = self._bundled[1]
         return replace(
             settings,
@@ -221,7 +209,7 @@ class Marketplace:
             raise NotConfigured("no target configured: set the merchant's URL and keys first")
         if not settings.access_key:
             raise NotConfigured("the target has no access key: set it first")
-        return replace(remote_target(settings), learned_secrets=self._learned_secrets)
+        return build_target(settings, learned_secrets=self._learned_secrets)
 
     # --- background runs ---------------------------------------------------------------------
 

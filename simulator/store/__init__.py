@@ -37,6 +37,7 @@ from typing import Any
 from simulator.checks import Verdict
 from simulator.engine.record import SCHEMA_VERSION, exchange_record, result_record
 from simulator.engine.run import CheckResult, Run
+from simulator.errors import StoreError  # the history file cannot be opened or written
 from simulator.redaction import redact
 from simulator.transport import Exchange, Target
 
@@ -55,10 +56,6 @@ OUTBOX_PENDING, OUTBOX_RESOLVED, OUTBOX_STOPPED = "pending", "resolved", "stoppe
 _LIVE_RUNS: set[str] = set()
 """Runs begun in this process and not finished yet: a run of this process not in here is dead."""
 _LIVE_LOCK = threading.Lock()
-
-
-class StoreError(Exception):
-    """The history file cannot be opened or written; the message says which file and why."""
 
 
 def default_path(environ: Mapping[str, str] | None = None) -> Path:

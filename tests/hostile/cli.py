@@ -47,9 +47,9 @@ class Finished:
 
 
 def koosim_env(tmp: Path, **variables: str) -> dict[str, str]:
-    """The environment of a run: no KOOSIM_* of the caller's, a wide terminal, the given variables."""
-    env = {name: value for name, value in os.environ.items() if not name.startswith("KOOSIM_")}
-    return env | {"COLUMNS": "400", "KOOSIM_DB": str(tmp / "koosim.db")} | variables
+    """The environment of a run: ours (conftest.py has unset every KOOSIM_*), a wide terminal,
+    the given variables."""
+    return dict(os.environ) | {"COLUMNS": "400", "KOOSIM_DB": str(tmp / "koosim.db")} | variables
 
 
 def run_koosim(

@@ -1,0 +1,250 @@
+"""A merchant written from docs/protocol.md alone: the V2 produce interface as the pages publish it.
+
+It imports nothing from ``simulator`` and follows the spec's tables literally, so that a rule
+koosim enforces is tested against what the pages say a merchant does, not against our own code
+(the reference merchant is ours; this one is the pages'). Where the spec leaves a choice open
+(an ASSUMPTION), this merchant takes the most lenient reading a page allows, so that koosim
+cannot pass it off as a failure:
+
+- §2.1: verifies ``signature`` over the canonical body (top level sorted ascending, nulls
+  dropped, compact JSON), accepts either hex case, refuses a timestamp more than 60 s from now;
+- §3.1: answers ``resultCode`` and ``resultMsg``; no ``Body-Sign`` header (A8: not required on V2);
+- §4: the seven activities with their published fields; unknown members are ignored (U46);
+  lengths as the tables give them; the instance is found by ``instanceId`` (§4.2-§4.7);
+- §4.1-a: one instance per ``orderId`` + ``orderLineId``, whatever the ``businessId``.
+
+Run it by hand: ``python tests/page_merchant.py 8080`` (access key from PAGE_MERCHANT_KEY).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Flask, Response, request
+
+SUCCESS, AUTH_FAILED, INVALID, NO_INSTANCE = "000000", "000001", "000002", "000003"
+FRESHNESS_MS = 60_000
+
+# §4.1-§4.7: field -> (mandatory, maximum length); every value a string but changeInstanceCheck's
+# productInfo, an object (§4.7)
+ACTIVITIES: dict[str, dict[str, tuple[bool, int | None]]] = {
+    "newInstance": {
+        "activity": (True, 20),
+        "orderId": (True, 64),
+        "orderLineId": (True, 64),
+        "businessId": (True, 64),
+        "testFlag": (False, 2),
+    },
+    "refreshInstance": {
+        "activity": (True, 20),
+        "scene": (True, 64),
+        "orderId": (True, 64),
+        "orderLineId": (True, 64),
+        "instanceId": (True, 64),
+        "productId": (False, 64),
+        "expireTime": (True, 20),
+        "testFlag": (False, 2),
+    },
+    "upgradeInstance": {
+        "activity": (True, 32),
+        "instanceId": (True, 64),
+        "orderId": (True, 64),
+        "orderLineId": (True, 64),
+        "testFlag": (False, 2),
+    },
+    "updateInstanceStatus": {
+        "activity": (True, 32),
+        "instanceId": (True, 64),
+        "status": (True, 32),
+        "testFlag": (False, 2),
+    },
+    "queryInstance": {"activity": (True, 20), "instanceId": (True, 100), "testFlag": (False, 2)},
+    "releaseInstance": {
+        "activity": (True, 32),
+        "instanceId": (True, 64),
+        "orderId": (False, 64),
+        "orderLineId": (False, 64),
+        "testFlag": (False, 2),
+    },
+    "changeInstanceCheck": {
+        "activity": (True, 32),
+        "instanceId": (True, 64),
+        "productInfo": (True, None),
+        "testFlag": (False, 2),
+    },
+}
+SCENES = {"TRIAL_TO_FORMAL", "RENEWAL", "UNSUBSCRIBE_RENEWAL_PERIOD"}  # §4.2
+STATUSES = {"FREEZE", "UNFREEZE"}  # §4.4
+QUERY_LIMIT = 100  # §4.5
+
+
+def canonical(body: dict[str, Any]) -> bytes:
+    """§2.1 as koosim reads it (U1): sorted ascending, nulls dropped, compact, UTF-8."""
+    kept = {name: value for name, value in sorted(body.items()) if value is not None}
+    return json.dumps(kept, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def expected_signature(key: str, body: dict[str, Any], timestamp: str, nonce: str) -> str:
+    """§2.1: hex(HMAC(key, key + nonce + timestamp + lower-hex(HMAC(key, payload))))."""
+    inner = hmac.new(key.encode(), canonical(body), hashlib.sha256).hexdigest()
+    return hmac.new(key.encode(), (key + nonce + timestamp + inner).encode(), hashlib.sha256).hexdigest()
+
+
+@dataclass
+class Instance:
+    instance_id: str
+    order_id: str
+    status: str = "NORMAL"
+    expire_time: str | None = None
+    released: bool = False
+
+
+@dataclass
+class Ledger:
+    """What the merchant has provisioned; one lock, so concurrent resends get one instance."""
+
+    by_order_line: dict[tuple[str, str], Instance] = field(default_factory=dict)
+    by_id: dict[str, Instance] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def create_app(access_key: str) -> Flask:
+    app = Flask("page_merchant")
+    ledger = Ledger()
+
+    def answer(code: str, message: str = "", **members: Any) -> Response:
+        body = {
+            "resultCode": code,
+            "resultMsg": message or ("success." if code == SUCCESS else "refused"),
+            **members,
+        }
+        return Response(json.dumps(body), status=200, mimetype="application/json")
+
+    def invalid(body: dict[str, Any]) -> str | None:
+        fields = ACTIVITIES[body["activity"]]
+        for name, (mandatory, limit) in fields.items():
+            value = body.get(name)
+            if value is None:
+                if mandatory:
+                    return f"{name} is mandatory"
+                continue
+            if limit is None:
+                if not isinstance(value, dict):
+                    return f"{name} must be an object"
+            elif not isinstance(value, str) or len(value) > limit:
+                return f"{name} must be a string of at most {limit} characters"
+        return None
+
+    @app.post("/produceAPI")
+    def produce() -> Response:
+        signature = request.args.get("signature", "")
+        timestamp = request.args.get("timestamp", "")
+        nonce = request.args.get("nonce", "")
+        try:
+            body = json.loads(request.get_data())
+        except ValueError:
+            return answer(INVALID, "the body is not JSON")
+        if not isinstance(body, dict):
+            return answer(INVALID, "the body is not a JSON object")
+        if not timestamp.isdigit() or abs(time.time() * 1000 - int(timestamp)) > FRESHNESS_MS:
+            return answer(INVALID, "timestamp missing or not within 60 s")
+        if not nonce or not hmac.compare_digest(
+            signature.lower(), expected_signature(access_key, body, timestamp, nonce)
+        ):
+            return answer(AUTH_FAILED, "signature")
+        activity = body.get("activity")
+        if activity not in ACTIVITIES:
+            return answer(INVALID, "unknown activity")
+        if (problem := invalid(body)) is not None:
+            return answer(INVALID, problem)
+        return HANDLERS[activity](body)
+
+    def new_instance(body: dict[str, Any]) -> Response:
+        key = (body["orderId"], body["orderLineId"])
+        with ledger.lock:
+            instance = ledger.by_order_line.get(key)
+            if instance is None:
+                instance = Instance(instance_id=uuid.uuid4().hex, order_id=body["orderId"])
+                ledger.by_order_line[key] = instance
+                ledger.by_id[instance.instance_id] = instance
+        return answer(
+            SUCCESS,
+            instanceId=instance.instance_id,
+            appInfo={"frontEndUrl": f"https://saas.example.com/{instance.instance_id}"},
+        )
+
+    def live(instance_id: str) -> Instance | None:
+        instance = ledger.by_id.get(instance_id)
+        return None if instance is None or instance.released else instance
+
+    def refresh_instance(body: dict[str, Any]) -> Response:
+        if body["scene"] not in SCENES:
+            return answer(INVALID, "scene")
+        if (instance := live(body["instanceId"])) is None:
+            return answer(NO_INSTANCE, "no such instance")
+        instance.expire_time = body["expireTime"]
+        return answer(SUCCESS)
+
+    def upgrade_instance(body: dict[str, Any]) -> Response:
+        return answer(SUCCESS) if live(body["instanceId"]) else answer(NO_INSTANCE, "no such instance")
+
+    def update_status(body: dict[str, Any]) -> Response:
+        if body["status"] not in STATUSES:
+            return answer(INVALID, "status")
+        if (instance := live(body["instanceId"])) is None:
+            return answer(NO_INSTANCE, "no such instance")
+        instance.status = "FROZEN" if body["status"] == "FREEZE" else "NORMAL"
+        return answer(SUCCESS)
+
+    def query_instance(body: dict[str, Any]) -> Response:
+        ids = [part for part in body["instanceId"].split(",") if part]
+        if not ids or len(ids) > QUERY_LIMIT:
+            return answer(INVALID, "instanceId")
+        found = [ledger.by_id[i] for i in ids if i in ledger.by_id]
+        return answer(
+            SUCCESS,
+            info=[
+                {
+                    "instanceId": i.instance_id,
+                    "appInfo": {"frontEndUrl": f"https://saas.example.com/{i.instance_id}"},
+                }
+                for i in found
+            ],
+        )
+
+    def release_instance(body: dict[str, Any]) -> Response:
+        instance = ledger.by_id.get(body["instanceId"])
+        if instance is None:
+            return answer(NO_INSTANCE, "no such instance")
+        instance.released = True  # a resend of a release answers success again (§4.6, U6)
+        return answer(SUCCESS)
+
+    def change_check(body: dict[str, Any]) -> Response:
+        return answer(SUCCESS) if live(body["instanceId"]) else answer(NO_INSTANCE, "no such instance")
+
+    HANDLERS = {
+        "newInstance": new_instance,
+        "refreshInstance": refresh_instance,
+        "upgradeInstance": upgrade_instance,
+        "updateInstanceStatus": update_status,
+        "queryInstance": query_instance,
+        "releaseInstance": release_instance,
+        "changeInstanceCheck": change_check,
+    }
+    return app
+
+
+if __name__ == "__main__":  # pragma: no cover - a manual aid
+    import sys
+
+    create_app(os.environ.get("PAGE_MERCHANT_KEY", "page-merchant-key")).run(
+        host="127.0.0.1", port=int(sys.argv[1]) if len(sys.argv) > 1 else 8080
+    )
