@@ -25,7 +25,6 @@ from simulator.store import INBOUND
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
-
 class BadRequest(Exception):
     """The request cannot be served as sent; 400 with this message."""
 

@@ -29,8 +29,9 @@ import secrets
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlencode, urlsplit
 
-from flask import Flask, Response, jsonify, redirect, render_template, request
+from flask import Flask, jsonify, redirect, render_template, request
 from werkzeug.exceptions import Forbidden
+from werkzeug.wrappers import Response
 
 from simulator.redaction import printable
 

@@ -146,7 +146,7 @@ class NonceCache:
 
 
 def _nonces() -> NonceCache:
-    return current_app.extensions.setdefault("koosim.nonces", NonceCache())  # type: ignore[no-any-return]
+    return current_app.extensions.setdefault("koosim.nonces", NonceCache())
 
 
 def _first_violation(instance: Any, name: str) -> str | None:

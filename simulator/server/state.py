@@ -106,7 +106,8 @@ def _forget_keys_of_other_hosts(
         for key in keys
         if not changes.get(key)
     }
-    return replace(new, **dict.fromkeys(forget)) if forget else new
+    cleared: dict[str, Any] = dict.fromkeys(forget)
+    return replace(new, **cleared) if forget else new
 
 
 class MarketState:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from waitress import wasyncore
-from waitress.server import create_server
+from waitress import wasyncore  # type: ignore[import-untyped]
+from waitress.server import create_server  # type: ignore[import-untyped]
 
 from simulator.server import MAX_REQUEST_BYTES
 
@@ -44,7 +44,7 @@ class Server:
 
     @property
     def port(self) -> int:
-        return int(self._server.effective_port)  # type: ignore[union-attr]
+        return int(self._server.effective_port)
 
     def run(self) -> None:
         """Serve until Ctrl+C (or :meth:`close` from another thread)."""
@@ -57,5 +57,5 @@ class Server:
 
     def close(self) -> None:
         """Stop the worker threads and close the listening socket and every connection."""
-        self._server.task_dispatcher.shutdown()  # type: ignore[union-attr]
-        wasyncore.close_all(self._server._map)  # type: ignore[union-attr]
+        self._server.task_dispatcher.shutdown()
+        wasyncore.close_all(self._server._map)
