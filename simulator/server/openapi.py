@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -32,6 +31,7 @@ from werkzeug.exceptions import HTTPException
 
 from simulator.contracts import validate
 from simulator.protocol import TIMESTAMP_WINDOW_MS, canonical_query, is_fresh, verify_openapi
+from simulator.protocol.replay import ReplayCache
 from simulator.server.guard import refuse_cross_site
 from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import MarketState
@@ -120,33 +120,20 @@ def _authenticate(signed_body: str) -> None:
         raise Refused(401, AUTH_FAILED, f"the nonce header is longer than {MAX_NONCE_CHARS} characters")
     if not verify_openapi(key, ts, nonce, signed_body, request.headers["signature"]):
         raise Refused(401, AUTH_FAILED, "the signature does not match: see docs/server.md for what is signed")
-    if not _nonces().first_use(nonce, now_ms):
+    now = datetime.now(UTC)
+    if not _nonces().remember(nonce, until=now + NONCE_MEMORY, now=now):
         raise Refused(401, AUTH_FAILED, "the nonce was already used: a replayed call (use a fresh nonce)")
     g.koosim_authenticated = True
 
 
-class NonceCache:
-    """The nonces of authenticated calls, kept while their ``ts`` could still pass: a call
-    replayed (same ts/nonce/signature, or the nonce with a fresh ts) is refused."""
-
-    def __init__(self, keep_ms: int = 2 * TIMESTAMP_WINDOW_MS + 1000) -> None:
-        self._keep_ms = keep_ms
-        self._seen: dict[str, int] = {}
-        self._lock = threading.Lock()
-
-    def first_use(self, nonce: str, now_ms: int) -> bool:
-        with self._lock:
-            if len(self._seen) > 1000:  # forget what no ts can reach any more
-                self._seen = {n: at for n, at in self._seen.items() if now_ms - at <= self._keep_ms}
-            seen = self._seen.get(nonce)
-            if seen is not None and now_ms - seen <= self._keep_ms:
-                return False
-            self._seen[nonce] = now_ms
-            return True
+NONCE_MEMORY = timedelta(milliseconds=2 * TIMESTAMP_WINDOW_MS + 1000)
+"""How long a nonce is remembered: as long as any ``ts`` sent with it could still be fresh."""
 
 
-def _nonces() -> NonceCache:
-    return current_app.extensions.setdefault("koosim.nonces", NonceCache())
+def _nonces() -> ReplayCache:
+    """The nonces of authenticated calls: a call replayed (same ts/nonce/signature, or the
+    nonce with a fresh ts) is refused. Bounded: a flood cannot grow it without limit."""
+    return current_app.extensions.setdefault("koosim.nonces", ReplayCache())
 
 
 def _first_violation(instance: Any, name: str) -> str | None:
