@@ -613,3 +613,24 @@ def test_a_seed_past_2_63_is_a_usage_error(
     result = CliRunner().invoke(cli_main, [command, "--seed", str(2**63)])
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "Invalid value for '--seed'" in result.output, result.output
+
+
+def test_a_hostile_answer_reaches_no_page_and_no_report_raw(
+    client: FlaskClient, hostile_merchant: str
+) -> None:
+    from simulator.report import html as html_report
+    from simulator.report import junit as junit_report
+
+    client.put("/api/target", json={"url": hostile_merchant, "access_key": ACCESS_KEY})
+    call = client.post("/api/calls", json={"activity": "newInstance", "fields": {"orderId": "CS1"}}).json
+    assert HOSTILE not in json.dumps(call, ensure_ascii=False)
+    record = market_state(client.application).store.run(call["run_id"])
+    outputs = {
+        "exchange page": client.get(f"/exchanges/{call['exchange']['id']}").get_data(as_text=True),
+        "run page": client.get(f"/runs/{call['run_id']}").get_data(as_text=True),
+        "html report": html_report.render(record),
+        "junit report": junit_report.render(record),
+    }
+    for name, text in outputs.items():
+        assert "resultCode" in text or "newInstance" in text, name
+        assert not UNPRINTABLE & set(text), (name, sorted(UNPRINTABLE & set(text)))
