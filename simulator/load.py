@@ -40,6 +40,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from simulator.checks.base import describe
+from simulator.checks.idempotency import answered_ids
 from simulator.model import Order, OrderFactory, query_fields
 from simulator.protocol import ResultCode
 from simulator.redaction import printable, redact
@@ -224,8 +225,7 @@ class MarketplaceUser(locust.User):
 
     def _remember(self, order: Order, exchanges: list[Exchange], new: bool) -> None:
         """Put every instanceId the answers gave in the ledger; keep a new order for later."""
-        ids = [e.answer_field("instanceId") for e in exchanges if e.result_code == ResultCode.SUCCESS]
-        ids = [i for i in ids if isinstance(i, str) and i]
+        ids = answered_ids(exchanges)  # a success without an instanceId names no instance
         for instance_id in ids:
             self.plan.ledger.add(order_line(order), instance_id)
         if new and ids:
