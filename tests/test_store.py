@@ -391,10 +391,13 @@ def test_a_damaged_history_is_one_line_and_exit_2_in_the_cli(cli_env: Path, comm
 
 def test_a_damaged_history_answers_503_in_the_server(tmp_path: Path) -> None:
     from simulator.server import create_app as create_server
+    from simulator.server import token
 
     path = tmp_path / "damaged.db"
     _damaged_history(path)
-    client = create_server(Store(path)).test_client()
+    app = create_server(Store(path))
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token(app)}"  # as koosim serve printed it
     for page in ("/api/runs", "/api/runs/run-1"):
         answer = client.get(page)
         assert answer.status_code == 503 and answer.is_json, (page, answer.status_code)
