@@ -219,8 +219,8 @@ def usage_push() -> Response:
             raise Refused(
                 400, TOO_MANY_RECORDS, f"at most {MAX_RECORDS} usage_records per call, got {len(records)}"
             )
-        if (problem := _first_violation(body, "usagePush")) is not None:
-            raise Refused(400, INVALID, problem)
+        if (problem := _first_violation(body, "usagePush")) is not None or not isinstance(records, list):
+            raise Refused(400, INVALID, problem or "usage_records must be a list")
         for index, record in enumerate(records):
             _check_times(index, record)
         added, repeated = _market().store.marketplace.add_usage(
