@@ -230,7 +230,7 @@ def test_start_a_run_watch_it_and_open_its_exchanges(
         browser, WAIT_S, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
     ).until(finished)
     checks = browser.find_elements(By.CSS_SELECTOR, "#checks tr.check")
-    assert len(checks) == 13 and all("passed" in row.text for row in checks)
+    assert len(checks) == 16 and all("passed" in row.text for row in checks)  # +3 contract checks (issue 17)
     exchanges = browser.find_elements(By.CSS_SELECTOR, "table.exchanges tr.exchange")
     assert len(exchanges) > 10
     shoot(browser, tmp_path, "run")

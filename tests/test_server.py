@@ -415,7 +415,9 @@ def test_a_call_answer_is_judged_by_the_catalog_checks(client: FlaskClient) -> N
     # resultMsg is optional (§3.1); instanceId and frontEndUrl are the console's members (§10.4)
     assert {"contract.http-200-json", "contract.console-members", "contract.response-schema"} <= checks
     run = client.get(f"/api/runs/{outcome['run_id']}").json
-    assert run["kind"] == "call" and run["checks"][0]["verdict"] == "failed"
+    verdicts = {check["id"]: check["verdict"] for check in run["checks"]}
+    assert run["kind"] == "call" and verdicts["contract.console-members"] == "failed"
+    assert verdicts["contract.http-200-json"] == "warned"  # ASSUMPTION U3
 
 
 @pytest.mark.parametrize(

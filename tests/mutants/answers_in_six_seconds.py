@@ -48,4 +48,5 @@ MUTANT = mutant(
     evidence="(deadline 5 s)",
     rule="§3.3",
     drivers=("lifecycle.test-order",),
+    controls=("security.v2-signature-wrong",),  # refused before provisioning: quick
 )

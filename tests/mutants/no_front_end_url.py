@@ -44,4 +44,5 @@ MUTANT = mutant(
     evidence="must carry appInfo.frontEndUrl",
     rule="§4.1, §10.4",
     drivers=("lifecycle.test-order",),
+    controls=("lifecycle.full", "contract.response-schema"),
 )

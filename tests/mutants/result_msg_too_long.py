@@ -45,4 +45,5 @@ MUTANT = mutant(
     evidence="at most 255 are allowed",
     rule="§3.1",
     drivers=("lifecycle.unknown-instance",),
+    controls=("lifecycle.test-order", "contract.console-members"),
 )
