@@ -56,8 +56,14 @@ def _alarms(run: Run, checks: set[str] | None = None) -> list[str]:
 
 
 def test_verify_fails_nothing_the_pages_allow(verified: Run) -> None:
-    failed = [r for r in verified.results if r.verdict is Verdict.FAILED and r.check.id not in UPGRADE_CHECKS]
-    assert not failed, _alarms(verified, {r.check.id for r in failed})
+    """No failing finding but those about the upgrade call koosim sends wrongly (K2, below)."""
+    failing = [
+        f"{r.check.id}: {f.message}"
+        for r in verified.results
+        for f in r.findings
+        if f.fails(r.check) and not (r.check.id in UPGRADE_CHECKS and "upgrade" in f.message)
+    ]
+    assert not failing
 
 
 @pytest.mark.xfail(strict=True, reason=WAITS_ON_UPGRADE)
