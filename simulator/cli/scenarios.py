@@ -26,6 +26,7 @@ from simulator.cli.common import (
     db_option,
     fail,
     handle_errors,
+    make_console,
     with_target,
 )
 from simulator.engine.explore_defaults import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS, SAVE_DIR
@@ -64,23 +65,39 @@ scenarios_option = click.option(
 
 @click.command(name="scenarios")
 @scenarios_option
-def scenarios(scenario_dirs: tuple[Path, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the scenarios as a JSON list instead.")
+def scenarios(scenario_dirs: tuple[Path, ...], as_json: bool) -> None:
     """List the scenario library (and your --scenarios folders): name, file, steps, what it shows."""
-    from rich.console import Console
     from rich.table import Table
 
     from simulator.engine.scenario import discover, library_dirs
 
     with handle_errors():
         entries = discover(library_dirs(scenario_dirs))
-    console = Console()
+    broken = [entry for entry in entries if entry.scenario is None]
+    if as_json:
+        listed = [
+            {
+                "name": entry.scenario.name,
+                "file": str(entry.path),
+                "steps": len(entry.scenario.steps),
+                "protocol": entry.scenario.protocol,
+                "description": entry.scenario.description,
+            }
+            for entry in entries
+            if entry.scenario is not None
+        ]
+        click.echo(json.dumps(listed, ensure_ascii=False, indent=2))
+        for entry in broken:
+            make_console(stderr=True).print(f"koosim: {entry.error}", highlight=False, markup=False)
+        sys.exit(EXIT_USAGE if broken else EXIT_OK)
+    console = make_console()
     table = Table(title="koosim scenarios")
-    table.add_column("name")
+    table.add_column("name", no_wrap=True)  # the name is what `koosim play` takes: never cut it
     table.add_column("file", overflow="fold")
     table.add_column("steps", justify="right")
     table.add_column("protocol")
     table.add_column("what it plays", overflow="fold")
-    broken = [entry for entry in entries if entry.scenario is None]
     for entry in sorted(entries, key=lambda e: e.scenario.name if e.scenario else ""):
         if entry.scenario is not None:
             scenario = entry.scenario
@@ -94,7 +111,7 @@ def scenarios(scenario_dirs: tuple[Path, ...]) -> None:
     console.print(table)
     console.print("play one: [cyan]koosim play NAME[/] (add --step to go call by call)", highlight=False)
     for entry in broken:
-        Console(stderr=True).print(f"koosim: {entry.error}", highlight=False, markup=False, soft_wrap=True)
+        make_console(stderr=True).print(f"koosim: {entry.error}", highlight=False, markup=False)
     sys.exit(EXIT_USAGE if broken else EXIT_OK)
 
 
@@ -120,8 +137,6 @@ def play(
     Each scenario is played in its own protocol unless --protocol is given, and recorded in the
     run history as a run of kind ``play`` (`koosim runs`, `koosim show`).
     """
-    from rich.console import Console
-
     from simulator.engine.player import requirements
     from simulator.engine.scenario import find, library_dirs, load
     from simulator.redaction import redact
@@ -132,7 +147,7 @@ def play(
     dirs = library_dirs(scenario_dirs)
     loaded = [load(path) for name in names for path in find(name, dirs)]
     store = Store(db_path)
-    console = Console()
+    console = make_console()
     outcomes: list[ScenarioOutcome] = []
     spent: BudgetSpent | None = None
     with info.open(budget=True) as target:
@@ -437,14 +452,12 @@ def explore(
 
     Failures found earlier are tried first (Hypothesis example database in .koosim/examples).
     """
-    from rich.console import Console
-
     from simulator.engine.explore import Exploration
     from simulator.errors import BudgetSpent
     from simulator.redaction import redact
 
     info.settings  # noqa: B018 - a malformed setting ends the command before anything else
-    console = Console()
+    console = make_console()
     spent: BudgetSpent | None = None
     with info.open(budget=True) as target:
         console.print(

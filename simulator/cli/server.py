@@ -8,7 +8,15 @@ from typing import Any
 
 import click
 
-from simulator.cli.common import EXIT_USAGE, TargetInfo, db_option, fail, handle_errors, with_target
+from simulator.cli.common import (
+    EXIT_USAGE,
+    TargetInfo,
+    db_option,
+    fail,
+    handle_errors,
+    make_console,
+    with_target,
+)
 
 
 def _open_store(db_path: Path, *, must_exist: bool = False) -> Any:
@@ -29,13 +37,17 @@ STATUS_STYLE = {"finished": "green", "running": "yellow", "interrupted": "bold r
 @click.option(
     "--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many runs to list."
 )
+@click.option(
+    "--kind",
+    help="Only runs of this kind: verify, play, or a console call / notification.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as a JSON list instead.")
 @db_option
-def runs(limit: int, db_path: Path) -> None:
+def runs(limit: int, kind: str | None, as_json: bool, db_path: Path) -> None:
     """List past runs, newest first: id, when, target, verdict counts, status."""
     from datetime import datetime
 
     from rich import box
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -43,18 +55,21 @@ def runs(limit: int, db_path: Path) -> None:
     from simulator.report.console import verdict_text
 
     store = _open_store(db_path, must_exist=True)
-    listed = store.runs(limit=limit)
-    console = Console()
+    listed = store.runs(limit=limit, kind=kind)
+    if as_json:
+        click.echo(json.dumps(listed, ensure_ascii=False, indent=2))
+        return
+    console = make_console()
     if not listed:
         console.print(f"no run in {escape(str(db_path))} yet", highlight=False)
         return
     table = Table(title=f"koosim runs ({escape(str(db_path))})", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("run", no_wrap=True)
-    table.add_column("started")
-    table.add_column("kind")
-    table.add_column("status")
-    table.add_column("verdicts")
-    table.add_column("exch.", justify="right")
+    table.add_column("started", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("verdicts", no_wrap=True)
+    table.add_column("exchanges", justify="right", no_wrap=True)
     table.add_column("target", overflow="fold", ratio=1)
     for run in listed:
         status = run["status"]
@@ -81,7 +96,6 @@ def runs(limit: int, db_path: Path) -> None:
 @db_option
 def show(run_id: str, as_json: bool, db_path: Path) -> None:
     """Print one past run (its id, or a unique start of it) as `koosim verify` printed it."""
-    from rich.console import Console
     from rich.markup import escape
 
     from simulator.report.console import print_record
@@ -94,7 +108,7 @@ def show(run_id: str, as_json: bool, db_path: Path) -> None:
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False, indent=2))
         return
-    console = Console()
+    console = make_console()
     print_record(console, record)
     if record["status"] != "finished":
         note = {
@@ -121,7 +135,6 @@ def serve(info: TargetInfo, host: str, port: int, db_path: Path) -> None:
     The target starts as --url (keys from KOOSIM_ACCESS_KEY / KOOSIM_SYNC_KEY or koosim.toml) or,
     without one, the bundled reference merchant; the console can change it at any time.
     """
-    from rich.console import Console
     from werkzeug.serving import make_server
 
     from simulator.server import create_app, market_state
@@ -150,8 +163,10 @@ def serve(info: TargetInfo, host: str, port: int, db_path: Path) -> None:
         server = make_server(host, port, app, threaded=True)
     except (SettingsError, OSError) as exc:
         market.close()
-        fail(f"cannot start the server: {exc}", EXIT_USAGE)
-    console = Console()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        where = f" on {host}:{port}" if isinstance(exc, OSError) else ""
+        fail(f"cannot start the server{where}: {reason}", EXIT_USAGE)
+    console = make_console()
     settings = market.settings
     console.print(f"koosim marketplace: http://{host}:{server.port}/ (console)", highlight=False)
     console.print(f"  JSON API under http://{host}:{server.port}/api/, history in {db_path}", highlight=False)
