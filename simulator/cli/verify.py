@@ -140,12 +140,16 @@ def verify(
         Store(db_path), planned=len(checks), reproduce=lambda check_id: info.reproduce(check_id, given_seed)
     )
     started: list[Any] = []
+    sent_first: list[Any] = []  # the preflight's exchange: part of the run and of its history
     stopped: str | None = None
     exit_code: int | None = None
 
     def begin(run: Any) -> None:
         started.append(run)
         recorder.begin(run)
+        for exchange in sent_first:
+            run.exchanges.append(exchange)
+            recorder.exchange(exchange)
 
     def finished(result: Any) -> None:
         recorder.result(result)
@@ -161,7 +165,8 @@ def verify(
                     f"({target.protocol}), seed {seed}"
                 )
                 if settings.url is not None and not no_preflight:
-                    diagnosis, _ = preflight(target, seed=seed)
+                    diagnosis, exchange = preflight(target, seed=seed)
+                    sent_first.append(exchange)
                     if diagnosis is not None:
                         raise TargetMisconfigured(f"{diagnosis} (--no-preflight runs the catalog anyway)")
                 progress = console_report.LiveProgress(console, len(checks), quiet=quiet)
