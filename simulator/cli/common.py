@@ -311,3 +311,18 @@ def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def check_listen_address(host: str, port: int, what: str) -> None:
+    """End with one ``koosim:`` line and exit 2 when ``host:port`` cannot be listened on (a port
+    in use, a host that does not resolve): werkzeug would print a paragraph and exit 1."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug binds
+            probe.bind(address)
+    except OSError as exc:
+        fail(f"cannot start the {what} on {host}:{port}: {exc.strerror or exc}", EXIT_USAGE)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from simulator.cli.common import EXIT_USAGE, fail, make_console
+from simulator.cli.common import EXIT_USAGE, check_listen_address, fail, make_console
 
 
 def _url_host(host: str) -> str:
@@ -78,6 +78,7 @@ def merchant(
         if write_public_key is not None:
             write_public_key.write_bytes(public_key_pem(config.rsa_private_key))
             notes.append(f"RSA public key written to {write_public_key}")
+        check_listen_address(host, port, "reference merchant")
         server = make_server(host, port, create_app(config), threaded=True)
     except (OSError, ValueError, TypeError) as exc:
         where = f" on {host}:{port}" if isinstance(exc, OSError) else ""

@@ -12,7 +12,8 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -459,9 +460,10 @@ def explore(
     info.settings  # noqa: B018 - a malformed setting ends the command before anything else
     console = make_console()
     spent: BudgetSpent | None = None
-    with info.open(budget=True) as target:
+    with info.open(budget=True) as target, _hypothesis_home(HYPOTHESIS_HOME):
         console.print(
-            f"koosim explore: seed {seed}, up to {max_examples} sequences of up to {max_steps} calls "
+            f"koosim explore: seed {seed}, {max_examples} sequences (--max-examples; Hypothesis may add "
+            f"a few, a failure ends it early and is then shrunk) of up to {max_steps} calls "
             f"against {escape(redact(info.where(target), target.secrets))} ({target.protocol})",
             highlight=False,
         )
@@ -499,13 +501,35 @@ def explore(
     sys.exit(EXIT_FAILED)
 
 
+HYPOTHESIS_HOME = Path(".koosim/hypothesis")
+"""Hypothesis' own storage (its constants cache) during explore: under .koosim/ with the rest,
+not a stray .hypothesis/ in the merchant's working directory."""
+
+PLAIN_PROGRESS_EVERY = 10.0
+"""Off a terminal (a CI log), a progress line every this many seconds instead of a live line."""
+
+
+@contextmanager
+def _hypothesis_home(directory: Path) -> Iterator[None]:
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(directory.resolve())
+    try:
+        yield
+    finally:
+        set_hypothesis_home_dir(None)
+
+
 class _ExploreProgress:
-    """A one-line live status: sequences tried and calls sent, then the shrinking."""
+    """A one-line live status: sequences tried, calls sent and time spent, then the shrinking.
+    Off a terminal, the same words as a plain line every :data:`PLAIN_PROGRESS_EVERY` seconds."""
 
     def __init__(self, console: Console, total: int) -> None:
         from rich.progress import Progress, SpinnerColumn, TextColumn
 
         self.total = total
+        self.console = console
+        self._started = self._printed = time.monotonic()
         self._progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
         )
@@ -527,7 +551,13 @@ class _ExploreProgress:
         else:
             tried = min(exploration.examples, self.total)
             text = f"sequence {tried}/{self.total} · {exploration.calls} calls sent"
-        self._progress.update(self._task, description=text)
+        now = time.monotonic()
+        text += f" · {now - self._started:.0f} s"
+        if self.console.is_terminal:
+            self._progress.update(self._task, description=text)
+        elif now - self._printed >= PLAIN_PROGRESS_EVERY:
+            self._printed = now
+            self.console.print(f"explore: {text}", highlight=False, markup=False)
 
 
 def _report_found(

@@ -11,6 +11,7 @@ import click
 from simulator.cli.common import (
     EXIT_USAGE,
     TargetInfo,
+    check_listen_address,
     db_option,
     fail,
     handle_errors,
@@ -142,6 +143,7 @@ def serve(info: TargetInfo, host: str, port: int, db_path: Path) -> None:
     from simulator.serving import serve_until_interrupted
 
     found = info.settings
+    check_listen_address(host, port, "server")  # before the history is opened: one line, exit 2
     store = _open_store(db_path)
     app = create_app(
         store,
