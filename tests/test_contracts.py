@@ -33,6 +33,7 @@ EXPECTED = sorted(
     + [("v1", name, d) for name in PRODUCE for d in DIRECTIONS]
     + [("sync", name, d) for name in SYNC for d in DIRECTIONS]
     + [("marketplace", name, d) for name in MARKETPLACE for d in DIRECTIONS]
+    + [("openapi", name, d) for name in MARKETPLACE for d in DIRECTIONS]
 )
 
 # contracts/scenario/scenario.schema.json is the scenario file format, not an interface contract.
@@ -500,6 +501,66 @@ MARKETPLACE_EXCHANGES: dict[tuple[str, str], list[dict[str, Any]]] = {
     ],
 }
 
+# contracts/openapi/: the open APIs as docs/protocol.md §8 specifies them; the live MOCK answer [X3].
+OPENAPI_EXCHANGES: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("queryOrder", "request"): MARKETPLACE_EXCHANGES["queryOrder", "request"],
+    ("queryOrder", "response"): [
+        {
+            "resultCode": "MKT.0000",
+            "resultMsg": "Success",
+            "orderInfo": {
+                "orderId": "MOCKPERIODYEARNEW",
+                "orderType": "NEW",
+                "createTime": "20241121090846",
+                "orderLine": [
+                    {
+                        "orderLineId": "MOCKPERIODYEARNEW-000001",
+                        "chargingMode": "PERIOD",
+                        "periodType": "year",
+                        "periodNumber": 1,
+                        "expireTime": "20251121235959",
+                        "productInfo": [
+                            {
+                                "productId": "OFFI846204237451911168",
+                                "skuCode": "0a4d1578-5295-46a7-92d4-7c803dccc51d",
+                                "linearValue": 50,
+                                "productName": "MOCK测试商品,测试规格,基础版,包周期",
+                            }
+                        ],
+                        "extendParams": [
+                            {"name": "emailDomainName", "value": "test.xxxx.com"},
+                            {"name": "ip", "value": "127.0.0.1"},
+                        ],
+                        "currency": "100",
+                        "currencyAfterDiscount": "100",
+                    }
+                ],
+                "buyerInfo": {
+                    "mobilePhone": "18688888888",
+                    "email": None,
+                    "customerId": "459bbbec25d24749b2eb83be37b602a8",
+                    "customerName": "mock_user_01",
+                    "customerRealName": "测试用户1",
+                    "customerType": 0,
+                    "userId": None,
+                    "userName": None,
+                },
+                "extendParams": [],
+            },
+        },
+        {"resultCode": "MKT.0100", "resultMsg": "an input parameter failed validation", "extra_info": "x"},
+    ],
+    ("usagePush", "request"): MARKETPLACE_EXCHANGES["usagePush", "request"],
+    ("usagePush", "response"): [
+        {"resultCode": "MKT.0000", "resultMsg": "Success"},
+        {
+            "resultCode": "MKT.9004",
+            "resultMsg": "a record's begin time is outside the last 21 days",
+            "extra_info": "x",
+        },
+    ],
+}
+
 
 def _valid_examples() -> list[tuple[str, str, str, dict[str, Any]]]:
     examples = []
@@ -516,6 +577,8 @@ def _valid_examples() -> list[tuple[str, str, str, dict[str, Any]]]:
         examples += [("sync", name, "request", request) for request in requests]
     for (name, direction), values in MARKETPLACE_EXCHANGES.items():
         examples += [("marketplace", name, direction, value) for value in values]
+    for (name, direction), values in OPENAPI_EXCHANGES.items():
+        examples += [("openapi", name, direction, value) for value in values]
     return examples
 
 
@@ -918,6 +981,58 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
         "required member 'error_code' is missing",
     ),
     (
+        "openapi queryOrder failure carrying orderInfo (U34)",
+        "openapi",
+        "queryOrder",
+        "response",
+        {"resultCode": "MKT.0100", "resultMsg": "no", "orderInfo": {}},
+        "$",
+        "should not be valid under",
+    ),
+    (
+        "openapi queryOrder currency as a currency code",
+        "openapi",
+        "queryOrder",
+        "response",
+        {
+            "resultCode": "MKT.0000",
+            "resultMsg": "Success",
+            "orderInfo": {
+                "orderId": "CS1",
+                "orderType": "NEW",
+                "createTime": "20220726064736",
+                "orderLine": [{"orderLineId": "CS1-000001", "chargingMode": "PERIOD", "currency": "CNY"}],
+            },
+        },
+        "$.orderInfo.orderLine[0].currency",
+        "does not match",
+    ),
+    (
+        "openapi usagePush answer in error_code style (K23)",
+        "openapi",
+        "usagePush",
+        "response",
+        {"error_code": "MKT.0000", "error_msg": "success"},
+        "$.resultCode",
+        "required member 'resultCode' is missing",
+    ),
+    (
+        "openapi usage value longer than 17 characters (A46)",
+        "openapi",
+        "usagePush",
+        "request",
+        {
+            "usage_records": [
+                {
+                    **MARKETPLACE_EXCHANGES["usagePush", "request"][0]["usage_records"][0],
+                    "usage_value": "1" * 18,
+                }
+            ]
+        },
+        "$.usage_records[0].usage_value",
+        "is not valid under any of the given schemas",
+    ),
+    (
         "answer that is not an object",
         "v2",
         "releaseLicense",
@@ -969,7 +1084,7 @@ def test_odd_member_names_are_quoted_in_the_path() -> None:
     ("family", "name", "direction", "hint"),
     [
         ("v1", "getLicense", "request", "family 'v1' has changeInstanceCheck"),
-        ("license", "getLicense", "request", "use one of marketplace, sync, v1, v2"),
+        ("license", "getLicense", "request", "use one of marketplace, openapi, sync, v1, v2"),
         ("v2", "newInstance", "answer", "use one of request, response"),
         ("v2", "newinstance", "request", "no contract v2/newinstance.request"),
         ("v2", "../v1/newInstance", "request", "no contract"),

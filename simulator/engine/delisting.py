@@ -1,0 +1,214 @@
+"""The delisting verdict: which published consequence a merchant's failures lead to
+(docs/protocol.md §10.3, A42).
+
+The pages give three separate rules (A42), reported separately, each here a pure function that
+returns a :class:`DelistingVerdict` whose ``text`` a report prints as it is:
+
+- **dial tests** [S25]: the marketplace probes every registered interface of a product on sale
+  every morning and every afternoon; an interface failing the probe five days in a row gets the
+  product's transactions frozen and the product hidden — :func:`dial_test_verdict`;
+- **V1 failed orders** [S38]: more than five orders failed through interface errors in one
+  month and a V1 product is removed — :func:`v1_orders_verdict`;
+- **frequent failures** (every other page): "frequent" interface failures lead to removal, with
+  no number — :func:`frequent_failures_verdict` says so instead of calling every failed check a
+  delisting risk.
+
+What the pages leave open, and koosim's reading (ASSUMPTIONs, so these verdicts are never the
+reason for an ``error``, §0):
+
+- *when a day fails* (U14): the page counts failing **days** but probes twice a day. koosim
+  counts a day as failing when **any** of its probes fails — the stricter reading, which a
+  merchant satisfies under either text (a merchant none of whose probes fails is safe under
+  both); a day passes only when every probe passes, and a passing day resets the count;
+- *days koosim did not observe* (``watch`` not run that day) neither pass nor fail: they do not
+  reset the count (stricter again: the real probes of that day may have failed);
+- *after the freeze*: no page says how a product comes back, so the frozen verdict stays once
+  reached, whatever later days show;
+- *the marketplace's day and month* (U14): calendar days and months in UTC+08:00, the zone of
+  the pages' own timestamps and of the Kit tables (A32); the dial tests at 09:00 and 15:00 there;
+- *one month* for the V1 rule: the calendar month ("this month"); a rolling 30-day window would
+  be stricter, and no page says which is meant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta, timezone
+from enum import StrEnum
+
+MARKETPLACE_TZ = timezone(timedelta(hours=8), "UTC+08:00")
+"""The zone of the marketplace's days and months (ASSUMPTION, see the module docstring)."""
+
+DIAL_TEST_TIMES = (time(9, 0), time(15, 0))
+"""When the two daily dial tests run, marketplace local time: "every morning and every
+afternoon" [S25]; the hours are ASSUMPTION U14."""
+
+FREEZE_AFTER_FAILING_DAYS = 5
+"""Consecutive failing dial-test days that freeze and hide the product (§10.3 [S25])."""
+
+V1_FAILED_ORDER_LIMIT = 5
+"""Failed V1 orders a month a product may have; one more and it is removed (§10.3 [S38])."""
+
+
+class Rule(StrEnum):
+    DIAL_TEST = "dial test"
+    V1_ORDERS = "v1 failed orders"
+    FREQUENT_FAILURES = "frequent failures"
+
+
+@dataclass(frozen=True)
+class DelistingVerdict:
+    """Where a merchant stands under one published rule.
+
+    ``reached``: the rule's consequence happens (frozen and hidden, removed). ``remaining``: how
+    many more failing days or failed orders until it does (0 once reached; None for the rule
+    without a number). ``rule_ref`` cites docs/protocol.md as a check's ``rule`` does.
+    """
+
+    rule: Rule
+    text: str
+    rule_ref: str
+    reached: bool
+    remaining: int | None
+
+    def as_dict(self) -> dict[str, str | bool | int | None]:
+        return {
+            "rule": self.rule.value,
+            "text": self.text,
+            "rule_ref": self.rule_ref,
+            "reached": self.reached,
+            "remaining": self.remaining,
+        }
+
+
+# --- dial tests ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DialDay:
+    """One marketplace day's dial-test results: one bool per probe, True when it passed."""
+
+    day: date
+    probes: tuple[bool, ...]
+
+    @property
+    def observed(self) -> bool:
+        return bool(self.probes)
+
+    @property
+    def failed(self) -> bool:
+        """Any probe of the day failed (koosim's reading, U14; see the module docstring)."""
+        return self.observed and not all(self.probes)
+
+
+def marketplace_day(instant: datetime, tz: timezone = MARKETPLACE_TZ) -> date:
+    """The marketplace day ``instant`` (aware) falls on."""
+    if instant.tzinfo is None:
+        raise ValueError(f"the instant must be timezone-aware, not the naive {instant.isoformat()}")
+    return instant.astimezone(tz).date()
+
+
+def dial_days(probes: Iterable[tuple[datetime, bool]], tz: timezone = MARKETPLACE_TZ) -> list[DialDay]:
+    """Probe results (when, passed) grouped into marketplace days, oldest first."""
+    by_day: dict[date, list[tuple[datetime, bool]]] = {}
+    for instant, passed in probes:
+        by_day.setdefault(marketplace_day(instant, tz), []).append((instant, passed))
+    return [
+        DialDay(day, tuple(passed for _, passed in sorted(results, key=lambda result: result[0])))
+        for day, results in sorted(by_day.items())
+    ]
+
+
+def dial_test_instants(day: date, tz: timezone = MARKETPLACE_TZ) -> tuple[datetime, ...]:
+    """When the marketplace dial-tests on ``day`` (U14: 09:00 and 15:00 marketplace time)."""
+    return tuple(datetime.combine(day, at, tz) for at in DIAL_TEST_TIMES)
+
+
+def next_dial_test(after: datetime, tz: timezone = MARKETPLACE_TZ) -> datetime:
+    """The first dial-test instant strictly after ``after`` (aware)."""
+    day = marketplace_day(after, tz)
+    while True:
+        for instant in dial_test_instants(day, tz):
+            if instant > after:
+                return instant
+        day += timedelta(days=1)
+
+
+def dial_test_verdict(days: Iterable[DialDay]) -> DelistingVerdict:
+    """The dial-test rule's verdict over a history of marketplace days (any order; results for
+    one date given twice are taken together).
+
+    "a dial test failed: 4 more failing days and the product is frozen and hidden" after one
+    failing day; "a dial test failed 5 days in a row (to 2026-11-05): the product is frozen and
+    hidden" on the fifth, and from then on.
+    """
+    merged: dict[date, tuple[bool, ...]] = {}
+    for dial_day in days:
+        merged[dial_day.day] = merged.get(dial_day.day, ()) + dial_day.probes
+    history = [DialDay(day, probes) for day, probes in sorted(merged.items()) if probes]
+    streak, frozen_on = 0, None
+    for dial_day in history:
+        streak = streak + 1 if dial_day.failed else 0
+        if streak == FREEZE_AFTER_FAILING_DAYS and frozen_on is None:
+            frozen_on = dial_day.day
+    ref = "§10.3, U14"
+    limit = FREEZE_AFTER_FAILING_DAYS
+    if frozen_on is not None:
+        text = f"a dial test failed {limit} days in a row (to {frozen_on}): the product is frozen and hidden"
+        return DelistingVerdict(Rule.DIAL_TEST, text, ref, reached=True, remaining=0)
+    if not history:
+        text = f"no dial test yet; {limit} failing days in a row freeze and hide the product"
+    elif streak == 0:
+        text = f"the last dial-test day passed; {limit} failing days in a row freeze and hide the product"
+    else:
+        more = limit - streak
+        text = (
+            f"a dial test failed: {more} more failing {'day' if more == 1 else 'days'} "
+            "and the product is frozen and hidden"
+        )
+    return DelistingVerdict(Rule.DIAL_TEST, text, ref, reached=False, remaining=limit - streak)
+
+
+# --- V1 failed orders ------------------------------------------------------------------------
+
+
+def failed_orders_this_month(
+    failures: Iterable[datetime], now: datetime, tz: timezone = MARKETPLACE_TZ
+) -> int:
+    """How many of the order failures (the instants V1 orders were cancelled automatically,
+    §10.1) fall in the calendar month of ``now``, marketplace time."""
+    month = marketplace_day(now, tz).replace(day=1)
+    return sum(1 for instant in failures if marketplace_day(instant, tz).replace(day=1) == month)
+
+
+def v1_orders_verdict(failed_orders: int) -> DelistingVerdict:
+    """The V1 rule's verdict for this month's failed orders: "3 failed orders this month, the
+    v1 limit is 5"; removal when there are more than 5 [S38]."""
+    if isinstance(failed_orders, bool) or failed_orders < 0:
+        raise ValueError(f"a number of failed orders is a whole number >= 0, not {failed_orders!r}")
+    limit = V1_FAILED_ORDER_LIMIT
+    orders = "order" if failed_orders == 1 else "orders"
+    if failed_orders > limit:
+        text = (
+            f"{failed_orders} failed {orders} this month, more than the v1 limit of {limit}: "
+            "the product is removed"
+        )
+        return DelistingVerdict(Rule.V1_ORDERS, text, "§10.3", reached=True, remaining=0)
+    text = f"{failed_orders} failed {orders} this month, the v1 limit is {limit}"
+    return DelistingVerdict(Rule.V1_ORDERS, text, "§10.3", reached=False, remaining=limit + 1 - failed_orders)
+
+
+# --- frequent failures -----------------------------------------------------------------------
+
+
+def frequent_failures_verdict(failed_calls: int) -> DelistingVerdict:
+    """The rule without a number (A42): say what the pages say, never "delisting risk"."""
+    if isinstance(failed_calls, bool) or failed_calls < 0:
+        raise ValueError(f"a number of failed calls is a whole number >= 0, not {failed_calls!r}")
+    calls = "call" if failed_calls == 1 else "calls"
+    text = (
+        f"{failed_calls} failed {calls}: the pages remove a product whose interface fails "
+        "'frequently' and publish no number"
+    )
+    return DelistingVerdict(Rule.FREQUENT_FAILURES, text, "§10.3, A42", reached=False, remaining=None)
