@@ -166,8 +166,8 @@ def serve(info: TargetInfo, host: str, port: int, db_path: Path) -> None:
     except (SettingsError, OSError) as exc:
         market.close()
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        where = f" on {host}:{port}" if isinstance(exc, OSError) else ""
-        fail(f"cannot start the server{where}: {reason}", EXIT_USAGE)
+        address = f" on {host}:{port}" if isinstance(exc, OSError) else ""
+        fail(f"cannot start the server{address}: {reason}", EXIT_USAGE)
     console = make_console()
     settings = market.settings
     console.print(f"koosim marketplace: http://{host}:{server.port}/ (console)", highlight=False)
