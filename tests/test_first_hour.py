@@ -477,6 +477,32 @@ def test_an_interrupted_verify_reports_what_ran_and_exits_128_plus_the_signal(
     assert f"interrupted by {words}" in shown.output
 
 
+@pytest.mark.parametrize(
+    ("sent", "code", "words"), [(signal.SIGTERM, 143, "SIGTERM"), (signal.SIGINT, 130, "Ctrl-C")]
+)
+def test_an_interrupted_explore_says_how_far_it_got_and_exits_128_plus_the_signal(
+    sent: signal.Signals, code: int, words: str, tmp_path: Path
+) -> None:
+    env = koosim_env(tmp_path, PYTHONUNBUFFERED="1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulator", "explore", "--max-examples", "100000", "--seed", "5"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    header = process.stdout.readline()
+    assert header.startswith("koosim explore:"), header
+    time.sleep(1.5)  # some sequences sent
+    process.send_signal(sent)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == code, (out, err)
+    assert "Traceback" not in err
+    assert re.search(rf"interrupted by {words}.* after \d+ sequences \(\d+ calls\)", out), out
+
+
 # --- output off a terminal ------------------------------------------------------------------
 
 

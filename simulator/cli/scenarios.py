@@ -27,7 +27,10 @@ from simulator.cli.common import (
     db_option,
     fail,
     handle_errors,
+    interrupted_code,
+    interrupted_reason,
     make_console,
+    sigterm_interrupts,
     with_target,
 )
 from simulator.engine.explore_defaults import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS, SAVE_DIR
@@ -460,6 +463,7 @@ def explore(
     info.settings  # noqa: B018 - a malformed setting ends the command before anything else
     console = make_console()
     spent: BudgetSpent | None = None
+    interrupted: KeyboardInterrupt | None = None
     with info.open(budget=True) as target, _hypothesis_home(HYPOTHESIS_HOME):
         console.print(
             f"koosim explore: seed {seed}, {max_examples} sequences (--max-examples; Hypothesis may add "
@@ -470,12 +474,23 @@ def explore(
         if not target.sync_key:
             console.print("[dim]no sync key (KOOSIM_SYNC_KEY): user-sync calls are left out[/]")
         exploration = Exploration(target, seed=seed, max_examples=max_examples, max_steps=max_steps)
-        with _ExploreProgress(console, max_examples) as progress:
+        with _ExploreProgress(console, max_examples) as progress, sigterm_interrupts():
             exploration.on_progress = progress.update
             try:
                 found = exploration.run()
             except BudgetSpent as exc:  # what was found so far, if anything, is still reported
                 spent, found = exc, exploration.found
+            except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: the same, then 130 / 143
+                interrupted, found = exc, exploration.found
+    if interrupted is not None:
+        console.print(
+            f"[bold red]{interrupted_reason(interrupted)}[/] after {exploration.examples} sequences "
+            f"({exploration.calls} calls)",
+            highlight=False,
+        )
+        if found is not None:
+            _report_found(console, found, save_dir, info.flags, target)
+        sys.exit(interrupted_code(interrupted))
     if spent is not None:
         console.print(
             f"[bold red]{escape(str(spent))}[/] after {exploration.examples} sequences "
