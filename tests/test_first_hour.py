@@ -554,7 +554,7 @@ def test_output_off_a_terminal_never_cuts_an_identifier_or_a_url(tmp_path: Path)
 # --- explore and load show progress --------------------------------------------------------
 
 
-def test_explore_shows_progress_its_header_is_honest_and_hypothesis_stays_under_koosim(
+def test_explore_shows_progress_and_its_header_is_honest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sys.modules["simulator.cli.scenarios"], "PLAIN_PROGRESS_EVERY", 0.0)
@@ -562,6 +562,19 @@ def test_explore_shows_progress_its_header_is_honest_and_hypothesis_stays_under_
     assert result.exit_code == 0, result.output
     assert "5 sequences (--max-examples; Hypothesis may add a few" in result.output
     assert re.search(r"explore: sequence \d+/5 · \d+ calls sent · \d+ s", result.output), result.output
+
+
+def test_explore_leaves_no_stray_hypothesis_folder(tmp_path: Path) -> None:
+    """In a fresh process, where Hypothesis writes its storage (this one has it cached)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "simulator", "explore", "--max-examples", "3", "--seed", "3"],
+        cwd=tmp_path,
+        env=koosim_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, (done.stdout, done.stderr)
     assert not (tmp_path / ".hypothesis").exists()
     assert (tmp_path / ".koosim" / "hypothesis").is_dir()
 
