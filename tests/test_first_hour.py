@@ -128,6 +128,19 @@ def test_a_web_page_is_named_as_such() -> None:
     assert "a web page, not the produce interface" in result.stderr
 
 
+def test_explore_runs_the_preflight_too(merchant: tuple[Counting, str]) -> None:
+    """Hundreds of sequences against a wrong key would say the same thing; a played scenario is a
+    few calls, each judged and shown, and plays without one."""
+    app, url = merchant
+    command = ["explore", "--max-examples", "3"]
+    result = koosim(*command, "--url", url, env={"KOOSIM_ACCESS_KEY": "not-the-key"})
+    assert result.exit_code == 3, result.output
+    assert "refuses our signature" in result.stderr
+    assert app.calls == 1
+    anyway = koosim(*command, "--url", url, "--no-preflight", env={"KOOSIM_ACCESS_KEY": "not-the-key"})
+    assert anyway.exit_code == 1, anyway.output
+
+
 def test_no_preflight_runs_the_catalog_anyway(merchant: tuple[Counting, str]) -> None:
     _, url = merchant
     result = koosim("verify", "--url", url, "--no-preflight", *FAST, env={"KOOSIM_ACCESS_KEY": "not-the-key"})

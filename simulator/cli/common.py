@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
     from simulator.errors import TimeBudget
     from simulator.settings import Settings
-    from simulator.transport import Target
+    from simulator.transport import Exchange, Target
 
 __all__ = [
     "EXIT_FAILED",
@@ -142,6 +142,16 @@ def max_time_option(function: F) -> F:
     )(function)
 
 
+def no_preflight_option(function: F) -> F:
+    """``--no-preflight``: run even when the first call shows a wrong key, path or a web page."""
+    return click.option(
+        "--no-preflight",
+        is_flag=True,
+        help="Run even when the first call shows a wrong key, a wrong path or a web page "
+        "(without it such a target ends the command with exit 3 and one diagnosis).",
+    )(function)
+
+
 def db_option(function: F) -> F:
     """``--db PATH``: the run history every command shares (env KOOSIM_DB)."""
     return click.option(
@@ -189,6 +199,20 @@ class TargetInfo:
         self.budget = TimeBudget(settings.max_time) if budget else None
         with reach_target(settings, budget=self.budget) as target:
             yield target
+
+    def preflight(self, target: Target, *, skip: bool = False, seed: int = 0) -> Exchange | None:
+        """Against a merchant's URL (not the bundled one), send the preflight call; raise
+        :class:`~simulator.errors.TargetMisconfigured` when its answer names an obvious cause.
+        Returns its exchange (None when skipped)."""
+        if skip or self.settings.url is None:
+            return None
+        from simulator.engine.preflight import preflight
+        from simulator.errors import TargetMisconfigured
+
+        diagnosis, exchange = preflight(target, seed=seed)
+        if diagnosis is not None:
+            raise TargetMisconfigured(f"{diagnosis} (--no-preflight runs anyway)")
+        return exchange
 
     def where(self, target: Target) -> str:
         """How a line names the target: the reference merchant, or its URL."""

@@ -30,6 +30,7 @@ from simulator.cli.common import (
     interrupted_code,
     interrupted_reason,
     make_console,
+    no_preflight_option,
     sigterm_interrupts,
     with_target,
 )
@@ -445,12 +446,14 @@ def _print_summary(
     show_default=True,
     help="Where the smallest failing sequence is saved as a scenario file.",
 )
+@no_preflight_option
 def explore(
     info: TargetInfo,
     max_examples: int,
     max_steps: int,
     seed: int,
     save_dir: Path,
+    no_preflight: bool,
 ) -> None:
     """Try random sequences of marketplace calls; shrink a failure to a scenario `koosim play` replays.
 
@@ -473,6 +476,7 @@ def explore(
         )
         if not target.sync_key:
             console.print("[dim]no sync key (KOOSIM_SYNC_KEY): user-sync calls are left out[/]")
+        info.preflight(target, skip=no_preflight, seed=seed)
         exploration = Exploration(target, seed=seed, max_examples=max_examples, max_steps=max_steps)
         with _ExploreProgress(console, max_examples) as progress, sigterm_interrupts():
             exploration.on_progress = progress.update

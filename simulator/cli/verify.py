@@ -21,6 +21,7 @@ from simulator.cli.common import (
     interrupted_code,
     interrupted_reason,
     make_console,
+    no_preflight_option,
     sigterm_interrupts,
     with_target,
 )
@@ -88,12 +89,7 @@ class FailFast(Exception):
     "--html", type=click.Path(dir_okay=False, path_type=Path), help="Write a self-contained HTML report."
 )
 @click.option("--fail-fast", "-x", is_flag=True, help="Stop at the first failed check (exit 1).")
-@click.option(
-    "--no-preflight",
-    is_flag=True,
-    help="Run the catalog even when the first call shows a wrong key, a wrong path or a web page "
-    "(without it such a target ends the run with exit 3 and one diagnosis).",
-)
+@no_preflight_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only the failures and the summary.")
 @click.option("--verbose", "-v", is_flag=True, help="Print every finding of a failure in full.")
 @db_option
@@ -120,9 +116,7 @@ def verify(
 
     from simulator import __version__
     from simulator.checks import Verdict
-    from simulator.engine.preflight import preflight
     from simulator.engine.run import run_checks
-    from simulator.errors import TargetMisconfigured
     from simulator.model import fresh_seed
     from simulator.report import console as console_report
     from simulator.report.console import plural
@@ -164,11 +158,8 @@ def verify(
                     f"koosim {__version__}: {plural(len(checks), 'check')} against {info.where(target)} "
                     f"({target.protocol}), seed {seed}"
                 )
-                if settings.url is not None and not no_preflight:
-                    diagnosis, exchange = preflight(target, seed=seed)
-                    sent_first.append(exchange)
-                    if diagnosis is not None:
-                        raise TargetMisconfigured(f"{diagnosis} (--no-preflight runs the catalog anyway)")
+                first = info.preflight(target, skip=no_preflight, seed=seed)
+                sent_first.extend([] if first is None else [first])
                 progress = console_report.LiveProgress(console, len(checks), quiet=quiet)
                 with progress:
                     run = run_checks(
