@@ -45,7 +45,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from simulator.checks import catalog
+from simulator.checks import catalog, judge_exchange
 from simulator.engine.record import result_record
 from simulator.engine.run import Run, run_checks
 from simulator.model import OrderFactory, fresh_seed
@@ -241,8 +241,7 @@ class ExchangeBench:
         for fields in calls:
             exchange = self.transport.send(fields, label="newInstance")
             self.run.exchanges.append(exchange)
-            for check in self.judges:
-                check.run(exchange, self.target)
+            judge_exchange(exchange, self.target, self.judges)
         return (time.perf_counter() - started) / count
 
 

@@ -157,6 +157,7 @@ def validate(instance: Any, family: str, name: str, direction: str) -> list[Viol
     return sorted(found, key=lambda violation: (violation.path, violation.message))
 
 
+@cache
 def allowed_result_codes(family: str, name: str) -> frozenset[str]:
     """The resultCodes the answer contract of ``family``/``name`` lets a merchant give."""
     _check_known(family, name, "response")

@@ -427,7 +427,8 @@ class SimulatedMarketplace:
         """The answer's appInfo with userName and password DECRYPTED (access key, declared
         encryptType), for a test to assert on. Never print or log what it returns."""
         from simulator.checks.base import describe
-        from simulator.protocol import DecryptionError, EncryptType, decrypt
+        from simulator.checks.security import encrypt_type_problem
+        from simulator.protocol import DecryptionError, decrypt
 
         app_info = exchange.answer_field("appInfo")
         if not isinstance(app_info, dict):
@@ -435,8 +436,9 @@ class SimulatedMarketplace:
                 f"{exchange.label or exchange.activity}: no appInfo in the answer ({describe(exchange)})"
             )
         declared = exchange.answer_field("encryptType")
-        if declared not in {encrypt_type.value for encrypt_type in EncryptType}:
-            raise ValueError(f"encryptType must be '1' (AES-256) or '2' (AES-128), got {declared!r}")
+        wrong_type = encrypt_type_problem(declared)
+        if wrong_type is not None:
+            raise ValueError(wrong_type)
         decrypted = dict(app_info)
         for name in ("userName", "password"):
             value = app_info.get(name)
@@ -449,13 +451,12 @@ class SimulatedMarketplace:
 
     def contract_problems(self, exchange: Exchange) -> list[str]:
         """What the per-exchange checks (contract.*, timing.*) find wrong with this answer; [] if none."""
-        from simulator.checks import catalog
+        from simulator.checks import judge_exchange
         from simulator.redaction import redact
 
         return [
-            redact(f"{check.id}: {problem}", self.target.secrets)
-            for check in catalog()
-            if check.per_exchange and (problem := check.run(exchange, self.target)) is not None
+            redact(f"{breach.check_id}: {breach.message}", self.target.secrets)
+            for breach in judge_exchange(exchange, self.target)
         ]
 
     # --- bookkeeping ---------------------------------------------------------------------------

@@ -26,10 +26,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlencode, urlsplit
 
 import requests
@@ -48,6 +49,7 @@ from simulator.protocol import (
     sign_v1,
     sign_v2,
 )
+from simulator.protocol.vocabulary import app_infos
 
 DEFAULT_TIMEOUT = 10.0
 """ASSUMPTION: how long the marketplace waits for an answer (not published), configurable."""
@@ -154,15 +156,34 @@ class Exchange:
     def answered(self) -> bool:
         return self.error is None and self.status is not None
 
+    _parsed: tuple[bytes, Decoded] | None = field(default=None, init=False, repr=False, compare=False)
+    """The answer parsed once, with the bytes it was parsed from: every check reads this."""
+
+    def _decoded(self) -> Decoded:
+        cached = self._parsed
+        if cached is not None and cached[0] is self.response_body:
+            return cached[1]
+        decoded = decode_json(self.response_body)
+        self._parsed = (self.response_body, decoded)
+        return decoded
+
     @property
     def response_json(self) -> Any:
-        """The answer parsed as JSON, or None when it is not JSON (or did not arrive)."""
-        return decode_json(self.response_body)[0] if self.answered else None
+        """The answer parsed as JSON, or None when it is not JSON (or did not arrive).
+
+        Parsed once per exchange (again only if ``response_body`` is replaced); do not mutate it.
+        """
+        return self._decoded().value if self.answered else None
 
     @property
     def json_problem(self) -> str | None:
         """Why the answer that arrived cannot be read as JSON, or None (see :func:`decode_json`)."""
-        return decode_json(self.response_body)[1] if self.answered else None
+        return self._decoded().problem if self.answered else None
+
+    @property
+    def repeated_members(self) -> tuple[str, ...]:
+        """Members some object of the (JSON) answer names twice: parsers differ on which counts."""
+        return self._decoded().repeated if self.answered else ()
 
     @property
     def result_code(self) -> str | None:
@@ -202,16 +223,16 @@ class _Session(requests.Session):
 
     def __init__(self) -> None:
         super().__init__()
-        self._settings: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._settings: dict[tuple[Any, ...], Any] = {}
 
     def merge_environment_settings(
-        self, url: str, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
-        if proxies:  # proxies given for this call: requests' own way
+        self, url: str | bytes | None, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        if proxies or not isinstance(url, str):  # proxies given for this call: requests' own way
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc, stream, verify, cert)
-        settings = self._settings.get(key)
+        settings: Any = self._settings.get(key)
         if settings is None:
             settings = self._settings[key] = super().merge_environment_settings(
                 url, proxies, stream, verify, cert
@@ -444,12 +465,31 @@ class Transport:
         body = exchange.response_json
         if not isinstance(body, dict) or body.get("encryptType") not in tuple(EncryptType):
             return
-        info = body.get("info")
-        items = [body, *(info if isinstance(info, list) else [])]
-        for item in items:
-            app_info = item.get("appInfo") if isinstance(item, dict) else None
+        for app_info in [body.get("appInfo"), *app_infos(body)]:
             if isinstance(app_info, dict):
                 self._learn_plaintext(app_info.get("password"), (body["encryptType"],))
+
+
+def send_at_once(target: Target, calls: Sequence[Callable[[Transport], Exchange]]) -> list[Exchange]:
+    """Make the calls at the same moment, each on a connection of its own, as simultaneous
+    resends arrive: every call waits at a barrier, then sends through its own :class:`Transport`.
+
+    A call that cannot line up (another one failed before the barrier, or it timed out) is
+    still made, just not at the same moment. The exchanges come back in the order of ``calls``.
+    """
+    barrier = threading.Barrier(len(calls))
+
+    def make(call: Callable[[Transport], Exchange]) -> Exchange:
+        transport = Transport(target)
+        try:
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=target.timeout)
+            return call(transport)
+        finally:
+            transport.close()
+
+    with ThreadPoolExecutor(max_workers=len(calls)) as pool:
+        return list(pool.map(make, calls))
 
 
 class _BodyTooLarge(Exception):
@@ -497,7 +537,8 @@ def _failure(exc: requests.exceptions.RequestException) -> str:
         if isinstance(cause, http.client.RemoteDisconnected):
             return "connection failed: the merchant closed the connection without answering"
         if isinstance(cause, http.client.BadStatusLine):
-            return f"the answer is not HTTP: it begins {_spelled_out(ascii(str(cause.line)[:40]))}"
+            line = str(getattr(cause, "line", ""))  # typeshed does not know BadStatusLine.line
+            return f"the answer is not HTTP: it begins {_spelled_out(ascii(line[:40]))}"
         if isinstance(cause, urllib3.exceptions.IncompleteRead | http.client.IncompleteRead):
             partial = cause.partial if isinstance(cause.partial, int) else len(cause.partial)
             promised = f" of {partial + cause.expected}" if isinstance(cause.expected, int) else ""
@@ -520,8 +561,17 @@ def _parse_int(text: str) -> int:
     return int(text)
 
 
-def decode_json(body: bytes) -> tuple[Any, str | None]:
-    """``(value, None)`` for a body that is JSON, else ``(None, why not)`` in a few words.
+class Decoded(NamedTuple):
+    """A body read as JSON: its value, why it is not JSON (or None), and the members some of its
+    objects name twice (one parse finds all three)."""
+
+    value: Any
+    problem: str | None
+    repeated: tuple[str, ...] = ()
+
+
+def decode_json(body: bytes) -> Decoded:
+    """``(value, None, repeated)`` for a body that is JSON, else ``(None, why not)`` in a few words.
 
     Never raises: not UTF-8, not JSON, nested past the recursion limit, a number too long to
     convert (:data:`MAX_NUMBER_DIGITS`) are all answers a merchant may give.
@@ -529,15 +579,26 @@ def decode_json(body: bytes) -> tuple[Any, str | None]:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        return None, f"the body is not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start})"
+        return Decoded(None, f"the body is not UTF-8 (byte 0x{body[exc.start]:02x} at offset {exc.start})")
+    repeated: list[str] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        built = dict(items)
+        if len(built) < len(items):  # rare: only then find which names came twice
+            names = [name for name, _ in items]
+            repeated.extend(n for n in built if names.count(n) > 1 and n not in repeated)
+        return built
+
     try:
-        return json.loads(text, parse_int=_parse_int), None
+        return Decoded(json.loads(text, parse_int=_parse_int, object_pairs_hook=pairs), None, tuple(repeated))
     except _NumberTooLong as exc:
-        return None, f"the body holds a number of {exc.digits} digits, more digits than {MAX_NUMBER_DIGITS}"
+        return Decoded(
+            None, f"the body holds a number of {exc.digits} digits, more digits than {MAX_NUMBER_DIGITS}"
+        )
     except RecursionError:
-        return None, "the body is JSON nested too deeply to read"
+        return Decoded(None, "the body is JSON nested too deeply to read")
     except ValueError as exc:
-        return None, f"the body is not JSON ({_spelled_out(str(exc))[:200]})"
+        return Decoded(None, f"the body is not JSON ({_spelled_out(str(exc))[:200]})")
 
 
 # --- the total deadline ----------------------------------------------------------------------

@@ -47,7 +47,7 @@ def _synthetic_check(check_id: str, severity: Severity) -> Check:
         severity=severity,
         rule="§6",
         doc="Made up by the test: its merchant answers garbage.",
-        run=lambda ctx: None,
+        drive=lambda ctx: None,
     )
 
 

@@ -1,7 +1,11 @@
 """The check catalog: every rule of the marketplace the simulator enforces, under a stable id.
 
 Ids are ``family.name``: ``security.*``, ``contract.*``, ``idempotency.*``, ``lifecycle.*``,
-``sync.*`` and ``timing.*``. ``koosim checks`` prints the catalog.
+``sync.*`` and ``timing.*``. ``koosim checks`` prints the catalog. Two kinds of check, two typed
+signatures: an *active* check drives calls through a :class:`Context`
+(:class:`~simulator.checks.base.ActiveRule`); a *per-exchange* check judges one answer
+(:class:`~simulator.checks.base.AnswerRule`). Every judge (verify, play, explore, serve, the
+plugin) calls the rules here: :mod:`simulator.checks.answers` holds those about single answers.
 """
 
 from __future__ import annotations
@@ -9,19 +13,33 @@ from __future__ import annotations
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
-from simulator.checks import contract, idempotency, lifecycle, security, sync  # noqa: F401 - registers
-from simulator.checks.base import REGISTRY, Check, Context, Finding, Severity, Verdict
-from simulator.transport import Exchange, Target
+from simulator.checks import contract, idempotency, lifecycle, notification, security, sync  # noqa: F401 - registers
+from simulator.checks.answers import judge_exchange
+from simulator.checks.base import (
+    FAMILY_ORDER,
+    REGISTRY,
+    Breach,
+    Check,
+    Context,
+    Finding,
+    Severity,
+    Verdict,
+    catalog,
+)
 
-__all__ = ["Check", "Context", "Finding", "Severity", "Verdict", "catalog", "judge_exchange", "select"]
-
-
-FAMILY_ORDER = ("security", "lifecycle", "idempotency", "sync", "contract", "timing")
-
-
-def catalog() -> list[Check]:
-    """Every check, by family as in :data:`FAMILY_ORDER`; the per-exchange ones come last."""
-    return sorted(REGISTRY.values(), key=lambda c: (c.per_exchange, FAMILY_ORDER.index(c.family)))
+__all__ = [
+    "FAMILY_ORDER",
+    "REGISTRY",
+    "Breach",
+    "Check",
+    "Context",
+    "Finding",
+    "Severity",
+    "Verdict",
+    "catalog",
+    "judge_exchange",
+    "select",
+]
 
 
 def select(patterns: Iterable[str] = ()) -> list[Check]:
@@ -33,13 +51,3 @@ def select(patterns: Iterable[str] = ()) -> list[Check]:
     if not chosen:
         raise LookupError(f"no check matches {', '.join(patterns)}; `koosim checks` lists them")
     return chosen
-
-
-def judge_exchange(exchange: Exchange, target: Target) -> list[tuple[str, str]]:
-    """What the per-exchange checks (``contract.*``, ``timing.*``) find wrong with one answer,
-    as (check id, problem) pairs; empty when it conforms."""
-    return [
-        (check.id, problem)
-        for check in catalog()
-        if check.per_exchange and (problem := check.run(exchange, target)) is not None
-    ]

@@ -1,24 +1,26 @@
 """What a check is, what it finds, and the context it runs in.
 
-A check is a small function registered under a stable dotted id. *Active* checks drive the
-merchant through the transport and compare answers with the rules; *exchange* checks look at
-every exchange the run produced (schema conformance, HTTP 200, the deadline) without sending
-anything themselves.
+A check is a small function registered under a stable dotted id, of one of two typed kinds.
+*Active* checks (:class:`ActiveRule`, ``function(ctx)``) drive the merchant through the
+transport and compare answers with the rules; *exchange* checks (:class:`AnswerRule`,
+``function(exchange, target) -> problem | None``) look at every exchange the run produced
+(schema conformance, HTTP 200, the deadline) without sending anything themselves. What one
+answer breaks is a :class:`Breach` (which check, what is wrong, on which exchange); what an
+active check records is a :class:`Finding`.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from simulator.model import Order, OrderFactory
 from simulator.protocol import ResultCode
 from simulator.resend import DEFAULT_POLICY, ResendPolicy
-from simulator.transport import Exchange, Tamper, Target, Transport
+from simulator.transport import Exchange, Tamper, Target, Transport, send_at_once
 
 
 class Severity(StrEnum):
@@ -41,6 +43,21 @@ class Finding:
     exchanges: list[Exchange] = field(default_factory=list)
 
 
+MERCHANT_INTERFACES = frozenset({"produce", "sync"})
+
+
+class ActiveRule(Protocol):
+    """An active check: drives the merchant through ``ctx`` and records findings on it."""
+
+    def __call__(self, ctx: Context, /) -> None: ...
+
+
+class AnswerRule(Protocol):
+    """A rule about one answer: what is wrong with ``exchange`` (None: nothing)."""
+
+    def __call__(self, exchange: Exchange, target: Target, /) -> str | None: ...
+
+
 @dataclass(frozen=True)
 class Check:
     id: str
@@ -49,13 +66,52 @@ class Check:
     rule: str
     """Where protocol.md states the rule, e.g. ``§2``."""
     doc: str
-    run: Callable[..., Any]
+    drive: ActiveRule | None = None
+    """What an active check does (exactly one of ``drive`` and ``answer_rule`` is set)."""
+    answer_rule: AnswerRule | None = None
+    """What a per-exchange check finds wrong with one answer."""
     protocols: frozenset[str] = frozenset({"v1", "v2"})
-    per_exchange: bool = False
+    interfaces: frozenset[str] = MERCHANT_INTERFACES
+    """The marketplace interfaces whose calls the check is about: the merchant's produce and sync
+    interfaces (what ``verify`` runs), or the order notification the console sends."""
 
     @property
     def family(self) -> str:
         return self.id.split(".", 1)[0]
+
+    @property
+    def per_exchange(self) -> bool:
+        """Whether the check judges every exchange (``answer_rule``) rather than sending calls."""
+        return self.answer_rule is not None
+
+    def judge(self, exchange: Exchange, target: Target) -> str | None:
+        """A per-exchange check's verdict on one answer: the problem, or None."""
+        if self.answer_rule is None:
+            raise TypeError(f"{self.id} is an active check: it judges no single answer")
+        return self.answer_rule(exchange, target)
+
+    def play(self, ctx: Context) -> None:
+        """Run an active check in ``ctx``."""
+        if self.drive is None:
+            raise TypeError(f"{self.id} judges single answers: it drives no calls")
+        self.drive(ctx)
+
+
+@dataclass(frozen=True)
+class Breach:
+    """A rule of the catalog that one answer breaks: which check, and what is wrong."""
+
+    check: Check
+    message: str
+    exchange: Exchange
+
+    @property
+    def check_id(self) -> str:
+        return self.check.id
+
+    @property
+    def severity(self) -> Severity:
+        return self.check.severity
 
 
 class CheckSkipped(Exception):
@@ -120,20 +176,13 @@ class Context:
 
     def concurrently(self, calls: Iterable[Mapping[str, Any]], label: str) -> list[Exchange]:
         """Send the calls at once, each on its own connection, as simultaneous resends arrive."""
-        calls = list(calls)
-        barrier = threading.Barrier(len(calls))
 
-        def send_one(numbered: tuple[int, Mapping[str, Any]]) -> Exchange:
-            index, fields = numbered
-            transport = Transport(self.target)
-            try:
-                barrier.wait(timeout=self.target.timeout)
-                return transport.send(fields, label=f"{label} (copy {index + 1})", attempt=index + 1)
-            finally:
-                transport.close()
+        def copy(index: int, fields: Mapping[str, Any]) -> Callable[[Transport], Exchange]:
+            return lambda transport: transport.send(
+                fields, label=f"{label} (copy {index + 1})", attempt=index + 1
+            )
 
-        with ThreadPoolExecutor(max_workers=len(calls)) as pool:
-            exchanges = list(pool.map(send_one, enumerate(calls)))
+        exchanges = send_at_once(self.target, [copy(index, fields) for index, fields in enumerate(calls)])
         for exchange in exchanges:
             self._record(exchange)
         return exchanges
@@ -186,43 +235,54 @@ class Provisioned:
     exchange: Exchange
 
 
-CheckFunction = Callable[[Context], None]
-ExchangeCheckFunction = Callable[[Exchange, Target], str | None]
-
 REGISTRY: dict[str, Check] = {}
+FAMILY_ORDER = ("security", "lifecycle", "idempotency", "sync", "contract", "timing", "notification")
 
 
-def _register(
-    check_id: str, severity: Severity, rule: str, protocols: Iterable[str], per_exchange: bool
-) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    def decorate(function: Callable[..., Any]) -> Callable[..., Any]:
-        if check_id in REGISTRY:
-            raise ValueError(f"duplicate check id {check_id}")
-        title, _, doc = (function.__doc__ or check_id).strip().partition("\n")
+def catalog() -> list[Check]:
+    """Every check of the merchant's interfaces (what ``verify`` runs), by family as in
+    :data:`FAMILY_ORDER`; the per-exchange ones come last. The order-notification rules, which
+    the console applies to the notices it sends, are in :data:`REGISTRY` too."""
+    chosen = (check for check in REGISTRY.values() if check.interfaces & MERCHANT_INTERFACES)
+    return sorted(chosen, key=lambda c: (c.per_exchange, FAMILY_ORDER.index(c.family)))
+
+
+def _describe(check_id: str, function: object) -> tuple[str, str]:
+    if check_id in REGISTRY:
+        raise ValueError(f"duplicate check id {check_id}")
+    title, _, doc = (getattr(function, "__doc__", None) or check_id).strip().partition("\n")
+    return title.strip(), " ".join(doc.split())
+
+
+def check(
+    check_id: str, *, rule: str, severity: Severity = Severity.ERROR, protocols: Iterable[str] = ("v1", "v2")
+) -> Callable[[ActiveRule], ActiveRule]:
+    """Register an active check: ``function(ctx)`` drives the merchant and records findings."""
+
+    def decorate(function: ActiveRule) -> ActiveRule:
+        title, doc = _describe(check_id, function)
         REGISTRY[check_id] = Check(
-            id=check_id,
-            title=title.strip(),
-            severity=severity,
-            rule=rule,
-            doc=" ".join(doc.split()),
-            run=function,
-            protocols=frozenset(protocols),
-            per_exchange=per_exchange,
+            check_id, title, severity, rule, doc, drive=function, protocols=frozenset(protocols)
         )
         return function
 
     return decorate
 
 
-def check(
-    check_id: str, *, rule: str, severity: Severity = Severity.ERROR, protocols: Iterable[str] = ("v1", "v2")
-) -> Callable[[CheckFunction], CheckFunction]:
-    """Register an active check: ``function(ctx)`` drives the merchant and records findings."""
-    return _register(check_id, severity, rule, protocols, per_exchange=False)
-
-
 def exchange_check(
-    check_id: str, *, rule: str, severity: Severity = Severity.ERROR
-) -> Callable[[ExchangeCheckFunction], ExchangeCheckFunction]:
+    check_id: str,
+    *,
+    rule: str,
+    severity: Severity = Severity.ERROR,
+    interfaces: Iterable[str] = MERCHANT_INTERFACES,
+) -> Callable[[AnswerRule], AnswerRule]:
     """Register a check of every exchange: ``function(exchange, target)`` returns a problem or None."""
-    return _register(check_id, severity, rule, ("v1", "v2"), per_exchange=True)
+
+    def decorate(function: AnswerRule) -> AnswerRule:
+        title, doc = _describe(check_id, function)
+        REGISTRY[check_id] = Check(
+            check_id, title, severity, rule, doc, answer_rule=function, interfaces=frozenset(interfaces)
+        )
+        return function
+
+    return decorate

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import replace
+from typing import Any
 
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
 from simulator.model import query_fields, release_fields, status_fields
@@ -17,8 +19,28 @@ RESENDS = 3
 """How many identical copies a resend check sends after the first."""
 
 
+def answered_ids(exchanges: list[Exchange], member: str = "instanceId") -> list[str]:
+    """The distinct ids (``instanceId``, or ``license``) the successful copies answered, in order.
+
+    A success without one names no instance: it never counts as "one instance"
+    (see :func:`succeeded_without`).
+    """
+    ids = (e.answer_field(member) for e in exchanges if e.result_code == ResultCode.SUCCESS)
+    return list(dict.fromkeys(i for i in ids if isinstance(i, str) and i))
+
+
+def succeeded_without(exchanges: list[Exchange], member: str = "instanceId") -> list[int]:
+    """The indexes of the copies that answered success without a (non-empty string) ``member``."""
+    return [
+        index
+        for index, e in enumerate(exchanges)
+        if e.result_code == ResultCode.SUCCESS
+        and not (isinstance(value := e.answer_field(member), str) and value)
+    ]
+
+
 def _instance_ids(exchanges: list[Exchange]) -> set[str]:
-    return {e.answer_field("instanceId") for e in exchanges if e.result_code == ResultCode.SUCCESS}
+    return set(answered_ids(exchanges))
 
 
 def _listed_instances(ctx: Context, instance_ids: set[str]) -> set[str]:
@@ -26,21 +48,26 @@ def _listed_instances(ctx: Context, instance_ids: set[str]) -> set[str]:
     exchange = ctx.send(query_fields(*sorted(instance_ids)), "queryInstance")
     ctx.require(exchange, ResultCode.SUCCESS, "queryInstance of the instances just created must succeed")
     info = exchange.answer_field("info")
-    listed = (
+    listed: set[Any] = (
         {item.get("instanceId") for item in info if isinstance(item, dict)}
         if isinstance(info, list)
         else set()
     )
-    return listed & instance_ids
+    return instance_ids & listed
 
 
 def _same_instance(ctx: Context, copies: list[Exchange], how: str) -> None:
     refused = [e for e in copies if e.result_code != ResultCode.SUCCESS]
     for exchange in refused:
         ctx.expect(exchange, ResultCode.SUCCESS, f"{how} of a newInstance must succeed")
+    for index in succeeded_without(copies):
+        ctx.fail(
+            f"{how}: copy {index + 1} answered {ResultCode.SUCCESS.value} without an instanceId",
+            copies[index],
+        )
     ids = _instance_ids(copies)
     if len(ids) > 1:
-        extra = _listed_instances(ctx, {i for i in ids if isinstance(i, str)})
+        extra = _listed_instances(ctx, ids)
         created = f"; queryInstance lists {len(extra)} of them" if extra else ""
         ctx.fail(
             f"{how}: the same orderId + orderLineId got {len(ids)} different instanceIds{created}",
@@ -131,7 +158,9 @@ def license_resend(ctx: Context) -> None:
     ]
     for exchange in copies:
         ctx.expect(exchange, ResultCode.SUCCESS, "getLicense and its resends must succeed")
-    codes = {e.answer_field("license") for e in copies if e.result_code == ResultCode.SUCCESS}
+    for index in succeeded_without(copies, "license"):
+        ctx.fail(f"getLicense copy {index + 1} succeeded without a license code", copies[index])
+    codes = answered_ids(copies, "license")
     if len(codes) > 1:
         ctx.fail(f"a resent getLicense got {len(codes)} different license codes", *copies)
 
@@ -233,7 +262,7 @@ def converges_after_failures(ctx: Context) -> None:
         )
 
 
-def _send(target: Target, fields: dict[str, str], label: str, attempt: int) -> Exchange:
+def _send(target: Target, fields: Mapping[str, Any], label: str, attempt: int) -> Exchange:
     """One delivery on a connection of its own, so that it can be abandoned or overheard."""
     transport = Transport(target)
     try:

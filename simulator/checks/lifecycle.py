@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from simulator.checks.base import Context, Severity, check
 from simulator.model import (
     Lifecycle,
@@ -15,7 +18,7 @@ from simulator.protocol.limits import QUERY_INSTANCE_LIMIT
 from simulator.transport import Exchange
 
 
-def _listed(exchange: Exchange) -> list[str]:
+def _listed(exchange: Exchange) -> list[Any]:
     info = exchange.answer_field("info")
     if not isinstance(info, list):
         return []
@@ -35,7 +38,7 @@ def full(ctx: Context) -> None:
         query, ResultCode.SUCCESS, "queryInstance of a live instance"
     ) and instance_id not in _listed(query):
         ctx.fail("queryInstance does not list the instance newInstance just created", query)
-    steps = [
+    steps: list[tuple[str, Mapping[str, Any]]] = [
         ("refreshInstance RENEWAL", order.refresh_fields(instance_id, ctx.orders.expire_time(days=60))),
         ("updateInstanceStatus FREEZE", status_fields(instance_id, "FREEZE")),
         ("updateInstanceStatus UNFREEZE", status_fields(instance_id, "UNFREEZE")),

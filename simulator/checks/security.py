@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from simulator.checks.base import Context, check
+from typing import Any
+
+from simulator.checks.base import Context, check, describe
 from simulator.model import query_fields
 from simulator.protocol import DecryptionError, EncryptType, ResultCode, decrypt, encrypt, verify_body_sign
-from simulator.transport import Tamper, json_bytes, now_ms
+from simulator.protocol.vocabulary import app_infos
+from simulator.transport import Exchange, Tamper, json_bytes, now_ms
 
 STALE_BY_MS = 5 * 60_000
 """How far in the past a "stale" timestamp is put: well outside the 60 s window."""
 WRONG_SIGNATURE = "0" * 64
 
 
-def _probe_fields(ctx: Context) -> dict[str, str]:
+def _probe_fields(ctx: Context) -> dict[str, Any]:
     """A harmless, otherwise valid call: a newInstance for a fresh order (a test order)."""
     order = ctx.orders.order(test=True)
     return order.new_instance_fields(ctx.orders.business_id())
@@ -96,11 +99,9 @@ def v1_body_sign(ctx: Context) -> None:
     created = ctx.new_instance()
     ctx.send(query_fields(created.instance_id), "queryInstance")
     for exchange in (e for e in ctx.exchanges if e.answered):
-        header = exchange.response_headers.get("Body-Sign")
-        if header is None:
-            ctx.fail(f"{exchange.label}: the answer has no Body-Sign header", exchange)
-        elif not verify_body_sign(exchange.response_body, header, ctx.target.access_key):
-            ctx.fail(f"{exchange.label}: Body-Sign does not verify over the answer's bytes", exchange)
+        problem = body_sign_problem(exchange, ctx.target.access_key)
+        if problem is not None:
+            ctx.fail(f"{exchange.label}: {problem}", exchange)
 
 
 @check("security.appinfo-encrypted", rule="§5")
@@ -111,18 +112,56 @@ def appinfo_encrypted(ctx: Context) -> None:
     secret fails. The decrypted values are never shown.
     """
     exchange = ctx.new_instance().exchange
+    for problem in appinfo_problems(exchange, ctx.target.access_key):
+        ctx.fail(problem, exchange)
+
+
+# --- the rules about one answer, shared by every judge (the catalog, play, serve, the plugin) ----
+
+
+def encrypt_type_problem(declared: Any) -> str | None:
+    """Why an answer's ``encryptType`` names no cipher, if it does not (protocol.md §5)."""
+    if declared in {encrypt_type.value for encrypt_type in EncryptType}:
+        return None
+    return f"encryptType must be '1' (AES-256) or '2' (AES-128), got {declared!r}"
+
+
+def appinfo_problems(exchange: Exchange, access_key: str) -> list[str]:
+    """Why the appInfo secrets of a newInstance or queryInstance answer (one appInfo per
+    ``info[]`` item) do not decrypt under the declared encryptType; empty when they all do.
+
+    The decrypted values are never part of a message.
+    """
+    if exchange.result_code != ResultCode.SUCCESS:
+        return [f"no appInfo to decrypt: {describe(exchange)}"]
     declared = exchange.answer_field("encryptType")
-    if declared not in {t.value for t in EncryptType}:
-        ctx.abort(f"encryptType must be '1' (AES-256) or '2' (AES-128), got {declared!r}", exchange)
-    app_info = exchange.answer_field("appInfo")
-    if not isinstance(app_info, dict):
-        ctx.abort("newInstance answered no appInfo object", exchange)
-    for name in ("userName", "password"):
-        value = app_info.get(name)
-        if not isinstance(value, str) or not value:
-            ctx.fail(f"appInfo.{name} is missing", exchange)
+    wrong_type = encrypt_type_problem(declared)
+    if wrong_type is not None:
+        return [wrong_type]
+    problems = []
+    for app_info in app_infos(exchange.response_json):
+        if not isinstance(app_info, dict):
+            problems.append("the answer has no appInfo object")
             continue
-        try:
-            decrypt(value, ctx.target.access_key, declared)
-        except DecryptionError as problem:
-            ctx.fail(f"appInfo.{name} does not decrypt with encryptType {declared}: {problem}", exchange)
+        for name in ("userName", "password"):
+            value = app_info.get(name)
+            if not isinstance(value, str) or not value:
+                problems.append(f"appInfo.{name} is missing")
+                continue
+            try:
+                decrypt(value, access_key, declared)
+            except DecryptionError as problem:
+                problems.append(f"appInfo.{name} does not decrypt with encryptType {declared}: {problem}")
+    return problems
+
+
+def body_sign_problem(exchange: Exchange, access_key: str) -> str | None:
+    """Why a v1 answer's Body-Sign header does not vouch for the exact bytes sent, if it does not."""
+    if not exchange.answered:
+        return f"no answer to verify: {exchange.error}"
+    header = exchange.response_headers.get("Body-Sign")
+    if header is None:
+        return "the answer has no Body-Sign header"
+    if not verify_body_sign(exchange.response_body, header, access_key):
+        return "Body-Sign does not verify over the answer's bytes"
+    return None

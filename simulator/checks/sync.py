@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from simulator.checks.base import Context, check
 from simulator.checks.security import STALE_BY_MS, WRONG_SIGNATURE
 from simulator.protocol import ResultCode, encrypt_client_secret
+from simulator.protocol.vocabulary import ADD, DELETE
 from simulator.transport import Tamper, now_ms
 
 RESENDS = 3
-ADD, DELETE = "1", "0"
 
 
 def _tenant(ctx: Context) -> dict[str, str]:
@@ -96,7 +99,7 @@ def directory(ctx: Context) -> None:
             {"orgCode": "org-002", "name": "测试组", "parentCode": "org-001"},
         ],
     }
-    steps = [
+    steps: list[tuple[str, Mapping[str, Any], str]] = [
         ("tenantSync", {**tenant, "flag": ADD}, "tenantSync add"),
         ("tenantSync", {**tenant, "flag": ADD}, "tenantSync add (resend)"),
         ("singleOrgSync", {**org, "flag": ADD}, "singleOrgSync add"),

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import HealthCheck, Phase, Verbosity, seed, settings
 from hypothesis import strategies as st
@@ -42,10 +42,11 @@ from hypothesis.stateful import (
 
 from simulator.contracts import schema_for
 from simulator.engine.explore_defaults import DATABASE_DIR, DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS
-from simulator.engine.player import ADD, DELETE, Judgement, Player, StepOutcome
+from simulator.engine.player import Judgement, Player, StepOutcome
 from simulator.engine.scenario import Expect, Scenario, Step
 from simulator.model import InstanceState, status_fields
 from simulator.protocol import ResultCode
+from simulator.protocol.vocabulary import ADD, DELETE, LICENSE_CALLS
 from simulator.transport import Target, Transport
 
 SUCCESS = ResultCode.SUCCESS.value
@@ -160,7 +161,9 @@ class Exploration:
             else DirectoryBasedExampleDatabase(str(self.database_dir)),
         }
         try:
-            run_state_machine_as_test(machine, settings=settings(**options))
+            # a factory, as Hypothesis allows, so that the machine gets this exploration
+            factory = cast("type[RuleBasedStateMachine]", machine)
+            run_state_machine_as_test(factory, settings=settings(**options))
         except ExpectationFailed:
             pass
         except Exception:  # Hypothesis' Flaky*: the failure did not happen again on replay
@@ -410,7 +413,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
     @precondition(_licenses_apply)
     @rule(
         license=licenses,
-        activity=st.sampled_from(["getLicense", "refreshLicense", "expireLicense", "releaseLicense"]),
+        activity=st.sampled_from(LICENSE_CALLS),
     )
     def change_license(self, license: str, activity: str) -> None:
         """A resent getLicense (same code), a validity update, an expiry or a release.

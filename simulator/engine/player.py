@@ -3,8 +3,9 @@
 A :class:`Player` turns each step into the call(s) the marketplace sends: it fills in the
 defaults for the activity (from the order or instance the step is ``of``), resolves ``${…}``
 references, sends the copies (one after the other, or at the same moment) and judges each copy
-against the step's ``expect``. Each failed expectation is reported under the id of the catalog
-check that enforces the same rule, so ``koosim play`` and ``koosim verify`` speak the same ids.
+against the step's ``expect`` (:mod:`simulator.engine.expectations`). Each failed expectation is
+reported under the id of the catalog check that enforces the same rule, so ``koosim play`` and
+``koosim verify`` speak the same ids.
 
 The player keeps the lifecycle the marketplace expects (:class:`~simulator.model.Lifecycle`) to
 name those checks: an UNFREEZE refused on a live instance breaks ``lifecycle.full``, one
@@ -14,19 +15,17 @@ drives the same player one step at a time.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.checks import Check, Finding, Severity, Verdict, catalog
+from simulator.checks import REGISTRY, Check, Finding, Severity, Verdict
 from simulator.checks.base import describe
+from simulator.engine.expectations import Expectations, Judgement, Prepared, Record
 from simulator.engine.run import CheckResult
-from simulator.engine.scenario import LICENSE_CHANGES, Scenario, Step, Unresolved, dig, resolve
+from simulator.engine.scenario import Scenario, Step, Unresolved, dig, resolve
 from simulator.model import (
     InstanceState,
     Lifecycle,
@@ -37,57 +36,21 @@ from simulator.model import (
     release_fields,
     status_fields,
 )
-from simulator.protocol import DecryptionError, ResultCode, decrypt, encrypt_client_secret, verify_body_sign
+from simulator.protocol import ResultCode, encrypt_client_secret
+from simulator.protocol.vocabulary import (
+    ADD,
+    DELETE,
+    INSTANCE_CHANGES,
+    LICENSE_CHANGES,
+    ORDERING_ACTIVITIES,
+    is_license,
+)
 from simulator.redaction import printable, redact
-from simulator.transport import Exchange, Target, Transport
+from simulator.transport import Exchange, Target, Transport, send_at_once
 
 APP_ID = "app-koosim-001"
 DEFAULT_USERS = ({"userName": "alice", "name": "Alice", "role": "admin"},)
 CLIENT_SECRET = "koosim-client-secret"
-ADD, DELETE = "1", "0"
-
-_RESEND_CHECKS = {
-    "refreshInstance": "idempotency.refresh-resend",
-    "updateInstanceStatus": "idempotency.status-resend",
-    "upgrade": "idempotency.upgrade-resend",
-    "releaseInstance": "idempotency.release-resend",
-}
-_SCENE_CHECKS = {
-    "TRIAL_TO_FORMAL": "lifecycle.trial-to-formal",
-    "UNSUBSCRIBE_RENEWAL_PERIOD": "lifecycle.unsubscribe-renewal",
-}
-
-
-@dataclass(frozen=True)
-class Judgement:
-    """The verdict on one expectation of a step, over all its copies."""
-
-    expectation: str
-    """What was expected, as a person reads it: ``resultCode 000000``, ``same_instance_as new``."""
-    passed: bool
-    check_id: str | None = None
-    """The catalog check a failure corresponds to."""
-    message: str = ""
-    exchange: Exchange | None = None
-    """The copy that failed first."""
-
-
-@dataclass
-class Prepared:
-    """A step turned into the calls it will send, before anything is sent."""
-
-    step: Step
-    copies: list[dict[str, Any]]
-    order: Order | None = None
-    instance_ids: tuple[str, ...] = ()
-    """The instance(s) the call is about (for newInstance: filled in from the answer)."""
-    license: str | None = None
-    state_before: InstanceState | None = None
-    readds_deleted_user: bool = False
-
-    @property
-    def fields(self) -> dict[str, Any]:
-        return self.copies[0]
 
 
 @dataclass
@@ -125,29 +88,6 @@ class ScenarioOutcome:
         return list(dict.fromkeys(ids))
 
 
-@dataclass
-class _Record:
-    """What a played step left for the steps after it."""
-
-    step: Step
-    fields: dict[str, Any]
-    exchanges: list[Exchange]
-    order: Order | None
-    instance_ids: tuple[str, ...]
-    license: str | None
-
-    @property
-    def primary(self) -> Exchange | None:
-        """The copy whose answer later steps read: the first that succeeded, else the first."""
-        succeeded = [e for e in self.exchanges if e.result_code == ResultCode.SUCCESS]
-        return (succeeded or self.exchanges or [None])[0]
-
-    @property
-    def answer(self) -> dict[str, Any]:
-        body = self.primary.response_json if self.primary is not None else None
-        return body if isinstance(body, dict) else {}
-
-
 def requirements(scenario: Scenario, target: Target) -> list[str]:
     """Why the scenario cannot be played against ``target`` at all (missing keys, wrong protocol)."""
     problems = []
@@ -165,7 +105,7 @@ def requirements(scenario: Scenario, target: Target) -> list[str]:
                 f"{where}: applicationSync encrypts a clientSecret with the merchant's RSA public key; "
                 "set KOOSIM_RSA_PUBLIC_KEY or give fields.clientSecret"
             )
-        if step.activity and step.activity.endswith("License") and target.protocol != "v2":
+        if is_license(step.activity) and target.protocol != "v2":
             problems.append(f"{where}: {step.activity} is a v2 call, the target speaks {target.protocol}")
         if step.expect.body_sign and target.protocol != "v1":
             problems.append(f"{where}: body_sign is a v1 expectation, the target speaks {target.protocol}")
@@ -189,7 +129,8 @@ class Player:
         self.lifecycle = Lifecycle()
         self._owns_transport = transport is None
         self.transport = transport or Transport(target)
-        self._records: dict[str, _Record] = {}
+        self._records: dict[str, Record] = {}
+        self.expectations = Expectations(target, self._records, self.lifecycle)
         self._deleted_users: set[tuple[str, str, str, str]] = set()
 
     def close(self) -> None:
@@ -223,7 +164,7 @@ class Player:
     def prepare(self, step: Step) -> Prepared:
         """The calls ``step`` will send; raises :class:`Unresolved` when an earlier value is missing."""
         prepared = self._prepare_resend(step) if step.resend is not None else self._prepare_call(step)
-        if step.activity in _RESEND_CHECKS or step.activity == "changeInstanceCheck":
+        if step.activity in INSTANCE_CHANGES:
             instance_id = prepared.fields.get("instanceId")
             prepared.state_before = (
                 self.lifecycle.states.get(instance_id) if isinstance(instance_id, str) else None
@@ -241,7 +182,7 @@ class Player:
         secrets = self.target.secrets  # after the calls: what they decrypted is among them
         outcome.judgements = [  # a message quotes the merchant, who may echo a secret or send escapes
             dataclasses.replace(judgement, message=printable(redact(judgement.message, secrets)))
-            for judgement in self._judge(prepared, exchanges)
+            for judgement in self.expectations.judge(prepared, exchanges)
         ]
         self._remember(prepared, exchanges)
         return outcome
@@ -263,7 +204,7 @@ class Player:
         reference = "${" + ".".join((step_id, *path)) + "}"
         if record is None:
             raise Unresolved(f"{reference}: step {step_id!r} was not played")
-        sources = ("response", "request")
+        sources: tuple[str, ...] = ("response", "request")
         if path and path[0] in sources:
             sources, path = (path[0],), path[1:]
         for source in sources:
@@ -274,7 +215,7 @@ class Player:
         got = describe(record.primary) if record.primary is not None else "nothing"
         raise Unresolved(f"{reference}: step {step_id!r} has no such value (it got {got})")
 
-    def _subject(self, step_id: str) -> _Record:
+    def _subject(self, step_id: str) -> Record:
         record = self._records.get(step_id)
         if record is None:
             raise Unresolved(f"step {step_id!r} was not played, so there is nothing to refer to")
@@ -299,16 +240,18 @@ class Player:
     def _prepare_call(self, step: Step) -> Prepared:
         extra = resolve(step.fields, self._lookup)
         activity = step.activity or ""
-        if activity in ("newInstance", "getLicense"):
-            order = self.orders.order()
+        if activity in ORDERING_ACTIVITIES:
+            placed = self.orders.order()
             if step.id_length is not None:
-                order_id = order.order_id.ljust(step.id_length, "0")
+                order_id = placed.order_id.ljust(step.id_length, "0")
                 line_id = f"{order_id[: step.id_length - 7]}-000001"
-                order = dataclasses.replace(order, order_id=order_id, order_line_id=line_id)
-            build = order.new_instance_fields if activity == "newInstance" else order.license_fields
+                placed = dataclasses.replace(placed, order_id=order_id, order_line_id=line_id)
+            build = placed.new_instance_fields if activity == "newInstance" else placed.license_fields
             copies = [build(self.orders.business_id()) | extra for _ in range(step.copies)]
-            return Prepared(step, copies, order)
-        order, instance_ids, license_code = None, (), None
+            return Prepared(step, copies, placed)
+        order: Order | None = None
+        instance_ids: tuple[str, ...] = ()
+        license_code: str | None = None
         if step.of:
             first = self._subject(step.of[0])
             order, license_code = first.order, first.license
@@ -401,20 +344,12 @@ class Player:
                 self._send(self.transport, step, fields, label(index), index + 1)
                 for index, fields in enumerate(prepared.copies)
             ]
-        barrier = threading.Barrier(total)
 
-        def send_copy(index: int) -> Exchange:
-            transport = Transport(self.target)
-            try:
-                # a copy that could not line up is still sent, just not at the same moment
-                with contextlib.suppress(threading.BrokenBarrierError):
-                    barrier.wait(timeout=self.target.timeout)
-                return self._send(transport, step, prepared.copies[index], label(index), index + 1)
-            finally:
-                transport.close()
+        def copy(index: int) -> Callable[[Transport], Exchange]:
+            fields = prepared.copies[index]
+            return lambda transport: self._send(transport, step, fields, label(index), index + 1)
 
-        with ThreadPoolExecutor(max_workers=total) as pool:
-            return list(pool.map(send_copy, range(total)))
+        return send_at_once(self.target, [copy(index) for index in range(total)])
 
     def _send(
         self, transport: Transport, step: Step, fields: dict[str, Any], label: str, attempt: int
@@ -423,224 +358,11 @@ class Player:
             return transport.sync(step.call, fields, label=label, attempt=attempt)
         return transport.send(fields, label=label, attempt=attempt)
 
-    # --- judging ---------------------------------------------------------------------------------
-
-    def _judge(self, prepared: Prepared, exchanges: list[Exchange]) -> list[Judgement]:
-        step, expect = prepared.step, prepared.step.expect
-        judgements: list[Judgement] = []
-        if expect.schema:  # first: an answer that is no answer at all is the failure to report
-            judgements += self._judge_schema(step, exchanges)
-        if expect.result_code is not None:
-            judgements += self._judge_result_code(prepared, exchanges, expect.result_code)
-        if step.activity in ("newInstance", "getLicense") and len(exchanges) > 1:
-            judgements.append(self._judge_copies_agree(prepared, exchanges))
-        if expect.same_instance_as is not None:
-            judgements.append(self._judge_same_instance(prepared, exchanges, expect.same_instance_as))
-        if expect.appinfo_decrypts:
-            judgements.append(self._judge_appinfo(prepared, exchanges))
-        if expect.body_sign:
-            judgements.append(self._judge_body_sign(prepared, exchanges))
-        for key, wanted in (("listed", True), ("not_listed", False)):
-            named = getattr(expect, key)
-            if named:
-                judgements.append(self._judge_listing(prepared, exchanges, key, named, wanted))
-        return judgements
-
-    def _copy(self, exchanges: list[Exchange], index: int) -> str:
-        return f"copy {index + 1}/{len(exchanges)}: " if len(exchanges) > 1 else ""
-
-    def _judge_result_code(self, prepared: Prepared, exchanges: list[Exchange], code: str) -> list[Judgement]:
-        expectation = f"resultCode {code}"
-        failed: dict[str, Judgement] = {}
-        for index, exchange in enumerate(exchanges):
-            if exchange.result_code == code:
-                continue
-            check_id = self.result_code_check(prepared, index)
-            if check_id not in failed:
-                unknown = ""
-                if exchange.result_code == ResultCode.INSTANCE_NOT_FOUND and prepared.instance_ids:
-                    unknown = f" for instanceId {', '.join(repr(i) for i in prepared.instance_ids)}"
-                failed[check_id] = Judgement(
-                    expectation,
-                    False,
-                    check_id,
-                    f"{self._copy(exchanges, index)}expected {_code_text(code)}, "
-                    f"got {describe(exchange)}{unknown}",
-                    exchange,
-                )
-        return list(failed.values()) or [Judgement(expectation, True)]
-
-    def _judge_schema(self, step: Step, exchanges: list[Exchange]) -> list[Judgement]:
-        failed: dict[str, Judgement] = {}
-        for index, exchange in enumerate(exchanges):
-            for check in _exchange_checks():
-                problem = check.run(exchange, self.target)
-                check_id = step.check or check.id
-                if problem is not None and check_id not in failed:
-                    message = f"{self._copy(exchanges, index)}{problem}"
-                    failed[check_id] = Judgement("schema", False, check_id, message, exchange)
-        return list(failed.values()) or [Judgement("schema", True)]
-
-    def _answered_id(self, prepared: Prepared, exchange: Exchange) -> Any:
-        return exchange.answer_field("license" if prepared.step.activity == "getLicense" else "instanceId")
-
-    def _same_check(self, prepared: Prepared) -> str:
-        step = prepared.step
-        if step.check:
-            return step.check
-        if step.activity == "getLicense":
-            return "idempotency.license-resend"
-        if step.concurrent > 1:
-            return "idempotency.new-instance-concurrent"
-        return "idempotency.new-instance-resend"
-
-    def _judge_copies_agree(self, prepared: Prepared, exchanges: list[Exchange]) -> Judgement:
-        what = "license code" if prepared.step.activity == "getLicense" else "instanceId"
-        expectation = f"all {len(exchanges)} copies get one {what}"
-        answered = [self._answered_id(prepared, e) for e in exchanges if e.result_code == ResultCode.SUCCESS]
-        distinct = list(dict.fromkeys(a for a in answered if isinstance(a, str)))
-        if len(distinct) <= 1:
-            return Judgement(expectation, True)
-        message = f"the same orderId + orderLineId got {len(distinct)} different {what}s: " + ", ".join(
-            distinct[:4]
-        )
-        return Judgement(expectation, False, self._same_check(prepared), message, exchanges[0])
-
-    def _judge_same_instance(self, prepared: Prepared, exchanges: list[Exchange], other: str) -> Judgement:
-        what = "license code" if prepared.step.activity == "getLicense" else "instanceId"
-        expectation = f"same_instance_as {other}"
-        check_id = self._same_check(prepared)
-        record = self._records.get(other)
-        expected = None
-        if record is not None:
-            expected = record.license if prepared.step.activity == "getLicense" else None
-            expected = expected or (record.instance_ids[0] if record.instance_ids else None)
-        if expected is None:
-            return Judgement(expectation, False, check_id, f"step {other!r} got no {what} to compare with")
-        for index, exchange in enumerate(exchanges):
-            got = self._answered_id(prepared, exchange)
-            if got != expected:
-                shown = repr(got) if got is not None else describe(exchange)
-                message = f"{self._copy(exchanges, index)}{what} {shown}, but step {other!r} got {expected!r}"
-                return Judgement(expectation, False, check_id, message, exchange)
-        return Judgement(expectation, True)
-
-    def _judge_appinfo(self, prepared: Prepared, exchanges: list[Exchange]) -> Judgement:
-        check_id = prepared.step.check or "security.appinfo-encrypted"
-        for index, exchange in enumerate(exchanges):
-            problem = _appinfo_problem(exchange, self.target.access_key)
-            if problem is not None:
-                message = f"{self._copy(exchanges, index)}{problem}"
-                return Judgement("appinfo_decrypts", False, check_id, message, exchange)
-        return Judgement("appinfo_decrypts", True)
-
-    def _judge_body_sign(self, prepared: Prepared, exchanges: list[Exchange]) -> Judgement:
-        check_id = prepared.step.check or "security.v1-body-sign"
-        for index, exchange in enumerate(exchanges):
-            header = exchange.response_headers.get("Body-Sign")
-            problem = None
-            if not exchange.answered:
-                problem = f"no answer to verify: {exchange.error}"
-            elif header is None:
-                problem = "the answer has no Body-Sign header"
-            elif not verify_body_sign(exchange.response_body, header, self.target.access_key):
-                problem = "Body-Sign does not verify over the answer's bytes"
-            if problem is not None:
-                return Judgement(
-                    "body_sign", False, check_id, f"{self._copy(exchanges, index)}{problem}", exchange
-                )
-        return Judgement("body_sign", True)
-
-    def _judge_listing(
-        self, prepared: Prepared, exchanges: list[Exchange], key: str, named: tuple[str, ...], wanted: bool
-    ) -> Judgement:
-        expectation = f"{key} {', '.join(named)}"
-        several = len(str(prepared.fields.get("instanceId", "")).split(",")) > 1
-        check_id = prepared.step.check or (
-            "lifecycle.query-several" if wanted and several else "lifecycle.full"
-        )
-        ids = {}
-        for step_id in named:
-            record = self._records.get(step_id)
-            if record is None or not record.instance_ids:
-                return Judgement(
-                    expectation, False, check_id, f"step {step_id!r} got no instanceId to look for"
-                )
-            ids[step_id] = record.instance_ids[0]
-        for index, exchange in enumerate(exchanges):
-            info = exchange.answer_field("info")
-            if exchange.result_code != ResultCode.SUCCESS or not isinstance(info, list):
-                message = f"{self._copy(exchanges, index)}no info list to look in: {describe(exchange)}"
-                return Judgement(expectation, False, check_id, message, exchange)
-            listed = {item.get("instanceId") for item in info if isinstance(item, dict)}
-            wrong = [step_id for step_id, iid in ids.items() if (iid in listed) != wanted]
-            if wrong:
-                verb = "leaves out" if wanted else "still lists"
-                what = ", ".join(f"{ids[s]} (step {s})" for s in wrong)
-                released = (
-                    " although it was released"
-                    if not wanted
-                    and any(self.lifecycle.states.get(ids[s]) is InstanceState.RELEASED for s in wrong)
-                    else ""
-                )
-                message = f"{self._copy(exchanges, index)}queryInstance {verb} {what}{released}"
-                return Judgement(expectation, False, check_id, message, exchange)
-        return Judgement(expectation, True)
-
-    def result_code_check(self, prepared: Prepared, copy: int = 0) -> str:
-        """The catalog check a wrong resultCode on copy ``copy`` of this step breaks."""
-        step = prepared.step
-        if step.check:
-            return step.check
-        expected = step.expect.result_code
-        activity = step.activity or ""
-        again = step.resend is not None or copy > 0
-        fields = prepared.fields
-        if expected == ResultCode.INVALID_PARAMETER:
-            return "lifecycle.invalid-parameters"
-        if activity == "newInstance":
-            if again or step.concurrent > 1:
-                return (
-                    "idempotency.new-instance-concurrent"
-                    if step.concurrent > 1
-                    else "idempotency.new-instance-resend"
-                )
-            if fields.get("testFlag") == "1":
-                return "lifecycle.test-order"
-            return "lifecycle.trial-to-formal" if fields.get("trialFlag") == "1" else "lifecycle.full"
-        if activity == "getLicense":
-            return "idempotency.license-resend" if again else "lifecycle.license"
-        if activity in LICENSE_CHANGES:
-            return "lifecycle.license"
-        if step.call == "authSync":
-            if fields.get("flag") == DELETE or prepared.readds_deleted_user:
-                return "idempotency.user-sync-delete"
-            return "idempotency.user-sync-add"
-        if step.call == "applicationSync":
-            return "sync.application-secret"
-        if step.is_sync:
-            return "sync.directory"
-        if activity == "queryInstance":
-            several = len(str(fields.get("instanceId", "")).split(",")) > 1
-            return "lifecycle.query-several" if several else "lifecycle.full"
-        state = prepared.state_before
-        if state is None:
-            return "lifecycle.unknown-instance"
-        if state is InstanceState.RELEASED:
-            return (
-                "idempotency.release-resend" if activity == "releaseInstance" else "lifecycle.after-release"
-            )
-        if again and activity in _RESEND_CHECKS:
-            return _RESEND_CHECKS[activity]
-        if activity == "refreshInstance":
-            return _SCENE_CHECKS.get(str(fields.get("scene")), "lifecycle.full")
-        return "lifecycle.full"
-
     # --- remembering -------------------------------------------------------------------------------
 
     def _remember(self, prepared: Prepared, exchanges: list[Exchange]) -> None:
         step = prepared.step
-        record = _Record(
+        record = Record(
             step, prepared.fields, exchanges, prepared.order, prepared.instance_ids, prepared.license
         )
         answered = record.answer
@@ -654,7 +376,7 @@ class Player:
                 continue
             if step.activity == "newInstance" and record.instance_ids:
                 self.lifecycle.created(record.instance_ids[0])
-            elif step.activity in _RESEND_CHECKS or step.activity == "changeInstanceCheck":
+            elif step.activity in INSTANCE_CHANGES:
                 self._advance(prepared.fields)
             elif step.call == "authSync":
                 keys = _user_keys(prepared.fields)
@@ -672,13 +394,6 @@ class Player:
             pass
 
 
-def _code_text(code: str) -> str:
-    try:
-        return f"{code} ({ResultCode(code).meaning})"
-    except ValueError:
-        return code
-
-
 def _user_keys(fields: dict[str, Any]) -> set[tuple[str, str, str, str]]:
     users = fields.get("userList")
     if not isinstance(users, list):
@@ -687,42 +402,13 @@ def _user_keys(fields: dict[str, Any]) -> set[tuple[str, str, str, str]]:
     return {(*scope, str(user.get("userName"))) for user in users if isinstance(user, dict)}  # type: ignore[misc]
 
 
-def _appinfo_problem(exchange: Exchange, access_key: str) -> str | None:
-    """Why the appInfo secrets of a newInstance or queryInstance answer do not decrypt, if they don't."""
-    if exchange.result_code != ResultCode.SUCCESS:
-        return f"no appInfo to decrypt: {describe(exchange)}"
-    declared = exchange.answer_field("encryptType")
-    if declared not in ("1", "2"):
-        return f"encryptType must be '1' (AES-256) or '2' (AES-128), got {declared!r}"
-    info = exchange.answer_field("info")
-    if isinstance(info, list):
-        app_infos = [item.get("appInfo") for item in info if isinstance(item, dict)]
-    else:
-        app_infos = [exchange.answer_field("appInfo")]
-    for app_info in app_infos:
-        if not isinstance(app_info, dict):
-            return "the answer has no appInfo object"
-        for name in ("userName", "password"):
-            value = app_info.get(name)
-            if not isinstance(value, str) or not value:
-                return f"appInfo.{name} is missing"
-            try:
-                decrypt(value, access_key, declared)
-            except DecryptionError as problem:
-                return f"appInfo.{name} does not decrypt with encryptType {declared}: {problem}"
-    return None
-
-
-def _exchange_checks() -> list[Check]:
-    """The catalog's checks of single answers (HTTP 200 JSON, result code, schema, deadline)."""
-    return [check for check in catalog() if check.per_exchange]
-
-
 # --- a played step as a check result, for the run history -------------------------------------
 
 
 def step_result(outcome: StepOutcome) -> CheckResult:
-    """A played step as the history stores a check: one finding per failed expectation."""
+    """A played step as the history stores a check: one finding per failed expectation, each
+    naming the catalog check it breaks; the step's severity and verdict are those ``koosim
+    verify`` gives the worst of those checks (a step that breaks only practice rules warns)."""
     findings = [
         Finding(f"{judgement.check_id or judgement.expectation}: {judgement.message}", _evidence(judgement))
         for judgement in outcome.failures
@@ -731,17 +417,29 @@ def step_result(outcome: StepOutcome) -> CheckResult:
         findings.append(Finding(f"not sent: {outcome.blocked}"))
     step = outcome.step
     expected = ", ".join(judgement.expectation for judgement in outcome.judgements) or "nothing"
+    severity = step_severity(outcome)
     check = Check(
         id=f"step {step.id}",
         title=f"{step.activity or 'pause'}: expected {expected}",
-        severity=Severity.ERROR,
+        severity=severity,
         rule="scenario",
         doc="A step of a scenario; each failed expectation names the catalog check it breaks.",
-        run=lambda: None,
     )
-    verdict = Verdict.FAILED if findings else Verdict.PASSED
+    verdict = Verdict.PASSED
+    if findings:
+        verdict = Verdict.FAILED if severity is Severity.ERROR else Verdict.WARNED
     duration = sum(exchange.elapsed for exchange in outcome.exchanges)
     return CheckResult(check, verdict, findings, list(outcome.exchanges), duration)
+
+
+def step_severity(outcome: StepOutcome) -> Severity:
+    """ERROR unless every failure of the step breaks a catalog check of severity WARNING."""
+    if outcome.blocked or not outcome.failures:
+        return Severity.ERROR
+    checks = [REGISTRY.get(judgement.check_id or "") for judgement in outcome.failures]
+    if all(check is not None and check.severity is Severity.WARNING for check in checks):
+        return Severity.WARNING
+    return Severity.ERROR
 
 
 def _evidence(judgement: Judgement) -> list[Exchange]:

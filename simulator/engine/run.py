@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from simulator.checks import Check, Context, Finding, Severity, Verdict
+from simulator.checks import Check, Context, Finding, Severity, Verdict, judge_exchange
 from simulator.checks.base import CheckAborted, CheckSkipped
 from simulator.errors import BudgetSpent, budget_reason
 from simulator.model import OrderFactory
@@ -195,7 +195,7 @@ def _run_active(
     ctx = Context(target, transport, orders, resend_policy=resend_policy)
     skip_reason = None
     try:
-        check.run(ctx)
+        check.play(ctx)
     except BudgetSpent as spent:  # what it found before stands; the rest of it was not run
         skip_reason = str(spent)
     except CheckSkipped as skipped:
@@ -217,9 +217,8 @@ def _judge_exchanges(check: Check, exchanges: list[Exchange], target: Target) ->
     started = time.perf_counter()
     findings = []
     for exchange in exchanges:
-        problem = check.run(exchange, target)
-        if problem is not None:
-            findings.append(Finding(f"{exchange.label}: {problem}", [exchange]))
+        for breach in judge_exchange(exchange, target, (check,)):
+            findings.append(Finding(f"{exchange.label}: {breach.message}", [exchange]))
     duration = time.perf_counter() - started
     unanswered = sum(1 for exchange in exchanges if not exchange.answered)
     if not findings and unanswered == len(exchanges):  # nothing came back: nothing conforms either

@@ -29,16 +29,15 @@ from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import best_match
 
 from simulator.errors import UsageError
+from simulator.protocol.vocabulary import (
+    APPINFO_ANSWERS,
+    LICENSE_ACTIVITIES,
+    LICENSE_CHANGES,
+    ORDERING_ACTIVITIES,
+)
 from simulator.resources import data_dir
 
 SYNC_PREFIX = "sync:"
-INSTANCE_ACTIVITIES = frozenset(
-    {"refreshInstance", "updateInstanceStatus", "releaseInstance", "upgrade", "changeInstanceCheck"}
-)
-LICENSE_CHANGES = frozenset({"refreshLicense", "expireLicense", "releaseLicense"})
-LICENSE_ACTIVITIES = LICENSE_CHANGES | {"getLicense"}
-ORDERING_ACTIVITIES = frozenset({"newInstance", "getLicense"})
-"""Activities that place a new order (and so take ``order:``, and never ``of:``)."""
 SUFFIXES = (".yaml", ".yml")
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_-]*)((?:\.[A-Za-z0-9_]+)*)\}")
@@ -432,7 +431,7 @@ def _expect(raw: dict[str, Any], activity: str, known: Callable[[str, str], Step
             raise ValueError(f"{key} applies to queryInstance answers")
         for step_id in raw.get(key, ()):
             known(step_id, key)
-    if raw.get("appinfo_decrypts") and activity not in ("newInstance", "queryInstance"):
+    if raw.get("appinfo_decrypts") and activity not in APPINFO_ANSWERS:
         raise ValueError("appinfo_decrypts applies to newInstance and queryInstance answers")
     if raw.get("body_sign") and activity.startswith(SYNC_PREFIX):
         raise ValueError("body_sign applies to v1 produce answers; sync answers carry none")

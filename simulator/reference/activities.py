@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from simulator.protocol import EncryptType, ResultCode, encrypt
 from simulator.protocol.limits import QUERY_INSTANCE_LIMIT
+from simulator.protocol.vocabulary import LICENSE_ACTIVITIES
 from simulator.reference.store import ACTIVE, EXPIRED, FROZEN, RELEASED, MerchantStore
 
 Answer = dict[str, object]
@@ -169,5 +170,4 @@ HANDLERS: dict[str, str] = {
 }
 """activity -> the :class:`Merchant` method answering it (looked up on the instance, so a
 subclass can override one activity)."""
-LICENSE_ACTIVITIES = frozenset({"getLicense", "refreshLicense", "expireLicense", "releaseLicense"})
 PRODUCE_ACTIVITIES = frozenset(HANDLERS) - LICENSE_ACTIVITIES

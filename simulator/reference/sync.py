@@ -12,14 +12,12 @@ from typing import Any
 from flask import Blueprint, Response, current_app, request
 
 from simulator.protocol import DecryptionError, ResultCode, decrypt_client_secret, is_fresh, verify_sync
+from simulator.protocol.vocabulary import ADD, SYNC_CALLS
 from simulator.reference.activities import answer
 from simulator.reference.produce import first_violation, json_response, read_json_object
 from simulator.reference.store import MerchantStore
 
 bp = Blueprint("sync", __name__)
-
-SYNC_CALLS = ("tenantSync", "applicationSync", "authSync", "singleOrgSync", "allOrgSync")
-ADD = "1"
 
 
 @bp.post("/produceAPI/v2/<call>")

@@ -14,6 +14,7 @@ from rich.table import Table
 from simulator.checks import Check, Verdict
 from simulator.engine.record import run_record
 from simulator.engine.run import CheckResult, Run
+from simulator.redaction import printable
 
 STYLE = {
     Verdict.PASSED: ("PASS", "green"),
@@ -99,7 +100,8 @@ def print_record(
     target = record["target"]
     kind = record.get("kind", "verify")
     if table:
-        verdicts = Table(title=f"koosim {kind}: {escape(target['url'])} ({target['protocol']})")
+        shown = printable(f"{target['url']} ({target['protocol']})", one_line=True)  # stored: any byte
+        verdicts = Table(title=f"koosim {kind}: {escape(shown)}")
         verdicts.add_column("check", no_wrap=True)
         verdicts.add_column("verdict")
         verdicts.add_column("evidence", overflow="fold")
@@ -157,7 +159,7 @@ def _print_failure(
         more = len(findings) - shown
         lines.append(f"\n… and {more} more finding(s) in the JSON/HTML report (-v shows them)")
     if result.get("reproduce"):
-        lines.append(f"\nreproduce: [cyan]{escape(result['reproduce'])}[/]")
+        lines.append(f"\nreproduce: [cyan]{escape(printable(result['reproduce'], one_line=True))}[/]")
     style = "red" if result["verdict"] == Verdict.FAILED else "yellow"
     # Off a terminal the panel is as wide as its longest line: a URL or a body is never wrapped.
     panel = Panel(
@@ -182,7 +184,7 @@ def _exchange_lines(exchange: Mapping[str, Any]) -> str:
         text += f"\n  ← HTTP {response['status']} in {exchange['elapsed_ms']:.0f} ms\n    " + response["body"]
     else:
         text += f"\n  ← {exchange['error'] or 'no answer'}"
-    return escape(text)
+    return escape(printable(text))
 
 
 def print_catalog(console: Console, checks: Sequence[Check]) -> None:

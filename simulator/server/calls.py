@@ -21,12 +21,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.checks import Check, Severity, Verdict, judge_exchange
+from simulator.checks import REGISTRY, Check, Verdict, judge_exchange
+from simulator.checks.answers import answer_checks
 from simulator.checks.base import describe
 from simulator.contracts import known_contracts, validate
 from simulator.engine.record import exchange_record
 from simulator.model import OrderFactory, change_check_fields, query_fields, release_fields, status_fields
 from simulator.protocol import ResultCode, encrypt_client_secret
+from simulator.protocol.vocabulary import ADD, is_license
 from simulator.server.recording import RecordedRun
 from simulator.server.state import MarketState, NotConfigured
 from simulator.store import OUTBOX_PENDING, OUTBOX_RESOLVED, OUTBOX_STOPPED
@@ -73,8 +75,8 @@ def activities() -> dict[str, list[str]]:
 
     v2 = [name for family, name in requests if family == "v2"]
     return {
-        "produce": ordered([name for name in v2 if not name.endswith("License")]),
-        "license": ordered([name for name in v2 if name.endswith("License")]),
+        "produce": ordered([name for name in v2 if not is_license(name)]),
+        "license": ordered([name for name in v2 if is_license(name)]),
         "sync": ordered([name for family, name in requests if family == SYNC]),
     }
 
@@ -127,7 +129,7 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
                 "tenantCode": "acme",
                 "name": "Acme 有限公司",
                 "domainName": "acme",
-                "flag": "1",
+                "flag": ADD,
             }
         ),
         "applicationSync": lambda: (
@@ -139,7 +141,7 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
                 "clientSecret": encrypt_client_secret("s3cret-client", rsa_public_key)
                 if rsa_public_key
                 else "replace-with-a-secret-encrypted-with-the-merchant-RSA-key",
-                "flag": "1",
+                "flag": ADD,
             }
         ),
         "authSync": lambda: (
@@ -147,11 +149,11 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
             | {
                 "appId": "app-001",
                 "userList": [{"userName": "alice", "name": "Alice", "role": "admin"}],
-                "flag": "1",
+                "flag": ADD,
             }
         ),
         "singleOrgSync": lambda: (
-            scope | {"orgCode": "org-001", "name": "研发部", "parentCode": "", "flag": "1"}
+            scope | {"orgCode": "org-001", "name": "研发部", "parentCode": "", "flag": ADD}
         ),
         "allOrgSync": lambda: (
             scope | {"orgList": [{"orgCode": "org-001", "name": "研发部", "parentCode": ""}]}
@@ -165,27 +167,42 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
 # --- judging an answer -------------------------------------------------------------------------
 
 
+ACCEPTS_INVALID = REGISTRY["lifecycle.invalid-parameters"]
+"""The catalog rule a merchant breaks by accepting a call that breaks its request contract."""
+
+
+def verdicts(
+    exchange: Exchange, target: Target, request_violations: Sequence[str]
+) -> list[tuple[Check, list[str]]]:
+    """Each catalog rule that applies to the answer of one hand-made call, with what it finds:
+    the per-exchange checks, and (when what was sent breaks the request contract) that the
+    merchant did not accept it."""
+    breaches = judge_exchange(exchange, target)
+    found = [(check, [b.message for b in breaches if b.check is check]) for check in answer_checks()]
+    if request_violations:
+        accepted = exchange.result_code == ResultCode.SUCCESS.value
+        found.append(
+            (
+                ACCEPTS_INVALID,
+                [
+                    f"accepted a call that breaks its contract ({violation}); §6 asks for 000002"
+                    for violation in request_violations
+                ]
+                if accepted
+                else [],
+            )
+        )
+    return found
+
+
 def judge(exchange: Exchange, target: Target, request_violations: Sequence[str]) -> list[str]:
-    """What is wrong with the merchant's answer to one hand-made call (empty: nothing): what the
-    catalog's per-exchange checks find, and accepting a call that breaks its request contract."""
-    problems = [f"{check_id}: {problem}" for check_id, problem in judge_exchange(exchange, target)]
-    if exchange.result_code == ResultCode.SUCCESS.value:
-        problems += [
-            f"accepted a call that breaks its contract ({violation}); §6 asks for 000002"
-            for violation in request_violations
-        ]
-    return problems
-
-
-CALL_CHECK = Check(
-    id="call.contract",
-    title="The answer to a hand-made call follows the interface contract",
-    severity=Severity.ERROR,
-    rule="§6",
-    doc="The answer passes the per-exchange checks (contract.*, timing.*), and a call that breaks "
-    "the request contract is not accepted.",
-    run=judge,
-)
+    """What is wrong with the merchant's answer to one hand-made call (empty: nothing), each
+    problem named by the catalog check it breaks."""
+    return [
+        f"{check.id}: {problem}"
+        for check, problems in verdicts(exchange, target, request_violations)
+        for problem in problems
+    ]
 
 
 @dataclass
@@ -247,7 +264,13 @@ def send_call(
         fields = {"activity": activity} | {
             name: value for name, value in fields.items() if name != "activity"
         }
-    recording = RecordedRun(market.store, target, kind="call", planned=1, command=f"{activity} sent by hand")
+    recording = RecordedRun(
+        market.store,
+        target,
+        kind="call",
+        planned=len(answer_checks()) + 1,
+        command=f"{activity} sent by hand",
+    )
     try:
         if family == SYNC:
             exchange = recording.transport.sync(activity, fields, label=label or activity)
@@ -256,8 +279,10 @@ def send_call(
         violations = [
             f"{v.path}: {v.message}" for v in validate(exchange.fields, family, activity, "request")
         ]
-        problems = judge(exchange, target, violations)
-        recording.judge(CALL_CHECK, exchange, problems)
+        found = verdicts(exchange, target, violations)
+        for check, check_problems in found:
+            recording.judge(check, exchange, check_problems)
+        problems = [f"{check.id}: {problem}" for check, found_problems in found for problem in found_problems]
     finally:
         recording.finish()
     outcome = CallOutcome(

@@ -19,17 +19,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from simulator.checks import Check, Severity, judge_exchange
-from simulator.checks.base import describe
+from simulator.checks import REGISTRY
+from simulator.checks.notification import NOTIFICATION
 from simulator.checks.security import WRONG_SIGNATURE
-from simulator.protocol import ResultCode
 from simulator.server.recording import RecordedRun
 from simulator.server.state import MarketState, NotConfigured
-from simulator.transport import Exchange, Tamper, Target
+from simulator.transport import Tamper, Target
 
 ORDER_TYPES = ("NEW", "TRIAL", "TRIAL_TO_FORMAL", "UNSUBSCRIBE", "RENEW", "CHANGE")
 """The events a notice announces: queryOrder's orderType values (doc enumeration)."""
-NOTIFICATION = "notification"
 
 
 class NotificationError(ValueError):
@@ -51,36 +49,8 @@ def template(market: MarketState) -> dict[str, str]:
     }
 
 
-def _accepted(exchange: Exchange, target: Target) -> list[str]:
-    problems = [f"{check_id}: {problem}" for check_id, problem in judge_exchange(exchange, target)]
-    if exchange.result_code not in (None, ResultCode.SUCCESS.value):  # a missing one is reported above
-        problems.append(f"the notice was not accepted: {describe(exchange)}")
-    return problems
-
-
-def _refused(exchange: Exchange, target: Target) -> list[str]:
-    if exchange.result_code == ResultCode.AUTH_FAILED.value:
-        return []
-    return [f"a notice with a wrong x-sign must be refused with 000001, got {describe(exchange)}"]
-
-
-ACCEPTED = Check(
-    id="notification.accepted",
-    title="An order notification signed with the security token is accepted",
-    severity=Severity.ERROR,
-    rule="§1",
-    doc="The answer passes the per-exchange checks (contract.*, timing.*) and says resultCode 000000 "
-    "(signature scheme: ASSUMPTION).",
-    run=_accepted,
-)
-TOKEN = Check(
-    id="notification.token",
-    title="An order notification with a wrong x-sign is refused with 000001",
-    severity=Severity.WARNING,
-    rule="§1",
-    doc="A merchant that accepts unsigned notices can be fed fake orders (ASSUMPTION: refused like §4).",
-    run=_refused,
-)
+ACCEPTED = REGISTRY["notification.accepted"]
+TOKEN = REGISTRY["notification.token"]
 
 
 def send_notification(market: MarketState, body: Any, *, check_token: bool = True) -> str:
@@ -117,7 +87,8 @@ def send_notification(market: MarketState, body: Any, *, check_token: bool = Tru
                 tamper=tamper,
                 label=label,
             )
-            recording.judge(check, exchange, check.run(exchange, target))
+            problem = check.judge(exchange, target)
+            recording.judge(check, exchange, [] if problem is None else [problem])
     finally:
         recording.finish()
     return recording.id

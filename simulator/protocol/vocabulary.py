@@ -1,0 +1,54 @@
+"""The protocol's words, named once: the activities of the produce interface (v2, v1), the
+license activities, the user-authorization sync calls and the Kit flags (protocol.md §1, §7, §8).
+
+Every module that asks "is this a license call?", "which activities place an order?" or "is
+this sync body an add?" asks here, so that a new activity is added in one place.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+INSTANCE_CHANGES = frozenset(
+    {"refreshInstance", "updateInstanceStatus", "releaseInstance", "upgrade", "changeInstanceCheck"}
+)
+"""Produce activities about an instance that already exists, which change it (or check a change)."""
+PRODUCE_V1 = frozenset({"newInstance", "queryInstance"}) | INSTANCE_CHANGES
+"""The produce activities of the v1 (legacy, authToken) interface."""
+LICENSE_CALLS = ("getLicense", "refreshLicense", "expireLicense", "releaseLicense")
+"""The license activities (v2 only), in the order a license code lives through them."""
+LICENSE_ACTIVITIES = frozenset(LICENSE_CALLS)
+LICENSE_CHANGES = LICENSE_ACTIVITIES - {"getLicense"}
+"""License activities about a license code an earlier getLicense gave."""
+PRODUCE_V2 = PRODUCE_V1 | LICENSE_ACTIVITIES
+"""The produce activities of the v2 interface: v1's plus the license activities."""
+ORDERING_ACTIVITIES = frozenset({"newInstance", "getLicense"})
+"""Activities that place a new order (an instance or a license code) and so may be resent."""
+APPINFO_ANSWERS = frozenset({"newInstance", "queryInstance"})
+"""Activities whose answer carries encrypted appInfo secrets (queryInstance: one per ``info[]``)."""
+
+SYNC_CALLS = ("tenantSync", "applicationSync", "authSync", "singleOrgSync", "allOrgSync")
+"""The user-authorization sync calls (joint-operation SaaS with Kit), each its own path."""
+
+ADD, DELETE = "1", "0"
+"""A sync body's ``flag``: add (or update) the tenant, app, user or organisation, or delete it."""
+
+
+def app_infos(answer: Any) -> list[Any]:
+    """Where an answer carries its appInfo: queryInstance one per ``info[]`` item, newInstance its own."""
+    if not isinstance(answer, dict):
+        return []
+    info = answer.get("info")
+    if isinstance(info, list):
+        return [item.get("appInfo") for item in info if isinstance(item, dict)]
+    return [answer.get("appInfo")]
+
+
+def is_license(activity: str | None) -> bool:
+    """Whether ``activity`` is one of the license activities (getLicense and the changes of a code)."""
+    return activity in LICENSE_ACTIVITIES
+
+
+def is_sync_call(name: str | None) -> bool:
+    """Whether ``name`` is a user-authorization sync call (``authSync``, …)."""
+    return name in SYNC_CALLS
