@@ -622,3 +622,32 @@ def test_the_readme_first_screen_shows_the_two_commands_then_merchant_and_verify
     assert -1 < install < verify < merchant, first_screen
     assert f"export KOOSIM_ACCESS_KEY={DEMO_ACCESS_KEY}" in first_screen[merchant:]
     assert "koosim verify --url http://127.0.0.1:8080/produceAPI" in first_screen[merchant:]
+
+
+# --- koosim show of a play run ----------------------------------------------------------------
+
+
+def test_show_of_a_play_run_states_the_severity_play_stated(tmp_path: Path) -> None:
+    """A step that breaks a practice rule: play says so, and show gives it as a warning, not a failure."""
+    from mutants import renewal_resend_rejected
+
+    scenario = tmp_path / "renew-twice.yaml"
+    scenario.write_text(
+        "name: renew-twice\nsteps:\n"
+        "  - id: new\n    activity: newInstance\n    expect:\n      resultCode: '000000'\n"
+        "  - id: renew\n    activity: refreshInstance\n    of: new\n    fields:\n      scene: RENEWAL\n"
+        "    repeat: 2\n    expect:\n      resultCode: '000000'\n"
+    )
+    db = str(tmp_path / "koosim.db")
+    config = MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY)
+    with BackgroundServer(renewal_resend_rejected.MUTANT.build(config)) as server:
+        url = server.base_url + PRODUCE_PATH
+        played = koosim(
+            "play", str(scenario), "--url", url, "--db", db, env={"KOOSIM_ACCESS_KEY": ACCESS_KEY}
+        )
+    assert "idempotency.refresh-resend" in played.output
+    assert "a practice rule: koosim verify reports it as a warning" in played.output
+    (run,) = json.loads(koosim("runs", "--json", "--kind", "play", "--db", db).output)
+    shown = koosim("show", run["run_id"], "--db", db).output
+    assert re.search(r"step renew\W+WARN", shown), shown
+    assert "FAIL" not in shown and "(warning)" in shown, shown
