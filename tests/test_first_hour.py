@@ -408,7 +408,10 @@ def test_a_port_in_use_or_a_bad_host_is_one_line_and_exit_2(command: str, tmp_pa
             f"koosim: cannot start the {'reference merchant' if command == 'merchant' else 'server'} "
             f"on 127.0.0.1:{port}: Address already in use"
         ]
-    result = koosim(command, "--host", "no-such-host.invalid", "--db", str(tmp_path / f"{command}.db"))
+    token = {"KOOSIM_SERVE_TOKEN": "a-token-of-at-least-16-characters"}  # serve's guard lets it bind
+    result = koosim(
+        command, "--host", "no-such-host.invalid", "--db", str(tmp_path / f"{command}.db"), env=token
+    )
     assert result.exit_code == 2, result.output
     assert len(result.stderr.strip().splitlines()) == 1 and result.stderr.startswith("koosim: cannot start")
 
