@@ -519,6 +519,38 @@ def test_an_interrupted_explore_says_how_far_it_got_and_exits_128_plus_the_signa
     assert re.search(rf"interrupted by {words}.* after \d+ sequences \(\d+ calls\)", out), out
 
 
+def test_an_interrupted_play_prints_what_was_played_and_exits_143(tmp_path: Path) -> None:
+    slow = SlowLedgerMerchant(MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY), 0.2)
+    env = koosim_env(tmp_path, PYTHONUNBUFFERED="1", KOOSIM_ACCESS_KEY=ACCESS_KEY, KOOSIM_SYNC_KEY=SYNC_KEY)
+    with BackgroundServer(slow) as server:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "simulator",
+                "play",
+                "renewal",
+                "new-order",
+                "--url",
+                server.base_url + PRODUCE_PATH,
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None
+        header = process.stdout.readline()
+        assert header.startswith("koosim play:"), header
+        time.sleep(0.5)
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 143, (out, err)
+    assert "Traceback" not in err
+    assert "interrupted by SIGTERM" in out and "not played to the end" in out
+
+
 # --- output off a terminal ------------------------------------------------------------------
 
 

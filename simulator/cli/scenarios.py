@@ -162,13 +162,27 @@ def play(
             fail(problems[0], EXIT_USAGE)
         where = redact(info.where(target), target.secrets)
         console.print(f"koosim play: {len(loaded)} scenario(s) against {escape(where)}", highlight=False)
-        for scenario, scenario_target in zip(loaded, targets, strict=True):
-            if spent is None:
-                outcome, spent = _play_one(console, store, scenario, scenario_target, seed, step_mode)
-                outcomes.append(outcome)
-            else:
-                console.print(f"\n[bold]{escape(scenario.name)}[/]: [red]not run[/] ({escape(str(spent))})")
-    _print_summary(console, outcomes, info, complete=spent is None)
+        interrupted: KeyboardInterrupt | None = None
+        with sigterm_interrupts():
+            try:
+                for scenario, scenario_target in zip(loaded, targets, strict=True):
+                    if spent is None:
+                        outcome, spent = _play_one(console, store, scenario, scenario_target, seed, step_mode)
+                        outcomes.append(outcome)
+                    else:
+                        console.print(
+                            f"\n[bold]{escape(scenario.name)}[/]: [red]not run[/] ({escape(str(spent))})"
+                        )
+            except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: what was played, then 130 / 143
+                interrupted = exc
+    _print_summary(console, outcomes, info, complete=spent is None and interrupted is None)
+    if interrupted is not None:
+        console.print(
+            f"[bold red]{interrupted_reason(interrupted)}[/]: {len(loaded) - len(outcomes)} scenario(s) "
+            "not played to the end (`koosim runs --kind play` lists what was recorded)",
+            highlight=False,
+        )
+        sys.exit(interrupted_code(interrupted))
     if spent is not None:
         not_run = len(loaded) - len(outcomes)
         console.print(
