@@ -215,8 +215,13 @@ class TargetInfo:
         return exchange
 
     def where(self, target: Target) -> str:
-        """How a line names the target: the reference merchant, or its URL."""
-        return "the bundled reference merchant" if self.settings.url is None else target.url
+        """How a line names the target: the reference merchant, or its URL, redacted of the
+        target's secrets and with hostile characters spelled out (Rich markup still to escape)."""
+        from simulator.redaction import printable, redact
+
+        if self.settings.url is None:
+            return "the bundled reference merchant"
+        return printable(redact(target.url, target.secrets), one_line=True)
 
     def reproduce(self, check_id: str, seed: int | None = None) -> str:
         """The ``koosim verify`` line that runs ``check_id`` alone with these flags."""

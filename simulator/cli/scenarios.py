@@ -144,7 +144,6 @@ def play(
     """
     from simulator.engine.player import requirements
     from simulator.engine.scenario import find, library_dirs, load
-    from simulator.redaction import redact
     from simulator.store import Store
 
     protocol = info.flags["protocol"]
@@ -160,8 +159,8 @@ def play(
         problems = [p for scenario, t in zip(loaded, targets, strict=True) for p in requirements(scenario, t)]
         if problems:
             fail(problems[0], EXIT_USAGE)
-        where = redact(info.where(target), target.secrets)
-        console.print(f"koosim play: {len(loaded)} scenario(s) against {escape(where)}", highlight=False)
+        where = escape(info.where(target))
+        console.print(f"koosim play: {len(loaded)} scenario(s) against {where}", highlight=False)
         interrupted: KeyboardInterrupt | None = None
         with sigterm_interrupts():
             try:
@@ -480,7 +479,6 @@ def explore(
     """
     from simulator.engine.explore import Exploration
     from simulator.errors import BudgetSpent
-    from simulator.redaction import redact
 
     info.settings  # noqa: B018 - a malformed setting ends the command before anything else
     console = make_console()
@@ -490,7 +488,7 @@ def explore(
         console.print(
             f"koosim explore: seed {seed}, {max_examples} sequences (--max-examples; Hypothesis may add "
             f"a few, a failure ends it early and is then shrunk) of up to {max_steps} calls "
-            f"against {escape(redact(info.where(target), target.secrets))} ({target.protocol})",
+            f"against {escape(info.where(target))} ({target.protocol})",
             highlight=False,
         )
         if not target.sync_key:

@@ -154,8 +154,9 @@ def verify(
     with sigterm_interrupts():
         try:
             with info.open(budget=True) as target:
+                where = escape(info.where(target))
                 console.print(
-                    f"koosim {__version__}: {plural(len(checks), 'check')} against {info.where(target)} "
+                    f"koosim {__version__}: {plural(len(checks), 'check')} against {where} "
                     f"({target.protocol}), seed {seed}"
                 )
                 first = info.preflight(target, skip=no_preflight, seed=seed)
