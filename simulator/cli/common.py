@@ -293,6 +293,7 @@ class ReportFiles:
     A path that cannot be written ends the command with exit 2 before the first call, not after
     the whole run (where it would hide the verdict). Each report is written to a temporary file
     beside it and renamed into place: a failed or interrupted write never leaves a 0-byte report.
+    Reports quote what the merchant answered, so they are 0600 (mkstemp's mode), like the history.
     """
 
     def __init__(self, **paths: Path | None) -> None:
@@ -325,21 +326,12 @@ class ReportFiles:
                 try:
                     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
                         handle.write(text)
-                    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets, not reports
                     os.replace(temporary, path)
                 except BaseException:
                     Path(temporary).unlink(missing_ok=True)
                     raise
             except OSError as exc:
                 raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def check_listen_address(host: str, port: int, what: str) -> None:
