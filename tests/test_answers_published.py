@@ -239,3 +239,8 @@ def test_v2_body_sign_missing_warns_and_a_wrong_one_fails() -> None:
 
     wrongly = run(app, "security.v2-body-sign")["security.v2-body-sign"]
     assert wrongly.verdict is Verdict.FAILED
+
+
+def test_a_query_answer_without_info_is_valid() -> None:
+    """info is O in §4.5's answer table: a success that lists nothing is a valid answer."""
+    assert breaches(answer({"resultCode": "000000"}, "queryInstance")) == {}

@@ -1,9 +1,9 @@
 """User-authorization sync (联营 Kit): its own signature, and idempotent adds and deletes
 (docs/protocol.md §2.4, §7).
 
-Every Kit call koosim sends is authenticated with its own ``x-sign`` scheme, which no page
-publishes (ASSUMPTION U25, A37): a merchant that implements the real, unpublished scheme would
-refuse these calls. So every check here is a warning, whatever rule of §7 it tests.
+The ``x-sign`` scheme koosim authenticates Kit calls with is on no page (ASSUMPTION U25, A37):
+the checks of that scheme are warnings, as are those of applicationSync (U26) and of tenantSync
+idempotency (U45). authSync's idempotency is stated [S54][S55]: an error.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ def sync_timestamp_stale(ctx: Context) -> None:
     ctx.expect(exchange, ResultCode.INVALID_PARAMETER, "a call without x-nonce must be refused")
 
 
-@check("idempotency.user-sync-add", rule="§7.4, U25", severity=Severity.WARNING)
+@check("idempotency.user-sync-add", rule="§7.4")
 def user_sync_add(ctx: Context) -> None:
     """Adding the same user to the same instance, tenant and application again succeeds each time."""
     body = _auth_body(_tenant(ctx), ADD)
@@ -72,7 +72,7 @@ def user_sync_add(ctx: Context) -> None:
         ctx.expect(exchange, ResultCode.SUCCESS, "a repeated add of the same user must succeed")
 
 
-@check("idempotency.user-sync-delete", rule="§7.4, U25", severity=Severity.WARNING)
+@check("idempotency.user-sync-delete", rule="§7.4")
 def user_sync_delete(ctx: Context) -> None:
     """Deleting the same user again succeeds each time, and so does adding it back afterwards."""
     scope = _tenant(ctx)

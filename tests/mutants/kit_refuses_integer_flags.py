@@ -16,7 +16,6 @@ from typing import Any
 
 from flask import Flask
 
-from simulator.checks import Verdict
 from simulator.reference import MerchantConfig, create_app
 
 from .base import mutant, refuse_calls
@@ -36,7 +35,6 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
-    verdict=Verdict.WARNED,
     catches="idempotency.user-sync-add",
     evidence="got resultCode 000002",
     rule="§7.1, A39",

@@ -20,7 +20,6 @@ from collections.abc import Iterable
 
 from flask import Flask
 
-from simulator.checks import Verdict
 from simulator.reference import MerchantConfig, create_app
 from simulator.reference.store import MerchantStore
 
@@ -49,7 +48,6 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
-    verdict=Verdict.WARNED,
     catches="idempotency.user-sync-delete",
     evidence="a repeated delete of the same user must succeed",
     rule="§8 seed rule",
