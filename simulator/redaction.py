@@ -19,9 +19,10 @@ import base64
 import html
 import json
 import re
+import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
-from itertools import chain, compress
+from itertools import compress
 from operator import itemgetter
 from typing import Any
 from urllib.parse import quote, quote_plus
@@ -238,18 +239,25 @@ class _Redactor:
     tuple's secrets is made only when a text holds a hint (:meth:`spans`), which few do.
     """
 
-    def __init__(self, secrets: tuple[str, ...]) -> None:
+    def __init__(self, secrets: tuple[str, ...], previous: _Redactor | None = None) -> None:
         self.key = secrets
         self._members: frozenset[str] | None = None
-        for secret in secrets:
+        new = secrets
+        if previous is not None and secrets[: len(previous.key)] == previous.key:
+            new = secrets[len(previous.key) :]  # the usual case: the run learned a secret
+        for secret in new:
             if secret and secret not in _ENTERED:
                 _holding(secret)
                 _ENTERED.add(secret)
         self.empty = not any(secrets)
         self.own = None
-        if len(secrets) <= _FEW_HINTS:
-            hints = tuple(chain.from_iterable(map(_holding, filter(None, secrets))))
-            self.own = _Needles(hints) if len(hints) <= _FEW_HINTS else None
+        hints: list[str] = []
+        for secret in filter(None, secrets):
+            hints += _holding(secret)
+            if len(hints) > _FEW_HINTS:
+                break
+        else:
+            self.own = _Needles(tuple(hints))
 
     @property
     def members(self) -> frozenset[str]:
@@ -322,9 +330,22 @@ class _Redactor:
         return "".join(parts)
 
 
-@lru_cache(maxsize=32)
-def _cached_redactor(secrets: tuple[str, ...]) -> _Redactor:
-    return _Redactor(secrets)
+_CACHED: dict[tuple[str, ...], _Redactor] = {}
+_CACHE_SIZE = 32
+
+
+_CACHE_LOCK = threading.Lock()
+
+
+def _cached_redactor(secrets: tuple[str, ...], previous: _Redactor) -> _Redactor:
+    with _CACHE_LOCK:  # copies of a call sent at once redact on their own threads
+        found = _CACHED.get(secrets)
+        if found is None:
+            found = _Redactor(secrets, previous)
+            if len(_CACHED) >= _CACHE_SIZE:
+                del _CACHED[next(iter(_CACHED))]  # the oldest: a run's tuples only grow
+            _CACHED[secrets] = found
+        return found
 
 
 _LAST = _Redactor(())
@@ -337,7 +358,7 @@ def _redactor(secrets: tuple[str, ...]) -> _Redactor:
     last = _LAST
     if last.key is secrets:
         return last
-    _LAST = last = _cached_redactor(secrets)
+    _LAST = last = _cached_redactor(secrets, last)
     return last
 
 
