@@ -95,7 +95,6 @@ WINDOW_CHARS = 10
 echoes a 20-character prefix of the key has leaked it as surely as the whole key."""
 _CHUNK = WINDOW
 """Any WINDOW_CHARS run of a secret holds one of its _CHUNK-long pieces at offsets 0, 5, 10, …"""
-_ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
 
 
 def secret_problem(value: str) -> str | None:
@@ -112,7 +111,11 @@ def secret_problem(value: str) -> str | None:
 def _fold(text: str) -> str:
     """ASCII letters lower-cased, nothing else touched: ``str.lower`` is not a per-character
     map (a final sigma lowers by context), and the pre-filter needs one."""
-    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+    if text.isascii():
+        return text.lower()
+    # bytes.lower() touches ASCII bytes only, and UTF-8 spells every other character in bytes
+    # >= 0x80: ~100 times faster than str.translate on a body with a few Chinese characters
+    return text.encode("utf-8", "surrogatepass").lower().decode("utf-8", "surrogatepass")
 
 
 def _base64_forms(raw: bytes) -> set[str]:

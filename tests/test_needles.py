@@ -17,6 +17,7 @@ from simulator.redaction import (
     REDACTED,
     WINDOW,
     WINDOW_CHARS,
+    _fold,
     _forms,
     mask,
     may_contain,
@@ -164,3 +165,8 @@ def test_redacting_several_texts_at_once_changes_nothing(
     assert redact_each(texts, secrets) == [redact(text, secrets) for text in texts]
     value = {text: [text, 1] for text in texts}
     assert redact_data(value, secrets) == {redact(t, secrets): [redact(t, secrets), 1] for t in texts}
+
+
+@given(st.text())
+def test_folding_lowers_ascii_letters_only(text: str) -> None:
+    assert _fold(text) == "".join(char.lower() if char.isascii() else char for char in text)
