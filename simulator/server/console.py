@@ -73,7 +73,7 @@ def overview() -> str:
 
 
 @bp.route("/target", methods=["GET", "POST"])
-def target() -> str | Response:
+def target() -> str | Response | tuple[str, int]:
     market = _market()
     if request.method == "POST":
         changes: dict[str, Any] = {name: request.form[name] for name in FORM_SETTINGS if name in request.form}

@@ -31,6 +31,7 @@ from werkzeug.exceptions import HTTPException
 
 from simulator.contracts import validate
 from simulator.protocol import TIMESTAMP_WINDOW_MS, canonical_query, is_fresh, verify_openapi
+from simulator.protocol.limits import BASIC_UTC_FORMAT, COMPACT_TIME_FORMAT
 from simulator.protocol.replay import ReplayCache
 from simulator.server.guard import refuse_cross_site
 from simulator.server.inputs import InvalidJSON, parse_json
@@ -52,8 +53,8 @@ AUTH_FAILED = "APIGW.0301"
 """Gateway errors use APIGW.xxxx (doc); which number is an ASSUMPTION."""
 MAX_RECORDS = 1000
 MAX_AGE = timedelta(days=21)
-USAGE_TIME = "%Y%m%dT%H%M%SZ"
-ORDER_TIME = "%Y%m%d%H%M%S"
+USAGE_TIME = BASIC_UTC_FORMAT
+ORDER_TIME = COMPACT_TIME_FORMAT
 CHARGING_MODES = {"0": "PERIOD", "1": "ON_DEMAND", "3": "ONE_TIME"}
 """newInstance's chargingMode digits as queryOrder names them."""
 
@@ -219,8 +220,8 @@ def usage_push() -> Response:
             raise Refused(
                 400, TOO_MANY_RECORDS, f"at most {MAX_RECORDS} usage_records per call, got {len(records)}"
             )
-        if (problem := _first_violation(body, "usagePush")) is not None:
-            raise Refused(400, INVALID, problem)
+        if (problem := _first_violation(body, "usagePush")) is not None or not isinstance(records, list):
+            raise Refused(400, INVALID, problem or "usage_records must be a list")
         for index, record in enumerate(records):
             _check_times(index, record)
         added, repeated = _market().store.marketplace.add_usage(

@@ -132,10 +132,10 @@ class PlaySession:
     def resend_previous(self) -> StepOutcome:
         """Send the last step played again, same content, as the marketplace resends it."""
         with self.lock:
-            last = next((o for o in reversed(self.outcomes) if o.prepared is not None), None)
-            if last is None:
+            prepared = next((o.prepared for o in reversed(self.outcomes) if o.prepared is not None), None)
+            if prepared is None:
                 raise PlayError("no step has been sent yet")
-            outcome = self.player.perform(last.prepared)
+            outcome = self.player.perform(prepared)
             self._record(outcome)
             self._prepare()  # the resend may change what the next step refers to
             return outcome
