@@ -218,6 +218,9 @@ _SHORT_HINTS: set[str] = set()
 """The hints shorter than _CHUNK (secrets of a few characters): looked for one by one."""
 _ENTERED: set[str] = set()
 """The secrets whose hints are in :data:`_HOLDERS` already."""
+_FEW_CANDIDATES = 8
+"""Up to this many candidate secrets, each is looked for in the tuple rather than in a set of
+the tuple's secrets, which would cost a pass over thousands late in a run."""
 _FEW_HINTS = 100
 """Up to this many hints, they are looked for one by one (``in``, ~0.5 ns a character
 each); past it, the text's slices are looked up in :data:`_HOLDERS` (~100 ns a character)."""
@@ -283,21 +286,27 @@ class _Redactor:
             hits.update(hint for hint in tuple(_SHORT_HINTS) if hint in folded)
         return hits
 
-    def may_hold(self, text: str) -> bool:
-        """False only when no secret of this tuple can occur in ``text``."""
-        return not self.empty and bool(self._hits(_fold(text)))
-
-    def spans(self, text: str) -> list[tuple[int, int]]:
-        """Where ``text`` shows a secret: every occurrence of every form, overlaps merged."""
+    def candidates(self, text: str) -> set[str]:
+        """The secrets of this tuple whose hints ``text`` holds: no other can occur in it, nor in
+        any part of it (folding is per character)."""
         if self.empty:
-            return []
-        candidates: set[str] = set()
+            return set()
+        found: set[str] = set()
         for hint in self._hits(_fold(text)):
-            candidates.update(tuple(_HOLDERS.get(hint, ())))
+            found.update(tuple(_HOLDERS.get(hint, ())))
+        if len(found) <= _FEW_CANDIDATES:  # the usual hit, a false alarm: no set of every secret
+            return {secret for secret in found if secret in self.key}
+        return found & self.members
+
+    def spans(self, text: str, candidates: set[str] | None = None) -> list[tuple[int, int]]:
+        """Where ``text`` shows a secret: every occurrence of every form, overlaps merged.
+        ``candidates``, when given, holds every secret that may occur in ``text``."""
+        if candidates is None:
+            candidates = self.candidates(text)
         if not candidates:
             return []
         found: list[tuple[int, int]] = []
-        for secret in candidates & self.members:
+        for secret in candidates:
             if len(secret) >= MIN_SECRET_CHARS:
                 # Every occurrence of every form, found with str.find: a hint is often a false
                 # alarm (5 hex digits of a signature), and compiling the secret's pattern to
@@ -321,8 +330,8 @@ class _Redactor:
                 merged.append((start, end))
         return merged
 
-    def replace(self, text: str, keep_length: bool) -> str:
-        spans = self.spans(text)
+    def replace(self, text: str, keep_length: bool, candidates: set[str] | None = None) -> str:
+        spans = self.spans(text, candidates)
         if not spans:
             return text
         parts, at = [], 0
@@ -380,9 +389,10 @@ def redact_each(texts: Sequence[str], secrets: Iterable[str]) -> list[str]:
     """Each of ``texts`` redacted (:func:`redact`). One look at all of them together answers the
     usual "no secret is here": a record's dozen strings cost one pre-filter pass, not twelve."""
     redactor = _redactor(tuple(secrets))
-    if not redactor.may_hold("\n".join(texts)):
+    candidates = redactor.candidates("\n".join(texts))  # those of each text are among them
+    if not candidates:
         return list(texts)
-    return [redactor.replace(text, keep_length=False) for text in texts]
+    return [redactor.replace(text, False, candidates) for text in texts]
 
 
 def _strings(value: Any) -> Iterator[str]:
@@ -401,12 +411,13 @@ def redact_data(value: Any, secrets: Iterable[str], *, keep_length: bool = False
     """``value`` (JSON-like data) with every string in it, keys too, redacted (or masked); when
     none of its strings can hold a secret (one pre-filter pass over all of them), ``value`` itself."""
     redactor = _redactor(tuple(secrets))
-    if not redactor.may_hold("\n".join(_strings(value))):
+    candidates = redactor.candidates("\n".join(_strings(value)))  # those of each string are among them
+    if not candidates:
         return value
 
     def walk(item: Any) -> Any:
         if isinstance(item, str):
-            return redactor.replace(item, keep_length)
+            return redactor.replace(item, keep_length, candidates)
         if isinstance(item, Mapping):
             return {walk(key): walk(member) for key, member in item.items()}
         if isinstance(item, list | tuple):
