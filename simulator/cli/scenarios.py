@@ -122,7 +122,7 @@ def play(
     """
     from rich.console import Console
 
-    from simulator.engine.player import requirements
+    from simulator.engine.player import not_applicable, requirements
     from simulator.engine.scenario import find, library_dirs, load
     from simulator.redaction import redact
     from simulator.store import Store
@@ -137,13 +137,29 @@ def play(
     spent: BudgetSpent | None = None
     with info.open(budget=True) as target:
         targets = [dataclasses.replace(target, protocol=protocol or s.protocol) for s in loaded]
-        problems = [p for scenario, t in zip(loaded, targets, strict=True) for p in requirements(scenario, t)]
+        # a scenario for another product profile is skipped before anything is sent (§1.2)
+        skipped = {s.name: r for s, t in zip(loaded, targets, strict=True) if (r := not_applicable(s, t))}
+        problems = [
+            p
+            for scenario, t in zip(loaded, targets, strict=True)
+            if scenario.name not in skipped
+            for p in requirements(scenario, t)
+        ]
         if problems:
             fail(problems[0], EXIT_USAGE)
         where = redact(info.where(target), target.secrets)
-        console.print(f"koosim play: {len(loaded)} scenario(s) against {escape(where)}", highlight=False)
+        console.print(
+            f"koosim play: {len(loaded)} scenario(s) against {escape(where)}, profile {target.profile}",
+            highlight=False,
+        )
         for scenario, scenario_target in zip(loaded, targets, strict=True):
-            if spent is None:
+            if scenario.name in skipped:
+                reason = escape(skipped[scenario.name])
+                console.print(
+                    f"\n[bold]{escape(scenario.name)}[/]: [yellow]skipped[/] ({reason})",
+                    highlight=False,
+                )
+            elif spent is None:
                 outcome, spent = _play_one(console, store, scenario, scenario_target, seed, step_mode)
                 outcomes.append(outcome)
             else:
@@ -547,9 +563,11 @@ def _report_found(
     except OSError as exc:
         fail(f"cannot save the scenario in {save_dir}: {exc.strerror}", EXIT_USAGE)
     words = ["koosim", "play", str(path)]
-    for name in ("url", "protocol", "sync_url", "timeout"):
+    for name in ("url", "protocol", "sync_url", "timeout", "product", "billing"):
         if flags.get(name) is not None:
             words += [f"--{name.replace('_', '-')}", str(flags[name])]
+    if flags.get("optional") is not None:
+        words.append("--optional" if flags["optional"] else "--no-optional")
     console.print(f"saved: {escape(str(path))}", highlight=False, soft_wrap=True)
     console.print(f"reproduce: [cyan]{escape(shlex.join(words))}[/]", highlight=False, soft_wrap=True)
 

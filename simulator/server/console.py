@@ -14,6 +14,7 @@ from werkzeug.wrappers import Response
 
 from simulator.checks import catalog
 from simulator.engine.run import TargetUnreachable
+from simulator.protocol.profiles import BILLING_NAMES, PRODUCTS
 from simulator.server import calls, notify, play, runs
 from simulator.server.guard import refuse_cross_site
 from simulator.server.openapi import QUERY_ORDER_PATH, USAGE_PATH
@@ -28,6 +29,9 @@ FORM_SETTINGS = (
     "protocol",
     "sync_url",
     "timeout",
+    "product",
+    "billing",
+    "optional",
     "access_key",
     "sync_key",
     "notification_url",
@@ -73,10 +77,22 @@ def target() -> str | Response:
             market.configure(changes)
         except SettingsError as exc:
             flash(str(exc), "error")
-            return render_template("target.html", settings=market.settings.public(), protocols=PROTOCOLS), 400
+            return render_template(
+                "target.html",
+                settings=market.settings.public(),
+                protocols=PROTOCOLS,
+                products=PRODUCTS,
+                billings=BILLING_NAMES,
+            ), 400
         flash("Target saved. Keys are kept in this server's memory only.", "ok")
         return redirect(url_for("console.target"))
-    return render_template("target.html", settings=market.settings.public(), protocols=PROTOCOLS)
+    return render_template(
+        "target.html",
+        settings=market.settings.public(),
+        protocols=PROTOCOLS,
+        products=PRODUCTS,
+        billings=BILLING_NAMES,
+    )
 
 
 @bp.route("/call", methods=["GET", "POST"])

@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from simulator.engine.player import Player, Prepared, StepOutcome, requirements, step_result
+from simulator.engine.player import Player, Prepared, StepOutcome, not_applicable, requirements, step_result
 from simulator.engine.scenario import Scenario, ScenarioError, Unresolved, discover, find, library_dirs, load
 from simulator.server.recording import RecordedRun
 from simulator.server.state import MarketState
@@ -188,6 +188,9 @@ def start(market: MarketState, name: Any) -> PlaySession:
     except ScenarioError as problem:
         raise PlayError(str(problem)) from None
     target = dataclasses.replace(market.target(), protocol=scenario.protocol)
+    skipped = not_applicable(scenario, target)
+    if skipped is not None:  # another product profile's scenario: nothing is sent (§1.2)
+        raise PlayError(f"{scenario.name} skipped: {skipped}")
     problems = requirements(scenario, target)
     if problems:
         raise PlayError("; ".join(problems))
