@@ -65,9 +65,21 @@ REDACTED = "[redacted]"
 MAX_BODY_CHARS = 4000
 """Bodies longer than this are cut in reports: a merchant may answer megabytes of garbage."""
 
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
-"""Control characters but tab/LF/CR, lone surrogates, U+FFFE/U+FFFF: XML 1.0 forbids most of
-them, HTML calls them parse errors, and a terminal would obey them."""
+_HOSTILE = (
+    "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"  # C0 (but tab, LF, CR), DEL, C1 (U+009B is a CSI)
+    "\u00ad\u061c\u180e"  # soft hyphen, Arabic letter mark, Mongolian vowel separator
+    "\u200b-\u200f"  # zero-width space / non-joiner / joiner, LRM, RLM
+    "\u2028-\u202e"  # line and paragraph separators, bidi embeddings and overrides
+    "\u2060-\u206f"  # word joiner, invisible operators, bidi isolates (U+2066-2069), deprecated formats
+    "\ufeff\ufff9-\ufffb"  # zero-width no-break space (BOM), interlinear annotations
+    "\ud800-\udfff\ufffe\uffff"  # lone surrogates, non-characters
+    "\U000e0000-\U000e007f"  # tag characters
+)
+_UNPRINTABLE = re.compile(f"[{_HOSTILE}]")
+"""Characters a terminal obeys (escape sequences start with ESC or a C1 control), that XML 1.0
+forbids or HTML calls parse errors, and the invisible ones that make a text read other than it is
+(bidi overrides and isolates, zero-width characters): all spelled out as escapes."""
+_UNPRINTABLE_LINE = re.compile(f"[\t\n\r{_HOSTILE}]")
 
 
 @lru_cache(maxsize=4096)
@@ -95,14 +107,20 @@ def redact(text: str, secrets: Iterable[str]) -> str:
     return text
 
 
-def printable(text: str) -> str:
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: str, *, one_line: bool = False) -> str:
     """``text`` with the characters of :data:`_UNPRINTABLE` written as ``\\xNN`` / ``\\uNNNN``.
 
-    Merchants answer garbage bytes; a report must show them, and must stay a well-formed file.
+    The one function every merchant- or user-supplied string goes through before any output (a
+    terminal, a page, a report): merchants answer garbage bytes; a report must show them, and
+    must stay a well-formed file. ``one_line`` also spells out tab, CR and LF, for a value shown
+    on one line (a resultCode, an id, a URL), where a CR would let it overwrite what came before.
     """
-    return _UNPRINTABLE.sub(
-        lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text
-    )
+    return (_UNPRINTABLE_LINE if one_line else _UNPRINTABLE).sub(_escape, text)
 
 
 def body_text(body: bytes, secrets: Iterable[str]) -> str:

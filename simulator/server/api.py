@@ -10,18 +10,19 @@ reached, or the message was already decided.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from simulator.engine.run import TargetUnreachable
-from simulator.server import calls, notify, play, runs
-from simulator.server.guard import refuse_cross_site
+from simulator.redaction import printable, redact
+from simulator.server import apidoc, calls, notify, play, runs
+from simulator.server.inputs import MAX_ID, MAX_SEED, InvalidJSON, parse_json
 from simulator.server.state import MarketState, NotConfigured, SettingsError
 from simulator.store import INBOUND
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-bp.before_request(refuse_cross_site)
 
 
 class BadRequest(Exception):
@@ -36,12 +37,22 @@ def _market() -> MarketState:
     return current_app.extensions["koosim.marketplace"]
 
 
+def _scenario_dirs() -> tuple[Path, ...]:
+    return current_app.config["KOOSIM_SCENARIO_DIRS"]
+
+
 def _error(status: int, message: str) -> tuple[Response, int]:
-    return jsonify(error=message), status
+    # messages quote what the caller or the merchant sent: never a key, never a control byte
+    return jsonify(error=printable(redact(message, _market().secrets))), status
 
 
 def _json_object() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    if not request.is_json:
+        raise BadRequest("the body must be a JSON object (Content-Type: application/json)")
+    try:
+        body = parse_json(request.get_data())
+    except InvalidJSON as exc:
+        raise BadRequest(f"the body must be a JSON object: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object (Content-Type: application/json)")
     return body
@@ -78,6 +89,11 @@ def _unreachable(error: TargetUnreachable) -> tuple[Response, int]:
 @bp.errorhandler(NotFound)
 def _not_found(error: Exception) -> tuple[Response, int]:
     return _error(404, str(error))
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    return jsonify(apidoc.document())
 
 
 # --- the target ------------------------------------------------------------------------------
@@ -123,8 +139,8 @@ def start_run() -> tuple[Response, int]:
     seed = body.get("seed", 0)
     if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
         raise BadRequest("checks must be a list of glob strings")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise BadRequest("seed must be an integer")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise BadRequest(f"seed must be an integer from 0 to {MAX_SEED}")
     try:
         run_id = runs.start_verify(_market(), patterns, seed)
     except LookupError as exc:
@@ -201,7 +217,7 @@ def outbox() -> Response:
     return jsonify(messages=_market().store.outbox(status=request.args.get("status"), limit=_limit()))
 
 
-@bp.get("/outbox/<int:message_id>")
+@bp.get(f"/outbox/<int(max={MAX_ID}):message_id>")
 def outbox_message(message_id: int) -> Response:
     message = _market().store.outbox_message(message_id)
     if message is None:
@@ -209,13 +225,13 @@ def outbox_message(message_id: int) -> Response:
     return jsonify(message)
 
 
-@bp.post("/outbox/<int:message_id>/continue")
+@bp.post(f"/outbox/<int(max={MAX_ID}):message_id>/continue")
 def continue_sync(message_id: int) -> Response:
     outcome = calls.continue_sync(_market(), message_id)
     return jsonify(message=_market().store.outbox_message(message_id), call=outcome.as_json())
 
 
-@bp.post("/outbox/<int:message_id>/stop")
+@bp.post(f"/outbox/<int(max={MAX_ID}):message_id>/stop")
 def stop_sync(message_id: int) -> Response:
     calls.stop_sync(_market(), message_id)
     return jsonify(message=_market().store.outbox_message(message_id))
@@ -226,12 +242,12 @@ def stop_sync(message_id: int) -> Response:
 
 @bp.get("/scenarios")
 def scenarios() -> Response:
-    return jsonify(scenarios=play.library())
+    return jsonify(scenarios=play.library(_scenario_dirs()))
 
 
 @bp.post("/plays")
 def start_play() -> tuple[Response, int]:
-    session = play.start(_market(), _json_object().get("scenario"))
+    session = play.start(_market(), _json_object().get("scenario"), _scenario_dirs())
     return jsonify(session.state()), 201
 
 

@@ -7,6 +7,7 @@ Each page is a thin view over the same functions the JSON API calls (:mod:`calls
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
@@ -15,14 +16,14 @@ from werkzeug.wrappers import Response
 from simulator.checks import catalog
 from simulator.engine.run import TargetUnreachable
 from simulator.protocol.profiles import BILLING_NAMES, PRODUCTS
+from simulator.redaction import printable, redact
 from simulator.server import calls, notify, play, runs
-from simulator.server.guard import refuse_cross_site
+from simulator.server.inputs import MAX_ID, MAX_SEED, InvalidJSON, parse_json
 from simulator.server.openapi import QUERY_ORDER_PATH, USAGE_PATH
 from simulator.server.state import PROTOCOLS, MarketState, NotConfigured, SettingsError
 from simulator.store import INBOUND, OUTBOX_PENDING
 
 bp = Blueprint("console", __name__)
-bp.before_request(refuse_cross_site)  # every form here changes the marketplace: no cross-site posts
 
 FORM_SETTINGS = (
     "url",
@@ -44,10 +45,19 @@ def _market() -> MarketState:
     return current_app.extensions["koosim.marketplace"]
 
 
+def _said(error: Exception) -> str:
+    """An error's message as a page may show it: no key of the target, no control character."""
+    return printable(redact(str(error), _market().secrets))
+
+
+def _scenario_dirs() -> tuple[Path, ...]:
+    return current_app.config["KOOSIM_SCENARIO_DIRS"]
+
+
 def _parse_fields(text: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        fields = json.loads(text)
-    except ValueError as exc:
+        fields = parse_json(text)
+    except InvalidJSON as exc:
         return None, f"the fields are not JSON: {exc}"
     if not isinstance(fields, dict):
         return None, 'the fields must be a JSON object: {"name": "value", …}'
@@ -76,7 +86,7 @@ def target() -> str | Response:
         try:
             market.configure(changes)
         except SettingsError as exc:
-            flash(str(exc), "error")
+            flash(_said(exc), "error")
             return render_template(
                 "target.html",
                 settings=market.settings.public(),
@@ -107,7 +117,7 @@ def call() -> str | tuple[str, int]:
             try:
                 outcome = calls.send_call(market, activity, fields)
             except (calls.CallError, NotConfigured) as exc:
-                error = str(exc)
+                error = _said(exc)
         status = 400 if error else 200
     else:
         try:
@@ -136,13 +146,15 @@ def start_run() -> Response | tuple[str, int]:
     patterns = request.form.get("checks", "").split()
     try:
         seed = int(request.form.get("seed") or 0)
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(seed)
         run_id = runs.start_verify(_market(), patterns, seed)
     except ValueError:
-        flash("the seed must be a whole number", "error")
+        flash(f"the seed must be a whole number from 0 to {MAX_SEED}", "error")
     except (LookupError, NotConfigured) as exc:
-        flash(str(exc), "error")
+        flash(_said(exc), "error")
     except TargetUnreachable as exc:
-        flash(f"the target could not be reached: {exc}", "error")
+        flash(f"the target could not be reached: {_said(exc)}", "error")
     else:
         return redirect(url_for("console.run_page", run_id=run_id))
     return render_template("runs.html", runs=_market().store.runs(limit=100), catalog=catalog()), 400
@@ -176,7 +188,7 @@ def notification() -> str | Response | tuple[str, int]:
                     market, fields, check_token=request.form.get("check_token") == "on"
                 )
             except (notify.NotificationError, NotConfigured) as exc:
-                error = str(exc)
+                error = _said(exc)
             else:
                 return redirect(url_for("console.run_page", run_id=run_id))
         page = render_template(
@@ -214,7 +226,7 @@ def outbox() -> str:
     return render_template("outbox.html", messages=_market().store.outbox(limit=100))
 
 
-@bp.post("/outbox/<int:message_id>/<decision>")
+@bp.post(f"/outbox/<int(max={MAX_ID}):message_id>/<decision>")
 def decide(message_id: int, decision: str) -> Response | tuple[str, int]:
     market = _market()
     try:
@@ -227,25 +239,27 @@ def decide(message_id: int, decision: str) -> Response | tuple[str, int]:
         else:
             return render_template("missing.html", what=f"decision {decision}"), 404
     except (calls.NoSuchMessage, calls.AlreadyDecided, NotConfigured) as exc:
-        flash(str(exc), "error")
+        flash(_said(exc), "error")
     return redirect(url_for("console.outbox"))
 
 
 @bp.get("/play")
 def play_list() -> str:
     market = _market()
-    return render_template("play_list.html", scenarios=play.library(), sessions=play.sessions(market))
+    return render_template(
+        "play_list.html", scenarios=play.library(_scenario_dirs()), sessions=play.sessions(market)
+    )
 
 
 @bp.post("/play")
 def play_start() -> Response | tuple[str, int]:
     market = _market()
     try:
-        session = play.start(market, request.form.get("scenario", ""))
+        session = play.start(market, request.form.get("scenario", ""), _scenario_dirs())
     except (play.PlayError, NotConfigured) as exc:
-        flash(str(exc), "error")
+        flash(_said(exc), "error")
         return render_template(
-            "play_list.html", scenarios=play.library(), sessions=play.sessions(market)
+            "play_list.html", scenarios=play.library(_scenario_dirs()), sessions=play.sessions(market)
         ), 400
     return redirect(url_for("console.play_page", play_id=session.id))
 
@@ -292,5 +306,5 @@ def play_action(play_id: str, action: str) -> Response | tuple[str, int]:
         else:
             return render_template("missing.html", what=f"action {action}"), 404
     except play.PlayError as exc:
-        flash(str(exc), "error")
+        flash(_said(exc), "error")
     return redirect(url_for("console.play_page", play_id=play_id))

@@ -20,6 +20,7 @@ it for clients and tests.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -29,7 +30,10 @@ from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from simulator.contracts import validate
-from simulator.protocol import canonical_query, is_fresh, verify_openapi
+from simulator.protocol import TIMESTAMP_WINDOW_MS, canonical_query, is_fresh, verify_openapi
+from simulator.protocol.replay import ReplayCache
+from simulator.server.guard import refuse_cross_site
+from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import MarketState
 from simulator.store import INBOUND
 from simulator.transport import Exchange
@@ -73,6 +77,14 @@ MOCK_ORDERS = {
 """Debug orders the real service answers for every merchant (doc: MOCKPERIODYEARNEW)."""
 
 RECORDED_HEADERS = ("Content-Type", "User-Agent", "ts", "nonce", "signature")
+TIMESTAMP = re.compile(r"[0-9]{13}")
+"""``ts``: milliseconds since the epoch, 13 ASCII digits (int() would take "1_7…" or " 17…")."""
+MAX_NONCE_CHARS = 128
+MAX_STORED_URL_CHARS = 2000
+"""A stored inbound URL is cut here, as bodies are: a caller may send 64 KB of query string."""
+MAX_STORED_HEADER_CHARS = 200
+UNAUTHENTICATED_BODY_BYTES = 256
+"""What is kept of a refused unauthenticated call's body: enough to see what it was."""
 
 bp = Blueprint("openapi", __name__)
 
@@ -99,10 +111,29 @@ def _authenticate(signed_body: str) -> None:
         if not request.headers.get(header):
             raise Refused(401, AUTH_FAILED, f"the {header} header is missing")
     ts, nonce = request.headers["ts"], request.headers["nonce"]
-    if not is_fresh(ts, now_ms=int(time.time() * 1000)):
-        raise Refused(401, AUTH_FAILED, "the ts header is not a time within 60 s of now (ms since the epoch)")
+    now_ms = int(time.time() * 1000)
+    if not (TIMESTAMP.fullmatch(ts) and is_fresh(ts, now_ms=now_ms)):
+        raise Refused(
+            401, AUTH_FAILED, "the ts header is not a time within 60 s of now (13 digits, ms since the epoch)"
+        )
+    if len(nonce) > MAX_NONCE_CHARS:
+        raise Refused(401, AUTH_FAILED, f"the nonce header is longer than {MAX_NONCE_CHARS} characters")
     if not verify_openapi(key, ts, nonce, signed_body, request.headers["signature"]):
         raise Refused(401, AUTH_FAILED, "the signature does not match: see docs/server.md for what is signed")
+    now = datetime.now(UTC)
+    if not _nonces().remember(nonce, until=now + NONCE_MEMORY, now=now):
+        raise Refused(401, AUTH_FAILED, "the nonce was already used: a replayed call (use a fresh nonce)")
+    g.koosim_authenticated = True
+
+
+NONCE_MEMORY = timedelta(milliseconds=2 * TIMESTAMP_WINDOW_MS + 1000)
+"""How long a nonce is remembered: as long as any ``ts`` sent with it could still be fresh."""
+
+
+def _nonces() -> ReplayCache:
+    """The nonces of authenticated calls: a call replayed (same ts/nonce/signature, or the
+    nonce with a fresh ts) is refused. Bounded: a flood cannot grow it without limit."""
+    return current_app.extensions.setdefault("koosim.nonces", ReplayCache())
 
 
 def _first_violation(instance: Any, name: str) -> str | None:
@@ -177,9 +208,9 @@ def usage_push() -> Response:
             raise Refused(400, INVALID, "the body is not UTF-8") from None
         _authenticate(text)
         try:
-            body = json.loads(text, parse_constant=_no_constant)
-        except (ValueError, RecursionError) as exc:
-            raise Refused(400, INVALID, f"the body is not JSON: {exc}") from None
+            body = parse_json(text)
+        except InvalidJSON as exc:
+            raise Refused(400, INVALID, f"the body is {exc}") from None
         if not isinstance(body, dict):
             raise Refused(400, INVALID, "the body must be a JSON object with usage_records")
         g.koosim_fields = body
@@ -198,10 +229,6 @@ def usage_push() -> Response:
     return _answer(
         200, {"error_code": SUCCESS, "error_msg": "success", "accepted": added, "repeated": repeated}
     )
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _check_times(index: int, record: dict[str, Any]) -> None:
@@ -228,6 +255,12 @@ def _answer(status: int, body: dict[str, Any]) -> Response:
 def _start() -> None:
     g.koosim_started = time.time()
     g.koosim_exchange_id = uuid.uuid4().hex[:12]
+    # merchants call from their servers: a browser sending this from a web page is a forgery
+    refuse_cross_site(all_methods=True)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… [{len(text)} characters in all]"
 
 
 def _request_body() -> bytes:
@@ -243,6 +276,10 @@ def _record(response: Response) -> Response:
     market = _market()
     activity = g.get("koosim_activity", request.path)
     answer = g.get("koosim_status_body") or {}
+    authenticated = g.get("koosim_authenticated", False)
+    body = _request_body()
+    if not authenticated:  # anyone may send these: keep what shows the call, not all of it
+        body = body[:UNAUTHENTICATED_BODY_BYTES]
     exchange = Exchange(
         id=g.koosim_exchange_id,
         label=f"{activity} from the merchant",
@@ -250,10 +287,14 @@ def _record(response: Response) -> Response:
         protocol="openapi",
         activity=activity,
         method=request.method,
-        url=request.url,
-        fields=g.get("koosim_fields", {}),
-        request_headers={name: value for name in RECORDED_HEADERS if (value := request.headers.get(name))},
-        request_body=_request_body(),
+        url=_cut(request.url, MAX_STORED_URL_CHARS),
+        fields=g.get("koosim_fields", {}) if authenticated else {},
+        request_headers={
+            name: _cut(value, MAX_STORED_HEADER_CHARS)
+            for name in RECORDED_HEADERS
+            if (value := request.headers.get(name))
+        },
+        request_body=body,
         started_at=g.koosim_started,
         status=response.status_code,
         response_headers={"Content-Type": response.content_type or ""},

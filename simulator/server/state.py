@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from simulator.settings import (
     PROFILE_SETTINGS,
@@ -94,6 +95,34 @@ def _checked(name: str, value: Any) -> Any:
         raise SettingsError(named(name, str(exc))) from None
 
 
+KEYS_OF = {
+    "url": ("access_key", "sync_key"),
+    "sync_url": ("sync_key",),
+    "notification_url": ("notification_token",),
+}
+"""The keys shared with the merchant at each URL: moving a URL to another host forgets them."""
+
+
+def _host(url: str | None) -> str:
+    return urlsplit(url or "").netloc.lower()
+
+
+def _forget_keys_of_other_hosts(
+    old: ConsoleSettings, new: ConsoleSettings, changes: Mapping[str, Any]
+) -> ConsoleSettings:
+    """``new`` without the keys of a URL whose host changed, unless ``changes`` gives them anew:
+    a target moved elsewhere must not get calls signed with the last merchant's keys."""
+    forget = {
+        key
+        for name, keys in KEYS_OF.items()
+        if getattr(old, name) and _host(getattr(old, name)) != _host(getattr(new, name))
+        for key in keys
+        if not changes.get(key)
+    }
+    cleared: dict[str, Any] = dict.fromkeys(forget)
+    return replace(new, **cleared) if forget else new
+
+
 class MarketState:
     """The server's state, shared by every request and every background run of one app."""
 
@@ -170,7 +199,7 @@ class MarketState:
                 settings = replace(
                     settings, access_key=None, sync_key=None, rsa_public_key=None, bundled=False
                 )
-            settings = replace(settings, **values)
+            settings = _forget_keys_of_other_hosts(settings, replace(settings, **values), changes)
             if profile:  # the product profile (docs/protocol.md §1.2), validated as the CLI's
                 settings = replace(settings, profile=replace(settings.profile, **profile))
             if bundled:
