@@ -73,7 +73,7 @@ def verify(
     with info.open(budget=True) as target:
         console.print(
             f"koosim {__version__}: {plural(len(checks), 'check')} against {info.where(target)} "
-            f"({target.protocol}), seed {seed}"
+            f"({target.protocol}, profile {target.profile}), seed {seed}"
         )
         with console_report.LiveProgress(console, len(checks)) as progress:
             run = run_checks(
