@@ -31,6 +31,7 @@ from simulator.reference import (
     public_key_pem,
 )
 from simulator.server import create_app as create_server
+from simulator.server import token as server_token
 from simulator.serving import BackgroundServer
 from simulator.settings import load_settings, validate
 from simulator.store import Store
@@ -278,8 +279,15 @@ def server(tmp_path: Path) -> Iterator[Flask]:
     app.extensions["koosim.marketplace"].close()
 
 
+def authorised(app: Flask) -> Any:
+    """A client presenting the token koosim serve printed, as every client must."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {server_token(app)}"
+    return client
+
+
 def test_the_api_accepts_and_validates_the_profile_keys(server: Flask) -> None:
-    client = server.test_client()
+    client = authorised(server)
     assert client.get("/api/target").json["product"] == "saas"
     answer = client.put(
         "/api/target", json={"product": "saas-kit", "billing": "on-demand", "optional": False}
@@ -294,7 +302,7 @@ def test_the_api_accepts_and_validates_the_profile_keys(server: Flask) -> None:
 
 
 def test_the_console_target_page_offers_and_saves_the_profile(server: Flask) -> None:
-    client = server.test_client()
+    client = authorised(server)
     page = client.get("/target").get_data(as_text=True)
     assert 'name="product"' in page and 'name="billing"' in page and 'name="optional"' in page
     saved = client.post("/target", data={"product": "license", "billing": "one-time", "optional": "off"})
@@ -303,3 +311,61 @@ def test_the_console_target_page_offers_and_saves_the_profile(server: Flask) -> 
     refused = client.post("/target", data={"product": "hardware"})
     assert refused.status_code == 400
     assert "product must be one of" in refused.get_data(as_text=True)
+
+
+def test_the_console_skips_a_scenario_for_another_product(
+    server: Flask, merchant: tuple[str, Counting]
+) -> None:
+    client = authorised(server)
+    url, counting = merchant
+    assert client.put("/api/target", json={"url": url, "access_key": ACCESS_KEY}).status_code == 200
+    before = counting.requests
+    refused = client.post("/api/plays", json={"scenario": "license-validity"})
+    assert refused.status_code == 400
+    assert "license-validity skipped: License interfaces: not a License product" in refused.get_data(
+        as_text=True
+    )
+    assert counting.requests == before
+
+
+def test_explore_draws_no_rule_of_an_interface_the_product_lacks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import simulator.engine.explore as explore_module
+
+    monkeypatch.chdir(tmp_path)
+    sent: set[str] = set()
+    original = explore_module.MarketplaceMachine._play
+
+    def recording(machine: Any, step: Any) -> Any:
+        sent.add(step.call)
+        return original(machine, step)
+
+    monkeypatch.setattr(explore_module.MarketplaceMachine, "_play", recording)
+    result = CliRunner().invoke(
+        main,
+        ["explore", "--max-examples", "15", "--seed", "3", "--product", "saas-kit", "--billing", "one-time"],
+    )
+    assert result.exit_code == 0, result.output
+    produce = {call for call in sent if not call.endswith("Sync")}
+    assert produce <= {"newInstance", "queryInstance", "releaseInstance"}
+    assert {"newInstance", "releaseInstance"} <= produce
+    assert any(call.endswith("Sync") for call in sent)  # saas-kit: the Kit rules are drawn
+
+
+def test_load_refuses_a_product_without_saas_orders(tmp_path: Path) -> None:
+    import importlib.util
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("locust") is None:  # never imported here: gevent patches threads
+        pytest.skip("koosim load needs the [load] extra (Locust)")
+    result = subprocess.run(
+        [sys.executable, "-m", "simulator", "load", "--product", "license", "--run-time", "1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "has none of them (docs/protocol.md §1.2)" in " ".join(result.stderr.split())
