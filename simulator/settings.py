@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from simulator.errors import ConfigError, TargetUnreachable, TimeBudget
 from simulator.protocol import load_rsa_public_key
 from simulator.protocol.profiles import DEFAULT_PROFILE, Profile, parse_billing, parse_optional, parse_product
+from simulator.redaction import secret_problem
 from simulator.resend import BACKOFF_VARIABLE, DEFAULT_POLICY, MAX_RESENDS, RESENDS_VARIABLE, ResendPolicy
 from simulator.transport import DEFAULT_TIMEOUT, Target
 
@@ -176,7 +177,18 @@ def parse_backoff(value: object) -> float:
     return seconds
 
 
+def parse_key(value: object) -> str:
+    """A shared key: long enough that redacting it from every report garbles nothing else."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if (problem := secret_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
 VALIDATORS: dict[str, Callable[[object], Any]] = {
+    "access_key": parse_key,
+    "sync_key": parse_key,
     "url": parse_url,
     "sync_url": parse_url,
     "notification_url": parse_url,

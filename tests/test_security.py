@@ -437,7 +437,9 @@ def test_a_deep_sync_call_is_refused_before_it_is_sent(configured: FlaskClient, 
     answer = configured.post("/api/calls", json={"activity": "authSync", "fields": fields})
     assert answer.status_code == 400 and "nest" in answer.json["error"]
     store = market_state(app).store
-    assert store.outbox() == [] and store.runs() == []  # nothing sent, nothing half-recorded
+    assert (
+        store.marketplace.outbox() == [] and store.history.runs() == []
+    )  # nothing sent, nothing half-recorded
 
 
 def test_a_lone_surrogate_is_a_400(configured: FlaskClient) -> None:
@@ -500,7 +502,7 @@ def test_refused_inbound_calls_are_stored_cut(configured: FlaskClient, app: Flas
     assert configured.get(f"{QUERY_ORDER_PATH}?{long_query}").status_code == 401
     body = json.dumps({"usage_records": [usage_record()], "padding": "x" * 100_000})
     assert configured.post(USAGE_PATH, data=body, content_type="application/json").status_code == 401
-    stored = market_state(app).store.exchanges(direction=INBOUND, limit=5)
+    stored = market_state(app).store.history.exchanges(direction=INBOUND, limit=5)
     record = json.dumps(stored)
     assert len(record) < 20_000, len(record)
     assert all(len(exchange["request"]["url"]) < 2100 for exchange in stored)
@@ -573,8 +575,8 @@ def test_koosim_runs_and_show_print_no_hostile_byte(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     store = Store(db)
     url = f"http://127.0.0.1:9/{HOSTILE}{INVISIBLE}"  # written by an older koosim, or by hand
-    store.begin_run("20261129T000000-abcdef", kind="verify", target={"url": url, "protocol": "v2"})
-    store.finish_run("20261129T000000-abcdef", exit_code=1)
+    store.history.begin_run("20261129T000000-abcdef", kind="verify", target={"url": url, "protocol": "v2"})
+    store.history.finish_run("20261129T000000-abcdef", exit_code=1)
     for arguments in (["runs"], ["show", "20261129T000000-abcdef"]):
         result = CliRunner().invoke(cli_main, [*arguments, "--db", str(db)], env={"COLUMNS": "400"})
         assert result.exit_code == 0, result.output
@@ -624,7 +626,7 @@ def test_a_hostile_answer_reaches_no_page_and_no_report_raw(
     client.put("/api/target", json={"url": hostile_merchant, "access_key": ACCESS_KEY})
     call = client.post("/api/calls", json={"activity": "newInstance", "fields": {"orderId": "CS1"}}).json
     assert HOSTILE not in json.dumps(call, ensure_ascii=False)
-    record = market_state(client.application).store.run(call["run_id"])
+    record = market_state(client.application).store.history.run(call["run_id"])
     outputs = {
         "exchange page": client.get(f"/exchanges/{call['exchange']['id']}").get_data(as_text=True),
         "run page": client.get(f"/runs/{call['run_id']}").get_data(as_text=True),

@@ -261,12 +261,12 @@ def test_a_verify_run_started_from_the_console_can_be_watched_and_browsed(config
 
 
 def test_a_running_run_page_refreshes_itself(client: FlaskClient, app: Flask) -> None:
-    market_state(app).store.begin_run(
+    market_state(app).store.history.begin_run(
         "live-run", kind="verify", target={"url": "http://m", "protocol": "v2"}, planned=4
     )
     page = client.get("/runs/live-run").data.decode()
     assert 'http-equiv="refresh"' in page and "0 of 4 checks done" in page
-    market_state(app).store.finish_run("live-run", exit_code=0)
+    market_state(app).store.history.finish_run("live-run", exit_code=0)
 
 
 def test_unknown_pages_are_404_pages(client: FlaskClient) -> None:

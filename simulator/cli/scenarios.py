@@ -189,7 +189,7 @@ def _play_one(
     """Play one scenario; the whole-run time budget, when it runs out, stops it between calls."""
     from simulator.engine.player import Player, ScenarioOutcome, step_result
     from simulator.errors import BudgetSpent
-    from simulator.server.recording import RecordedRun
+    from simulator.store import RunRecorder
 
     file = f"{_shown_path(scenario.path)}, " if scenario.path else ""
     shown_seed = scenario.seed if seed is None else seed
@@ -200,7 +200,7 @@ def _play_one(
     )
     if scenario.description:
         console.print(f"[dim]{escape(scenario.description)}[/]", highlight=False)
-    recording = RecordedRun(
+    recording = RunRecorder.start(
         store, target, kind="play", planned=len(scenario.steps), command=f"koosim play {scenario.name}"
     )
     player = Player(scenario, target, seed=seed, transport=recording.transport)

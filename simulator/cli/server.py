@@ -45,7 +45,8 @@ def runs(limit: int, db_path: Path) -> None:
     from simulator.report.console import verdict_text
 
     store = _open_store(db_path, must_exist=True)
-    listed = store.runs(limit=limit)
+    with handle_errors():  # a damaged file: one line, not a traceback
+        listed = store.history.runs(limit=limit)
     console = Console()
     if not listed:
         console.print(f"no run in {escape(str(db_path))} yet", highlight=False)
@@ -94,7 +95,8 @@ def show(run_id: str, as_json: bool, db_path: Path) -> None:
 
     store = _open_store(db_path, must_exist=True)
     try:
-        record = store.run(store.resolve_run_id(run_id))
+        with handle_errors():  # a damaged file: one line, not a traceback
+            record = store.history.run(store.history.resolve_run_id(run_id))
     except LookupError as exc:
         fail(str(exc.args[0]), EXIT_USAGE)
     if as_json:

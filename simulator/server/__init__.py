@@ -29,7 +29,7 @@ from simulator.redaction import printable
 from simulator.server import api, console, guard, openapi
 from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import ConsoleSettings, MarketState
-from simulator.store import Store
+from simulator.store import Store, StoreError
 
 MAX_REQUEST_BYTES = 1 << 20
 """Largest request body the server reads: 1000 usage records fit in well under this."""
@@ -75,6 +75,14 @@ def create_app(
         if request.path.startswith("/api/"):
             return jsonify(error=f"{error.name}: {error.description}"), status
         return render_template("missing.html", what=request.path, error=error), status
+
+    @app.errorhandler(StoreError)
+    def history_unavailable(error: StoreError) -> tuple[Response | str, int]:
+        # a damaged or unreadable history file: the service is unavailable, not broken
+        message = f"the run history is unavailable: {error}"
+        if request.path.startswith("/api/"):
+            return jsonify(error=message), 503
+        return render_template("missing.html", what=request.path, error=message), 503
 
     @app.errorhandler(Exception)
     def internal_error(error: Exception) -> tuple[Response | str, int]:

@@ -150,11 +150,11 @@ def start_run() -> tuple[Response, int]:
 
 @bp.get("/runs")
 def list_runs() -> Response:
-    return jsonify(runs=_market().store.runs(limit=_limit(), kind=request.args.get("kind")))
+    return jsonify(runs=_market().store.history.runs(limit=_limit(), kind=request.args.get("kind")))
 
 
 def _run(run_id: str) -> dict[str, Any]:
-    record = _market().store.run(run_id)
+    record = _market().store.history.run(run_id)
     if record is None:
         raise NotFound(f"no run {run_id!r}")
     return record
@@ -172,7 +172,7 @@ def run_exchanges(run_id: str) -> Response:
 
 @bp.get("/exchanges/<exchange_id>")
 def get_exchange(exchange_id: str) -> Response:
-    exchange = _market().store.exchange(exchange_id)
+    exchange = _market().store.history.exchange(exchange_id)
     if exchange is None:
         raise NotFound(f"no exchange {exchange_id!r}")
     return jsonify(exchange)
@@ -183,12 +183,12 @@ def get_exchange(exchange_id: str) -> Response:
 
 @bp.get("/inbound")
 def inbound() -> Response:
-    return jsonify(exchanges=_market().store.exchanges(direction=INBOUND, limit=_limit()))
+    return jsonify(exchanges=_market().store.history.exchanges(direction=INBOUND, limit=_limit()))
 
 
 @bp.get("/usage")
 def usage() -> Response:
-    return jsonify(usage_records=_market().store.usage(limit=_limit()))
+    return jsonify(usage_records=_market().store.marketplace.usage(limit=_limit()))
 
 
 # --- order notification ----------------------------------------------------------------------
@@ -206,7 +206,7 @@ def send_notification() -> Response:
     if not isinstance(check_token, bool):
         raise BadRequest("check_token must be true or false")
     run_id = notify.send_notification(_market(), body.get("fields"), check_token=check_token)
-    return jsonify(_market().store.run(run_id))
+    return jsonify(_market().store.history.run(run_id))
 
 
 # --- the outbox of failed user syncs ---------------------------------------------------------
@@ -214,12 +214,14 @@ def send_notification() -> Response:
 
 @bp.get("/outbox")
 def outbox() -> Response:
-    return jsonify(messages=_market().store.outbox(status=request.args.get("status"), limit=_limit()))
+    return jsonify(
+        messages=_market().store.marketplace.outbox(status=request.args.get("status"), limit=_limit())
+    )
 
 
 @bp.get(f"/outbox/<int(max={MAX_ID}):message_id>")
 def outbox_message(message_id: int) -> Response:
-    message = _market().store.outbox_message(message_id)
+    message = _market().store.marketplace.outbox_message(message_id)
     if message is None:
         raise NotFound(f"no outbox message {message_id}")
     return jsonify(message)
@@ -228,13 +230,13 @@ def outbox_message(message_id: int) -> Response:
 @bp.post(f"/outbox/<int(max={MAX_ID}):message_id>/continue")
 def continue_sync(message_id: int) -> Response:
     outcome = calls.continue_sync(_market(), message_id)
-    return jsonify(message=_market().store.outbox_message(message_id), call=outcome.as_json())
+    return jsonify(message=_market().store.marketplace.outbox_message(message_id), call=outcome.as_json())
 
 
 @bp.post(f"/outbox/<int(max={MAX_ID}):message_id>/stop")
 def stop_sync(message_id: int) -> Response:
     calls.stop_sync(_market(), message_id)
-    return jsonify(message=_market().store.outbox_message(message_id))
+    return jsonify(message=_market().store.marketplace.outbox_message(message_id))
 
 
 # --- scenarios, step by step -----------------------------------------------------------------
@@ -285,4 +287,4 @@ def play_resend(play_id: str) -> Response:
 def play_finish(play_id: str) -> Response:
     session = _session(play_id)
     session.finish()
-    return jsonify(session.state() | {"run": _market().store.run(play_id)})
+    return jsonify(session.state() | {"run": _market().store.history.run(play_id)})

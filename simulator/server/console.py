@@ -70,14 +70,14 @@ def overview() -> str:
     return render_template(
         "overview.html",
         settings=market.settings.public(),
-        runs=market.store.runs(limit=8),
-        pending=len(market.store.outbox(status=OUTBOX_PENDING)),
-        inbound=market.store.exchanges(direction=INBOUND, limit=5),
+        runs=market.store.history.runs(limit=8),
+        pending=len(market.store.marketplace.outbox(status=OUTBOX_PENDING)),
+        inbound=market.store.history.exchanges(direction=INBOUND, limit=5),
     )
 
 
 @bp.route("/target", methods=["GET", "POST"])
-def target() -> str | Response:
+def target() -> str | Response | tuple[str, int]:
     market = _market()
     if request.method == "POST":
         changes: dict[str, Any] = {name: request.form[name] for name in FORM_SETTINGS if name in request.form}
@@ -138,7 +138,7 @@ def call() -> str | tuple[str, int]:
 
 @bp.get("/runs")
 def run_list() -> str:
-    return render_template("runs.html", runs=_market().store.runs(limit=100), catalog=catalog())
+    return render_template("runs.html", runs=_market().store.history.runs(limit=100), catalog=catalog())
 
 
 @bp.post("/runs")
@@ -157,12 +157,12 @@ def start_run() -> Response | tuple[str, int]:
         flash(f"the target could not be reached: {_said(exc)}", "error")
     else:
         return redirect(url_for("console.run_page", run_id=run_id))
-    return render_template("runs.html", runs=_market().store.runs(limit=100), catalog=catalog()), 400
+    return render_template("runs.html", runs=_market().store.history.runs(limit=100), catalog=catalog()), 400
 
 
 @bp.get("/runs/<run_id>")
 def run_page(run_id: str) -> str | tuple[str, int]:
-    record = _market().store.run(run_id)
+    record = _market().store.history.run(run_id)
     if record is None:
         return render_template("missing.html", what=f"run {run_id}"), 404
     return render_template("run.html", run=record)
@@ -170,7 +170,7 @@ def run_page(run_id: str) -> str | tuple[str, int]:
 
 @bp.get("/exchanges/<exchange_id>")
 def exchange_page(exchange_id: str) -> str | tuple[str, int]:
-    exchange = _market().store.exchange(exchange_id)
+    exchange = _market().store.history.exchange(exchange_id)
     if exchange is None:
         return render_template("missing.html", what=f"exchange {exchange_id}"), 404
     return render_template("exchange.html", exchange=exchange)
@@ -214,8 +214,8 @@ def merchant_calls() -> str:
     store = _market().store
     return render_template(
         "marketplace.html",
-        inbound=store.exchanges(direction=INBOUND, limit=100),
-        usage=store.usage(limit=100),
+        inbound=store.history.exchanges(direction=INBOUND, limit=100),
+        usage=store.marketplace.usage(limit=100),
         query_path=QUERY_ORDER_PATH,
         usage_path=USAGE_PATH,
     )
@@ -223,7 +223,7 @@ def merchant_calls() -> str:
 
 @bp.get("/outbox")
 def outbox() -> str:
-    return render_template("outbox.html", messages=_market().store.outbox(limit=100))
+    return render_template("outbox.html", messages=_market().store.marketplace.outbox(limit=100))
 
 
 @bp.post(f"/outbox/<int(max={MAX_ID}):message_id>/<decision>")
@@ -273,7 +273,7 @@ def play_page(play_id: str) -> str | tuple[str, int]:
     state = session.state()
     fields = state["next"]["fields"] if state["next"] else None
     text = json.dumps(fields, ensure_ascii=False, indent=2) if fields is not None else ""
-    return render_template("play.html", play=state, fields=text, run=_market().store.run(play_id))
+    return render_template("play.html", play=state, fields=text, run=_market().store.history.run(play_id))
 
 
 @bp.post("/play/<play_id>/<action>")

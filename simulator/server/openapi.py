@@ -162,7 +162,7 @@ def _find_order(order_id: str, line_id: str | None) -> dict[str, Any]:
     if order_id in MOCK_ORDERS:
         order = json.loads(json.dumps(MOCK_ORDERS[order_id]))
     else:
-        lines = _market().store.order_lines(order_id)
+        lines = _market().store.marketplace.order_lines(order_id)
         if not lines:
             raise Refused(404, INVALID, f"order {order_id!r} does not exist")
         fields = lines[0]["fields"]
@@ -219,11 +219,13 @@ def usage_push() -> Response:
             raise Refused(
                 400, TOO_MANY_RECORDS, f"at most {MAX_RECORDS} usage_records per call, got {len(records)}"
             )
-        if (problem := _first_violation(body, "usagePush")) is not None:
-            raise Refused(400, INVALID, problem)
+        if (problem := _first_violation(body, "usagePush")) is not None or not isinstance(records, list):
+            raise Refused(400, INVALID, problem or "usage_records must be a list")
         for index, record in enumerate(records):
             _check_times(index, record)
-        added, repeated = _market().store.add_usage(records, g.koosim_exchange_id, _market().secrets)
+        added, repeated = _market().store.marketplace.add_usage(
+            records, g.koosim_exchange_id, _market().secrets
+        )
     except Refused as refused:
         return _answer(refused.status, {"error_code": refused.code, "error_msg": refused.message})
     return _answer(
@@ -310,7 +312,7 @@ def _record(response: Response) -> Response:
         "request_violations": g.get("koosim_violations", []),
     }
     try:
-        market.store.add_exchange(None, exchange, market.secrets, direction=INBOUND, verdict=verdict)
+        market.store.history.add_exchange(None, exchange, market.secrets, direction=INBOUND, verdict=verdict)
     except Exception:  # the merchant gets its answer even when the history cannot keep it
         current_app.logger.exception("could not record an inbound call")
     return response

@@ -21,8 +21,8 @@ from typing import Any
 from simulator.engine.player import Player, Prepared, StepOutcome, not_applicable, requirements, step_result
 from simulator.engine.scenario import Entry, Scenario, Unresolved, discover, library_dirs, scenario_files
 from simulator.redaction import printable, redact
-from simulator.server.recording import RecordedRun
 from simulator.server.state import MarketState
+from simulator.store import RunRecorder
 
 
 class PlayError(ValueError):
@@ -73,7 +73,7 @@ class PlaySession:
 
     scenario: Scenario
     player: Player
-    recording: RecordedRun
+    recording: RunRecorder
     position: int = 0
     """Index of the next step to send."""
     outcomes: list[StepOutcome] = field(default_factory=list)
@@ -132,10 +132,10 @@ class PlaySession:
     def resend_previous(self) -> StepOutcome:
         """Send the last step played again, same content, as the marketplace resends it."""
         with self.lock:
-            last = next((o for o in reversed(self.outcomes) if o.prepared is not None), None)
-            if last is None:
+            prepared = next((o.prepared for o in reversed(self.outcomes) if o.prepared is not None), None)
+            if prepared is None:
                 raise PlayError("no step has been sent yet")
-            outcome = self.player.perform(last.prepared)
+            outcome = self.player.perform(prepared)
             self._record(outcome)
             self._prepare()  # the resend may change what the next step refers to
             return outcome
@@ -227,7 +227,7 @@ def start(market: MarketState, name: Any, dirs: Iterable[Path] = ()) -> PlaySess
     problems = requirements(scenario, target)
     if problems:
         raise PlayError("; ".join(problems))
-    recording = RecordedRun(
+    recording = RunRecorder.start(
         market.store,
         target,
         kind="play",
