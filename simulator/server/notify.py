@@ -22,6 +22,7 @@ from typing import Any
 from simulator.checks import REGISTRY
 from simulator.checks.notification import NOTIFICATION
 from simulator.checks.security import WRONG_SIGNATURE
+from simulator.protocol.limits import COMPACT_TIME_FORMAT
 from simulator.server.state import MarketState, NotConfigured
 from simulator.store import RunRecorder
 from simulator.transport import Tamper, Target
@@ -44,7 +45,7 @@ def template(market: MarketState) -> dict[str, str]:
         "orderId": order_id,
         "orderLineId": line_id,
         "orderType": "NEW",
-        "eventTime": datetime.now(UTC).strftime("%Y%m%d%H%M%S"),
+        "eventTime": datetime.now(UTC).strftime(COMPACT_TIME_FORMAT),
         "testFlag": "1",
     }
 

@@ -31,6 +31,7 @@ from werkzeug.exceptions import HTTPException
 
 from simulator.contracts import validate
 from simulator.protocol import TIMESTAMP_WINDOW_MS, canonical_query, is_fresh, verify_openapi
+from simulator.protocol.limits import BASIC_UTC_FORMAT, COMPACT_TIME_FORMAT
 from simulator.protocol.replay import ReplayCache
 from simulator.server.guard import refuse_cross_site
 from simulator.server.inputs import InvalidJSON, parse_json
@@ -52,8 +53,8 @@ AUTH_FAILED = "APIGW.0301"
 """Gateway errors use APIGW.xxxx (doc); which number is an ASSUMPTION."""
 MAX_RECORDS = 1000
 MAX_AGE = timedelta(days=21)
-USAGE_TIME = "%Y%m%dT%H%M%SZ"
-ORDER_TIME = "%Y%m%d%H%M%S"
+USAGE_TIME = BASIC_UTC_FORMAT
+ORDER_TIME = COMPACT_TIME_FORMAT
 CHARGING_MODES = {"0": "PERIOD", "1": "ON_DEMAND", "3": "ONE_TIME"}
 """newInstance's chargingMode digits as queryOrder names them."""
 
