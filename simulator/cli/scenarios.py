@@ -139,7 +139,7 @@ def play(
     Each scenario is played in its own protocol unless --protocol is given, and recorded in the
     run history as a run of kind ``play`` (`koosim runs`, `koosim show`).
     """
-    from simulator.engine.player import requirements
+    from simulator.engine.player import not_applicable, requirements
     from simulator.engine.scenario import find, library_dirs, load
     from simulator.report import playback as show
     from simulator.store import Store
@@ -154,16 +154,32 @@ def play(
     spent: BudgetSpent | None = None
     with info.open(budget=True) as target:
         targets = [dataclasses.replace(target, protocol=protocol or s.protocol) for s in loaded]
-        problems = [p for scenario, t in zip(loaded, targets, strict=True) for p in requirements(scenario, t)]
+        # a scenario for another product profile is skipped before anything is sent (§1.2)
+        skipped = {s.name: r for s, t in zip(loaded, targets, strict=True) if (r := not_applicable(s, t))}
+        problems = [
+            p
+            for scenario, t in zip(loaded, targets, strict=True)
+            if scenario.name not in skipped
+            for p in requirements(scenario, t)
+        ]
         if problems:
             fail(problems[0], EXIT_USAGE)
         where = escape(info.where(target))
-        console.print(f"koosim play: {len(loaded)} scenario(s) against {where}", highlight=False)
+        console.print(
+            f"koosim play: {len(loaded)} scenario(s) against {where}, profile {target.profile}",
+            highlight=False,
+        )
         interrupted: KeyboardInterrupt | None = None
         with sigterm_interrupts():
             try:
                 for scenario, scenario_target in zip(loaded, targets, strict=True):
-                    if spent is None:
+                    if scenario.name in skipped:
+                        reason = escape(skipped[scenario.name])
+                        console.print(
+                            f"\n[bold]{escape(scenario.name)}[/]: [yellow]skipped[/] ({reason})",
+                            highlight=False,
+                        )
+                    elif spent is None:
                         outcome, spent = _play_one(console, store, scenario, scenario_target, seed, step_mode)
                         outcomes.append(outcome)
                     else:
@@ -454,9 +470,11 @@ def _report_found(
     except OSError as exc:
         fail(f"cannot save the scenario in {save_dir}: {exc.strerror}", EXIT_USAGE)
     words = ["koosim", "play", str(path)]
-    for name in ("url", "protocol", "sync_url", "timeout"):
+    for name in ("url", "protocol", "sync_url", "timeout", "product", "billing"):
         if flags.get(name) is not None:
             words += [f"--{name.replace('_', '-')}", str(flags[name])]
+    if flags.get("optional") is not None:
+        words.append("--optional" if flags["optional"] else "--no-optional")
     console.print(f"saved: {escape(str(path))}", highlight=False, soft_wrap=True)
     console.print(f"reproduce: [cyan]{escape(shlex.join(words))}[/]", highlight=False, soft_wrap=True)
 
