@@ -292,15 +292,10 @@ def test_a_report_is_never_left_empty_or_half_written(tmp_path: Path) -> None:
     assert list(path.parent.iterdir()) == []
     reports.write(lambda name: '{"ok": true}')
     assert json.loads(path.read_text()) == {"ok": True}
-    assert oct(path.stat().st_mode & 0o777) == oct(0o666 & ~_umask())
+    assert oct(path.stat().st_mode & 0o777) == oct(0o600)  # it quotes the merchant (issue 13)
     with pytest.raises(UsageError):
         ReportFiles(html=tmp_path)  # a folder is not a report file
 
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def test_fail_fast_stops_at_the_first_failed_check(tmp_path: Path) -> None:
@@ -605,7 +600,9 @@ def test_output_off_a_terminal_never_cuts_an_identifier_or_a_url(tmp_path: Path)
 def test_explore_shows_progress_and_its_header_is_honest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sys.modules["simulator.cli.scenarios"], "PLAIN_PROGRESS_EVERY", 0.0)
+    from simulator.report import playback
+
+    monkeypatch.setattr(playback, "PLAIN_PROGRESS_EVERY", 0.0)
     result = koosim("explore", "--max-examples", "5", "--seed", "3")
     assert result.exit_code == 0, result.output
     assert "5 sequences (--max-examples; Hypothesis may add a few" in result.output

@@ -50,7 +50,7 @@ MAX_TIMEOUT, MAX_MAX_TIME = 300.0, 86400.0
 """settings.MAX_TIMEOUT and settings.MAX_MAX_TIME (a test keeps them equal), here so that the
 help needs no import of the settings."""
 
-TARGET_FLAGS = ("url", "protocol", "sync_url", "timeout")
+TARGET_FLAGS = ("url", "protocol", "sync_url", "timeout", "product", "billing", "optional")
 """The settings a command's flags can set, as :func:`simulator.settings.load_settings` names them."""
 
 
@@ -109,7 +109,8 @@ def handle_errors() -> Iterator[None]:
 
 
 def target_options(function: F) -> F:
-    """``--url``, ``--protocol``, ``--sync-url``, ``--timeout``: the settings a flag may give."""
+    """``--url``, ``--protocol``, ``--sync-url``, ``--timeout`` and the product profile
+    (``--product``, ``--billing``, ``--optional/--no-optional``): the settings a flag may give."""
     options = [
         click.option("--url", help="The merchant's produce interface URL (env KOOSIM_URL)."),
         click.option(
@@ -124,6 +125,24 @@ def target_options(function: F) -> F:
             metavar="SECONDS",
             help=f"Per-call deadline: more than 0, at most {MAX_TIMEOUT:g} s "
             "(env KOOSIM_TIMEOUT, default 10).",
+        ),
+        click.option(
+            "--product",
+            type=click.Choice(["saas", "saas-kit", "license"]),
+            help="What the merchant sells: the interfaces koosim exercises (docs/protocol.md §1.2; "
+            "env KOOSIM_PRODUCT, default saas).",
+        ),
+        click.option(
+            "--billing",
+            type=click.Choice(["period", "one-time", "on-demand"]),
+            help="Billing mode: yearly/monthly, one-time or pay-per-use "
+            "(env KOOSIM_BILLING, default period).",
+        ),
+        click.option(
+            "--optional/--no-optional",
+            default=None,
+            help="Whether the product allows specification changes, so upgradeInstance and "
+            "changeInstanceCheck are exercised (env KOOSIM_OPTIONAL, default on).",
         ),
     ]
     for option in reversed(options):
@@ -215,8 +234,13 @@ class TargetInfo:
         return exchange
 
     def where(self, target: Target) -> str:
-        """How a line names the target: the reference merchant, or its URL."""
-        return "the bundled reference merchant" if self.settings.url is None else target.url
+        """How a line names the target: the reference merchant, or its URL, redacted of the
+        target's secrets and with hostile characters spelled out (Rich markup still to escape)."""
+        from simulator.redaction import printable, redact
+
+        if self.settings.url is None:
+            return "the bundled reference merchant"
+        return printable(redact(target.url, target.secrets), one_line=True)
 
     def reproduce(self, check_id: str, seed: int | None = None) -> str:
         """The ``koosim verify`` line that runs ``check_id`` alone with these flags."""
@@ -288,6 +312,7 @@ class ReportFiles:
     A path that cannot be written ends the command with exit 2 before the first call, not after
     the whole run (where it would hide the verdict). Each report is written to a temporary file
     beside it and renamed into place: a failed or interrupted write never leaves a 0-byte report.
+    Reports quote what the merchant answered, so they are 0600 (mkstemp's mode), like the history.
     """
 
     def __init__(self, **paths: Path | None) -> None:
@@ -320,21 +345,12 @@ class ReportFiles:
                 try:
                     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
                         handle.write(text)
-                    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp's 0600 is for secrets, not reports
                     os.replace(temporary, path)
                 except BaseException:
                     Path(temporary).unlink(missing_ok=True)
                     raise
             except OSError as exc:
                 raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def _umask() -> int:
-    import os
-
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 def check_listen_address(host: str, port: int, what: str) -> None:

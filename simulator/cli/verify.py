@@ -154,9 +154,10 @@ def verify(
     with sigterm_interrupts():
         try:
             with info.open(budget=True) as target:
+                where = escape(info.where(target))
                 console.print(
-                    f"koosim {__version__}: {plural(len(checks), 'check')} against {info.where(target)} "
-                    f"({target.protocol}), seed {seed}"
+                    f"koosim {__version__}: {plural(len(checks), 'check')} against {where} "
+                    f"({target.protocol}, profile {target.profile}), seed {seed}"
                 )
                 first = info.preflight(target, skip=no_preflight, seed=seed)
                 sent_first.extend([] if first is None else [first])
