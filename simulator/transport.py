@@ -49,6 +49,7 @@ from simulator.protocol import (
     sign_v1,
     sign_v2,
 )
+from simulator.protocol.profiles import DEFAULT_PROFILE, Profile
 from simulator.protocol.vocabulary import app_infos
 
 DEFAULT_TIMEOUT = 5.0
@@ -111,6 +112,8 @@ class Target:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     encrypt_type: str = DEFAULT_ENCRYPT_TYPE
     """How the seller chose to encrypt: v1 e-mail/mobile values are sent under it (§2.7, U20)."""
+    profile: Profile = DEFAULT_PROFILE
+    """What the merchant sells (docs/protocol.md §1.2): the interfaces koosim exercises."""
     learned_secrets: LearnedSecrets = field(default_factory=LearnedSecrets, repr=False, compare=False)
     """Plaintexts the transport decrypted during the run (appInfo passwords, v1 e-mails and
     phone numbers): a merchant may echo them, so they are redacted like the keys. Shared by

@@ -60,7 +60,10 @@ def test_explore_finds_shrinks_and_saves_a_replayable_scenario(
     # a rule resting on an ASSUMPTION is hunted with --warnings only, and never fails play
     warning = REGISTRY[mutant.catches].severity is Severity.WARNING
     hunt = ["--warnings"] if warning else []
-    found = koosim("explore", "--url", url, "--seed", "1", "--save-dir", "found", *hunt)
+    # saas-kit: the user-sync rules are drawn only for a joint-operation product (§1.2)
+    found = koosim(
+        "explore", "--url", url, "--seed", "1", "--save-dir", "found", "--product", "saas-kit", *hunt
+    )
     assert found.exit_code == 1, found.output
     assert f"✗ {mutant.catches}" in found.output
 
@@ -76,7 +79,7 @@ def test_explore_finds_shrinks_and_saves_a_replayable_scenario(
     assert f"[{mutant.catches}]" in replayed.output
 
     # And against a merchant that has never seen a call.
-    fresh = koosim("play", str(saved[0]), "--url", serve(merchant_app(mutant)))
+    fresh = koosim("play", str(saved[0]), "--url", serve(merchant_app(mutant)), "--product", "saas-kit")
     assert fresh.exit_code == (0 if warning else 1), fresh.output
     assert f"[{mutant.catches}]" in fresh.output
 

@@ -6,8 +6,9 @@ warning about an interface it does not have (it is a V2 SaaS product: no License
 finding koosim raised against it that the spec does not support was a false alarm.
 
 Some of those false alarms come from the calls koosim *sends* (§13 rows owned by other work:
-``upgrade`` instead of ``upgradeInstance``, K2; License checks on a SaaS product, K4). Exactly
-those assertions are marked with the row they wait on; nothing else is loosened.
+``upgrade`` instead of ``upgradeInstance``, K2). Exactly those assertions are marked with the row
+they wait on; nothing else is loosened. License checks on a SaaS product (K4) are gone since the
+profiles landed: the default saas profile skips them (§1.2), and the tests below say so.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from simulator.transport import Target
 ACCESS_KEY = "page-merchant-test-key"
 
 WAITS_ON_UPGRADE = "waits on docs/protocol.md §13 K2 (wire): koosim sends `upgrade`, not `upgradeInstance`"
-WAITS_ON_PROFILES = "waits on docs/protocol.md §13 K4 (profiles): License checks run on a SaaS product"
 UPGRADE_CHECKS = {
     "lifecycle.full",
     "lifecycle.unknown-instance",
@@ -77,15 +77,17 @@ def test_verify_fails_nothing_about_upgrades(verified: Run) -> None:
     assert not about_upgrades
 
 
-@pytest.mark.xfail(strict=True, reason=WAITS_ON_PROFILES)
 def test_verify_warns_about_no_interface_the_product_lacks(verified: Run) -> None:
+    """A SaaS product has no License interfaces: their checks are skipped, with the reason (§1.2)."""
     assert not _alarms(verified, LICENSE_CHECKS)
+    skipped = {r.check.id for r in verified.results if r.verdict is Verdict.SKIPPED}
+    assert skipped >= LICENSE_CHECKS
 
 
 def test_the_only_warnings_are_the_assumptions_it_does_not_share(verified: Run) -> None:
     """What remains are warnings koosim must give any merchant that reads the pages leniently:
     the code it refuses a nonce-less call with (U2), no Body-Sign on V2 (A8), a malformed
-    expireTime accepted (U2), upgrades (K2) and License (K4) aside."""
+    expireTime accepted (U2), upgrades (K2) aside."""
     warned = {r.check.id for r in verified.results if r.verdict is Verdict.WARNED}
     expected = {
         "security.v2-timestamp-missing",
@@ -93,7 +95,7 @@ def test_the_only_warnings_are_the_assumptions_it_does_not_share(verified: Run) 
         "lifecycle.invalid-parameters",
         "lifecycle.after-release",
     }
-    assert warned - UPGRADE_CHECKS - LICENSE_CHECKS <= expected, _alarms(verified)
+    assert warned - UPGRADE_CHECKS <= expected, _alarms(verified)
     for result in verified.results:
         if result.verdict is Verdict.WARNED and result.check.severity is Severity.ERROR:
             assert all(not finding.fails(result.check) for finding in result.findings)
@@ -133,8 +135,6 @@ PLAYABLE = [
         name,
         marks=[pytest.mark.xfail(strict=True, reason=WAITS_ON_UPGRADE)]
         if name in {"full-lifecycle", "unknown-instance", "upgrade"}
-        else [pytest.mark.xfail(strict=True, reason=WAITS_ON_PROFILES)]
-        if name in {"license-validity"}
         else [],
     )
     for name in _library()

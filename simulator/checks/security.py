@@ -138,7 +138,8 @@ def v1_body_sign(ctx: Context) -> None:
     ``sign_type="HMAC-SHA256", signature="…"`` [S32][S49].
     """
     created = ctx.new_instance()
-    ctx.send(query_fields(created.instance_id), "queryInstance")
+    if ctx.applies(query_fields(created.instance_id)):
+        ctx.send(query_fields(created.instance_id), "queryInstance")
     for exchange in (e for e in ctx.exchanges if e.answered):
         problem = body_sign_problem(exchange, ctx.target.access_key)
         if problem is not None:
