@@ -40,9 +40,11 @@ import urllib3.connection
 import urllib3.exceptions
 
 from simulator.errors import TimeBudget
+from simulator.model import v1_fields
 from simulator.protocol import (
     DecryptionError,
     EncryptType,
+    canonical_body,
     decrypt,
     format_v1_timestamp,
     sign_sync,
@@ -256,6 +258,7 @@ class Transport:
         for scheme in ("http://", "https://"):
             self.session.mount(scheme, adapter)
         self._on_exchange = on_exchange
+        self._v2_calls = 0
 
     def close(self) -> None:
         self.session.close()
@@ -274,18 +277,29 @@ class Transport:
         return self.perform(exchange)
 
     def _prepare_v2(self, fields: Mapping[str, Any], tamper: Tamper) -> Exchange:
+        # Across a run, every other call (docs/protocol.md §2.1, §13): the outer signature in upper-
+        # case hex as the interface pages' examples write it, else lower case as the signing page
+        # does (A4); and a normal call's testFlag sent as "0" instead of left out (A14; not on
+        # changeInstanceCheck, whose page omits it on real calls, §4.7).
+        self._v2_calls += 1
+        other_half = self._v2_calls % 2 == 0
         body = dict(fields)
+        if other_half and "testFlag" not in body and body.get("activity") != "changeInstanceCheck":
+            body["testFlag"] = "0"
         timestamp = str(tamper.timestamp_ms if tamper.timestamp_ms is not None else now_ms())
         nonce = new_nonce()
+        signature = sign_v2(body, self.target.access_key, timestamp, nonce)
         query = {
-            "signature": sign_v2(body, self.target.access_key, timestamp, nonce),
+            "signature": signature.upper() if other_half else signature,
             "timestamp": timestamp,
             "nonce": nonce,
         }
         if tamper.signature is not None:
             query["signature"] = tamper.signature
         query = {name: value for name, value in query.items() if name not in tamper.omit}
-        payload = tamper.body if tamper.body is not None else json_bytes(body)
+        # The body goes out already in its canonical form (§2.1, A3, U1), so a merchant hashing
+        # the bytes it received and one re-serialising them in ascending order agree.
+        payload = tamper.body if tamper.body is not None else canonical_body(body).encode("utf-8")
         return Exchange(
             interface=PRODUCE,
             protocol="v2",
@@ -302,7 +316,7 @@ class Transport:
         # v1 carries everything as query strings; a structured value travels as its JSON text.
         params = {
             name: value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-            for name, value in fields.items()
+            for name, value in v1_fields(fields).items()
             if value is not None
         }
         moment = datetime.now(UTC)

@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 
 from simulator import contracts
 from simulator.contracts import UnknownContract, Violation, known_contracts, schema_for, validate
+from simulator.model import v1_fields
 from simulator.protocol.codes import ResultCode
 from simulator.resources import data_dir
 
@@ -19,10 +20,24 @@ PRODUCE = [
     "refreshInstance",
     "updateInstanceStatus",
     "releaseInstance",
-    "upgrade",
+    "upgradeInstance",
     "queryInstance",
     "changeInstanceCheck",
 ]
+"""The V2 produce activities (docs/protocol.md §4)."""
+V1_NAME = {"upgradeInstance": "upgrade"}
+"""Where V1 names an activity differently (docs/protocol.md §5.1: V1's upgrade is ``upgrade``)."""
+PRODUCE_V1 = [V1_NAME.get(name, name) for name in PRODUCE]
+ACTIVITY_MAX = {
+    "newInstance": 20,
+    "refreshInstance": 20,
+    "upgradeInstance": 32,
+    "updateInstanceStatus": 32,
+    "queryInstance": 20,
+    "releaseInstance": 32,
+    "changeInstanceCheck": 32,
+}
+"""The Maximum Length of each V2 table's ``activity`` row (docs/protocol.md §4.1-§4.7)."""
 LICENSE = ["getLicense", "refreshLicense", "expireLicense", "releaseLicense"]
 SYNC = ["tenantSync", "applicationSync", "authSync", "singleOrgSync", "allOrgSync"]
 MARKETPLACE = ["queryOrder", "usagePush"]
@@ -30,7 +45,7 @@ DIRECTIONS = ["request", "response"]
 
 EXPECTED = sorted(
     [("v2", name, d) for name in PRODUCE + LICENSE for d in DIRECTIONS]
-    + [("v1", name, d) for name in PRODUCE for d in DIRECTIONS]
+    + [("v1", name, d) for name in PRODUCE_V1 for d in DIRECTIONS]
     + [("sync", name, d) for name in SYNC for d in DIRECTIONS]
     + [("marketplace", name, d) for name in MARKETPLACE for d in DIRECTIONS]
     + [("openapi", name, d) for name in MARKETPLACE for d in DIRECTIONS]
@@ -96,16 +111,15 @@ def test_request_activity_is_a_const_equal_to_the_file_name() -> None:
     for family, name, direction in EXPECTED:
         if family in ("v1", "v2") and direction == "request":
             schema = schema_for(family, name, direction)
-            assert schema["properties"]["activity"] == {
-                "type": "string",
-                "const": name,
-                "description": "Names the call.",
-            }
+            activity = schema["properties"]["activity"]
+            assert activity["type"] == "string" and activity["const"] == name
             assert "activity" in schema["required"]
+            if family == "v2" and name in ACTIVITY_MAX:
+                assert activity["maxLength"] == ACTIVITY_MAX[name], name
 
 
 def test_v1_adds_its_signature_parameters() -> None:
-    for name in PRODUCE:
+    for name in PRODUCE_V1:
         schema = schema_for("v1", name, "request")
         assert {"timeStamp", "authToken"} <= set(schema["required"])
         assert schema["properties"]["timeStamp"]["pattern"] == "^[0-9]{17}$"
@@ -114,7 +128,7 @@ def test_v1_adds_its_signature_parameters() -> None:
 def test_v1_answers_are_the_v2_answers() -> None:
     metadata = ("$id", "title", "description")
     for name in PRODUCE:
-        v1, v2 = schema_for("v1", name, "response"), schema_for("v2", name, "response")
+        v1, v2 = schema_for("v1", V1_NAME.get(name, name), "response"), schema_for("v2", name, "response")
         assert {k: v for k, v in v1.items() if k not in metadata} == {
             k: v for k, v in v2.items() if k not in metadata
         }
@@ -127,6 +141,7 @@ ALLOWED_CODES = {
     "updateInstanceStatus": BASE_CODES | {"000003"},
     "releaseInstance": BASE_CODES | {"000003"},
     "upgrade": BASE_CODES | {"000003", "000100"},
+    "upgradeInstance": BASE_CODES | {"000003", "000100"},
     "queryInstance": BASE_CODES,
     "changeInstanceCheck": BASE_CODES | {"000003"},
     "getLicense": BASE_CODES,
@@ -146,7 +161,7 @@ SUCCESS_NEEDS = {"newInstance": "instanceId", "queryInstance": "info", "getLicen
 
 @pytest.mark.parametrize(
     ("family", "name"),
-    [("v2", n) for n in PRODUCE + LICENSE] + [("v1", n) for n in PRODUCE] + [("sync", n) for n in SYNC],
+    [("v2", n) for n in PRODUCE + LICENSE] + [("v1", n) for n in PRODUCE_V1] + [("sync", n) for n in SYNC],
 )
 def test_answers_allow_exactly_the_codes_of_their_call(family: str, name: str) -> None:
     schema = schema_for(family, name, "response")
@@ -183,7 +198,8 @@ SECTION_4_BODY = {
     "flag": "1",
 }
 ENCRYPTED = "0123456789abcdefwY6Pgfqxrl//dezrq9KbkA=="  # protocol.md §5, encryptType 2
-IDS_100 = ",".join(f"inst-{i:03d}" for i in range(100))
+IDS_100_CHARS = ",".join(f"inst-{i:03d}" for i in range(11)) + ",x"
+"""Twelve IDs in exactly 100 characters: the most queryInstance's instanceId holds (§4.5, A9)."""
 IDS_101 = ",".join(f"inst-{i:03d}" for i in range(101))
 V1 = {"timeStamp": "20231114221320000", "authToken": "eVUwTfvWeeFmdlI7w71kWM2HgB4+Rc3UalMe7R3sVPg="}
 OK = {"resultCode": "000000", "resultMsg": "success."}
@@ -195,17 +211,21 @@ APP_INFO = {
     "memo": "首次登录请修改密码",
 }
 NEW_INSTANCE = {
-    **SECTION_2_BODY,
+    "activity": "newInstance",
+    "orderId": "CS1906666666ABCDE",
+    "orderLineId": "CS1906666666ABCDE-000001",
     "businessId": "61e834ba-7b97-4418-b8f7-e5345137278c",
-    "customerId": "68cbc86abc2018ab880d92f36422fa0e",
-    "productId": "00301-666666-0--0",
-    "skuCode": "a1b2c3d4-0001",
+    "testFlag": "1",
 }
+"""The five fields of docs/protocol.md §4.1's table."""
 PRODUCE_REQUESTS: dict[str, list[dict[str, Any]]] = {
     "newInstance": [
         NEW_INSTANCE,
+        {key: value for key, value in NEW_INSTANCE.items() if key != "testFlag"},
+        {**NEW_INSTANCE, "testFlag": "0"},
         {
             **NEW_INSTANCE,
+            "customerId": "68cbc86abc2018ab880d92f36422fa0e",
             "userId": "u-1",
             "userName": "buyer",
             "mobilePhone": "13800000000",
@@ -236,7 +256,6 @@ PRODUCE_REQUESTS: dict[str, list[dict[str, Any]]] = {
             "expireTime": "20261114235959",
             "scene": "TRIAL_TO_FORMAL",
             "productId": "00301-666666-0--1",
-            "skuCode": "a1b2c3d4-0002",
         },
     ],
     "updateInstanceStatus": [
@@ -246,22 +265,24 @@ PRODUCE_REQUESTS: dict[str, list[dict[str, Any]]] = {
     "releaseInstance": [
         {"activity": "releaseInstance", "instanceId": "inst-001"},
         {"activity": "releaseInstance", "instanceId": "inst-001", "orderId": "CS1906666666ABCDE"},
-    ],
-    "upgrade": [
         {
-            "activity": "upgrade",
+            "activity": "releaseInstance",
+            "instanceId": "inst-001",
+            "orderId": "CS1906666666ABCDF",
+            "orderLineId": "CS1906666666ABCDF-000001",
+        },
+    ],
+    "upgradeInstance": [
+        {
+            "activity": "upgradeInstance",
             "instanceId": "inst-001",
             "orderId": "CS1906666666ABCDG",
             "orderLineId": "CS1906666666ABCDG-000001",
-            "productId": "00301-666666-0--2",
-            "skuCode": "a1b2c3d4-0003",
-            "amount": "1200.00",
-            "diffAmount": "300",
         }
     ],
     "queryInstance": [
         {"activity": "queryInstance", "instanceId": "inst-001"},
-        {"activity": "queryInstance", "instanceId": IDS_100},
+        {"activity": "queryInstance", "instanceId": IDS_100_CHARS},
     ],
     "changeInstanceCheck": [
         {
@@ -317,8 +338,9 @@ LICENSE_REQUESTS: dict[str, list[dict[str, Any]]] = {
 
 
 def _v1(request: dict[str, Any]) -> dict[str, Any]:
-    """A v1 query: nulls cannot travel in a query string, objects travel as JSON text."""
-    query = {k: v for k, v in request.items() if v is not None}
+    """A v1 query: nulls cannot travel in a query string, objects travel as JSON text; V1's
+    activity names and members (docs/protocol.md §5, via the model's mapping)."""
+    query = {k: v for k, v in v1_fields(request, product_id="00301-666666-0--2").items() if v is not None}
     if isinstance(query.get("productInfo"), dict):
         query["productInfo"] = json.dumps(query["productInfo"])
     for encrypted in ("mobilePhone", "email"):
@@ -338,7 +360,7 @@ ANSWERS: dict[str, list[dict[str, Any]]] = {
     "refreshInstance": [OK, {"resultCode": "000003", "resultMsg": "instance not found"}],
     "updateInstanceStatus": [OK, {"resultCode": "000003", "resultMsg": "instance not found"}],
     "releaseInstance": [OK, {"resultCode": "000003", "resultMsg": "instance not found"}],
-    "upgrade": [OK, {"resultCode": "000100", "resultMsg": "no resource"}],
+    "upgradeInstance": [OK, {"resultCode": "000100", "resultMsg": "no resource"}],
     "queryInstance": [
         {**OK, "info": []},
         {
@@ -567,12 +589,12 @@ def _valid_examples() -> list[tuple[str, str, str, dict[str, Any]]]:
     for name, requests in {**PRODUCE_REQUESTS, **LICENSE_REQUESTS}.items():
         examples += [("v2", name, "request", request) for request in requests]
         if name in PRODUCE:
-            examples += [("v1", name, "request", _v1(request)) for request in requests]
+            examples += [("v1", V1_NAME.get(name, name), "request", _v1(request)) for request in requests]
     for name, answers in ANSWERS.items():
         family = "sync" if name in SYNC else "v2"
         examples += [(family, name, "response", answer) for answer in answers]
         if name in PRODUCE:
-            examples += [("v1", name, "response", answer) for answer in answers]
+            examples += [("v1", V1_NAME.get(name, name), "response", answer) for answer in answers]
     for name, requests in SYNC_REQUESTS.items():
         examples += [("sync", name, "request", request) for request in requests]
     for (name, direction), values in MARKETPLACE_EXCHANGES.items():
@@ -583,6 +605,7 @@ def _valid_examples() -> list[tuple[str, str, str, dict[str, Any]]]:
 
 
 VALID = _valid_examples()
+assert len(IDS_100_CHARS) == 100
 
 
 def test_every_contract_has_a_valid_example() -> None:
@@ -599,11 +622,11 @@ def test_valid_exchange_has_no_violation(family: str, name: str, direction: str,
 
 
 def test_section_2_vector_lacks_only_the_members_newinstance_requires() -> None:
-    # The §2 body is a signing vector, not a complete order: the null saasExtendParams, the
-    # Chinese customerName and testFlag pass; only the required members it leaves out fail.
+    # The §14 body is a signing vector, not a page-shaped order: the null saasExtendParams, the
+    # Chinese customerName (members the table does not have, ignored per U46) and testFlag
+    # pass; only businessId, which §4.1 makes mandatory, is missing.
     assert validate(SECTION_2_BODY, "v2", "newInstance", "request") == [
-        Violation(f"$.{member}", f"required member {member!r} is missing")
-        for member in sorted(["businessId", "customerId", "productId", "skuCode"])
+        Violation("$.businessId", "required member 'businessId' is missing")
     ]
 
 
@@ -694,7 +717,7 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
         "request",
         {"activity": "queryInstance", "instanceId": IDS_101},
         "$.instanceId",
-        "does not match '^[^,]+(,[^,]+){0,99}$'",
+        "is too long",
     ),
     (
         "empty id in queryInstance",
@@ -1066,9 +1089,9 @@ def test_101_ids_is_reported_briefly() -> None:
 
 
 def test_violations_are_sorted_and_not_repeated() -> None:
-    violations = validate({"activity": "upgrade"}, "v2", "upgrade", "request")
+    violations = validate({"activity": "upgrade"}, "v1", "upgrade", "request")
     paths = [v.path for v in violations]
-    assert paths == ["$.instanceId", "$.orderId", "$.orderLineId", "$.productId", "$.skuCode"]
+    assert paths == ["$.authToken", "$.instanceId", "$.orderId", "$.productId", "$.skuCode", "$.timeStamp"]
 
 
 def test_odd_member_names_are_quoted_in_the_path() -> None:

@@ -98,10 +98,10 @@ def test_a_played_failure_is_recorded_with_the_severity_verify_gives_its_check()
         (Situation("authSync", sync=True, fields={"flag": "0"}), "idempotency.user-sync-delete"),
         (Situation("tenantSync", sync=True), "sync.directory"),
         (Situation("queryInstance", fields={"instanceId": "a,b"}), "lifecycle.query-several"),
-        (Situation("upgrade"), "lifecycle.unknown-instance"),
-        (Situation("upgrade", state=InstanceState.RELEASED), "lifecycle.after-release"),
+        (Situation("upgradeInstance"), "lifecycle.unknown-instance"),
+        (Situation("upgradeInstance", state=InstanceState.RELEASED), "lifecycle.after-release"),
         (Situation("releaseInstance", state=InstanceState.RELEASED), "idempotency.release-resend"),
-        (Situation("upgrade", again=True, state=InstanceState.ACTIVE), "idempotency.upgrade-resend"),
+        (Situation("upgradeInstance", again=True, state=InstanceState.ACTIVE), "idempotency.upgrade-resend"),
         (
             Situation("refreshInstance", state=InstanceState.ACTIVE, fields={"scene": "TRIAL_TO_FORMAL"}),
             "lifecycle.trial-to-formal",

@@ -153,7 +153,8 @@ def test_v2_body_with_unicode_escapes_is_accepted(client: FlaskClient) -> None:
 
 
 def test_v2_body_with_any_one_byte_changed_is_refused_with_000001(client: FlaskClient) -> None:
-    body = independent.new_order(saasExtendParams="eyJrIjoidiJ9")
+    # Members the page does not list are ignored (U46) but still signed: room for many bytes.
+    body = independent.new_order(saasExtendParams="eyJrIjoidiJ9" * 8, customerName="测试客户")
     query = independent.v2_query(body, ACCESS_KEY)
     data = json.dumps(body, ensure_ascii=False).encode("utf-8")
     positions = [i for i, byte in enumerate(data) if chr(byte).isascii() and chr(byte).isalnum()]
@@ -216,9 +217,7 @@ def test_v2_body_that_is_not_a_json_object_is_refused_with_000002(client: FlaskC
     assert post_v2(client, {}, data=data)["resultCode"] == "000002"
 
 
-@pytest.mark.parametrize(
-    "field", ["businessId", "orderId", "orderLineId", "customerId", "productId", "skuCode"]
-)
+@pytest.mark.parametrize("field", ["businessId", "orderId", "orderLineId"])
 def test_v2_missing_required_field_is_refused_with_000002(client: FlaskClient, field: str) -> None:
     body = independent.new_order()
     del body[field]
@@ -229,8 +228,8 @@ def test_v2_missing_required_field_is_refused_with_000002(client: FlaskClient, f
 
 @pytest.mark.parametrize(
     "change",
-    [{"expireTime": "2099-12-31"}, {"testFlag": "yes"}, {"orderId": "x" * 65}, {"customerId": 42}],
-    ids=["expireTime-format", "testFlag-enum", "orderId-too-long", "customerId-not-a-string"],
+    [{"testFlag": "yes"}, {"orderId": "x" * 65}, {"businessId": 42}, {"activity": "newInstance" + "x" * 10}],
+    ids=["testFlag-enum", "orderId-too-long", "businessId-not-a-string", "activity-too-long"],
 )
 def test_v2_malformed_field_is_refused_with_000002(client: FlaskClient, change: dict[str, Any]) -> None:
     assert post_v2(client, independent.new_order(**change))["resultCode"] == "000002"
@@ -456,14 +455,13 @@ def test_concurrent_resends_through_a_real_server_yield_one_instance(rsa_key: by
 
 def lifecycle_call(instance: dict[str, Any], activity: str, **fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {"activity": activity, "instanceId": instance["instanceId"]}
-    if activity in ("refreshInstance", "upgrade"):
-        base.update(orderId=instance["orderId"], orderLineId=instance["orderLineId"])
+    # Follow-up calls name their own, new order (docs/protocol.md §4.2, §4.3).
+    if activity in ("refreshInstance", "upgradeInstance"):
+        base.update(orderId=instance["orderId"] + "N", orderLineId=instance["orderId"] + "N-000001")
     if activity == "refreshInstance":
         base.update(expireTime="21001231235959", scene="RENEWAL")
     if activity == "updateInstanceStatus":
         base.update(status="FREEZE")
-    if activity == "upgrade":
-        base.update(productId="00301-666666-0--1", skuCode="sku-pro", amount="100.00", diffAmount="50")
     if activity == "changeInstanceCheck":
         base.update(productInfo={"productId": "00301-666666-0--1", "skuCode": "sku-pro"})
     return {**base, **fields}
@@ -474,10 +472,10 @@ def lifecycle_call(instance: dict[str, Any], activity: str, **fields: Any) -> di
     [
         ("refreshInstance", {}),
         ("refreshInstance", {"scene": "UNSUBSCRIBE_RENEWAL_PERIOD"}),
-        ("refreshInstance", {"scene": "TRIAL_TO_FORMAL", "productId": "p-formal", "skuCode": "s-formal"}),
+        ("refreshInstance", {"scene": "TRIAL_TO_FORMAL", "productId": "p-formal"}),
         ("updateInstanceStatus", {"status": "FREEZE"}),
         ("updateInstanceStatus", {"status": "UNFREEZE"}),
-        ("upgrade", {}),
+        ("upgradeInstance", {}),
         ("changeInstanceCheck", {}),
     ],
     ids=[
@@ -533,13 +531,16 @@ def test_query_instance_answers_the_known_ids_with_their_app_info(
     ]
 
 
-def test_query_instance_takes_100_ids_and_refuses_101(client: FlaskClient, instance: dict[str, Any]) -> None:
-    ids = [instance["instanceId"]] + [f"inst-unknown-{i}" for i in range(99)]
-    answer = post_v2(client, {"activity": "queryInstance", "instanceId": ",".join(ids)})
+def test_query_instance_takes_100_characters_and_refuses_101(
+    client: FlaskClient, instance: dict[str, Any]
+) -> None:
+    # docs/protocol.md §4.5: instanceId is a String of at most 100 characters (A9).
+    ids = f"{instance['instanceId']},".ljust(100, "x")
+    answer = post_v2(client, {"activity": "queryInstance", "instanceId": ids})
     assert answer["resultCode"] == "000000"
     assert [item["instanceId"] for item in answer["info"]] == [instance["instanceId"]]
-    too_many = ",".join([*ids, "inst-unknown-100"])
-    assert post_v2(client, {"activity": "queryInstance", "instanceId": too_many})["resultCode"] == "000002"
+    too_long = ids + "x"
+    assert post_v2(client, {"activity": "queryInstance", "instanceId": too_long})["resultCode"] == "000002"
 
 
 def test_release_then_resend_then_everything_else_is_000003(
@@ -548,7 +549,7 @@ def test_release_then_resend_then_everything_else_is_000003(
     release = lifecycle_call(instance, "releaseInstance", orderId=instance["orderId"])
     assert post_v2(client, release)["resultCode"] == "000000"
     assert post_v2(client, release)["resultCode"] == "000000"  # a resend (practice)
-    for activity in ("refreshInstance", "updateInstanceStatus", "upgrade", "changeInstanceCheck"):
+    for activity in ("refreshInstance", "updateInstanceStatus", "upgradeInstance", "changeInstanceCheck"):
         assert post_v2(client, lifecycle_call(instance, activity))["resultCode"] == "000003", activity
     query = post_v2(client, {"activity": "queryInstance", "instanceId": instance["instanceId"]})
     assert query["resultCode"] == "000000"
@@ -557,7 +558,7 @@ def test_release_then_resend_then_everything_else_is_000003(
 
 @pytest.mark.parametrize(
     "activity",
-    ["refreshInstance", "updateInstanceStatus", "releaseInstance", "upgrade", "changeInstanceCheck"],
+    ["refreshInstance", "updateInstanceStatus", "releaseInstance", "upgradeInstance", "changeInstanceCheck"],
 )
 def test_unknown_instance_is_000003(client: FlaskClient, activity: str) -> None:
     ghost = {"instanceId": "inst-does-not-exist", "orderId": "CS0", "orderLineId": "CS0-1"}
@@ -582,8 +583,17 @@ def test_lifecycle_works_over_v1_too(client: FlaskClient) -> None:
 # --- licence products --------------------------------------------------------------------------
 
 
+LICENSE_ORDER = {
+    "activity": "getLicense",
+    "customerId": "68cbc86abc2018ab880d92f36422fa0e",
+    "productId": "00301-666666-0--0",
+    "skuCode": "sku-basic",
+}
+"""getLicense's fields are ASSUMPTION U24 (docs/protocol.md §6.1): the order, customer and product."""
+
+
 def test_license_lifecycle(client: FlaskClient) -> None:
-    order = independent.new_order(activity="getLicense")
+    order = independent.new_order(**LICENSE_ORDER)
     got = post_v2(client, order)
     assert got["resultCode"] == "000000"
     license_code = got["license"]
@@ -614,7 +624,7 @@ def test_unknown_license_is_000003(client: FlaskClient, activity: str) -> None:
 
 
 def test_get_license_without_order_line_is_000002(client: FlaskClient) -> None:
-    order = independent.new_order(activity="getLicense")
+    order = independent.new_order(**LICENSE_ORDER)
     del order["orderLineId"]
     assert post_v2(client, order)["resultCode"] == "000002"
 

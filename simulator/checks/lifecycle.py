@@ -43,7 +43,7 @@ def full(ctx: Context) -> None:
         ("updateInstanceStatus FREEZE", status_fields(instance_id, "FREEZE")),
         ("updateInstanceStatus UNFREEZE", status_fields(instance_id, "UNFREEZE")),
         ("changeInstanceCheck", change_check_fields(instance_id, order.product_id, "sku-pro-0002")),
-        ("upgrade", order.upgrade_fields(instance_id)),
+        ("upgradeInstance", order.upgrade_fields(instance_id)),
         ("releaseInstance", release_fields(instance_id)),
     ]
     for label, fields in steps:
@@ -88,7 +88,7 @@ def unknown_instance(ctx: Context) -> None:
         ("refreshInstance", order.refresh_fields(unknown, ctx.orders.expire_time(days=60))),
         ("updateInstanceStatus FREEZE", status_fields(unknown, "FREEZE")),
         ("updateInstanceStatus UNFREEZE", status_fields(unknown, "UNFREEZE")),
-        ("upgrade", order.upgrade_fields(unknown)),
+        ("upgradeInstance", order.upgrade_fields(unknown)),
         ("releaseInstance", release_fields(unknown)),
     ]
     for label, fields in calls:
@@ -148,7 +148,7 @@ def after_release(ctx: Context) -> None:
         ("refreshInstance RENEWAL", order.refresh_fields(instance_id, ctx.orders.expire_time(days=90))),
         ("updateInstanceStatus FREEZE", status_fields(instance_id, "FREEZE")),
         ("updateInstanceStatus UNFREEZE", status_fields(instance_id, "UNFREEZE")),
-        ("upgrade", order.upgrade_fields(instance_id)),
+        ("upgradeInstance", order.upgrade_fields(instance_id)),
     ):
         exchange = ctx.send(fields, f"{label} after release")
         ctx.expect(exchange, lifecycle.expected_code(fields), f"{label} of a released instance")

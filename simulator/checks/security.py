@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from simulator.checks.base import Context, check, describe
+from simulator.checks.base import Context, Severity, check, describe
 from simulator.model import query_fields
 from simulator.protocol import DecryptionError, EncryptType, ResultCode, decrypt, encrypt, verify_body_sign
 from simulator.protocol.vocabulary import app_infos
@@ -50,6 +50,33 @@ def v2_body_tampered(ctx: Context) -> None:
     changed = dict(fields, orderId=fields["orderId"][:-1] + ("Y" if fields["orderId"].endswith("X") else "X"))
     exchange = ctx.send(fields, "newInstance, body changed after signing", Tamper(body=json_bytes(changed)))
     ctx.expect(exchange, ResultCode.AUTH_FAILED, "a body that does not match its signature must be refused")
+
+
+@check(
+    "security.v2-body-key-order",
+    rule="docs/protocol.md §2.1, A3, U1",
+    severity=Severity.WARNING,
+    protocols=("v2",),
+)
+def v2_body_key_order(ctx: Context) -> None:
+    """A v2 body whose members arrive in another order is accepted: the signature covers the
+    canonical form (members sorted ascending), not the bytes as received.
+
+    koosim normally sends bodies already in canonical order, so hashing the received bytes
+    passes unnoticed; this call sends the same members in descending order. A warning: no page
+    defines the canonical form (ASSUMPTION U1; the pages disagree on the order, A3).
+    """
+    fields = {name: value for name, value in _probe_fields(ctx).items() if value is not None}
+    reordered = json_bytes(dict(sorted(fields.items(), reverse=True)))
+    exchange = ctx.send(fields, "newInstance, members in descending order", Tamper(body=reordered))
+    if exchange.result_code == ResultCode.AUTH_FAILED.value:
+        ctx.fail(
+            "signature computed over the body as received, not the canonical form (members sorted "
+            f"by name, ASSUMPTION U1): the same members in another order were refused, {describe(exchange)}",
+            exchange,
+        )
+    else:
+        ctx.expect(exchange, ResultCode.SUCCESS, "the same call with its members in another order")
 
 
 @check("security.v2-timestamp-stale", rule="§2", protocols=("v2",))

@@ -299,8 +299,8 @@ class Player:
                 "UNSUBSCRIBE_RENEWAL_PERIOD": order.expire_time,
             }.get(scene, self.orders.expire_time(days=60))
             return order.refresh_fields(instance_id, expire_time, scene)
-        if activity == "upgrade":  # the upgrade's order line: the first one's, numbered 000002
-            return order.upgrade_fields(instance_id) | {"orderLineId": order.order_line_id[:-6] + "000002"}
+        if activity == "upgradeInstance":
+            return order.upgrade_fields(instance_id)
         return change_check_fields(instance_id, order.product_id, "sku-pro-0002")
 
     def _sync_defaults(self, call: str, instance_id: str, order: Order | None) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 INSTANCE_CHANGES = frozenset(
-    {"refreshInstance", "updateInstanceStatus", "releaseInstance", "upgrade", "changeInstanceCheck"}
+    {"refreshInstance", "updateInstanceStatus", "releaseInstance", "upgradeInstance", "changeInstanceCheck"}
 )
 """Produce activities about an instance that already exists, which change it (or check a change)."""
 PRODUCE_V1 = frozenset({"newInstance", "queryInstance"}) | INSTANCE_CHANGES

@@ -24,7 +24,7 @@ from simulator.protocol import (
     verify_v1,
     verify_v2,
 )
-from simulator.reference.activities import HANDLERS, PRODUCE_ACTIVITIES, Answer, Merchant, answer
+from simulator.reference.activities import PRODUCE_ACTIVITIES, V2_ACTIVITIES, Answer, Merchant, answer
 
 bp = Blueprint("produce", __name__)
 
@@ -77,7 +77,7 @@ def produce_v2() -> Response:
     if not is_fresh(timestamp, now_ms=int(time.time() * 1000)):
         return json_response(answer(ResultCode.INVALID_PARAMETER, "the timestamp is outside the 60 s window"))
     activity = body.get("activity")
-    if not isinstance(activity, str) or activity not in HANDLERS:
+    if not isinstance(activity, str) or activity not in V2_ACTIVITIES:
         return json_response(answer(ResultCode.INVALID_PARAMETER, f"unknown activity {activity!r}"))
     if (problem := first_violation(body, "v2", activity)) is not None:
         return json_response(answer(ResultCode.INVALID_PARAMETER, problem))
