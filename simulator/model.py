@@ -7,13 +7,14 @@ which the checks and the explorer compare with what the merchant actually said.
 
 from __future__ import annotations
 
+import json
 import random
 import secrets
 import string
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
 
@@ -188,6 +189,67 @@ def v1_fields(fields: Mapping[str, Any], product_id: str = Order.product_id) -> 
     if activity == "upgradeInstance":
         call = {"productId": product_id, "skuCode": UPGRADED_SKU} | call
     return call
+
+
+KIT_ZONE = timezone(timedelta(hours=8))
+"""Kit times are UTC+8 by default (docs/protocol.md §7.1, A32)."""
+
+
+def kit_time(moment: datetime) -> str:
+    """A Kit ``timeStamp`` / ``currentSyncTime``: 17 digits, yyyyMMddHHmmssSSS, UTC+8 (§7.1)."""
+    return moment.astimezone(KIT_ZONE).strftime("%Y%m%d%H%M%S%f")[:-3]
+
+
+def kit_envelope(call: str, body: Mapping[str, Any], moment: datetime) -> dict[str, Any]:
+    """The members every Kit call carries (docs/protocol.md §7.1): the mandatory ``testFlag``
+    (Integer, 0 = production data) and ``timeStamp``; authSync also ``currentSyncTime`` (§7.4).
+    What the caller set wins."""
+    envelope: dict[str, Any] = {"testFlag": 0, "timeStamp": kit_time(moment)}
+    if call == "authSync":
+        envelope["currentSyncTime"] = kit_time(moment)
+    return envelope | dict(body)
+
+
+def kit_user(
+    user_name: str, name: str | None = None, role: str = "user", enable: str = "true"
+) -> dict[str, str]:
+    """An authSync user entry with the page's mandatory members (docs/protocol.md §7.4)."""
+    return {
+        "userName": user_name,
+        "name": name or user_name,
+        "orgCode": KIT_ORGS[0]["orgCode"],
+        "role": role,
+        "enable": enable,
+    }
+
+
+KIT_ORGS = (
+    {"orgCode": "org-001", "name": "研发部", "parentCode": ""},
+    {"orgCode": "org-002", "name": "测试组", "parentCode": "org-001"},
+)
+"""koosim's departments: a top-level one (empty parentCode, §7.5) and one below it."""
+
+
+def org_info(orgs: Iterable[Mapping[str, str]] = KIT_ORGS) -> str:
+    """allOrgSync's ``orgInfo``: a JSON *string* holding a flat array (docs/protocol.md §7.6)."""
+    return json.dumps(list(orgs), ensure_ascii=False, separators=(",", ":"))
+
+
+def single_org_fields(
+    scope: Mapping[str, str], flag: int, org: Mapping[str, str] = KIT_ORGS[0]
+) -> dict[str, Any]:
+    """singleOrgSync per docs/protocol.md §7.5: ``orgName`` (not ``name``), ``parentCode``."""
+    return {
+        **scope,
+        "orgCode": org["orgCode"],
+        "orgName": org["name"],
+        "parentCode": org["parentCode"],
+        "flag": flag,
+    }
+
+
+TENANT_DOMAIN = "https://acme.tenantaccount.example"
+"""tenantSync's domainName: a full URL, as the page's example (docs/protocol.md §7.2)."""
 
 
 def fresh_seed() -> int:

@@ -40,7 +40,7 @@ import urllib3.connection
 import urllib3.exceptions
 
 from simulator.errors import TimeBudget
-from simulator.model import v1_fields
+from simulator.model import kit_envelope, v1_fields
 from simulator.protocol import (
     DecryptionError,
     EncryptType,
@@ -51,7 +51,7 @@ from simulator.protocol import (
     sign_v1,
     sign_v2,
 )
-from simulator.protocol.vocabulary import app_infos
+from simulator.protocol.vocabulary import KIT_PATHS, app_infos
 
 DEFAULT_TIMEOUT = 10.0
 """ASSUMPTION: how long the marketplace waits for an answer (not published), configurable."""
@@ -117,8 +117,10 @@ class Target:
         return f"Target(url={self.url!r}, protocol={self.protocol!r}, sync_url={self.sync_url!r})"
 
     def sync_call_url(self, call: str) -> str:
-        base = self.sync_url or f"{self.url.rstrip('/')}/v2"
-        return f"{base.rstrip('/')}/{call}"
+        """Where a Kit call goes (docs/protocol.md §7.1, A36): ``<produce URL>/tenantSync`` …,
+        ``<produce URL>/v2/authSync``; ``sync_url`` replaces the produce URL as the base."""
+        base = (self.sync_url or self.url).rstrip("/")
+        return f"{base}{KIT_PATHS.get(call, '/' + call)}"
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -355,7 +357,7 @@ class Transport:
         """Send one user-authorization sync call, signed with the target's sync key (§4)."""
         return self.post_signed(
             self.target.sync_call_url(call),
-            body,
+            kit_envelope(call, body, datetime.now(UTC)),
             self.target.sync_key or "",
             interface=SYNC,
             activity=call,

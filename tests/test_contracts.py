@@ -381,6 +381,10 @@ ANSWERS: dict[str, list[dict[str, Any]]] = {
     "singleOrgSync": [OK],
     "allOrgSync": [OK],
 }
+KIT = {"testFlag": 0, "timeStamp": "20220420114117642"}
+"""Every Kit call's mandatory testFlag (Integer) and timeStamp (17 digits, UTC+8) (§7.1)."""
+USER = {"userName": "alice", "name": "Alice", "orgCode": "org-001", "role": "admin", "enable": "true"}
+"""An authSync user with the page's mandatory members (§7.4)."""
 SYNC_REQUESTS: dict[str, list[dict[str, Any]]] = {
     "tenantSync": [
         {
@@ -390,8 +394,8 @@ SYNC_REQUESTS: dict[str, list[dict[str, Any]]] = {
             "tenantCode": "acme",
             "name": "Acme 有限公司",
             "domainName": "https://acme.tenant.example",
-            "flag": "1",
-            "testFlag": "0",
+            "flag": 1,
+            "testFlag": 0,
             "timeStamp": "20220413093539534",
         },
         {
@@ -401,7 +405,9 @@ SYNC_REQUESTS: dict[str, list[dict[str, Any]]] = {
             "tenantCode": "acme",
             "name": "Acme",
             "domainName": "https://acme.tenant.example",
-            "flag": "0",
+            "flag": 0,
+            "testFlag": 1,
+            "timeStamp": "20220413093539534",
         },
     ],
     "applicationSync": [
@@ -412,14 +418,28 @@ SYNC_REQUESTS: dict[str, list[dict[str, Any]]] = {
             "name": "CRM",
             "clientId": "client-001",
             "clientSecret": "bXkgcnNhIGNpcGhlcnRleHQ=",
-            "flag": "1",
+            "flag": 1,
+            **KIT,
         }
     ],
     "authSync": [
-        SECTION_4_BODY,
         {
-            **SECTION_4_BODY,
-            "flag": "0",
+            "instanceId": "inst-001",
+            "tenantId": "t-001",
+            "appId": "app-001",
+            "userList": [USER],
+            "currentSyncTime": "20220420114117642",
+            "flag": flag,
+            **KIT,
+        }
+        for flag in (0, 1, 2, 3)
+    ]
+    + [
+        {
+            "instanceId": "",
+            "tenantId": "t-001",
+            "appId": "app-001",
+            "flag": 1,
             "currentSyncTime": "20220420114117642",
             "userList": [
                 {
@@ -432,27 +452,40 @@ SYNC_REQUESTS: dict[str, list[dict[str, Any]]] = {
                     "extension": {"entryDate": "2022-11-9", "employeeType": "4"},
                 }
             ],
+            **KIT,
         },
     ],
     "singleOrgSync": [
-        {"instanceId": "inst-001", "tenantId": "t-001", "orgCode": "root", "name": "Acme", "flag": "1"},
+        {
+            "instanceId": "inst-001",
+            "tenantId": "t-001",
+            "orgCode": "root",
+            "orgName": "Acme",
+            "flag": 1,
+            **KIT,
+        },
         {
             "instanceId": "inst-001",
             "tenantId": "t-001",
             "orgCode": "rd",
-            "name": "研发部",
+            "orgName": "研发部",
             "parentCode": "root",
-            "flag": "0",
+            "flag": 2,
+            **KIT,
         },
     ],
     "allOrgSync": [
         {
             "instanceId": "inst-001",
             "tenantId": "t-001",
-            "orgList": [
-                {"orgCode": "root", "name": "Acme"},
-                {"orgCode": "rd", "name": "研发部", "parentCode": "root"},
-            ],
+            "orgInfo": json.dumps(
+                [
+                    {"orgCode": "root", "name": "Acme", "parentCode": ""},
+                    {"orgCode": "rd", "name": "研发部", "parentCode": "root"},
+                ],
+                ensure_ascii=False,
+            ),
+            **KIT,
         }
     ],
 }
@@ -630,8 +663,20 @@ def test_section_2_vector_lacks_only_the_members_newinstance_requires() -> None:
     ]
 
 
-def test_section_4_vector_is_a_valid_auth_sync() -> None:
-    assert validate(SECTION_4_BODY, "sync", "authSync", "request") == []
+def test_section_14_kit_vector_lacks_only_what_the_authsync_page_adds() -> None:
+    # The §14 x-sign body is a signing vector (U25), not a page-shaped authSync: its flag is a
+    # string, and it lacks the mandatory testFlag, timeStamp, currentSyncTime and the user's
+    # orgCode, role and enable (§7.1, §7.4, A39).
+    paths = {v.path for v in validate(SECTION_4_BODY, "sync", "authSync", "request")}
+    assert paths == {
+        "$.flag",
+        "$.testFlag",
+        "$.timeStamp",
+        "$.currentSyncTime",
+        "$.userList[0].orgCode",
+        "$.userList[0].role",
+        "$.userList[0].enable",
+    }
 
 
 # --- invalid exchanges --------------------------------------------------------------------
@@ -882,20 +927,38 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
         "required member 'license' is missing (required on success)",
     ),
     (
-        "sync flag 2",
+        "tenantSync flag 2 (modify is authSync's and singleOrgSync's)",
         "sync",
         "tenantSync",
         "request",
-        {**SYNC_REQUESTS["tenantSync"][0], "flag": "2"},
+        {**SYNC_REQUESTS["tenantSync"][0], "flag": 2},
         "$.flag",
-        "is not one of ['0', '1']",
+        "is not one of [0, 1]",
+    ),
+    (
+        "Kit flag as a string",
+        "sync",
+        "authSync",
+        "request",
+        {**SYNC_REQUESTS["authSync"][0], "flag": "1"},
+        "$.flag",
+        "is not of type 'integer'",
+    ),
+    (
+        "Kit without timeStamp",
+        "sync",
+        "singleOrgSync",
+        "request",
+        {k: v for k, v in SYNC_REQUESTS["singleOrgSync"][0].items() if k != "timeStamp"},
+        "$.timeStamp",
+        "required member 'timeStamp' is missing",
     ),
     (
         "sync user without userName",
         "sync",
         "authSync",
         "request",
-        {**SECTION_4_BODY, "userList": [{"name": "Alice"}]},
+        {**SYNC_REQUESTS["authSync"][0], "userList": [{"name": "Alice"}]},
         "$.userList[0].userName",
         "required member 'userName' is missing",
     ),
@@ -904,18 +967,18 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
         "sync",
         "authSync",
         "request",
-        {**SECTION_4_BODY, "userList": json.dumps(SECTION_4_BODY["userList"])},
+        {**SYNC_REQUESTS["authSync"][0], "userList": json.dumps([USER])},
         "$.userList",
         "is not of type 'array'",
     ),
     (
-        "org without orgCode",
+        "allOrgSync orgInfo as an array, not a JSON string",
         "sync",
         "allOrgSync",
         "request",
-        {"instanceId": "inst-001", "tenantId": "t-001", "orgList": [{"name": "Acme"}]},
-        "$.orgList[0].orgCode",
-        "required member 'orgCode' is missing",
+        {**SYNC_REQUESTS["allOrgSync"][0], "orgInfo": [{"orgCode": "root", "name": "Acme"}]},
+        "$.orgInfo",
+        "is not of type 'string'",
     ),
     (
         "queryOrder without orderId",

@@ -95,7 +95,7 @@ def test_a_played_failure_is_recorded_with_the_severity_verify_gives_its_check()
         (Situation("newInstance", expected="000002"), "lifecycle.invalid-parameters"),
         (Situation("getLicense", again=True), "idempotency.license-resend"),
         (Situation("expireLicense"), "lifecycle.license"),
-        (Situation("authSync", sync=True, fields={"flag": "0"}), "idempotency.user-sync-delete"),
+        (Situation("authSync", sync=True, fields={"flag": 0}), "idempotency.user-sync-delete"),
         (Situation("tenantSync", sync=True), "sync.directory"),
         (Situation("queryInstance", fields={"instanceId": "a,b"}), "lifecycle.query-several"),
         (Situation("upgradeInstance"), "lifecycle.unknown-instance"),

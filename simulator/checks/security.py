@@ -54,7 +54,7 @@ def v2_body_tampered(ctx: Context) -> None:
 
 @check(
     "security.v2-body-key-order",
-    rule="docs/protocol.md §2.1, A3, U1",
+    rule="§2.1, A3, U1",
     severity=Severity.WARNING,
     protocols=("v2",),
 )

@@ -44,7 +44,7 @@ from simulator.contracts import schema_for
 from simulator.engine.explore_defaults import DATABASE_DIR, DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS
 from simulator.engine.player import Judgement, Player, StepOutcome
 from simulator.engine.scenario import Expect, Scenario, Step
-from simulator.model import InstanceState, status_fields
+from simulator.model import InstanceState, kit_user, status_fields
 from simulator.protocol import ResultCode
 from simulator.protocol.vocabulary import ADD, DELETE, LICENSE_CALLS
 from simulator.transport import Target, Transport
@@ -433,15 +433,15 @@ class MarketplaceMachine(RuleBasedStateMachine):
         user=mostly("alice", st.sampled_from(USERS[1:])),
         flags=st.lists(st.sampled_from([ADD, DELETE]), min_size=1, max_size=3),
     )
-    def sync_user(self, order: str, user: str, flags: list[str]) -> None:
+    def sync_user(self, order: str, user: str, flags: list[int]) -> None:
         """authSync adds and deletes of one user, one call each: every repeat and every re-add succeeds."""
         for flag in flags:
-            kind, fields = ("add-user", {"role": "user"}) if flag == ADD else ("delete-user", {})
+            kind = "add-user" if flag == ADD else "delete-user"
             step = Step(
                 id=self._step_id(kind),
                 activity="sync:authSync",
                 of=(order,),
-                fields={"userList": [{"userName": user, **fields}], "flag": flag},
+                fields={"userList": [kit_user(user)], "flag": flag},
                 expect=Expect(SUCCESS, schema=True),
             )
             if self._play(step).failed:

@@ -26,7 +26,18 @@ from simulator.checks.answers import answer_checks
 from simulator.checks.base import describe
 from simulator.contracts import known_contracts, validate
 from simulator.engine.record import exchange_record
-from simulator.model import OrderFactory, change_check_fields, query_fields, release_fields, status_fields
+from simulator.model import (
+    KIT_ORGS,
+    TENANT_DOMAIN,
+    OrderFactory,
+    change_check_fields,
+    kit_user,
+    org_info,
+    query_fields,
+    release_fields,
+    single_org_fields,
+    status_fields,
+)
 from simulator.protocol import ResultCode, encrypt_client_secret
 from simulator.protocol.vocabulary import ADD, is_license
 from simulator.server.recording import RecordedRun
@@ -128,7 +139,7 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
                 "orderId": order.order_id,
                 "tenantCode": "acme",
                 "name": "Acme 有限公司",
-                "domainName": "acme",
+                "domainName": TENANT_DOMAIN,
                 "flag": ADD,
             }
         ),
@@ -148,16 +159,12 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
             scope
             | {
                 "appId": "app-001",
-                "userList": [{"userName": "alice", "name": "Alice", "role": "admin"}],
+                "userList": [kit_user("alice", "Alice", role="admin")],
                 "flag": ADD,
             }
         ),
-        "singleOrgSync": lambda: (
-            scope | {"orgCode": "org-001", "name": "研发部", "parentCode": "", "flag": ADD}
-        ),
-        "allOrgSync": lambda: (
-            scope | {"orgList": [{"orgCode": "org-001", "name": "研发部", "parentCode": ""}]}
-        ),
+        "singleOrgSync": lambda: single_org_fields(scope, ADD),
+        "allOrgSync": lambda: scope | {"orgInfo": org_info(KIT_ORGS[:1])},
     }
     if activity not in templates:
         family_of(activity, "v2")  # raises CallError naming the known activities
