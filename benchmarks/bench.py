@@ -46,7 +46,6 @@ from urllib.parse import urlencode
 import requests
 
 from simulator.checks import catalog, judge_exchange
-from simulator.engine.record import result_record
 from simulator.engine.run import Run, run_checks
 from simulator.model import OrderFactory, fresh_seed
 from simulator.protocol import sign_v2
@@ -310,7 +309,7 @@ def measure_verify(target: Target, workdir: Path, sizes: Sizes, bare_call: float
     args = [str(BIN / "koosim"), "verify", "--url", target.url, "--db", str(db)]
     timed_command(args, workdir, env)  # warm-up: the file system cache, the .pyc files
     walls = [timed_command(args, workdir, env)[0] for _ in range(sizes.verify_runs)]
-    runs = Store(db).runs(limit=sizes.verify_runs)
+    runs = Store(db).history.runs(limit=sizes.verify_runs)
     exchanges = median([run["exchange_count"] for run in runs])
     waits = designed_waits(target, workdir)
     floor = exchanges * bare_call + startup + waits
@@ -462,15 +461,17 @@ def fill_history(db: Path, sample: Run, exchanges: int, per_run: int) -> int:
     payload = 0
     for number in range(exchanges // per_run):
         run_id = f"bench-{number:05d}-{uuid.uuid4().hex[:6]}"
-        store.begin_run(run_id, kind="verify", target=target, secrets=secrets, planned=len(sample.results))
+        store.history.begin_run(
+            run_id, kind="verify", target=target, secrets=secrets, planned=len(sample.results)
+        )
         for index in range(per_run):
             template = sample.exchanges[index % len(sample.exchanges)]
             copy: Exchange = dataclasses.replace(template, id=uuid.uuid4().hex[:12])
-            record = store.add_exchange(run_id, copy, secrets)
+            record = store.history.add_exchange(run_id, copy, secrets)
             payload += len(json.dumps(record, ensure_ascii=False))
         for position, result in enumerate(sample.results):
-            store.add_result(run_id, position, result_record(result, secrets), secrets)
-        store.finish_run(run_id, exit_code=0)
+            store.history.add_check_result(run_id, position, result, secrets)
+        store.history.finish_run(run_id, exit_code=0)
     return payload
 
 
@@ -485,11 +486,11 @@ def measure_history(workdir: Path, sizes: Sizes, sample: Run) -> list[Line]:
 
     def query(db: Path) -> float:
         store = Store(db)
-        store.runs(limit=20)
+        store.history.runs(limit=20)
         timings = []
         for _ in range(sizes.query_runs):
             started = time.perf_counter()
-            store.runs(limit=20)  # what `koosim runs` asks
+            store.history.runs(limit=20)  # what `koosim runs` asks
             timings.append(time.perf_counter() - started)
         return median(timings)
 
@@ -516,7 +517,7 @@ def measure_history(workdir: Path, sizes: Sizes, sample: Run) -> list[Line]:
             big_query / small_query,
             "<= 1.25 (ours)",
             at_most(1.25)(big_query / small_query),
-            f"Store.runs(limit=20) {big_query * 1e3:.2f} ms vs {small_query * 1e3:.2f} ms with {baseline}",
+            f"History.runs(limit=20) {big_query * 1e3:.2f} ms vs {small_query * 1e3:.2f} ms with {baseline}",
             {"query_s": big_query, "baseline_query_s": small_query},
         ),
         Line(

@@ -43,7 +43,7 @@ from simulator.checks.base import describe
 from simulator.checks.idempotency import answered_ids
 from simulator.model import Order, OrderFactory, query_fields, within_query_limit
 from simulator.protocol import ResultCode
-from simulator.redaction import redact
+from simulator.redaction import printable, redact
 from simulator.resend import ResendPolicy
 from simulator.transport import Exchange, Target, Transport
 
@@ -337,7 +337,7 @@ def print_summary(console: Console, summary: LoadSummary) -> None:
         )
     console.print(table)
     for name, error, occurrences in summary.errors[:5]:
-        console.print(f"  {occurrences} × {escape(name)}: {escape(error)}", highlight=False)
+        console.print(f"  {occurrences} × {escape(printable(f'{name}: {error}'))}", highlight=False)
     rate_style = "red" if summary.error_rate > summary.max_error_rate else "green"
     console.print(
         f"[{rate_style}]error rate: {summary.error_rate:.2%}[/] ({summary.failures} of {summary.requests} "
@@ -351,7 +351,8 @@ def print_summary(console: Console, summary: LoadSummary) -> None:
         highlight=False,
     )
     for line, ids in list(summary.duplicates.items())[:SHOWN_DUPLICATES]:
-        console.print(f"  {escape(line)}: {escape(', '.join(sorted(ids)))}", highlight=False)
+        shown = printable(f"{line}: {', '.join(sorted(ids))}", one_line=True)  # ids the merchant chose
+        console.print(f"  {escape(shown)}", highlight=False)
     if len(summary.duplicates) > SHOWN_DUPLICATES:
         console.print(f"  … and {len(summary.duplicates) - SHOWN_DUPLICATES} more", highlight=False)
     for problem in summary.problems:

@@ -62,13 +62,13 @@ class Order:
     expire_time: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
-    def new_instance_fields(self, business_id: str) -> dict[str, str | None]:
+    def new_instance_fields(self, business_id: str) -> dict[str, str]:
         """The V2 newInstance body: exactly the five fields of docs/protocol.md §4.1 (A6).
 
         Customer, product, SKU and period are not in the call: the merchant learns them from
         Querying an Order (§8.1), which koosim answers from this order (``openapi.Sale``).
         """
-        fields: dict[str, str | None] = {
+        fields = {
             "activity": "newInstance",
             "businessId": business_id,
             "orderId": self.order_id,

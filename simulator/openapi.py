@@ -31,6 +31,7 @@ from enum import StrEnum
 from typing import Any
 
 from simulator.model import Order
+from simulator.protocol.limits import BASIC_UTC_FORMAT, COMPACT_TIME_FORMAT, GATEWAY_CLOCK_WINDOW
 from simulator.protocol.mkt import MktCode
 
 PREFIX = "/api/mkp-openapi-public/global/v1"
@@ -39,8 +40,8 @@ QUERY_ORDER_PATH = f"{PREFIX}/order/query"
 USAGE_PUSH_PATH = f"{PREFIX}/isv/usage-data"
 """§8.3: ``POST``, JSON body."""
 
-ORDER_TIME_FORMAT = "%Y%m%d%H%M%S"
-USAGE_TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+ORDER_TIME_FORMAT = COMPACT_TIME_FORMAT
+USAGE_TIME_FORMAT = BASIC_UTC_FORMAT
 MAX_ID_LENGTH = 64
 SUCCESS_MESSAGE = "Success"
 """The live answer's ``resultMsg`` [X3]."""
@@ -376,7 +377,7 @@ STRICT_MAX_RECORDS = 100
 """The MKT.9003 row's figure [S63]: 101 to 1000 records is accepted with a warning (A45)."""
 MAX_AGE = timedelta(days=21)
 """A record's begin time must be within the last 21 days (MKT.9004) [S63]."""
-FUTURE_SKEW = timedelta(minutes=15)
+FUTURE_SKEW = GATEWAY_CLOCK_WINDOW
 """ASSUMPTION (beside U39): a begin time later than now by more than the gateway's 15-minute
 clock window (§2.5) is not "within the last 21 days" either: MKT.9004."""
 MAX_USAGE_VALUE_LENGTH = 17

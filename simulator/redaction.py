@@ -15,16 +15,20 @@ string as it was.
 
 from __future__ import annotations
 
+import base64
+import html
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from itertools import chain, compress
 from operator import itemgetter
+from typing import Any
 from urllib.parse import quote, quote_plus
 
-WINDOW = 6
-"""Length of the slices of a text looked up among the needles' beginnings."""
+WINDOW = 5
+"""Length of the slices of a text looked up among the needles' beginnings; also the length of
+the hints redaction looks up (:func:`_hints`): any 10 characters hold 5 at a multiple of 5."""
 
 
 class _Needles:
@@ -55,7 +59,7 @@ def may_contain(text: str, needles: tuple[str, ...]) -> bool:
     """False only when none of ``needles`` occurs in ``text``.
 
     Looking for each needle costs a pass over the text per needle; with many needles, the
-    text's 6-character slices are looked up among the needles' first 6 characters instead (a
+    text's 5-character slices are looked up among the needles' first 5 characters instead (a
     shared beginning is a maybe, never a no). Cached per tuple of needles.
     """
     return _needles(needles).may_occur_in(text)
@@ -65,44 +69,270 @@ REDACTED = "[redacted]"
 MAX_BODY_CHARS = 4000
 """Bodies longer than this are cut in reports: a merchant may answer megabytes of garbage."""
 
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
-"""Control characters but tab/LF/CR, lone surrogates, U+FFFE/U+FFFF: XML 1.0 forbids most of
-them, HTML calls them parse errors, and a terminal would obey them."""
+_HOSTILE = (
+    "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"  # C0 (but tab, LF, CR), DEL, C1 (U+009B is a CSI)
+    "\u00ad\u061c\u180e"  # soft hyphen, Arabic letter mark, Mongolian vowel separator
+    "\u200b-\u200f"  # zero-width space / non-joiner / joiner, LRM, RLM
+    "\u2028-\u202e"  # line and paragraph separators, bidi embeddings and overrides
+    "\u2060-\u206f"  # word joiner, invisible operators, bidi isolates (U+2066-2069), deprecated formats
+    "\ufeff\ufff9-\ufffb"  # zero-width no-break space (BOM), interlinear annotations
+    "\ud800-\udfff\ufffe\uffff"  # lone surrogates, non-characters
+    "\U000e0000-\U000e007f"  # tag characters
+)
+_UNPRINTABLE = re.compile(f"[{_HOSTILE}]")
+"""Characters a terminal obeys (escape sequences start with ESC or a C1 control), that XML 1.0
+forbids or HTML calls parse errors, and the invisible ones that make a text read other than it is
+(bidi overrides and isolates, zero-width characters): all spelled out as escapes."""
+_UNPRINTABLE_LINE = re.compile(f"[\t\n\r{_HOSTILE}]")
+
+
+MIN_SECRET_CHARS = 8
+"""A key shorter than this is refused (:func:`secret_problem`); a shorter learned secret is
+redacted only where it stands alone, never inside an identifier."""
+WINDOW_CHARS = 10
+"""Any run of this many characters of a secret at least this long is redacted: a merchant that
+echoes a 20-character prefix of the key has leaked it as surely as the whole key."""
+_CHUNK = WINDOW
+"""Any WINDOW_CHARS run of a secret holds one of its _CHUNK-long pieces at offsets 0, 5, 10, …"""
+_ASCII_LOWER = {code: code + 32 for code in range(ord("A"), ord("Z") + 1)}
+
+
+def secret_problem(value: str) -> str | None:
+    """Why ``value`` cannot serve as a key, or None: redacting a short key from every report
+    would cut it out of ordinary words (``notification.[redacted]en``)."""
+    if len(value) < MIN_SECRET_CHARS:
+        return (
+            f"is {len(value)} character(s) long; a key needs at least {MIN_SECRET_CHARS}, "
+            "or redacting it from reports would garble ordinary text"
+        )
+    return None
+
+
+def _fold(text: str) -> str:
+    """ASCII letters lower-cased, nothing else touched: ``str.lower`` is not a per-character
+    map (a final sigma lowers by context), and the pre-filter needs one."""
+    return text.lower() if text.isascii() else text.translate(_ASCII_LOWER)
+
+
+def _base64_forms(raw: bytes) -> set[str]:
+    """``raw`` in base64 (standard and URL-safe) alone, and the characters that encode it
+    wherever it starts inside a longer encoded text: one core per offset modulo 3, without the
+    groups the neighbouring bytes share."""
+    forms: set[str] = set()
+    for encode in (base64.b64encode, base64.urlsafe_b64encode):
+        whole = encode(raw).decode("ascii")
+        forms |= {whole, whole.rstrip("=")}
+        for offset in range(3):
+            encoded = encode(bytes(offset) + raw).decode("ascii")
+            forms.add(encoded[4 if offset else 0 : 4 * ((offset + len(raw)) // 3)])
+    return forms
 
 
 @lru_cache(maxsize=4096)
-def _spellings(secret: str) -> tuple[str, ...]:
-    """A secret as a merchant may echo it: raw, JSON-escaped, URL-encoded; the longest first."""
-    spellings = {secret, json.dumps(secret)[1:-1], json.dumps(secret, ensure_ascii=False)[1:-1]} | {
-        encode(secret, safe=safe) for encode in (quote, quote_plus) for safe in ("", "/")
+def _forms(secret: str) -> frozenset[str]:
+    """``secret`` as a merchant may echo it: raw, upper and lower case, JSON-escaped,
+    URL-encoded, and for a key of at least MIN_SECRET_CHARS also hex, base64 at any alignment,
+    HTML character references (decimal, hex, named) and every WINDOW_CHARS run of it."""
+    cased = {secret, secret.upper(), secret.lower()}
+    forms: set[str] = set()
+    for variant in cased:
+        forms |= {variant, json.dumps(variant)[1:-1], json.dumps(variant, ensure_ascii=False)[1:-1]}
+        forms |= {encode(variant, safe=safe) for encode in (quote, quote_plus) for safe in ("", "/")}
+    if len(secret) >= MIN_SECRET_CHARS:
+        raw = secret.encode("utf-8", "surrogatepass")
+        forms |= {raw.hex(), raw.hex().upper()} | _base64_forms(raw)
+        forms |= {
+            html.escape(secret),
+            "".join(f"&#{ord(char)};" for char in secret),
+            "".join(f"&#x{ord(char):x};" for char in secret),
+            "".join(f"&#x{ord(char):X};" for char in secret),
+        }
+        forms |= {
+            variant[at : at + WINDOW_CHARS]
+            for variant in cased
+            for at in range(len(variant) - WINDOW_CHARS + 1)
+        }
+    forms.discard("")
+    return frozenset(forms)
+
+
+@lru_cache(maxsize=4096)
+def _hints(secret: str) -> frozenset[str]:
+    """Short strings (folded by :func:`_fold`) one of which every form of ``secret`` contains:
+    each form's first _CHUNK characters, and for the WINDOW_CHARS runs, the _CHUNK-long pieces of
+    the secret at offsets 0, 5, 10, … (every run of 10 holds one). Few, so a text is ruled out
+    fast, and short, so secrets share them."""
+    cased = {secret, secret.upper(), secret.lower()}
+    if len(secret) < WINDOW_CHARS:
+        return frozenset(_fold(form)[:_CHUNK] for form in _forms(secret))
+    runs = {
+        variant[at : at + WINDOW_CHARS] for variant in cased for at in range(len(variant) - WINDOW_CHARS + 1)
     }
-    return tuple(sorted(spellings, key=len, reverse=True))
+    hints = {_fold(form)[:_CHUNK] for form in _forms(secret) - runs}
+    for variant in cased:
+        hints |= {_fold(variant[at : at + _CHUNK]) for at in range(0, len(variant) - _CHUNK + 1, _CHUNK)}
+    return frozenset(hints)
+
+
+@lru_cache(maxsize=4096)
+def _pattern(secret: str) -> re.Pattern[str]:
+    """Every form of ``secret``, the longest first; a short secret's only where it stands alone:
+    never inside an identifier ("tok" stays in "notification.token"). Compiled only for a
+    secret a text may hold: a run learns hundreds, and most never come back."""
+    pattern = _trie_pattern(_forms(secret))
+    return re.compile(pattern if len(secret) >= MIN_SECRET_CHARS else rf"(?<!\w)(?:{pattern})(?!\w)")
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """A regular expression matching any of ``words``, the longest where several start at one
+    place; shared beginnings are spelled once, so it costs little more than one word."""
+    trie: dict[str, Any] = {}
+    for word in words:
+        node = trie
+        for char in word:
+            node = node.setdefault(char, {})
+        node[""] = {}
+
+    def spell(node: dict[str, Any]) -> str:
+        chain = ""
+        while len(node) == 1 and "" not in node:  # one way on: no group needed
+            ((char, node),) = node.items()
+            chain += re.escape(char)
+        branches = [re.escape(char) + spell(child) for char, child in sorted(node.items()) if char]
+        if not branches:
+            return chain
+        either = branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+        return chain + (f"(?:{either})?" if "" in node else either)  # greedy: the longer word first
+
+    return spell(trie)
+
+
+_HOLDERS: dict[str, set[str]] = {}
+"""Each hint -> the secrets it stands for, over every secret seen: filled once per secret (by
+:func:`_holding`), so that a new tuple of secrets costs no new index. A run learns a secret at
+almost every order; rebuilding an index per tuple made redaction quadratic in the run."""
+_SHORT_HINTS: set[str] = set()
+"""The hints shorter than _CHUNK (secrets of a few characters): looked for one by one."""
+_FEW_HINTS = 100
+"""Up to this many hints, they are looked for one by one (``in``, ~0.5 ns a character
+each); past it, the text's slices are looked up in :data:`_HOLDERS` (~100 ns a character)."""
+
+
+@lru_cache(maxsize=4096)
+def _holding(secret: str) -> frozenset[str]:
+    """:func:`_hints` of ``secret``, entered in :data:`_HOLDERS`."""
+    hints = _hints(secret)
+    for hint in hints:
+        _HOLDERS.setdefault(hint, set()).add(secret)
+        if len(hint) < _CHUNK:
+            _SHORT_HINTS.add(hint)
+    return hints
+
+
+class _Redactor:
+    """Everything :func:`redact` needs for one tuple of secrets, built once (cached)."""
+
+    def __init__(self, secrets: tuple[str, ...]) -> None:
+        self.secrets = frozenset(filter(None, secrets))
+        hints = tuple(chain.from_iterable(map(_holding, self.secrets)))
+        self.own = _Needles(hints) if len(hints) <= _FEW_HINTS else None
+
+    def _hits(self, folded: str) -> Iterable[str]:
+        """The hints ``folded`` holds (for many secrets, of any secret seen so far)."""
+        if self.own is not None:
+            if not self.own.may_occur_in(folded):
+                return ()
+            return [hint for hint in {*self.own.short, *self.own.long} if hint in folded]
+        ends = range(_CHUNK, len(folded) + 1)
+        slices = map(folded.__getitem__, map(slice, range(len(ends)), ends))
+        if _HOLDERS.keys().isdisjoint(slices) and not _SHORT_HINTS:  # the usual answer, fast
+            return ()
+        hits = _HOLDERS.keys() & set(map(folded.__getitem__, map(slice, range(len(ends)), ends)))
+        if _SHORT_HINTS:
+            hits.update(hint for hint in tuple(_SHORT_HINTS) if hint in folded)
+        return hits
+
+    def spans(self, text: str) -> list[tuple[int, int]]:
+        """Where ``text`` shows a secret: every occurrence of every form, overlaps merged."""
+        if not self.secrets:
+            return []
+        candidates: set[str] = set()
+        for hint in self._hits(_fold(text)):
+            candidates.update(tuple(_HOLDERS.get(hint, ())))
+        candidates &= self.secrets
+        found: list[tuple[int, int]] = []
+        for secret in sorted(candidates):
+            search = _pattern(secret).search
+            match = search(text)
+            while match is not None:
+                found.append(match.span())
+                match = search(text, match.start() + 1)  # overlapping windows too
+        merged: list[tuple[int, int]] = []
+        for start, end in sorted(found):
+            if merged and start <= merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        return merged
+
+    def replace(self, text: str, keep_length: bool) -> str:
+        spans = self.spans(text)
+        if not spans:
+            return text
+        parts, at = [], 0
+        for start, end in spans:
+            parts += [text[at:start], "*" * (end - start) if keep_length else REDACTED]
+            at = end
+        parts.append(text[at:])
+        return "".join(parts)
 
 
 @lru_cache(maxsize=32)
-def _replacements(secrets: tuple[str, ...]) -> tuple[str, ...]:
-    """Every spelling of every secret, in the order :func:`redact` replaces them (cached: a run
-    redacts every string of every exchange with the same secrets)."""
-    return tuple(chain.from_iterable(map(_spellings, filter(None, secrets))))
+def _redactor(secrets: tuple[str, ...]) -> _Redactor:
+    return _Redactor(secrets)
 
 
 def redact(text: str, secrets: Iterable[str]) -> str:
-    replacements = _replacements(tuple(secrets))
-    if not may_contain(text, replacements):  # what the replacements would leave
-        return text
-    for spelling in replacements:
-        text = text.replace(spelling, REDACTED)
-    return text
+    """``text`` with every form of every secret (see :func:`_forms`) replaced by :data:`REDACTED`."""
+    return _redactor(tuple(secrets)).replace(text, keep_length=False)
 
 
-def printable(text: str) -> str:
+def mask(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with what :func:`redact` would replace overwritten by as many ``*``: the same
+    length, so a length rule judges the masked text as it would the original."""
+    return _redactor(tuple(secrets)).replace(text, keep_length=True)
+
+
+def redact_data(value: Any, secrets: Iterable[str], *, keep_length: bool = False) -> Any:
+    """``value`` (JSON-like data) with every string in it, keys too, redacted (or masked)."""
+    redactor = _redactor(tuple(secrets))
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return redactor.replace(item, keep_length)
+        if isinstance(item, Mapping):
+            return {walk(key): walk(member) for key, member in item.items()}
+        if isinstance(item, list | tuple):
+            return [walk(member) for member in item]
+        return item
+
+    return walk(value)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match[0])
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def printable(text: str, *, one_line: bool = False) -> str:
     """``text`` with the characters of :data:`_UNPRINTABLE` written as ``\\xNN`` / ``\\uNNNN``.
 
-    Merchants answer garbage bytes; a report must show them, and must stay a well-formed file.
+    The one function every merchant- or user-supplied string goes through before any output (a
+    terminal, a page, a report): merchants answer garbage bytes; a report must show them, and
+    must stay a well-formed file. ``one_line`` also spells out tab, CR and LF, for a value shown
+    on one line (a resultCode, an id, a URL), where a CR would let it overwrite what came before.
     """
-    return _UNPRINTABLE.sub(
-        lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text
-    )
+    return (_UNPRINTABLE_LINE if one_line else _UNPRINTABLE).sub(_escape, text)
 
 
 def body_text(body: bytes, secrets: Iterable[str]) -> str:

@@ -31,10 +31,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from simulator.protocol import ResultCode
+from simulator.protocol.codes import RETRYABLE_CODES
 from simulator.transport import Exchange
-
-RETRYABLE_CODES = frozenset({ResultCode.PROCESSING.value, ResultCode.INTERNAL_ERROR.value})
-"""resultCodes after which the marketplace asks again: 000004 (doc) and 000005 (ASSUMPTION)."""
 
 MAX_RESENDS = 10
 """The most resends a user may configure: a schedule, not a flood."""

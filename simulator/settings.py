@@ -13,9 +13,11 @@ unreachable address before the first call.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import socket
+import stat
 import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -26,6 +28,7 @@ from urllib.parse import urlsplit
 
 from simulator.errors import ConfigError, TargetUnreachable, TimeBudget
 from simulator.protocol import load_rsa_public_key
+from simulator.redaction import secret_problem
 from simulator.resend import BACKOFF_VARIABLE, DEFAULT_POLICY, MAX_RESENDS, RESENDS_VARIABLE, ResendPolicy
 from simulator.transport import DEFAULT_TIMEOUT, Target
 
@@ -89,7 +92,12 @@ def parse_max_time(value: object) -> float:
 
 def url_problem(url: str) -> str | None:
     """Why ``url`` cannot be a merchant's address, or None when it can."""
-    parts = urlsplit(url)
+    if not url.isprintable() or any(char.isspace() for char in url):  # ESC, CR, bidi overrides, ...
+        return "the URL holds control, invisible or space characters: it would be sent and shown as it is"
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "http://[::1": an unclosed IPv6 address
+        return f"{url!r} is not a URL: {exc}"
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return f"{url!r} is not an http(s) URL with a host"
     try:
@@ -97,6 +105,22 @@ def url_problem(url: str) -> str | None:
     except ValueError:
         return f"{url!r} has an invalid port"
     return None
+
+
+MAX_KEY_FILE_BYTES = 64 * 1024
+"""A PEM public key is under 1 KB; /dev/zero must not be read to the end."""
+
+
+def _read_key_file(path: Path) -> bytes:
+    """A key file's bytes: a regular file (a FIFO would block, a device never end) under the cap."""
+    descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(descriptor, "rb") as file:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        data = file.read(MAX_KEY_FILE_BYTES + 1)
+    if len(data) > MAX_KEY_FILE_BYTES:
+        raise OSError(errno.EFBIG, f"larger than {MAX_KEY_FILE_BYTES // 1024} KB")
+    return data
 
 
 def parse_url(value: object) -> str:
@@ -146,7 +170,18 @@ def parse_backoff(value: object) -> float:
     return seconds
 
 
+def parse_key(value: object) -> str:
+    """A shared key: long enough that redacting it from every report garbles nothing else."""
+    if not isinstance(value, str):
+        raise ValueError("must be a string")
+    if (problem := secret_problem(value)) is not None:
+        raise ValueError(problem)
+    return value
+
+
 VALIDATORS: dict[str, Callable[[object], Any]] = {
+    "access_key": parse_key,
+    "sync_key": parse_key,
     "url": parse_url,
     "sync_url": parse_url,
     "notification_url": parse_url,
@@ -234,7 +269,7 @@ def load_settings(
         if name == "rsa_public_key":  # the setting names a file; the validator judges its content
             path = raw
             try:
-                raw = Path(path).read_bytes()
+                raw = _read_key_file(Path(path))
             except OSError as exc:
                 raise ConfigError(f"{source}: cannot read {path}: {exc.strerror}") from exc
             source = f"{source}: {path}"

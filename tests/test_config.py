@@ -42,13 +42,13 @@ def test_flags_win_over_environment_which_wins_over_the_file(tmp_path: Path) -> 
     )
     environ = {
         "KOOSIM_URL": "http://env.example/produceAPI",
-        "KOOSIM_ACCESS_KEY": "env-key",
+        "KOOSIM_ACCESS_KEY": "env-key-0001",
         "KOOSIM_TIMEOUT": "7.5",
     }
     flags = {"url": "http://flag.example/produceAPI", "protocol": None, "timeout": None}
     settings = load_settings(flags, environ=environ, cwd=tmp_path)
     assert settings.url == "http://flag.example/produceAPI"  # flag over env and file
-    assert settings.access_key == "env-key"  # env over file
+    assert settings.access_key == "env-key-0001"  # env over file
     assert settings.timeout == 7.5  # env over file; a None flag does not count
     assert settings.protocol == "v1"  # file only
     assert settings.sync_url == "http://file.example/sync"
@@ -218,3 +218,22 @@ def test_relative_rsa_public_key_in_the_file_is_relative_to_the_file(
     write_config(project, 'rsa_public_key = "merchant.pub.pem"\n')
     monkeypatch.chdir(tmp_path)
     assert load_settings(NO_FLAGS, environ={}, cwd=project).rsa_public_key == rsa_public_pem
+
+
+@pytest.mark.parametrize("variable", ["KOOSIM_ACCESS_KEY", "KOOSIM_SYNC_KEY"])
+def test_a_key_shorter_than_8_characters_is_refused_in_one_line(
+    variable: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redacting a 3-character key would garble every report (``notification.[redacted]en``)."""
+    from click.testing import CliRunner
+
+    from simulator.cli import main
+
+    with pytest.raises(ConfigError, match=f"^{variable} is 3 character"):
+        load_settings(NO_FLAGS, environ={variable: "tok"}, cwd=tmp_path)
+    monkeypatch.chdir(tmp_path)
+    environ = {"KOOSIM_ACCESS_KEY": "long-enough-key", variable: "tok"}
+    result = CliRunner().invoke(main, ["verify", "--url", "http://127.0.0.1:9/produceAPI"], env=environ)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "at least 8" in result.output
+    assert len(result.output.strip().splitlines()) == 1

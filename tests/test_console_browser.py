@@ -22,6 +22,7 @@ import requests
 
 from simulator.server import create_app as create_server
 from simulator.server import market_state
+from simulator.server import token as server_token
 from simulator.serving import BackgroundServer
 from simulator.store import Store
 
@@ -70,13 +71,13 @@ def console() -> Iterator[dict[str, Any]]:
     with tempfile.TemporaryDirectory() as history:
         app = create_server(Store(Path(history) / "koosim.db"))
         with BackgroundServer(app) as server:
-            yield {"url": server.base_url, "app": app}
+            yield {"url": server.base_url, "app": app, "token": server_token(app)}
             market_state(app).wait_for_runs(30)
             market_state(app).close()
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[WebDriver]:
+def browser(console: dict[str, Any]) -> Iterator[WebDriver]:
     profile = tempfile.mkdtemp(prefix="koosim-chromium-")
     options = Options()
     options.binary_location = str(CHROMIUM)
@@ -99,6 +100,9 @@ def browser() -> Iterator[WebDriver]:
         shutil.rmtree(profile, ignore_errors=True)
         pytest.skip(f"headless Chromium could not start: {exc.msg}")
     driver.set_page_load_timeout(WAIT_S)
+    # the person opens the address koosim serve printed: the token goes into a cookie
+    driver.get(f"{console['url']}/?token={console['token']}")
+    assert "?token=" not in driver.current_url
     yield driver
     driver.quit()
     shutil.rmtree(profile, ignore_errors=True)
@@ -131,6 +135,7 @@ def ensure_target(console: dict[str, Any], merchant: str) -> None:
         response = requests.put(
             f"{console['url']}/api/target",
             json={"url": merchant, "access_key": ACCESS_KEY, "sync_key": SYNC_KEY},
+            headers={"Authorization": f"Bearer {console['token']}"},
             timeout=10,
         )
         assert response.status_code == 200

@@ -20,7 +20,7 @@ from walls import FakeWall
 from simulator.clock import FrozenClock, ScaledClock
 from simulator.engine.delivery import (
     KIT_SYNC,
-    MAX_RESENDS,
+    MAX_POLICY_RESENDS,
     MAX_SCHEDULE_SPAN,
     ORDER_NOTIFICATION,
     V1_NEW_INSTANCE,
@@ -263,7 +263,7 @@ def test_no_resends_ends_a_v1_subscription_after_one_attempt() -> None:
     "override",
     [
         {"resends": -1},
-        {"resends": MAX_RESENDS + 1},
+        {"resends": MAX_POLICY_RESENDS + 1},
         {"first_gap": timedelta(seconds=-1)},
         {"growth": 0.5},
         {"growth": float("nan")},
@@ -491,7 +491,7 @@ def test_any_delivery_makes_the_scheduled_attempts_and_ends_as_its_policy_says(
     assert delivery.next_due is None
 
 
-@given(resends=st.integers(0, MAX_RESENDS), gap=st.integers(0, 3600), growth=st.floats(1, 3))
+@given(resends=st.integers(0, MAX_POLICY_RESENDS), gap=st.integers(0, 3600), growth=st.floats(1, 3))
 def test_a_schedule_is_increasing_and_has_one_instant_per_attempt(
     resends: int, gap: int, growth: float
 ) -> None:

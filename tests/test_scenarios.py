@@ -389,7 +389,7 @@ def test_play_records_each_scenario_in_the_run_history(tmp_path: Path) -> None:
     db = tmp_path / "history.db"
     result = koosim("play", "new-order", "renewal", "--db", str(db))
     assert result.exit_code == 0, result.output
-    runs = Store(db).runs(kind="play")
+    runs = Store(db).history.runs(kind="play")
     assert len(runs) == 2
     assert all(run["status"] == "finished" for run in runs), runs
     assert f"koosim show {runs[0]['run_id']}" in result.output

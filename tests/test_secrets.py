@@ -28,6 +28,7 @@ from simulator.server import create_app, market_state
 from simulator.serving import BackgroundServer
 from simulator.store import Store
 
+SERVER_TOKEN = "secrets-test-server-token-0001"
 TOOL_EMAIL = "buyer+tag@example.com"
 """The e-mail security.v1-authtoken-encoded-values encrypts into its v1 call."""
 TOOL_EMAIL_SPELLINGS = (
@@ -150,8 +151,9 @@ def _hold_open(path: Path) -> sqlite3.Connection:
 
 def _serve(url: str, found: Secrets, public_key: str, db: Path) -> dict[str, bytes]:
     """Drive the server's JSON API (and the console pages of what it recorded) against the merchant."""
-    app = create_app(Store(db))
+    app = create_app(Store(db), token=SERVER_TOKEN)
     client = app.test_client()
+    client.environ_base["HTTP_X_KOOSIM_TOKEN"] = SERVER_TOKEN
     answers: dict[str, bytes] = {}
 
     def call(method: str, path: str, **kwargs: Any) -> Any:

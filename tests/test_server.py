@@ -39,6 +39,7 @@ from simulator.contracts import validate
 from simulator.model import Order
 from simulator.server import create_app as create_server
 from simulator.server import market_state
+from simulator.server import token as server_token
 from simulator.server.openapi import QUERY_ORDER_PATH, USAGE_PATH
 from simulator.serving import BackgroundServer
 from simulator.store import Store
@@ -86,7 +87,10 @@ def app(tmp_path: Path) -> Iterator[Flask]:
 
 @pytest.fixture
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    """A script's client: it presents the token koosim serve printed, as every client must."""
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {server_token(app)}"
+    return client
 
 
 @pytest.fixture
@@ -258,12 +262,12 @@ def test_a_verify_run_started_from_the_console_can_be_watched_and_browsed(config
 
 
 def test_a_running_run_page_refreshes_itself(client: FlaskClient, app: Flask) -> None:
-    market_state(app).store.begin_run(
+    market_state(app).store.history.begin_run(
         "live-run", kind="verify", target={"url": "http://m", "protocol": "v2"}, planned=4
     )
     page = client.get("/runs/live-run").data.decode()
     assert 'http-equiv="refresh"' in page and "0 of 4 checks done" in page
-    market_state(app).store.finish_run("live-run", exit_code=0)
+    market_state(app).store.history.finish_run("live-run", exit_code=0)
 
 
 def test_unknown_pages_are_404_pages(client: FlaskClient) -> None:
@@ -851,6 +855,7 @@ def test_a_merchant_pushes_usage_and_queries_an_order_against_a_running_server(
     """The merchant side, over real HTTP: what a seller's own integration test does."""
     market_state(app).configure(merchant)
     with BackgroundServer(app) as server, requests.Session() as session:
+        session.headers["X-Koosim-Token"] = server_token(app)
         base = server.base_url
         call = session.post(
             f"{base}/api/calls",
@@ -905,9 +910,12 @@ def test_koosim_serve_starts_on_a_free_port_and_stops_cleanly(tmp_path: Path) ->
         assert process.stdout is not None
         first = process.stdout.readline()
         base = re.search(r"http://127\.0\.0\.1:\d+", first).group(0)  # type: ignore[union-attr]
-        target = requests.get(f"{base}/api/target", timeout=10).json()
+        token = re.search(r"\?token=([\w-]+)", first).group(1)  # type: ignore[union-attr]
+        assert requests.get(f"{base}/api/target", timeout=10).status_code == 401
+        bearer = {"Authorization": f"Bearer {token}"}
+        target = requests.get(f"{base}/api/target", headers=bearer, timeout=10).json()
         assert target["bundled"] is True and target["access_key"] == "set"
-        assert requests.get(f"{base}/", timeout=10).status_code == 200
+        assert requests.get(f"{base}/", headers=bearer, timeout=10).status_code == 200
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=10)

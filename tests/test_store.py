@@ -3,10 +3,12 @@ and the ``koosim runs`` / ``koosim show`` commands over it."""
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import signal
 import sqlite3
+import stat
 import subprocess
 import sys
 import textwrap
@@ -32,6 +34,7 @@ from simulator.store import (
     RunRecorder,
     Store,
     StoreError,
+    private_file,
 )
 from simulator.transport import Target
 
@@ -76,8 +79,8 @@ def test_an_older_file_is_migrated_and_keeps_its_runs(tmp_path: Path) -> None:
         )
     store = Store(path)
     assert store.schema_version == len(MIGRATIONS)
-    assert [run["run_id"] for run in store.runs()] == ["old-run"]
-    assert store.outbox() == []  # the table of version 2 exists
+    assert [run["run_id"] for run in store.history.runs()] == ["old-run"]
+    assert store.marketplace.outbox() == []  # the table of version 2 exists
 
 
 def test_a_file_from_a_newer_koosim_is_refused_by_name(tmp_path: Path) -> None:
@@ -107,7 +110,7 @@ def test_a_run_is_committed_as_it_happens_and_reads_back_like_its_record(
     def on_result(result: object) -> None:
         recorder.result(result)  # type: ignore[arg-type]
         other = Store(store.path)  # another connection sees it: committed, not buffered
-        seen_mid_run.append(other.run(recorder.run_id or "")["exchange_count"])  # type: ignore[index]
+        seen_mid_run.append(other.history.run(recorder.run_id or "")["exchange_count"])  # type: ignore[index]
 
     run = run_checks(
         merchant,
@@ -119,7 +122,7 @@ def test_a_run_is_committed_as_it_happens_and_reads_back_like_its_record(
     recorder.finish(run)
     assert seen_mid_run[0] > 0 and seen_mid_run == sorted(seen_mid_run)
 
-    stored = store.run(run.id)
+    stored = store.history.run(run.id)
     expected = run_record(run)
     assert stored is not None and recorder.problem is None
     assert stored["status"] == FINISHED and stored["exit_code"] == 0
@@ -127,11 +130,11 @@ def test_a_run_is_committed_as_it_happens_and_reads_back_like_its_record(
     assert [c["id"] for c in stored["checks"]] == [c["id"] for c in expected["checks"]]
     assert {e["id"] for e in stored["exchanges"]} == {e["id"] for e in expected["exchanges"]}
     assert stored["checks"][0]["reproduce"] == "koosim verify --checks lifecycle.full"
-    assert store.exchange(stored["exchanges"][0]["id"])["run_id"] == run.id  # type: ignore[index]
+    assert store.history.exchange(stored["exchanges"][0]["id"])["run_id"] == run.id  # type: ignore[index]
     # the concurrent copies travel on their own connections and still get recorded
     assert len(stored["exchanges"]) == len(run.exchanges)
     # the marketplace now knows the orders it sent
-    assert store.latest_instance_id() is not None
+    assert store.marketplace.latest_instance_id() is not None
 
 
 def test_no_key_reaches_the_disk(store: Store, merchant: Target) -> None:
@@ -142,7 +145,7 @@ def test_no_key_reaches_the_disk(store: Store, merchant: Target) -> None:
     for result in run.results:
         recorder.result(result)
     recorder.finish(run)
-    store.add_outbox(
+    store.marketplace.add_outbox(
         channels=("sms",),
         recipient=f"admin with key {ACCESS_KEY}",
         subject=f"sync failed {SYNC_KEY}",
@@ -152,7 +155,7 @@ def test_no_key_reaches_the_disk(store: Store, merchant: Target) -> None:
         exchange_id="x",
         secrets=merchant.secrets,
     )
-    store.add_exchange_record(
+    store.history.add_exchange_record(
         None,
         {"id": "inbound-1", "activity": "usagePush", "label": ACCESS_KEY, "request": {"body": ACCESS_KEY}},
         merchant.secrets,
@@ -169,13 +172,13 @@ def _writer_script(path: Path, tag: str, count: int, start_at: float = 0.0) -> s
         import sys, time
         from simulator.store import Store
         store = Store({str(path)!r})
-        store.begin_run({tag!r}, kind="verify", target={{"url": "http://x", "protocol": "v2"}})
+        store.history.begin_run({tag!r}, kind="verify", target={{"url": "http://x", "protocol": "v2"}})
         print("ready", flush=True)
         time.sleep(max(0.0, {start_at} - time.time()))  # writers start together
         first = time.time()
         for n in range({count}):
             record = {{"id": "{tag}-%d" % n, "activity": "newInstance", "label": "n"}}
-            store.add_exchange_record({tag!r}, record, ())
+            store.history.add_exchange_record({tag!r}, record, ())
         print("wrote", flush=True)
         if sys.argv[1:] == ["timed"]:
             print(first, time.time())
@@ -195,11 +198,11 @@ def test_a_killed_run_keeps_its_exchanges_and_reads_as_interrupted(store: Store)
         assert process.stdout is not None
         assert process.stdout.readline().strip() == "ready"
         assert process.stdout.readline().strip() == "wrote"
-        assert store.run("killed-run")["status"] == RUNNING  # type: ignore[index]
+        assert store.history.run("killed-run")["status"] == RUNNING  # type: ignore[index]
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
-    record = store.run("killed-run")
+    record = store.history.run("killed-run")
     assert record is not None
     assert record["status"] == INTERRUPTED
     assert record["finished_at"] is None
@@ -208,17 +211,17 @@ def test_a_killed_run_keeps_its_exchanges_and_reads_as_interrupted(store: Store)
 
 
 def test_a_run_of_this_process_that_was_never_finished_is_interrupted(store: Store) -> None:
-    store.begin_run("live", kind="verify", target={"url": "http://x", "protocol": "v2"})
-    assert store.run("live")["status"] == RUNNING  # type: ignore[index]
-    store.finish_run("live", exit_code=0)
-    assert store.run("live")["status"] == FINISHED  # type: ignore[index]
+    store.history.begin_run("live", kind="verify", target={"url": "http://x", "protocol": "v2"})
+    assert store.history.run("live")["status"] == RUNNING  # type: ignore[index]
+    store.history.finish_run("live", exit_code=0)
+    assert store.history.run("live")["status"] == FINISHED  # type: ignore[index]
     with sqlite3.connect(store.path) as db:  # a run this process began but forgot (crashed thread)
         db.execute(
             "INSERT INTO runs (id, kind, started_at, target_url, protocol, target, assumptions, pid, host)"
             " VALUES ('orphan', 'verify', 1.0, '', 'v2', '{}', '{}', ?, ?)",
             (os.getpid(), os.uname().nodename),
         )
-    assert store.run("orphan")["status"] == INTERRUPTED  # type: ignore[index]
+    assert store.history.run("orphan")["status"] == INTERRUPTED  # type: ignore[index]
 
 
 def test_two_processes_writing_at_once_lose_nothing(store: Store) -> None:
@@ -238,7 +241,7 @@ def test_two_processes_writing_at_once_lose_nothing(store: Store) -> None:
         spans.append([float(word) for word in output.split() if word[0].isdigit()])
     assert max(first for first, _ in spans) < min(last for _, last in spans), "the writers did not overlap"
     for tag in ("writer-a", "writer-b"):
-        assert len(store.run(tag)["exchanges"]) == count  # type: ignore[index]
+        assert len(store.history.run(tag)["exchanges"]) == count  # type: ignore[index]
 
 
 # --- queries ------------------------------------------------------------------------------------
@@ -246,34 +249,34 @@ def test_two_processes_writing_at_once_lose_nothing(store: Store) -> None:
 
 def test_runs_are_listed_newest_first_with_counts_and_found_by_prefix(store: Store) -> None:
     for number, started in enumerate((100.0, 300.0, 200.0)):
-        store.begin_run(
+        store.history.begin_run(
             f"run-{number}", kind="verify", target={"url": "u", "protocol": "v2"}, started_at=started
         )
-    store.add_result(
+    store.history.add_result(
         "run-1", 0, {"id": "c1", "verdict": "failed", "findings": [{"message": "m", "exchanges": []}]}, ()
     )
-    store.add_result("run-1", 1, {"id": "c2", "verdict": "passed", "findings": []}, ())
-    listed = store.runs()
+    store.history.add_result("run-1", 1, {"id": "c2", "verdict": "passed", "findings": []}, ())
+    listed = store.history.runs()
     assert [run["run_id"] for run in listed] == ["run-1", "run-2", "run-0"]
     assert listed[0]["summary"] == {"passed": 1, "failed": 1, "warned": 0, "skipped": 0}
-    assert store.run("run-1")["delisting_risk"] is True  # type: ignore[index]
-    assert store.resolve_run_id("run-2") == "run-2"
+    assert store.history.run("run-1")["delisting_risk"] is True  # type: ignore[index]
+    assert store.history.resolve_run_id("run-2") == "run-2"
     with pytest.raises(LookupError, match="several runs"):
-        store.resolve_run_id("run-")
+        store.history.resolve_run_id("run-")
     with pytest.raises(LookupError, match="no run"):
-        store.resolve_run_id("nope")
-    assert store.run("nope") is None and store.exchange("nope") is None
+        store.history.resolve_run_id("nope")
+    assert store.history.run("nope") is None and store.history.exchange("nope") is None
 
 
 def test_usage_records_are_kept_once_per_metering_sn(store: Store) -> None:
     record = {"instance_id": "i-1", "metering_sn": "sn-1", "usage_value": "1.5"}
-    assert store.add_usage([record, record | {"metering_sn": "sn-2"}], "x1", ()) == (2, 0)
-    assert store.add_usage([record], "x2", ()) == (0, 1)
-    assert {u["metering_sn"] for u in store.usage()} == {"sn-1", "sn-2"}
+    assert store.marketplace.add_usage([record, record | {"metering_sn": "sn-2"}], "x1", ()) == (2, 0)
+    assert store.marketplace.add_usage([record], "x2", ()) == (0, 1)
+    assert {u["metering_sn"] for u in store.marketplace.usage()} == {"sn-1", "sn-2"}
 
 
 def test_outbox_messages_keep_every_decision(store: Store) -> None:
-    message_id = store.add_outbox(
+    message_id = store.marketplace.add_outbox(
         channels=("sms", "email"),
         recipient="ops",
         subject="s",
@@ -283,14 +286,14 @@ def test_outbox_messages_keep_every_decision(store: Store) -> None:
         exchange_id="e1",
         secrets=(),
     )
-    store.decide_outbox(message_id, OUTBOX_PENDING, "e2")
-    store.decide_outbox(message_id, OUTBOX_STOPPED)
-    message = store.outbox_message(message_id)
+    store.marketplace.decide_outbox(message_id, OUTBOX_PENDING, "e2")
+    store.marketplace.decide_outbox(message_id, OUTBOX_STOPPED)
+    message = store.marketplace.outbox_message(message_id)
     assert message is not None
     assert (message["status"], message["attempts"], message["exchange_ids"]) == ("stopped", 2, ["e1", "e2"])
-    assert store.outbox(status=OUTBOX_PENDING) == []
+    assert store.marketplace.outbox(status=OUTBOX_PENDING) == []
     with pytest.raises(LookupError):
-        store.decide_outbox(999, OUTBOX_STOPPED)
+        store.marketplace.decide_outbox(999, OUTBOX_STOPPED)
 
 
 # --- koosim verify / runs / show -----------------------------------------------------------------
@@ -352,3 +355,96 @@ def test_verify_with_an_unusable_history_path_is_a_usage_error(cli_env: Path) ->
         main, ["verify", "--checks", "lifecycle.full", "--db", str(cli_env / "file" / "k.db")]
     )
     assert result.exit_code == 2 and "cannot keep the run history" in result.output
+
+
+# --- a damaged file, and who may read it -----------------------------------------------------------
+
+
+def _damaged_history(path: Path) -> str:
+    """A history whose ``runs`` table has a data page overwritten with garbage; page 1 (the
+    header and the schema) intact, so the file opens and fails only when the runs are read."""
+    store = Store(path)
+    for number in range(3):
+        store.history.begin_run(f"run-{number}", kind="verify", target={"url": "http://m", "protocol": "v2"})
+    del store
+    gc.collect()  # closes the idle connection Store keeps, so the log folds into the file
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        page_size = db.execute("PRAGMA page_size").fetchone()[0]
+        root = db.execute("SELECT rootpage FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+    assert root > 1
+    with path.open("r+b") as file:
+        file.seek((root - 1) * page_size)
+        file.write(b"\xff" * page_size)
+    return "run-1"
+
+
+@pytest.mark.parametrize("command", [["runs"], ["show", "run-1"], ["show", "--json", "run-1"]])
+def test_a_damaged_history_is_one_line_and_exit_2_in_the_cli(cli_env: Path, command: list[str]) -> None:
+    path = cli_env / "damaged.db"
+    _damaged_history(path)
+    result = CliRunner().invoke(main, [*command, "--db", str(path)])
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "Traceback" not in result.output and not isinstance(result.exception, StoreError)
+    assert result.output.count("\n") == 1 and "damaged" in result.output and str(path) in result.output
+
+
+def test_a_damaged_history_answers_503_in_the_server(tmp_path: Path) -> None:
+    from simulator.server import create_app as create_server
+    from simulator.server import token
+
+    path = tmp_path / "damaged.db"
+    _damaged_history(path)
+    app = create_server(Store(path))
+    client = app.test_client()
+    client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token(app)}"  # as koosim serve printed it
+    for page in ("/api/runs", "/api/runs/run-1"):
+        answer = client.get(page)
+        assert answer.status_code == 503 and answer.is_json, (page, answer.status_code)
+        assert "damaged" in answer.json["error"] and "Traceback" not in answer.json["error"]
+    for page in ("/", "/runs", "/runs/run-1"):
+        answer = client.get(page)
+        assert answer.status_code == 503, (page, answer.status_code)
+        assert "damaged" in answer.get_data(as_text=True) and answer.mimetype == "text/html"
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_history_folder_is_0700_and_its_files_0600(cli_env: Path) -> None:
+    """Whatever the umask: the history holds what merchants answered."""
+    old = os.umask(0o022)
+    try:
+        store = Store(cli_env / ".koosim" / "koosim.db")
+        store.history.begin_run("r", kind="verify", target={"url": "http://m", "protocol": "v2"})
+        holding = store.holding()  # -wal and -shm exist while a connection is open
+        files = [store.path, Path(f"{store.path}-wal"), Path(f"{store.path}-shm")]
+        assert all(file.exists() for file in files)
+        assert _mode(store.path.parent) == 0o700
+        assert {str(file): _mode(file) for file in files} == {str(file): 0o600 for file in files}
+        holding.release()
+    finally:
+        os.umask(old)
+
+
+def test_an_older_history_left_readable_is_tightened(cli_env: Path) -> None:
+    folder = cli_env / ".koosim"
+    folder.mkdir(mode=0o755)
+    os.chmod(folder, 0o755)
+    Store(folder / "koosim.db")
+    os.chmod(folder / "koosim.db", 0o644)
+    Store(folder / "koosim.db")
+    assert (_mode(folder), _mode(folder / "koosim.db")) == (0o700, 0o600)
+
+
+def test_a_private_file_is_0600_even_over_a_readable_one(tmp_path: Path) -> None:
+    report = tmp_path / "report.json"
+    report.write_text("old")
+    os.chmod(report, 0o644)
+    with private_file(report) as file:
+        file.write("new")
+    assert report.read_text() == "new" and _mode(report) == 0o600
+    with private_file(tmp_path / "fresh.xml", "wb") as file:
+        file.write(b"<x/>")
+    assert _mode(tmp_path / "fresh.xml") == 0o600

@@ -5,12 +5,10 @@ These checks send nothing: they judge every exchange the other checks produced.
 
 from __future__ import annotations
 
-from typing import Any
-
 from simulator.checks.base import exchange_check
 from simulator.contracts import UnknownContract, allowed_result_codes, validate
 from simulator.protocol import ResultCode
-from simulator.redaction import may_contain
+from simulator.redaction import redact_data
 from simulator.transport import Exchange, Target
 
 _KNOWN_CODES = frozenset(code.value for code in ResultCode)
@@ -19,26 +17,6 @@ _KNOWN_CODES = frozenset(code.value for code in ResultCode)
 def _json_object(exchange: Exchange) -> dict | None:
     body = exchange.response_json
     return body if isinstance(body, dict) else None
-
-
-def _masked(value: Any, secrets: tuple[str, ...]) -> Any:
-    """``value`` with every secret in its strings replaced by as many ``*``.
-
-    A schema message quotes the offending value and cuts it at 60 characters, which may cut
-    an echoed key in two, past what redaction recognises. The mask keeps every length, so the
-    verdict is the same.
-    """
-    if isinstance(value, str):
-        if not may_contain(value, secrets):  # what the replacements would leave
-            return value
-        for secret in secrets:
-            value = value.replace(secret, "*" * len(secret))
-        return value
-    if isinstance(value, dict):
-        return {_masked(key, secrets): _masked(item, secrets) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_masked(item, secrets) for item in value]
-    return value
 
 
 @exchange_check("contract.http-200-json", rule="§6")
@@ -107,7 +85,7 @@ def response_schema(exchange: Exchange, target: Target) -> str | None:
     try:
         violations = validate(body, exchange.protocol, exchange.activity, "response")
         if violations and target.secrets:  # only a message can leak a secret: mask, then say what is wrong
-            masked = _masked(body, target.secrets)
+            masked = redact_data(body, target.secrets, keep_length=True)
             violations = validate(masked, exchange.protocol, exchange.activity, "response")
     except UnknownContract:
         return None  # a call with a made-up activity has no contract to meet

@@ -173,7 +173,7 @@ def _play_one(
     """Play one scenario; the whole-run time budget, when it runs out, stops it between calls."""
     from simulator.engine.player import Player, ScenarioOutcome, step_result
     from simulator.errors import BudgetSpent
-    from simulator.server.recording import RecordedRun
+    from simulator.store import RunRecorder
 
     file = f"{_shown_path(scenario.path)}, " if scenario.path else ""
     shown_seed = scenario.seed if seed is None else seed
@@ -184,7 +184,7 @@ def _play_one(
     )
     if scenario.description:
         console.print(f"[dim]{escape(scenario.description)}[/]", highlight=False)
-    recording = RecordedRun(
+    recording = RunRecorder.start(
         store, target, kind="play", planned=len(scenario.steps), command=f"koosim play {scenario.name}"
     )
     player = Player(scenario, target, seed=seed, transport=recording.transport)
@@ -229,7 +229,7 @@ def _play_interactively(
     """Show the call, wait for Enter, send it, show the answer; return whether to keep pausing."""
     from simulator.engine.player import StepOutcome
     from simulator.engine.scenario import Unresolved
-    from simulator.redaction import redact
+    from simulator.redaction import printable, redact
 
     console.rule(f"step {number}/{total} · {escape(step.id)} · {escape(step_title(step))}", align="left")
     if step.activity is None:
@@ -257,14 +257,14 @@ def _play_interactively(
         console.print(escape(_response_text(exchange, player.target.secrets, limit=None)), highlight=False)
         if isinstance(exchange.response_json, dict):
             pretty = json.dumps(exchange.response_json, ensure_ascii=False, indent=2)
-            console.print(escape(redact(pretty, player.target.secrets)), highlight=False)
+            console.print(escape(printable(redact(pretty, player.target.secrets))), highlight=False)
     for judgement in outcome.judgements:
         console.print(_judgement_text(judgement), highlight=False)
     return outcome, keep_pausing
 
 
 def _print_request(console: Console, prepared: Prepared, target: Target) -> None:
-    from simulator.redaction import redact
+    from simulator.redaction import printable, redact
 
     step = prepared.step
     secrets = target.secrets
@@ -274,9 +274,9 @@ def _print_request(console: Console, prepared: Prepared, target: Target) -> None
         line = f"→ GET {target.url}?<the fields below>&timeStamp=…&authToken=…  (signed when sent)"
     else:
         line = f"→ POST {target.url}?signature=…&timestamp=…&nonce=…  (signed when sent)"
-    console.print(escape(redact(line, secrets)), highlight=False)
+    console.print(escape(printable(redact(line, secrets))), highlight=False)
     body = json.dumps(prepared.fields, ensure_ascii=False, indent=2)
-    console.print(escape(redact(body, secrets)), highlight=False)
+    console.print(escape(printable(redact(body, secrets))), highlight=False)
     copies = len(prepared.copies)
     if copies > 1:
         how = "at the same moment" if step.concurrent > 1 else "one after the other"
@@ -328,12 +328,12 @@ def _severity_note(check_id: str | None) -> str:
 
 
 def _print_step_line(console: Console, outcome: StepOutcome, target: Target) -> None:
-    from simulator.redaction import redact
+    from simulator.redaction import printable, redact
 
     step = outcome.step
     mark = "[red]✗[/]" if outcome.failed else "[green]✓[/]"
     codes = ", ".join(dict.fromkeys(e.result_code or "—" for e in outcome.exchanges))
-    codes = redact(codes, target.secrets)  # a merchant may answer anything as its resultCode
+    codes = printable(redact(codes, target.secrets), one_line=True)  # a merchant may answer anything
     elapsed = sum(e.elapsed for e in outcome.exchanges) * 1000
     timing = f" [dim]{elapsed:.0f} ms[/]" if outcome.exchanges else ""
     console.print(
@@ -344,7 +344,8 @@ def _print_step_line(console: Console, outcome: StepOutcome, target: Target) -> 
     )
     if outcome.blocked is not None:
         console.print(
-            f"      [red]not sent[/]: {escape(redact(outcome.blocked, target.secrets))}", highlight=False
+            f"      [red]not sent[/]: {escape(printable(redact(outcome.blocked, target.secrets)))}",
+            highlight=False,
         )
     for judgement in outcome.failures:
         console.print("    " + _judgement_text(judgement), highlight=False)
@@ -354,9 +355,9 @@ def _print_step_line(console: Console, outcome: StepOutcome, target: Target) -> 
 
 
 def _exchange_text(exchange: Exchange, secrets: Sequence[str]) -> str:
-    from simulator.redaction import body_text, redact
+    from simulator.redaction import body_text, printable, redact
 
-    request = f"        → {exchange.method} {redact(exchange.url, secrets)}"
+    request = f"        → {exchange.method} {printable(redact(exchange.url, secrets), one_line=True)}"
     if exchange.request_body:
         request += "\n          " + body_text(exchange.request_body, secrets)[:SHOWN_BODY_CHARS]
     return request + "\n" + _response_text(exchange, secrets, limit=SHOWN_BODY_CHARS, indent="        ")
@@ -364,11 +365,11 @@ def _exchange_text(exchange: Exchange, secrets: Sequence[str]) -> str:
 
 def _response_text(exchange: Exchange, secrets: Sequence[str], limit: int | None, indent: str = "") -> str:
     """The answer in one line; with ``limit=None`` a JSON body is left to the caller to show."""
-    from simulator.redaction import body_text, redact
+    from simulator.redaction import body_text, printable, redact
 
     label = f"{exchange.label}: " if "copy" in exchange.label else ""
     if not exchange.answered:
-        return f"{indent}← {label}{redact(exchange.error or 'no answer', secrets)}"
+        return f"{indent}← {label}{printable(redact(exchange.error or 'no answer', secrets))}"
     head = f"{indent}← {label}HTTP {exchange.status} in {exchange.elapsed * 1000:.0f} ms"
     if limit is None and isinstance(exchange.response_json, dict):
         return head
@@ -417,7 +418,11 @@ def _print_summary(
     help="Calls per sequence at most.",
 )
 @click.option(
-    "--seed", type=int, default=0, show_default=True, help="Seed: the same seed tries the same sequences."
+    "--seed",
+    type=click.IntRange(0, 2**63 - 1),
+    default=0,
+    show_default=True,
+    help="Seed: the same seed tries the same sequences.",
 )
 @click.option(
     "--save-dir",

@@ -9,6 +9,8 @@ from typing import Any
 import click
 
 from simulator.cli.common import EXIT_USAGE, TargetInfo, db_option, fail, handle_errors, with_target
+from simulator.cli.scenarios import scenarios_option
+from simulator.redaction import printable
 
 
 def _open_store(db_path: Path, *, must_exist: bool = False) -> Any:
@@ -43,7 +45,8 @@ def runs(limit: int, db_path: Path) -> None:
     from simulator.report.console import verdict_text
 
     store = _open_store(db_path, must_exist=True)
-    listed = store.runs(limit=limit)
+    with handle_errors():  # a damaged file: one line, not a traceback
+        listed = store.history.runs(limit=limit)
     console = Console()
     if not listed:
         console.print(f"no run in {escape(str(db_path))} yet", highlight=False)
@@ -70,7 +73,11 @@ def runs(limit: int, db_path: Path) -> None:
             f"[{STATUS_STYLE.get(run['status'], 'dim')}]{escape(status)}[/]",
             verdicts or "[dim]none yet[/]",
             str(run["exchange_count"]),
-            escape(f"{run['target'].get('url', '')} ({run['target'].get('protocol', '')})"),
+            escape(
+                printable(
+                    f"{run['target'].get('url', '')} ({run['target'].get('protocol', '')})", one_line=True
+                )
+            ),
         )
     console.print(table)
 
@@ -88,7 +95,8 @@ def show(run_id: str, as_json: bool, db_path: Path) -> None:
 
     store = _open_store(db_path, must_exist=True)
     try:
-        record = store.run(store.resolve_run_id(run_id))
+        with handle_errors():  # a damaged file: one line, not a traceback
+            record = store.history.run(store.history.resolve_run_id(run_id))
     except LookupError as exc:
         fail(str(exc.args[0]), EXIT_USAGE)
     if as_json:
@@ -105,7 +113,7 @@ def show(run_id: str, as_json: bool, db_path: Path) -> None:
         done = f"{record['checks_done']} of {record['checks_planned']} checks done"
         console.print(f"[yellow]run {escape(record['run_id'])} {escape(note)}; {done}[/]", highlight=False)
     if record.get("error"):
-        console.print(f"[red]the run stopped early: {escape(record['error'])}[/]", highlight=False)
+        console.print(f"[red]the run stopped early: {escape(printable(record['error']))}[/]", highlight=False)
 
 
 @click.command()
@@ -114,25 +122,37 @@ def show(run_id: str, as_json: bool, db_path: Path) -> None:
     "--port", default=5000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on."
 )
 @with_target()
+@scenarios_option
 @db_option
-def serve(info: TargetInfo, host: str, port: int, db_path: Path) -> None:
+def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...], db_path: Path) -> None:
     """Run the fake marketplace: web console, JSON API, and the APIs a merchant calls.
 
     The target starts as --url (keys from KOOSIM_ACCESS_KEY / KOOSIM_SYNC_KEY or koosim.toml) or,
-    without one, the bundled reference merchant; the console can change it at any time.
+    without one, the bundled reference merchant; the console can change it at any time. Open the
+    printed address (it holds this process's token, or KOOSIM_SERVE_TOKEN when set); a --host other
+    than a loopback one needs KOOSIM_SERVE_TOKEN.
     """
     from rich.console import Console
-    from werkzeug.serving import make_server
 
     from simulator.server import create_app, market_state
+    from simulator.server.guard import TokenError, bind_problem, console_url, server_token
     from simulator.server.state import ConsoleSettings, SettingsError
-    from simulator.serving import serve_until_interrupted
+    from simulator.server.wsgi import Server
 
+    try:
+        token, token_from_env = server_token()
+    except TokenError as exc:
+        fail(str(exc), EXIT_USAGE)
+    if (problem := bind_problem(host, token_from_env)) is not None:
+        fail(problem, EXIT_USAGE)
     found = info.settings
     store = _open_store(db_path)
     app = create_app(
         store,
         ConsoleSettings(protocol=found.protocol, timeout=found.timeout, resend_policy=found.resend_policy),
+        token=token,
+        hosts=[host],
+        scenario_dirs=scenario_dirs,
     )
     market = market_state(app)
     try:
@@ -147,22 +167,28 @@ def serve(info: TargetInfo, host: str, port: int, db_path: Path) -> None:
         )
         if found.rsa_public_key:
             market.configure({"rsa_public_key": found.rsa_public_key.decode("ascii", errors="replace")})
-        server = make_server(host, port, app, threaded=True)
+        server = Server(app, host, port)
     except (SettingsError, OSError) as exc:
         market.close()
         fail(f"cannot start the server: {exc}", EXIT_USAGE)
     console = Console()
     settings = market.settings
-    console.print(f"koosim marketplace: http://{host}:{server.port}/ (console)", highlight=False)
-    console.print(f"  JSON API under http://{host}:{server.port}/api/, history in {db_path}", highlight=False)
-    where = "the bundled reference merchant" if settings.bundled else settings.url
-    console.print(f"  target: {where} ({settings.protocol})", highlight=False)
+    address = console_url(host, server.port, token)
+    base = address.split("/?", 1)[0]
+    console.print(f"koosim marketplace: {address} (console)", highlight=False, soft_wrap=True)
+    history = printable(str(db_path))
+    console.print(f"  JSON API under {base}/api/, history in {history}", highlight=False, markup=False)
+    console.print(
+        "  scripts send the token as 'Authorization: Bearer <token>' (the token= above)", highlight=False
+    )
+    where = "the bundled reference merchant" if settings.bundled else printable(settings.url or "")
+    console.print(f"  target: {where} ({settings.protocol})", highlight=False, markup=False)
     if settings.url and not settings.access_key:
         console.print(
             "  no access key yet: set KOOSIM_ACCESS_KEY or enter it on the Target page", highlight=False
         )
     console.print("  Ctrl+C stops it", highlight=False)
     try:
-        serve_until_interrupted(server)
+        server.run()
     finally:
         market.close()

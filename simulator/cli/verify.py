@@ -19,7 +19,7 @@ from simulator.cli.common import EXIT_USAGE, TargetInfo, UsageError, db_option, 
 )
 @click.option(
     "--seed",
-    type=int,
+    type=click.IntRange(0, 2**63 - 1),
     help="Seed of the generated order ids (default: a new one each run, shown in reports).",
 )
 @click.option("--junit", type=click.Path(dir_okay=False, path_type=Path), help="Write a JUnit XML report.")

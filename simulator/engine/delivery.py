@@ -31,23 +31,20 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
+from simulator.checks.notification import NOTIFICATION
 from simulator.clock import Clock, Stamp, format_duration, isoformat
 from simulator.errors import UsageError
 from simulator.protocol import ResultCode
+from simulator.protocol.codes import RETRYABLE_CODES
 from simulator.transport import PRODUCE, SYNC, Exchange
-
-NOTIFICATION = "notification"
-"""The interface name of an order notification (§9), as server/notify.py sends it."""
 
 DEADLINE_SECONDS = 5.0
 """How long the marketplace waits for an answer: §3.3 [S24] (A1: an unfound FAQ says 20 s).
 A wall-clock deadline: it is the HTTP call's, and is never scaled with marketplace time."""
 
 SUCCESS = ResultCode.SUCCESS.value
-TRANSIENT_CODES = frozenset({ResultCode.PROCESSING.value, ResultCode.INTERNAL_ERROR.value})
-"""``000004`` (processing) and ``000005`` (other internal error): the codes U11 resends after."""
 
-MAX_RESENDS = 60
+MAX_POLICY_RESENDS = 60
 """The most resends a policy (or a user's override) may have: the most any page publishes (§10.1)."""
 MAX_SCHEDULE_SPAN = timedelta(days=7)
 """The longest a schedule may run from first attempt to last: the longest published is 3 hours."""
@@ -151,7 +148,7 @@ def delivery_failure(exchange: Exchange, *, deadline: float = DEADLINE_SECONDS) 
             "Call interface failed. The production interface returns an error result code: "
             + ResultCode.describe(code),
             "§3.4",
-            transient=code in TRANSIENT_CODES,
+            transient=code in RETRYABLE_CODES,
         )
     return None
 
@@ -181,8 +178,10 @@ class Cadence:
     anchor: Anchor = Anchor.FIRST_ATTEMPT
 
     def __post_init__(self) -> None:
-        if isinstance(self.resends, bool) or not 0 <= self.resends <= MAX_RESENDS:
-            raise ValueError(f"resends must be a whole number from 0 to {MAX_RESENDS}, not {self.resends}")
+        if isinstance(self.resends, bool) or not 0 <= self.resends <= MAX_POLICY_RESENDS:
+            raise ValueError(
+                f"resends must be a whole number from 0 to {MAX_POLICY_RESENDS}, not {self.resends}"
+            )
         if self.first_gap < timedelta(0):
             raise ValueError(f"the first gap must not be negative, not {format_duration(self.first_gap)}")
         if not (math.isfinite(self.growth) and self.growth >= 1):

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from jsonschema import Draft202012Validator, ValidationError
@@ -313,8 +313,9 @@ def _schema_problem(source: str, data: Any, error: ValidationError) -> str:
         parts = parts[2:]
     key = ".".join(str(part) for part in parts)
     if error.validator == "enum" and parts and parts[-1] == "activity":
-        close = difflib.get_close_matches(str(error.instance), error.validator_value, n=1)
-        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(error.validator_value)}"
+        known = [str(name) for name in cast(list[Any], error.validator_value)]
+        close = difflib.get_close_matches(str(error.instance), known, n=1)
+        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(known)}"
         problem = f"unknown activity {error.instance!r} ({hint})"
     elif error.validator == "type" and parts and parts[-1] == "resultCode":
         problem = (

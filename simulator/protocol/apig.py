@@ -25,7 +25,7 @@ import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from enum import Enum
 from urllib.parse import parse_qsl, urlsplit
 
@@ -33,13 +33,14 @@ from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 
+from simulator.protocol.limits import BASIC_UTC_FORMAT, GATEWAY_CLOCK_WINDOW
 from simulator.protocol.mkt import GATEWAY_AUTH_FAILED, GATEWAY_AUTH_STATUS
 from simulator.protocol.replay import ReplayCache
 
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_HEADER = "X-Sdk-Date"
-DATE_FORMAT = "%Y%m%dT%H%M%SZ"
-WINDOW = timedelta(minutes=15)
+DATE_FORMAT = BASIC_UTC_FORMAT
+WINDOW = GATEWAY_CLOCK_WINDOW
 """How far ``X-Sdk-Date`` may be from the gateway's clock, either way (§2.5 [S71][S72])."""
 
 REQUIRED_SIGNED = ("host", "x-sdk-date")

@@ -40,3 +40,7 @@ _MEANINGS = {
     ResultCode.NO_RESOURCE: "no resource available",
     ResultCode.SECRET_PROBLEM: "application secret cannot be decrypted",
 }
+
+RETRYABLE_CODES = frozenset({ResultCode.PROCESSING.value, ResultCode.INTERNAL_ERROR.value})
+"""The resultCodes koosim resends after: ``000004`` (processing) and ``000005`` (other internal
+error); the V2 resend schedule itself is ASSUMPTION U11 (docs/protocol.md §10.1)."""

@@ -39,10 +39,11 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any
 
+from simulator.protocol.limits import GATEWAY_CLOCK_WINDOW
 from simulator.protocol.mkt import MktCode
 from simulator.protocol.replay import ReplayCache
 
-TS_WINDOW = timedelta(minutes=15)
+TS_WINDOW = GATEWAY_CLOCK_WINDOW
 """ASSUMPTION U36: a ``ts`` further from now than this is refused."""
 TS_WARN = timedelta(seconds=60)
 """ASSUMPTION U36: a ``ts`` further from now than this is accepted with a warning."""

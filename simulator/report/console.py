@@ -14,6 +14,7 @@ from rich.table import Table
 from simulator.checks import Check, Verdict
 from simulator.engine.record import run_record
 from simulator.engine.run import CheckResult, Run
+from simulator.redaction import printable
 
 STYLE = {
     Verdict.PASSED: ("PASS", "green"),
@@ -81,7 +82,8 @@ def print_record(console: Console, record: Mapping[str, Any]) -> None:
     record is already redacted."""
     target = record["target"]
     kind = record.get("kind", "verify")
-    table = Table(title=f"koosim {kind}: {escape(target['url'])} ({target['protocol']})")
+    shown = printable(f"{target['url']} ({target['protocol']})", one_line=True)  # stored: any byte
+    table = Table(title=f"koosim {kind}: {escape(shown)}")
     table.add_column("check", no_wrap=True)
     table.add_column("verdict")
     table.add_column("evidence", overflow="fold")
@@ -134,7 +136,7 @@ def _print_failure(
     if len(findings) > SHOWN_FINDINGS:
         lines.append(f"\n… and {len(findings) - SHOWN_FINDINGS} more finding(s) in the JSON/HTML report")
     if result.get("reproduce"):
-        lines.append(f"\nreproduce: [cyan]{escape(result['reproduce'])}[/]")
+        lines.append(f"\nreproduce: [cyan]{escape(printable(result['reproduce'], one_line=True))}[/]")
     style = "red" if result["verdict"] == Verdict.FAILED else "yellow"
     console.print(Panel("\n".join(lines), title=escape(result["id"]), title_align="left", border_style=style))
 
@@ -151,7 +153,7 @@ def _exchange_lines(exchange: Mapping[str, Any]) -> str:
         text += f"\n  ← HTTP {response['status']} in {exchange['elapsed_ms']:.0f} ms\n    " + response["body"]
     else:
         text += f"\n  ← {exchange['error'] or 'no answer'}"
-    return escape(text)
+    return escape(printable(text))
 
 
 def print_catalog(console: Console, checks: Sequence[Check]) -> None:

@@ -16,29 +16,52 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Iterable
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from flask import Flask, Response, jsonify, render_template, request
+from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
-from simulator.server import api, console, openapi
+from simulator.redaction import printable
+from simulator.server import api, console, guard, openapi
+from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import ConsoleSettings, MarketState
-from simulator.store import Store
+from simulator.store import Store, StoreError
 
 MAX_REQUEST_BYTES = 1 << 20
 """Largest request body the server reads: 1000 usage records fit in well under this."""
 
 
-def create_app(store: Store, settings: ConsoleSettings | None = None) -> Flask:
-    """Build the marketplace server over ``store``; ``settings`` pre-configures the target."""
+def create_app(
+    store: Store,
+    settings: ConsoleSettings | None = None,
+    *,
+    token: str | None = None,
+    hosts: Iterable[str] = (),
+    scenario_dirs: Iterable[Path] = (),
+) -> Flask:
+    """Build the marketplace server over ``store``; ``settings`` pre-configures the target.
+
+    ``token`` is the secret every page and API call must present (random when not given: read
+    it back with :func:`token`); ``hosts`` are the names besides loopback ones the server answers
+    to (its ``--host``); ``scenario_dirs`` are the merchant's scenario folders, before the library.
+    """
     app = Flask(__name__)
     app.config.update(
         MAX_CONTENT_LENGTH=MAX_REQUEST_BYTES,
         SECRET_KEY=secrets.token_hex(16),  # flash messages only; nothing outlives the process
+        KOOSIM_TOKEN=token or guard.server_token({})[0],
+        KOOSIM_SCENARIO_DIRS=tuple(scenario_dirs),
     )
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    # every value a page shows may come from a merchant: no bidi override or control byte
+    app.jinja_env.finalize = _shown
     app.extensions["koosim.marketplace"] = MarketState(store, settings)
+    guard.install(app, app.config["KOOSIM_TOKEN"], hosts)
     app.register_blueprint(console.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
@@ -52,6 +75,14 @@ def create_app(store: Store, settings: ConsoleSettings | None = None) -> Flask:
         if request.path.startswith("/api/"):
             return jsonify(error=f"{error.name}: {error.description}"), status
         return render_template("missing.html", what=request.path, error=error), status
+
+    @app.errorhandler(StoreError)
+    def history_unavailable(error: StoreError) -> tuple[Response | str, int]:
+        # a damaged or unreadable history file: the service is unavailable, not broken
+        message = f"the run history is unavailable: {error}"
+        if request.path.startswith("/api/"):
+            return jsonify(error=message), 503
+        return render_template("missing.html", what=request.path, error=message), 503
 
     @app.errorhandler(Exception)
     def internal_error(error: Exception) -> tuple[Response | str, int]:
@@ -69,6 +100,19 @@ def market_state(app: Flask) -> MarketState:
     return app.extensions["koosim.marketplace"]
 
 
+def token(app: Flask) -> str:
+    """The token clients of an app made by :func:`create_app` must present."""
+    return str(app.config["KOOSIM_TOKEN"])
+
+
+def _shown(value: Any) -> Any:
+    if isinstance(value, Markup):  # already HTML the templates built: its text came through here
+        return value
+    if isinstance(value, str):
+        return printable(value)
+    return value
+
+
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "—"
@@ -80,9 +124,9 @@ def _pretty(text: str | None) -> str:
     if not text:
         return ""
     try:
-        return json.dumps(json.loads(text), ensure_ascii=False, indent=2)
-    except ValueError:
+        return json.dumps(parse_json(text), ensure_ascii=False, indent=2)
+    except InvalidJSON:  # not JSON, or too deep to walk: shown as it came
         return text
 
 
-__all__ = ["create_app", "market_state"]
+__all__ = ["create_app", "market_state", "token"]

@@ -10,18 +10,19 @@ reached, or the message was already decided.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from simulator.engine.run import TargetUnreachable
-from simulator.server import calls, notify, play, runs
-from simulator.server.guard import refuse_cross_site
+from simulator.redaction import printable, redact
+from simulator.server import apidoc, calls, notify, play, runs
+from simulator.server.inputs import MAX_ID, MAX_SEED, InvalidJSON, parse_json
 from simulator.server.state import MarketState, NotConfigured, SettingsError
 from simulator.store import INBOUND
 
 bp = Blueprint("api", __name__, url_prefix="/api")
-bp.before_request(refuse_cross_site)
 
 
 class BadRequest(Exception):
@@ -36,12 +37,22 @@ def _market() -> MarketState:
     return current_app.extensions["koosim.marketplace"]
 
 
+def _scenario_dirs() -> tuple[Path, ...]:
+    return current_app.config["KOOSIM_SCENARIO_DIRS"]
+
+
 def _error(status: int, message: str) -> tuple[Response, int]:
-    return jsonify(error=message), status
+    # messages quote what the caller or the merchant sent: never a key, never a control byte
+    return jsonify(error=printable(redact(message, _market().secrets))), status
 
 
 def _json_object() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    if not request.is_json:
+        raise BadRequest("the body must be a JSON object (Content-Type: application/json)")
+    try:
+        body = parse_json(request.get_data())
+    except InvalidJSON as exc:
+        raise BadRequest(f"the body must be a JSON object: {exc}") from None
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object (Content-Type: application/json)")
     return body
@@ -78,6 +89,11 @@ def _unreachable(error: TargetUnreachable) -> tuple[Response, int]:
 @bp.errorhandler(NotFound)
 def _not_found(error: Exception) -> tuple[Response, int]:
     return _error(404, str(error))
+
+
+@bp.get("/openapi.json")
+def openapi_document() -> Response:
+    return jsonify(apidoc.document())
 
 
 # --- the target ------------------------------------------------------------------------------
@@ -123,8 +139,8 @@ def start_run() -> tuple[Response, int]:
     seed = body.get("seed", 0)
     if not isinstance(patterns, list) or not all(isinstance(p, str) for p in patterns):
         raise BadRequest("checks must be a list of glob strings")
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise BadRequest("seed must be an integer")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed <= MAX_SEED:
+        raise BadRequest(f"seed must be an integer from 0 to {MAX_SEED}")
     try:
         run_id = runs.start_verify(_market(), patterns, seed)
     except LookupError as exc:
@@ -134,11 +150,11 @@ def start_run() -> tuple[Response, int]:
 
 @bp.get("/runs")
 def list_runs() -> Response:
-    return jsonify(runs=_market().store.runs(limit=_limit(), kind=request.args.get("kind")))
+    return jsonify(runs=_market().store.history.runs(limit=_limit(), kind=request.args.get("kind")))
 
 
 def _run(run_id: str) -> dict[str, Any]:
-    record = _market().store.run(run_id)
+    record = _market().store.history.run(run_id)
     if record is None:
         raise NotFound(f"no run {run_id!r}")
     return record
@@ -156,7 +172,7 @@ def run_exchanges(run_id: str) -> Response:
 
 @bp.get("/exchanges/<exchange_id>")
 def get_exchange(exchange_id: str) -> Response:
-    exchange = _market().store.exchange(exchange_id)
+    exchange = _market().store.history.exchange(exchange_id)
     if exchange is None:
         raise NotFound(f"no exchange {exchange_id!r}")
     return jsonify(exchange)
@@ -167,12 +183,12 @@ def get_exchange(exchange_id: str) -> Response:
 
 @bp.get("/inbound")
 def inbound() -> Response:
-    return jsonify(exchanges=_market().store.exchanges(direction=INBOUND, limit=_limit()))
+    return jsonify(exchanges=_market().store.history.exchanges(direction=INBOUND, limit=_limit()))
 
 
 @bp.get("/usage")
 def usage() -> Response:
-    return jsonify(usage_records=_market().store.usage(limit=_limit()))
+    return jsonify(usage_records=_market().store.marketplace.usage(limit=_limit()))
 
 
 # --- order notification ----------------------------------------------------------------------
@@ -190,7 +206,7 @@ def send_notification() -> Response:
     if not isinstance(check_token, bool):
         raise BadRequest("check_token must be true or false")
     run_id = notify.send_notification(_market(), body.get("fields"), check_token=check_token)
-    return jsonify(_market().store.run(run_id))
+    return jsonify(_market().store.history.run(run_id))
 
 
 # --- the outbox of failed user syncs ---------------------------------------------------------
@@ -198,27 +214,29 @@ def send_notification() -> Response:
 
 @bp.get("/outbox")
 def outbox() -> Response:
-    return jsonify(messages=_market().store.outbox(status=request.args.get("status"), limit=_limit()))
+    return jsonify(
+        messages=_market().store.marketplace.outbox(status=request.args.get("status"), limit=_limit())
+    )
 
 
-@bp.get("/outbox/<int:message_id>")
+@bp.get(f"/outbox/<int(max={MAX_ID}):message_id>")
 def outbox_message(message_id: int) -> Response:
-    message = _market().store.outbox_message(message_id)
+    message = _market().store.marketplace.outbox_message(message_id)
     if message is None:
         raise NotFound(f"no outbox message {message_id}")
     return jsonify(message)
 
 
-@bp.post("/outbox/<int:message_id>/continue")
+@bp.post(f"/outbox/<int(max={MAX_ID}):message_id>/continue")
 def continue_sync(message_id: int) -> Response:
     outcome = calls.continue_sync(_market(), message_id)
-    return jsonify(message=_market().store.outbox_message(message_id), call=outcome.as_json())
+    return jsonify(message=_market().store.marketplace.outbox_message(message_id), call=outcome.as_json())
 
 
-@bp.post("/outbox/<int:message_id>/stop")
+@bp.post(f"/outbox/<int(max={MAX_ID}):message_id>/stop")
 def stop_sync(message_id: int) -> Response:
     calls.stop_sync(_market(), message_id)
-    return jsonify(message=_market().store.outbox_message(message_id))
+    return jsonify(message=_market().store.marketplace.outbox_message(message_id))
 
 
 # --- scenarios, step by step -----------------------------------------------------------------
@@ -226,12 +244,12 @@ def stop_sync(message_id: int) -> Response:
 
 @bp.get("/scenarios")
 def scenarios() -> Response:
-    return jsonify(scenarios=play.library())
+    return jsonify(scenarios=play.library(_scenario_dirs()))
 
 
 @bp.post("/plays")
 def start_play() -> tuple[Response, int]:
-    session = play.start(_market(), _json_object().get("scenario"))
+    session = play.start(_market(), _json_object().get("scenario"), _scenario_dirs())
     return jsonify(session.state()), 201
 
 
@@ -269,4 +287,4 @@ def play_resend(play_id: str) -> Response:
 def play_finish(play_id: str) -> Response:
     session = _session(play_id)
     session.finish()
-    return jsonify(session.state() | {"run": _market().store.run(play_id)})
+    return jsonify(session.state() | {"run": _market().store.history.run(play_id)})

@@ -4,7 +4,7 @@ activity: the produce interface, the license activities and the user-authorizati
 The server signs the call with the configured keys, sends it, and judges the answer with the
 catalog's per-exchange checks (HTTP 200, a JSON object, the answer contract of that activity, the
 deadline) and, when what was sent breaks the request contract, that the merchant did not accept
-it. Each call is recorded as a run of kind ``call`` (:mod:`~simulator.server.recording`), so the
+it. Each call is recorded as a run of kind ``call`` (:meth:`~simulator.store.RunRecorder.start`), so the
 history, ``koosim show`` and the console render it like any verify run.
 
 When a user-authorization sync call fails, the marketplace notifies the merchant by SMS or
@@ -40,9 +40,8 @@ from simulator.model import (
 )
 from simulator.protocol import ResultCode, encrypt_client_secret
 from simulator.protocol.vocabulary import ADD, is_license
-from simulator.server.recording import RecordedRun
 from simulator.server.state import MarketState, NotConfigured
-from simulator.store import OUTBOX_PENDING, OUTBOX_RESOLVED, OUTBOX_STOPPED
+from simulator.store import OUTBOX_PENDING, OUTBOX_RESOLVED, OUTBOX_STOPPED, RunRecorder
 from simulator.transport import Exchange, Target
 
 PRODUCE_FAMILIES = ("v2", "v1")
@@ -111,7 +110,7 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
     """Fields a person can send as they are: a fresh order, or the last instance created."""
     orders = OrderFactory(secrets.randbits(32))
     order = orders.order()
-    instance_id = market.store.latest_instance_id() or PLACEHOLDER_INSTANCE
+    instance_id = market.store.marketplace.latest_instance_id() or PLACEHOLDER_INSTANCE
     scope = {"instanceId": instance_id, "tenantId": "tenant-001"}
     rsa_public_key = market.settings.rsa_public_key
     license_fields = {
@@ -271,7 +270,7 @@ def send_call(
         fields = {"activity": activity} | {
             name: value for name, value in fields.items() if name != "activity"
         }
-    recording = RecordedRun(
+    recording = RunRecorder.start(
         market.store,
         target,
         kind="call",
@@ -314,7 +313,7 @@ def _notify_sync_failure(
     scope = ", ".join(
         f"{name} {body[name]}" for name in ("instanceId", "tenantId", "appId") if body.get(name)
     )
-    return market.store.add_outbox(
+    return market.store.marketplace.add_outbox(
         channels=("sms", "email"),
         recipient=market.settings.contact,
         subject=f"KooGallery: user synchronisation {call} failed",
@@ -339,7 +338,7 @@ class AlreadyDecided(Exception):
 
 
 def _pending(market: MarketState, message_id: int) -> dict[str, Any]:
-    message = market.store.outbox_message(message_id)
+    message = market.store.marketplace.outbox_message(message_id)
     if message is None:
         raise NoSuchMessage(f"no outbox message {message_id}")
     if message["status"] != OUTBOX_PENDING:
@@ -358,7 +357,7 @@ def continue_sync(market: MarketState, message_id: int) -> CallOutcome:
         report_sync_failure=False,
     )
     succeeded = outcome.result_code == ResultCode.SUCCESS.value
-    market.store.decide_outbox(
+    market.store.marketplace.decide_outbox(
         message_id, OUTBOX_RESOLVED if succeeded else OUTBOX_PENDING, outcome.exchange.id
     )
     return outcome
@@ -367,4 +366,4 @@ def continue_sync(market: MarketState, message_id: int) -> CallOutcome:
 def stop_sync(market: MarketState, message_id: int) -> None:
     """The administrator stops the sync: nothing more is sent for this message."""
     _pending(market, message_id)
-    market.store.decide_outbox(message_id, OUTBOX_STOPPED)
+    market.store.marketplace.decide_outbox(message_id, OUTBOX_STOPPED)

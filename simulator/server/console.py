@@ -7,6 +7,7 @@ Each page is a thin view over the same functions the JSON API calls (:mod:`calls
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
@@ -14,14 +15,14 @@ from werkzeug.wrappers import Response
 
 from simulator.checks import catalog
 from simulator.engine.run import TargetUnreachable
+from simulator.redaction import printable, redact
 from simulator.server import calls, notify, play, runs
-from simulator.server.guard import refuse_cross_site
+from simulator.server.inputs import MAX_ID, MAX_SEED, InvalidJSON, parse_json
 from simulator.server.openapi import QUERY_ORDER_PATH, USAGE_PATH
 from simulator.server.state import PROTOCOLS, MarketState, NotConfigured, SettingsError
 from simulator.store import INBOUND, OUTBOX_PENDING
 
 bp = Blueprint("console", __name__)
-bp.before_request(refuse_cross_site)  # every form here changes the marketplace: no cross-site posts
 
 FORM_SETTINGS = (
     "url",
@@ -40,10 +41,19 @@ def _market() -> MarketState:
     return current_app.extensions["koosim.marketplace"]
 
 
+def _said(error: Exception) -> str:
+    """An error's message as a page may show it: no key of the target, no control character."""
+    return printable(redact(str(error), _market().secrets))
+
+
+def _scenario_dirs() -> tuple[Path, ...]:
+    return current_app.config["KOOSIM_SCENARIO_DIRS"]
+
+
 def _parse_fields(text: str) -> tuple[dict[str, Any] | None, str | None]:
     try:
-        fields = json.loads(text)
-    except ValueError as exc:
+        fields = parse_json(text)
+    except InvalidJSON as exc:
         return None, f"the fields are not JSON: {exc}"
     if not isinstance(fields, dict):
         return None, 'the fields must be a JSON object: {"name": "value", …}'
@@ -56,14 +66,14 @@ def overview() -> str:
     return render_template(
         "overview.html",
         settings=market.settings.public(),
-        runs=market.store.runs(limit=8),
-        pending=len(market.store.outbox(status=OUTBOX_PENDING)),
-        inbound=market.store.exchanges(direction=INBOUND, limit=5),
+        runs=market.store.history.runs(limit=8),
+        pending=len(market.store.marketplace.outbox(status=OUTBOX_PENDING)),
+        inbound=market.store.history.exchanges(direction=INBOUND, limit=5),
     )
 
 
 @bp.route("/target", methods=["GET", "POST"])
-def target() -> str | Response:
+def target() -> str | Response | tuple[str, int]:
     market = _market()
     if request.method == "POST":
         changes: dict[str, Any] = {name: request.form[name] for name in FORM_SETTINGS if name in request.form}
@@ -72,7 +82,7 @@ def target() -> str | Response:
         try:
             market.configure(changes)
         except SettingsError as exc:
-            flash(str(exc), "error")
+            flash(_said(exc), "error")
             return render_template("target.html", settings=market.settings.public(), protocols=PROTOCOLS), 400
         flash("Target saved. Keys are kept in this server's memory only.", "ok")
         return redirect(url_for("console.target"))
@@ -91,7 +101,7 @@ def call() -> str | tuple[str, int]:
             try:
                 outcome = calls.send_call(market, activity, fields)
             except (calls.CallError, NotConfigured) as exc:
-                error = str(exc)
+                error = _said(exc)
         status = 400 if error else 200
     else:
         try:
@@ -112,7 +122,7 @@ def call() -> str | tuple[str, int]:
 
 @bp.get("/runs")
 def run_list() -> str:
-    return render_template("runs.html", runs=_market().store.runs(limit=100), catalog=catalog())
+    return render_template("runs.html", runs=_market().store.history.runs(limit=100), catalog=catalog())
 
 
 @bp.post("/runs")
@@ -120,21 +130,23 @@ def start_run() -> Response | tuple[str, int]:
     patterns = request.form.get("checks", "").split()
     try:
         seed = int(request.form.get("seed") or 0)
+        if not 0 <= seed <= MAX_SEED:
+            raise ValueError(seed)
         run_id = runs.start_verify(_market(), patterns, seed)
     except ValueError:
-        flash("the seed must be a whole number", "error")
+        flash(f"the seed must be a whole number from 0 to {MAX_SEED}", "error")
     except (LookupError, NotConfigured) as exc:
-        flash(str(exc), "error")
+        flash(_said(exc), "error")
     except TargetUnreachable as exc:
-        flash(f"the target could not be reached: {exc}", "error")
+        flash(f"the target could not be reached: {_said(exc)}", "error")
     else:
         return redirect(url_for("console.run_page", run_id=run_id))
-    return render_template("runs.html", runs=_market().store.runs(limit=100), catalog=catalog()), 400
+    return render_template("runs.html", runs=_market().store.history.runs(limit=100), catalog=catalog()), 400
 
 
 @bp.get("/runs/<run_id>")
 def run_page(run_id: str) -> str | tuple[str, int]:
-    record = _market().store.run(run_id)
+    record = _market().store.history.run(run_id)
     if record is None:
         return render_template("missing.html", what=f"run {run_id}"), 404
     return render_template("run.html", run=record)
@@ -142,7 +154,7 @@ def run_page(run_id: str) -> str | tuple[str, int]:
 
 @bp.get("/exchanges/<exchange_id>")
 def exchange_page(exchange_id: str) -> str | tuple[str, int]:
-    exchange = _market().store.exchange(exchange_id)
+    exchange = _market().store.history.exchange(exchange_id)
     if exchange is None:
         return render_template("missing.html", what=f"exchange {exchange_id}"), 404
     return render_template("exchange.html", exchange=exchange)
@@ -160,7 +172,7 @@ def notification() -> str | Response | tuple[str, int]:
                     market, fields, check_token=request.form.get("check_token") == "on"
                 )
             except (notify.NotificationError, NotConfigured) as exc:
-                error = str(exc)
+                error = _said(exc)
             else:
                 return redirect(url_for("console.run_page", run_id=run_id))
         page = render_template(
@@ -186,8 +198,8 @@ def merchant_calls() -> str:
     store = _market().store
     return render_template(
         "marketplace.html",
-        inbound=store.exchanges(direction=INBOUND, limit=100),
-        usage=store.usage(limit=100),
+        inbound=store.history.exchanges(direction=INBOUND, limit=100),
+        usage=store.marketplace.usage(limit=100),
         query_path=QUERY_ORDER_PATH,
         usage_path=USAGE_PATH,
     )
@@ -195,10 +207,10 @@ def merchant_calls() -> str:
 
 @bp.get("/outbox")
 def outbox() -> str:
-    return render_template("outbox.html", messages=_market().store.outbox(limit=100))
+    return render_template("outbox.html", messages=_market().store.marketplace.outbox(limit=100))
 
 
-@bp.post("/outbox/<int:message_id>/<decision>")
+@bp.post(f"/outbox/<int(max={MAX_ID}):message_id>/<decision>")
 def decide(message_id: int, decision: str) -> Response | tuple[str, int]:
     market = _market()
     try:
@@ -211,25 +223,27 @@ def decide(message_id: int, decision: str) -> Response | tuple[str, int]:
         else:
             return render_template("missing.html", what=f"decision {decision}"), 404
     except (calls.NoSuchMessage, calls.AlreadyDecided, NotConfigured) as exc:
-        flash(str(exc), "error")
+        flash(_said(exc), "error")
     return redirect(url_for("console.outbox"))
 
 
 @bp.get("/play")
 def play_list() -> str:
     market = _market()
-    return render_template("play_list.html", scenarios=play.library(), sessions=play.sessions(market))
+    return render_template(
+        "play_list.html", scenarios=play.library(_scenario_dirs()), sessions=play.sessions(market)
+    )
 
 
 @bp.post("/play")
 def play_start() -> Response | tuple[str, int]:
     market = _market()
     try:
-        session = play.start(market, request.form.get("scenario", ""))
+        session = play.start(market, request.form.get("scenario", ""), _scenario_dirs())
     except (play.PlayError, NotConfigured) as exc:
-        flash(str(exc), "error")
+        flash(_said(exc), "error")
         return render_template(
-            "play_list.html", scenarios=play.library(), sessions=play.sessions(market)
+            "play_list.html", scenarios=play.library(_scenario_dirs()), sessions=play.sessions(market)
         ), 400
     return redirect(url_for("console.play_page", play_id=session.id))
 
@@ -243,7 +257,7 @@ def play_page(play_id: str) -> str | tuple[str, int]:
     state = session.state()
     fields = state["next"]["fields"] if state["next"] else None
     text = json.dumps(fields, ensure_ascii=False, indent=2) if fields is not None else ""
-    return render_template("play.html", play=state, fields=text, run=_market().store.run(play_id))
+    return render_template("play.html", play=state, fields=text, run=_market().store.history.run(play_id))
 
 
 @bp.post("/play/<play_id>/<action>")
@@ -276,5 +290,5 @@ def play_action(play_id: str, action: str) -> Response | tuple[str, int]:
         else:
             return render_template("missing.html", what=f"action {action}"), 404
     except play.PlayError as exc:
-        flash(str(exc), "error")
+        flash(_said(exc), "error")
     return redirect(url_for("console.play_page", play_id=play_id))

@@ -22,8 +22,9 @@ from typing import Any
 from simulator.checks import REGISTRY
 from simulator.checks.notification import NOTIFICATION
 from simulator.checks.security import WRONG_SIGNATURE
-from simulator.server.recording import RecordedRun
+from simulator.protocol.limits import COMPACT_TIME_FORMAT
 from simulator.server.state import MarketState, NotConfigured
+from simulator.store import RunRecorder
 from simulator.transport import Tamper, Target
 
 ORDER_TYPES = ("NEW", "TRIAL", "TRIAL_TO_FORMAL", "UNSUBSCRIBE", "RENEW", "CHANGE")
@@ -37,14 +38,14 @@ class NotificationError(ValueError):
 def template(market: MarketState) -> dict[str, str]:
     """A notice about the last order the marketplace sent, or about a debug order."""
     order_id, line_id = "MOCKPERIODYEARNEW", "MOCKPERIODYEARNEW-000001"
-    latest = market.store.latest_order()
+    latest = market.store.marketplace.latest_order()
     if latest is not None:
         order_id, line_id = latest["order_id"], latest["order_line_id"]
     return {
         "orderId": order_id,
         "orderLineId": line_id,
         "orderType": "NEW",
-        "eventTime": datetime.now(UTC).strftime("%Y%m%d%H%M%S"),
+        "eventTime": datetime.now(UTC).strftime(COMPACT_TIME_FORMAT),
         "testFlag": "1",
     }
 
@@ -75,7 +76,7 @@ def send_notification(market: MarketState, body: Any, *, check_token: bool = Tru
     plan = [(ACCEPTED, Tamper(), f"order notification ({body['orderType']})")]
     if check_token:
         plan.append((TOKEN, Tamper(signature=WRONG_SIGNATURE), "order notification, wrong x-sign"))
-    recording = RecordedRun(market.store, target, kind=NOTIFICATION, planned=len(plan))
+    recording = RunRecorder.start(market.store, target, kind=NOTIFICATION, planned=len(plan))
     try:
         for check, tamper, label in plan:
             exchange = recording.transport.post_signed(

@@ -20,6 +20,7 @@ it for clients and tests.
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -30,7 +31,11 @@ from werkzeug.exceptions import HTTPException
 
 from simulator.contracts import validate
 from simulator.model import Order
-from simulator.protocol import canonical_query, is_fresh, verify_openapi
+from simulator.protocol import TIMESTAMP_WINDOW_MS, canonical_query, is_fresh, verify_openapi
+from simulator.protocol.limits import BASIC_UTC_FORMAT, COMPACT_TIME_FORMAT
+from simulator.protocol.replay import ReplayCache
+from simulator.server.guard import refuse_cross_site
+from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import MarketState
 from simulator.store import INBOUND
 from simulator.transport import Exchange
@@ -49,8 +54,8 @@ AUTH_FAILED = "APIGW.0301"
 """Gateway errors use APIGW.xxxx (doc); which number is an ASSUMPTION."""
 MAX_RECORDS = 1000
 MAX_AGE = timedelta(days=21)
-USAGE_TIME = "%Y%m%dT%H%M%SZ"
-ORDER_TIME = "%Y%m%d%H%M%S"
+USAGE_TIME = BASIC_UTC_FORMAT
+ORDER_TIME = COMPACT_TIME_FORMAT
 CHARGING_MODES = {"0": "PERIOD", "1": "ON_DEMAND", "3": "ONE_TIME"}
 """newInstance's chargingMode digits as queryOrder names them."""
 
@@ -74,6 +79,14 @@ MOCK_ORDERS = {
 """Debug orders the real service answers for every merchant (doc: MOCKPERIODYEARNEW)."""
 
 RECORDED_HEADERS = ("Content-Type", "User-Agent", "ts", "nonce", "signature")
+TIMESTAMP = re.compile(r"[0-9]{13}")
+"""``ts``: milliseconds since the epoch, 13 ASCII digits (int() would take "1_7…" or " 17…")."""
+MAX_NONCE_CHARS = 128
+MAX_STORED_URL_CHARS = 2000
+"""A stored inbound URL is cut here, as bodies are: a caller may send 64 KB of query string."""
+MAX_STORED_HEADER_CHARS = 200
+UNAUTHENTICATED_BODY_BYTES = 256
+"""What is kept of a refused unauthenticated call's body: enough to see what it was."""
 
 bp = Blueprint("openapi", __name__)
 
@@ -100,10 +113,29 @@ def _authenticate(signed_body: str) -> None:
         if not request.headers.get(header):
             raise Refused(401, AUTH_FAILED, f"the {header} header is missing")
     ts, nonce = request.headers["ts"], request.headers["nonce"]
-    if not is_fresh(ts, now_ms=int(time.time() * 1000)):
-        raise Refused(401, AUTH_FAILED, "the ts header is not a time within 60 s of now (ms since the epoch)")
+    now_ms = int(time.time() * 1000)
+    if not (TIMESTAMP.fullmatch(ts) and is_fresh(ts, now_ms=now_ms)):
+        raise Refused(
+            401, AUTH_FAILED, "the ts header is not a time within 60 s of now (13 digits, ms since the epoch)"
+        )
+    if len(nonce) > MAX_NONCE_CHARS:
+        raise Refused(401, AUTH_FAILED, f"the nonce header is longer than {MAX_NONCE_CHARS} characters")
     if not verify_openapi(key, ts, nonce, signed_body, request.headers["signature"]):
         raise Refused(401, AUTH_FAILED, "the signature does not match: see docs/server.md for what is signed")
+    now = datetime.now(UTC)
+    if not _nonces().remember(nonce, until=now + NONCE_MEMORY, now=now):
+        raise Refused(401, AUTH_FAILED, "the nonce was already used: a replayed call (use a fresh nonce)")
+    g.koosim_authenticated = True
+
+
+NONCE_MEMORY = timedelta(milliseconds=2 * TIMESTAMP_WINDOW_MS + 1000)
+"""How long a nonce is remembered: as long as any ``ts`` sent with it could still be fresh."""
+
+
+def _nonces() -> ReplayCache:
+    """The nonces of authenticated calls: a call replayed (same ts/nonce/signature, or the
+    nonce with a fresh ts) is refused. Bounded: a flood cannot grow it without limit."""
+    return current_app.extensions.setdefault("koosim.nonces", ReplayCache())
 
 
 def _first_violation(instance: Any, name: str) -> str | None:
@@ -132,7 +164,7 @@ def _find_order(order_id: str, line_id: str | None) -> dict[str, Any]:
     if order_id in MOCK_ORDERS:
         order = json.loads(json.dumps(MOCK_ORDERS[order_id]))
     else:
-        lines = _market().store.order_lines(order_id)
+        lines = _market().store.marketplace.order_lines(order_id)
         if not lines:
             raise Refused(404, INVALID, f"order {order_id!r} does not exist")
         fields = lines[0]["fields"]
@@ -183,9 +215,9 @@ def usage_push() -> Response:
             raise Refused(400, INVALID, "the body is not UTF-8") from None
         _authenticate(text)
         try:
-            body = json.loads(text, parse_constant=_no_constant)
-        except (ValueError, RecursionError) as exc:
-            raise Refused(400, INVALID, f"the body is not JSON: {exc}") from None
+            body = parse_json(text)
+        except InvalidJSON as exc:
+            raise Refused(400, INVALID, f"the body is {exc}") from None
         if not isinstance(body, dict):
             raise Refused(400, INVALID, "the body must be a JSON object with usage_records")
         g.koosim_fields = body
@@ -194,20 +226,18 @@ def usage_push() -> Response:
             raise Refused(
                 400, TOO_MANY_RECORDS, f"at most {MAX_RECORDS} usage_records per call, got {len(records)}"
             )
-        if (problem := _first_violation(body, "usagePush")) is not None:
-            raise Refused(400, INVALID, problem)
+        if (problem := _first_violation(body, "usagePush")) is not None or not isinstance(records, list):
+            raise Refused(400, INVALID, problem or "usage_records must be a list")
         for index, record in enumerate(records):
             _check_times(index, record)
-        added, repeated = _market().store.add_usage(records, g.koosim_exchange_id, _market().secrets)
+        added, repeated = _market().store.marketplace.add_usage(
+            records, g.koosim_exchange_id, _market().secrets
+        )
     except Refused as refused:
         return _answer(refused.status, {"error_code": refused.code, "error_msg": refused.message})
     return _answer(
         200, {"error_code": SUCCESS, "error_msg": "success", "accepted": added, "repeated": repeated}
     )
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _check_times(index: int, record: dict[str, Any]) -> None:
@@ -234,6 +264,12 @@ def _answer(status: int, body: dict[str, Any]) -> Response:
 def _start() -> None:
     g.koosim_started = time.time()
     g.koosim_exchange_id = uuid.uuid4().hex[:12]
+    # merchants call from their servers: a browser sending this from a web page is a forgery
+    refuse_cross_site(all_methods=True)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}… [{len(text)} characters in all]"
 
 
 def _request_body() -> bytes:
@@ -249,6 +285,10 @@ def _record(response: Response) -> Response:
     market = _market()
     activity = g.get("koosim_activity", request.path)
     answer = g.get("koosim_status_body") or {}
+    authenticated = g.get("koosim_authenticated", False)
+    body = _request_body()
+    if not authenticated:  # anyone may send these: keep what shows the call, not all of it
+        body = body[:UNAUTHENTICATED_BODY_BYTES]
     exchange = Exchange(
         id=g.koosim_exchange_id,
         label=f"{activity} from the merchant",
@@ -256,10 +296,14 @@ def _record(response: Response) -> Response:
         protocol="openapi",
         activity=activity,
         method=request.method,
-        url=request.url,
-        fields=g.get("koosim_fields", {}),
-        request_headers={name: value for name in RECORDED_HEADERS if (value := request.headers.get(name))},
-        request_body=_request_body(),
+        url=_cut(request.url, MAX_STORED_URL_CHARS),
+        fields=g.get("koosim_fields", {}) if authenticated else {},
+        request_headers={
+            name: _cut(value, MAX_STORED_HEADER_CHARS)
+            for name in RECORDED_HEADERS
+            if (value := request.headers.get(name))
+        },
+        request_body=body,
         started_at=g.koosim_started,
         status=response.status_code,
         response_headers={"Content-Type": response.content_type or ""},
@@ -275,7 +319,7 @@ def _record(response: Response) -> Response:
         "request_violations": g.get("koosim_violations", []),
     }
     try:
-        market.store.add_exchange(None, exchange, market.secrets, direction=INBOUND, verdict=verdict)
+        market.store.history.add_exchange(None, exchange, market.secrets, direction=INBOUND, verdict=verdict)
     except Exception:  # the merchant gets its answer even when the history cannot keep it
         current_app.logger.exception("could not record an inbound call")
     return response

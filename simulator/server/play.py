@@ -11,24 +11,49 @@ back as interrupted, with every step it played.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from simulator.engine.player import Player, Prepared, StepOutcome, requirements, step_result
-from simulator.engine.scenario import Scenario, ScenarioError, Unresolved, discover, find, library_dirs, load
-from simulator.server.recording import RecordedRun
+from simulator.engine.scenario import Entry, Scenario, Unresolved, discover, library_dirs, scenario_files
+from simulator.redaction import printable, redact
 from simulator.server.state import MarketState
+from simulator.store import RunRecorder
 
 
 class PlayError(ValueError):
     """The scenario cannot be started or the step cannot be sent; the message says why."""
 
 
-def library() -> list[dict[str, Any]]:
-    """The scenarios a session can play: the packaged library."""
+MAX_NAME_CHARS = 200
+
+
+def _entries(dirs: Iterable[Path]) -> list[Entry]:
+    # a --scenarios folder removed since the server started is left out, not an error page
+    folders = tuple(library_dirs(directory for directory in dirs if directory.is_dir()))
+    # parsing every file costs ~10 ms; looking at their sizes and times, microseconds
+    stamps = tuple(
+        (path, stat.st_mtime_ns, stat.st_size)
+        for folder in folders
+        for path in scenario_files(folder)
+        if (stat := path.stat())
+    )
+    return _discovered(folders, stamps)
+
+
+@functools.lru_cache(maxsize=8)
+def _discovered(folders: tuple[Path, ...], stamps: tuple[tuple[Path, int, int], ...]) -> list[Entry]:
+    return discover(folders)
+
+
+def library(dirs: Iterable[Path] = ()) -> list[dict[str, Any]]:
+    """The scenarios a session can play: the merchant's ``--scenarios`` folders, then the library."""
     entries = []
-    for entry in discover(library_dirs()):
+    for entry in _entries(dirs):
         scenario = entry.scenario
         entries.append(
             {
@@ -48,7 +73,7 @@ class PlaySession:
 
     scenario: Scenario
     player: Player
-    recording: RecordedRun
+    recording: RunRecorder
     position: int = 0
     """Index of the next step to send."""
     outcomes: list[StepOutcome] = field(default_factory=list)
@@ -107,10 +132,10 @@ class PlaySession:
     def resend_previous(self) -> StepOutcome:
         """Send the last step played again, same content, as the marketplace resends it."""
         with self.lock:
-            last = next((o for o in reversed(self.outcomes) if o.prepared is not None), None)
-            if last is None:
+            prepared = next((o.prepared for o in reversed(self.outcomes) if o.prepared is not None), None)
+            if prepared is None:
                 raise PlayError("no step has been sent yet")
-            outcome = self.player.perform(last.prepared)
+            outcome = self.player.perform(prepared)
             self._record(outcome)
             self._prepare()  # the resend may change what the next step refers to
             return outcome
@@ -178,20 +203,28 @@ def _sessions(market: MarketState) -> dict[str, PlaySession]:
     return market.plays
 
 
-def start(market: MarketState, name: Any) -> PlaySession:
-    """Start playing the library scenario ``name`` against the configured target."""
-    if not isinstance(name, str) or not name:
+def _named(name: str, dirs: Iterable[Path], secrets: tuple[str, ...]) -> Scenario:
+    """The scenario of the library (or a ``--scenarios`` folder) called ``name``: by file stem or
+    by its ``name:``. Never a path: a caller must not read, or learn about, any other file."""
+    for entry in _entries(dirs):
+        if entry.path.stem == name or (entry.scenario is not None and entry.scenario.name == name):
+            if entry.scenario is None:
+                raise PlayError(printable(redact(entry.error or f"{name}: cannot be loaded", secrets)))
+            return entry.scenario
+    shown = printable(name if len(name) <= 40 else name[:40] + "…")
+    raise PlayError(f"'{shown}': no scenario of that name; GET /api/scenarios lists the library")
+
+
+def start(market: MarketState, name: Any, dirs: Iterable[Path] = ()) -> PlaySession:
+    """Start playing the scenario called ``name`` (library or ``dirs``) against the configured target."""
+    if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
         raise PlayError("scenario must be the name of a scenario of the library")
-    try:
-        paths = find(name, library_dirs())
-        scenario = load(paths[0])
-    except ScenarioError as problem:
-        raise PlayError(str(problem)) from None
+    scenario = _named(name, dirs, market.secrets)
     target = dataclasses.replace(market.target(), protocol=scenario.protocol)
     problems = requirements(scenario, target)
     if problems:
         raise PlayError("; ".join(problems))
-    recording = RecordedRun(
+    recording = RunRecorder.start(
         market.store,
         target,
         kind="play",

@@ -59,7 +59,7 @@ def start_verify(market: MarketState, patterns: Iterable[str] = (), seed: int = 
         except Exception as exc:  # the history must say why the run stopped, not leave it "running"
             failure.append(f"{type(exc).__name__}: {exc}")
             if recorder.run_id is not None:
-                market.store.finish_run(
+                market.store.history.finish_run(
                     recorder.run_id, exit_code=2, error=failure[0], secrets=target.secrets
                 )
         else:

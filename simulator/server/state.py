@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from simulator.settings import PROTOCOLS as PROTOCOLS  # the console lists them
 from simulator.settings import ConfigError, Settings, build_target, named, open_target, validate
@@ -79,6 +80,34 @@ def _checked(name: str, value: Any) -> Any:
         return validate(name, value)
     except ValueError as exc:
         raise SettingsError(named(name, str(exc))) from None
+
+
+KEYS_OF = {
+    "url": ("access_key", "sync_key"),
+    "sync_url": ("sync_key",),
+    "notification_url": ("notification_token",),
+}
+"""The keys shared with the merchant at each URL: moving a URL to another host forgets them."""
+
+
+def _host(url: str | None) -> str:
+    return urlsplit(url or "").netloc.lower()
+
+
+def _forget_keys_of_other_hosts(
+    old: ConsoleSettings, new: ConsoleSettings, changes: Mapping[str, Any]
+) -> ConsoleSettings:
+    """``new`` without the keys of a URL whose host changed, unless ``changes`` gives them anew:
+    a target moved elsewhere must not get calls signed with the last merchant's keys."""
+    forget = {
+        key
+        for name, keys in KEYS_OF.items()
+        if getattr(old, name) and _host(getattr(old, name)) != _host(getattr(new, name))
+        for key in keys
+        if not changes.get(key)
+    }
+    cleared: dict[str, Any] = dict.fromkeys(forget)
+    return replace(new, **cleared) if forget else new
 
 
 class MarketState:
@@ -152,7 +181,7 @@ class MarketState:
                 settings = replace(
                     settings, access_key=None, sync_key=None, rsa_public_key=None, bundled=False
                 )
-            settings = replace(settings, **values)
+            settings = _forget_keys_of_other_hosts(settings, replace(settings, **values), changes)
             if bundled:
                 settings = self._use_bundled(settings)
             self._settings = settings
