@@ -461,3 +461,35 @@ def test_client_secret_is_rsa_oaep_sha256_mgf1_sha1_with_a_3072_bit_key(rsa_key:
     assert key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ) == public_key_pem(rsa_key)
+
+
+def _run_v1(serve: Any, app: Flask, check_id: str) -> Any:
+    target = Target(url=serve(app), access_key=ACCESS_KEY, protocol="v1")
+    transport = Transport(target)
+    try:
+        return run_check(REGISTRY[check_id], target, transport, OrderFactory(7), [])
+    finally:
+        transport.close()
+
+
+def test_the_v1_stale_timestamp_probe_is_a_warning(serve: Any, app: Flask, monkeypatch: Any) -> None:
+    # §2.2, U17: no published window; the reference merchant applies 60 s, so the probe passes.
+    assert _run_v1(serve, app, "security.v1-timestamp-stale").verdict is Verdict.PASSED
+    monkeypatch.setattr("simulator.reference.produce._v1_fresh", lambda time_stamp: True)
+    result = _run_v1(serve, app, "security.v1-timestamp-stale")
+    assert result.verdict is Verdict.WARNED
+    assert "ASSUMPTION U17" in result.findings[0].message
+
+
+def test_the_wrong_authtoken_probe_covers_every_v1_activity(serve: Any, app: Flask, monkeypatch: Any) -> None:
+    # §2.2: every V1 call carries an authToken; a merchant verifying it only on the subscription fails.
+    from simulator.reference import produce
+
+    real = produce.verify_v1
+    monkeypatch.setattr(
+        produce, "verify_v1", lambda params, key: real(params, key) or params.get("activity") != "newInstance"
+    )
+    result = _run_v1(serve, app, "security.v1-authtoken-wrong")
+    assert result.verdict is Verdict.FAILED
+    refused = {finding.message.split(" with a wrong authToken")[0] for finding in result.findings}
+    assert refused == {"refreshInstance", "upgrade", "updateInstanceStatus", "releaseInstance"}

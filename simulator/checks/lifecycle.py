@@ -12,6 +12,7 @@ from simulator.model import (
     query_fields,
     release_fields,
     status_fields,
+    within_query_limit,
 )
 from simulator.protocol import ResultCode
 from simulator.protocol.limits import QUERY_INSTANCE_LIMIT
@@ -116,14 +117,18 @@ def invalid_parameters(ctx: Context) -> None:
 @check("lifecycle.query-several", rule="§7")
 def query_several(ctx: Context) -> None:
     """queryInstance with several ids lists each known one; over 100 ids gets 000002."""
-    created = [ctx.new_instance().instance_id for _ in range(3)]
     unknown = ctx.orders.unknown_instance_id()
-    exchange = ctx.send(query_fields(*created, unknown), "queryInstance of 3 instances and an unknown id")
+    # instanceId holds at most 100 characters (docs/protocol.md §4.5, A9): as many of the three
+    # new instances as fit beside the unknown id.
+    created = within_query_limit([unknown, *(ctx.new_instance().instance_id for _ in range(3))])[1:]
+    exchange = ctx.send(
+        query_fields(*created, unknown), f"queryInstance of {len(created)} instance(s) and an unknown id"
+    )
     if ctx.expect(exchange, ResultCode.SUCCESS, "queryInstance of several ids"):
         listed = _listed(exchange)
         missing = [iid for iid in created if iid not in listed]
         if missing:
-            ctx.fail(f"queryInstance left out {len(missing)} of the 3 instances just created", exchange)
+            ctx.fail(f"queryInstance left out {len(missing)} of the instances just created", exchange)
         if unknown in listed:
             ctx.fail("queryInstance listed an instanceId that was never created", exchange)
     too_many = [f"{unknown}-{n}" for n in range(QUERY_INSTANCE_LIMIT + 1)]

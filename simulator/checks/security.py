@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from simulator.checks.base import Context, Severity, check, describe
-from simulator.model import query_fields
+from simulator.model import query_fields, release_fields, status_fields, v1_fields
 from simulator.protocol import DecryptionError, EncryptType, ResultCode, decrypt, encrypt, verify_body_sign
 from simulator.protocol.vocabulary import app_infos
 from simulator.transport import Exchange, Tamper, json_bytes, now_ms
@@ -102,6 +102,35 @@ def v1_authtoken_wrong(ctx: Context) -> None:
     ctx.expect(wrong, ResultCode.AUTH_FAILED, "a wrong authToken must be refused")
     missing = ctx.send(_probe_fields(ctx), "newInstance, no authToken", Tamper(omit=frozenset({"authToken"})))
     ctx.expect(missing, ResultCode.AUTH_FAILED, "a call without authToken must be refused")
+    # Every V1 activity verifies the token (docs/protocol.md §2.2), not only the subscription.
+    created = ctx.new_instance()
+    order, instance_id = created.order, created.instance_id
+    for fields in (
+        order.refresh_fields(instance_id, ctx.orders.expire_time(days=60)),
+        order.upgrade_fields(instance_id),
+        status_fields(instance_id, "FREEZE"),
+        release_fields(instance_id, order.order_id),
+    ):
+        activity = v1_fields(fields)["activity"]
+        exchange = ctx.send(fields, f"{activity}, wrong authToken", Tamper(signature="AAAA" * 11))
+        ctx.expect(exchange, ResultCode.AUTH_FAILED, f"{activity} with a wrong authToken must be refused")
+
+
+@check("security.v1-timestamp-stale", rule="§2.2, U17", severity=Severity.WARNING, protocols=("v1",))
+def v1_timestamp_stale(ctx: Context) -> None:
+    """A correctly signed v1 call whose timeStamp is 5 minutes old is refused.
+
+    No page publishes a V1 freshness window (ASSUMPTION U17): a merchant accepting a replayed
+    old call gets a warning, never a failure.
+    """
+    tamper = Tamper(timestamp_ms=now_ms() - STALE_BY_MS)
+    exchange = ctx.send(_probe_fields(ctx), "newInstance, timeStamp 5 min old", tamper)
+    if exchange.result_code == ResultCode.SUCCESS.value:
+        ctx.fail(
+            "a v1 call with a timeStamp 5 minutes old was accepted (ASSUMPTION U17: no page states a "
+            "V1 window; an old authToken can be replayed)",
+            exchange,
+        )
 
 
 @check("security.v1-authtoken-encoded-values", rule="§3", protocols=("v1",))
