@@ -82,3 +82,11 @@ class TimeBudget:
         """Raise :class:`BudgetSpent` once the budget is spent."""
         if self.spent:
             raise BudgetSpent(self.seconds)
+
+
+class TargetMisconfigured(KoosimError):
+    """The preflight call's answer names an obvious cause (wrong key, wrong path, a web page):
+    exit code 3, as for an unreachable target, without running the catalog."""
+
+    exit_code = EXIT_UNREACHABLE
+    context = "preflight"

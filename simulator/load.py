@@ -372,7 +372,7 @@ def run_local(
     runner = environment.create_local_runner()
     try:
         runner.start(users, spawn_rate=spawn_rate)
-        _sleep(run_time)
+        _sleep(run_time, environment)
     finally:
         runner.quit()
     return summarise(environment, plan.ledger, max_error_rate)
@@ -418,7 +418,7 @@ def run_master(
             gevent.sleep(0.1)
         seen_workers.update(client.id for client in runner.clients.all)
         starter = gevent.spawn(runner.start, users, spawn_rate)
-        _sleep(run_time)
+        _sleep(run_time, environment)
         starter.kill()
         runner.stop()  # the workers stop their users and send their complete ledgers
         deadline = time.monotonic() + FINAL_REPORT_WAIT
@@ -499,12 +499,30 @@ def run_worker(plan: LoadPlan, master_host: str, master_port: int, expected_url:
     return sent
 
 
-def _sleep(seconds: float) -> None:
-    """The test's duration; Ctrl+C ends it early and the summary still comes."""
+PROGRESS_EVERY = 10.0
+"""Seconds between two progress lines of a run (elapsed, requests, failures, users)."""
+
+
+def _sleep(seconds: float, environment: Environment | None = None) -> None:
+    """The test's duration, with a progress line every :data:`PROGRESS_EVERY` seconds; Ctrl+C
+    ends it early and the summary still comes."""
+    started = time.monotonic()
     try:
-        gevent.sleep(seconds)
+        while (left := seconds - (time.monotonic() - started)) > 0:
+            gevent.sleep(min(left, PROGRESS_EVERY))
+            if environment is not None and seconds - (time.monotonic() - started) > 0:
+                print(_progress_line(environment, time.monotonic() - started, seconds), flush=True)
     except KeyboardInterrupt:
         logger.warning("interrupted: stopping the users")
+
+
+def _progress_line(environment: Environment, elapsed: float, seconds: float) -> str:
+    total = environment.stats.total
+    users = environment.runner.user_count if environment.runner is not None else 0
+    return (
+        f"load: {elapsed:.0f}/{seconds:g} s · {total.num_requests} requests · "
+        f"{total.num_failures} failures · {users} users"
+    )
 
 
 # --- the process the load command starts -----------------------------------------------------

@@ -131,7 +131,7 @@ class KoosimSession:
             try:
                 settings = load_settings({**self._flags, "url": self.explicit_url})
             except KoosimError as exc:
-                raise TargetProblem(f"koosim: {exc.one_line()}") from None
+                raise TargetProblem(f"koosim: {_plugin_flags(exc.one_line())}") from None
             # Only --koosim-url switches the target: KOOSIM_URL or url in koosim.toml never
             # sends a plain pytest run to a server.
             self._settings = replace(settings, url=self.explicit_url)
@@ -148,7 +148,8 @@ class KoosimSession:
             except TargetProblem as problem:
                 self._problem = str(problem)
             except KoosimError as exc:
-                self._problem = f"koosim: {exc.one_line()}"
+                where = f" (--koosim-url {self.url})" if self.explicit_url else ""
+                self._problem = f"koosim: {_plugin_flags(exc.one_line())}{where}"
         if self._problem is not None:
             raise TargetProblem(self._problem)
         assert self._target is not None
@@ -479,6 +480,14 @@ class SimulatedMarketplace:
             raise ValueError(f"{label}: the answer carries no instanceId ({describe(instance)})")
         order = self._order_of_exchange.get(instance.id) or self._order_of_instance.get(instance_id)
         return instance_id, order or self.orders.order()
+
+
+def _plugin_flags(message: str) -> str:
+    """The message with the command line's flag names as this plugin spells them: a pytest user
+    typed ``--koosim-url``, not ``--url``."""
+    import re
+
+    return re.sub(r"(?<![\w-])--(url|protocol|sync-url|timeout)\b", r"--koosim-\1", message)
 
 
 @pytest.fixture(scope="session")

@@ -311,8 +311,26 @@ def remote_target(settings: Settings, *, budget: TimeBudget | None = None) -> Ta
     if not settings.url:
         raise ConfigError("no target URL: pass --url, set KOOSIM_URL or url in koosim.toml")
     if not settings.access_key:
-        raise ConfigError("no access key for the target: set KOOSIM_ACCESS_KEY or access_key in koosim.toml")
+        raise ConfigError(
+            "no access key for the target: set KOOSIM_ACCESS_KEY or access_key in koosim.toml"
+            + _demo_key_hint(settings.url)
+        )
     return build_target(settings, budget=budget)
+
+
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
+
+
+def _demo_key_hint(url: str) -> str:
+    """On a local URL, most likely ``koosim merchant``: the export line of its public demo keys."""
+    if urlsplit(url).hostname not in LOOPBACK_HOSTS:
+        return ""
+    from simulator.reference import DEMO_ACCESS_KEY, DEMO_SYNC_KEY
+
+    return (
+        f" (for `koosim merchant` and its public demo keys: export KOOSIM_ACCESS_KEY={DEMO_ACCESS_KEY} "
+        f"KOOSIM_SYNC_KEY={DEMO_SYNC_KEY})"
+    )
 
 
 @contextmanager

@@ -152,8 +152,9 @@ def test_the_job_passes_against_the_reference_merchant(name: str, tmp_path: Path
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("name", JOBS)
 def test_the_job_fails_when_verify_fails_and_still_writes_the_reports(name: str, tmp_path: Path) -> None:
-    # A merchant holding another access key refuses every signed call: documented rules break.
-    finished = run_job(name, tmp_path, merchant_env="KOOSIM_ACCESS_KEY=another-key-than-koosim-uses ")
+    # A merchant holding another user-sync key refuses every user-sync call: documented rules
+    # break. (Another access key would be named by verify's preflight instead: exit 3, no catalog.)
+    finished = run_job(name, tmp_path, merchant_env="KOOSIM_SYNC_KEY=another-key-than-koosim-uses ")
     assert finished.returncode == 1, finished
     assert "Delisting risk" in finished.output
     assert 'failures="0"' not in (tmp_path / "koosim.xml").read_text()

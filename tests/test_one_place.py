@@ -216,3 +216,18 @@ def test_the_resend_policy_is_read_once_with_the_settings(tmp_path: Path) -> Non
     assert (settings.resend_policy.resends, settings.resend_policy.backoff) == (1, 0.5)
     with pytest.raises(ConfigError, match="KOOSIM_RESENDS: resends must be between 0 and 10"):
         load_settings({}, environ={"KOOSIM_RESENDS": "11"}, cwd=tmp_path)
+
+
+def test_the_target_is_named_redacted_and_printable_in_every_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    """verify, play and explore name the target through TargetInfo.where: a URL carrying the
+    access key never reaches the terminal as it is (hostile characters are refused earlier, when
+    the URL is configured)."""
+    from simulator.cli.common import TargetInfo
+    from simulator.settings import build_target
+
+    key = "where-key-0123456789"
+    monkeypatch.setenv("KOOSIM_ACCESS_KEY", key)
+    url = f"https://merchant.example/produceAPI?token={key}"
+    info = TargetInfo({"url": url, "protocol": None, "sync_url": None, "timeout": None})
+    where = info.where(build_target(info.settings))
+    assert key not in where and "[redacted]" in where

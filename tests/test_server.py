@@ -338,7 +338,7 @@ def test_a_cross_site_request_cannot_change_the_marketplace(
     configured: FlaskClient, app: Flask, headers: dict[str, str]
 ) -> None:
     before = market_state(app).settings
-    form = {"url": "http://evil.example/produceAPI", "access_key": "theirs", "clear_keys": "on"}
+    form = {"url": "http://evil.example/produceAPI", "access_key": "theirs-0001", "clear_keys": "on"}
     page = configured.post("/target", data=form, headers=headers)
     assert page.status_code == 403
     assert "may not change the marketplace" in html.unescape(page.data.decode())
@@ -428,6 +428,8 @@ def test_a_call_answer_is_judged_by_the_catalog_checks(client: FlaskClient) -> N
         ({"timeout": "abc"}, "timeout must be a number"),
         ({"timeout": -1}, "more than 0 and at most 300"),
         ({"access_key": 7}, "access_key must be a string"),
+        ({"access_key": "short"}, "access_key is 5 character(s) long; a key needs at least 8"),
+        ({"sync_key": "k"}, "sync_key is 1 character(s) long"),
         ({"rsa_public_key": "not pem"}, "not a PEM RSA public key"),
         ({"rsa_public_key": EC_PUBLIC_KEY}, "ECPublicKey, not an RSA key"),
         ({"bundled": "yes"}, "bundled must be true or false"),
@@ -530,7 +532,7 @@ def test_the_api_run_names_bad_input(configured: FlaskClient, body: Any, message
 
 
 def test_a_run_against_an_unreachable_target_is_refused_at_once(client: FlaskClient) -> None:
-    client.put("/api/target", json={"url": "http://127.0.0.1:9/produceAPI", "access_key": "k"})
+    client.put("/api/target", json={"url": "http://127.0.0.1:9/produceAPI", "access_key": "key-0123456789"})
     response = client.post("/api/runs", json={"checks": ["lifecycle.full"]})
     assert response.status_code == 409 and "could not be reached" in response.json["error"]
 

@@ -8,7 +8,8 @@ and never import this module back.
 
 Exit codes, for every command that talks to a merchant: 0 all selected checks passed, 1 at least
 one failed (or the whole-run time budget left some unrun), 2 a usage or configuration error,
-3 the target could not be reached at all.
+3 the target could not be reached at all (or the preflight found a wrong key, a wrong path or a
+web page), 130/143 interrupted by Ctrl-C/SIGTERM (what ran is reported and recorded).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import click
 
 from simulator import __version__
 from simulator.cli.checks import list_checks
+from simulator.cli.common import OUTPUT
 from simulator.cli.load import load
 from simulator.cli.merchant import merchant
 from simulator.cli.scenarios import explore, play, scenarios
@@ -26,12 +28,19 @@ from simulator.cli.verify import verify
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="koosim")
-def main() -> None:
+@click.option(
+    "--no-color",
+    is_flag=True,
+    help="No colour, even on a terminal (so does the NO_COLOR environment variable). Off a "
+    "terminal output is always plain and never wrapped.",
+)
+def main(no_color: bool) -> None:
     """A fake Huawei Cloud KooGallery marketplace that contract-tests your merchant server.
 
     With no --url every command targets the bundled reference merchant, started on a free port.
     Keys come from KOOSIM_ACCESS_KEY / KOOSIM_SYNC_KEY or koosim.toml, never from the command line.
     """
+    OUTPUT["color"] = not no_color
 
 
 for command in (verify, list_checks, merchant, load, scenarios, play, explore, serve, runs, show):

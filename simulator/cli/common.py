@@ -24,9 +24,11 @@ import click
 from simulator.errors import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, KoosimError, UsageError
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from simulator.errors import TimeBudget
     from simulator.settings import Settings
-    from simulator.transport import Target
+    from simulator.transport import Exchange, Target
 
 __all__ = [
     "EXIT_FAILED",
@@ -44,16 +46,48 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+MAX_TIMEOUT, MAX_MAX_TIME = 300.0, 86400.0
+"""settings.MAX_TIMEOUT and settings.MAX_MAX_TIME (a test keeps them equal), here so that the
+help needs no import of the settings."""
+
 TARGET_FLAGS = ("url", "protocol", "sync_url", "timeout")
 """The settings a command's flags can set, as :func:`simulator.settings.load_settings` names them."""
 
 
+EXIT_SIGINT, EXIT_SIGTERM = 130, 143
+"""Interrupted by Ctrl-C / SIGTERM: 128 + the signal's number, as a shell reports it."""
+
+PLAIN_WIDTH = 100_000
+"""The width of output that is not a terminal: wide enough that no line is ever wrapped, so a
+run id, a seed, a signed URL or a check id is never cut in a CI log."""
+
+OUTPUT: dict[str, Any] = {"color": True}
+"""What the group's options say about output for every command (``koosim --no-color …``)."""
+
+
+def make_console(*, stderr: bool = False) -> Console:
+    """The console every command prints through.
+
+    On a terminal: Rich as usual (colour unless ``--no-color`` or NO_COLOR). Elsewhere (a pipe, a
+    CI log): plain lines, never wrapped nor truncated, whatever COLUMNS says.
+    """
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    terminal = stream.isatty()
+    options: dict[str, Any] = {"stderr": stderr}
+    if not OUTPUT["color"]:
+        options["no_color"] = True
+    if not terminal:
+        options.update(width=PLAIN_WIDTH, soft_wrap=True, color_system=None)
+    return Console(**options)
+
+
 def fail(message: str, code: int) -> NoReturn:
     """End the command with a one-line message on stderr (never wrapped) and ``code``."""
-    from rich.console import Console
     from rich.text import Text
 
-    Console(stderr=True, soft_wrap=True).print(Text.assemble(("koosim:", "bold red"), " ", message))
+    make_console(stderr=True).print(Text.assemble(("koosim:", "bold red"), " ", message), soft_wrap=True)
     sys.exit(code)
 
 
@@ -86,8 +120,10 @@ def target_options(function: F) -> F:
         click.option("--sync-url", help="Base URL of the user-sync interfaces (default: <url>/v2)."),
         click.option(
             "--timeout",
-            type=click.FloatRange(min=0, min_open=True),
-            help="Per-call deadline in seconds (default 10).",
+            type=click.FloatRange(min=0, min_open=True, max=MAX_TIMEOUT),
+            metavar="SECONDS",
+            help=f"Per-call deadline: more than 0, at most {MAX_TIMEOUT:g} s "
+            "(env KOOSIM_TIMEOUT, default 10).",
         ),
     ]
     for option in reversed(options):
@@ -99,10 +135,20 @@ def max_time_option(function: F) -> F:
     """``--max-time SECONDS``: the whole-run time budget (env KOOSIM_MAX_TIME, koosim.toml max_time)."""
     return click.option(
         "--max-time",
-        type=click.FloatRange(min=0, min_open=True),
+        type=click.FloatRange(min=0, min_open=True, max=MAX_MAX_TIME),
         metavar="SECONDS",
-        help="Whole-run time budget; when spent, what is left is reported as not run, exit 1 "
-        "(env KOOSIM_MAX_TIME, default 600).",
+        help=f"Whole-run time budget, at most {MAX_MAX_TIME:g} s; when spent, what is left is "
+        "reported as not run, exit 1 (env KOOSIM_MAX_TIME, default 600).",
+    )(function)
+
+
+def no_preflight_option(function: F) -> F:
+    """``--no-preflight``: run even when the first call shows a wrong key, path or a web page."""
+    return click.option(
+        "--no-preflight",
+        is_flag=True,
+        help="Run even when the first call shows a wrong key, a wrong path or a web page "
+        "(without it such a target ends the command with exit 3 and one diagnosis).",
     )(function)
 
 
@@ -154,9 +200,28 @@ class TargetInfo:
         with reach_target(settings, budget=self.budget) as target:
             yield target
 
+    def preflight(self, target: Target, *, skip: bool = False, seed: int = 0) -> Exchange | None:
+        """Against a merchant's URL (not the bundled one), send the preflight call; raise
+        :class:`~simulator.errors.TargetMisconfigured` when its answer names an obvious cause.
+        Returns its exchange (None when skipped)."""
+        if skip or self.settings.url is None:
+            return None
+        from simulator.engine.preflight import preflight
+        from simulator.errors import TargetMisconfigured
+
+        diagnosis, exchange = preflight(target, seed=seed)
+        if diagnosis is not None:
+            raise TargetMisconfigured(f"{diagnosis} (--no-preflight runs anyway)")
+        return exchange
+
     def where(self, target: Target) -> str:
-        """How a line names the target: the reference merchant, or its URL."""
-        return "the bundled reference merchant" if self.settings.url is None else target.url
+        """How a line names the target: the reference merchant, or its URL, redacted of the
+        target's secrets and with hostile characters spelled out (Rich markup still to escape)."""
+        from simulator.redaction import printable, redact
+
+        if self.settings.url is None:
+            return "the bundled reference merchant"
+        return printable(redact(target.url, target.secrets), one_line=True)
 
     def reproduce(self, check_id: str, seed: int | None = None) -> str:
         """The ``koosim verify`` line that runs ``check_id`` alone with these flags."""
@@ -183,3 +248,102 @@ def with_target(*, max_time: bool = False) -> Callable[[F], F]:
         return max_time_option(wrapped) if max_time else wrapped
 
     return decorate
+
+
+# --- interruption and reports ----------------------------------------------------------------------
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the process is, as Ctrl-C raises KeyboardInterrupt: the command
+    reports what it did so far and ends with 143 instead of dying mid-write."""
+
+
+def interrupted_code(exc: KeyboardInterrupt) -> int:
+    """130 for Ctrl-C, 143 for SIGTERM: never 1, which means a check failed."""
+    return EXIT_SIGTERM if isinstance(exc, Terminated) else EXIT_SIGINT
+
+
+def interrupted_reason(exc: KeyboardInterrupt) -> str:
+    return "interrupted by SIGTERM" if isinstance(exc, Terminated) else "interrupted by Ctrl-C (SIGINT)"
+
+
+@contextmanager
+def sigterm_interrupts() -> Iterator[None]:
+    """Inside the block SIGTERM raises :class:`Terminated` (in the main thread only)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class ReportFiles:
+    """The report files a command was asked to write, checked before any traffic.
+
+    A path that cannot be written ends the command with exit 2 before the first call, not after
+    the whole run (where it would hide the verdict). Each report is written to a temporary file
+    beside it and renamed into place: a failed or interrupted write never leaves a 0-byte report.
+    Reports quote what the merchant answered, so they are 0600 (mkstemp's mode), like the history.
+    """
+
+    def __init__(self, **paths: Path | None) -> None:
+        self.paths = {name: path for name, path in paths.items() if path is not None}
+        for path in self.paths.values():
+            self._check(path)
+
+    @staticmethod
+    def _check(path: Path) -> None:
+        import tempfile
+
+        if path.is_dir():
+            raise UsageError(f"cannot write the report {path}: it is a directory")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=True):
+                pass
+        except OSError as exc:
+            raise UsageError(f"cannot write the report {path}: {exc.strerror or exc}") from None
+
+    def write(self, render: Callable[[str], str]) -> None:
+        """Write every report; ``render(name)`` gives the text of the report of option ``name``."""
+        import os
+        import tempfile
+
+        for name, path in self.paths.items():
+            text = render(name)
+            try:
+                descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+                try:
+                    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+                        handle.write(text)
+                    os.replace(temporary, path)
+                except BaseException:
+                    Path(temporary).unlink(missing_ok=True)
+                    raise
+            except OSError as exc:
+                raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def check_listen_address(host: str, port: int, what: str) -> None:
+    """End with one ``koosim:`` line and exit 2 when ``host:port`` cannot be listened on (a port
+    in use, a host that does not resolve): werkzeug would print a paragraph and exit 1."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        family, kind, proto, _, address = infos[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug binds
+            probe.bind(address)
+    except OSError as exc:
+        fail(f"cannot start the {what} on {host}:{port}: {exc.strerror or exc}", EXIT_USAGE)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -31,25 +30,21 @@ the users and collecting the workers' ledgers; past it the engine process is kil
 DEFAULT_MASTER_PORT = 5557
 """Locust's own default port for its master."""
 
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
-
-
 class Duration(click.ParamType):
-    """``90``, ``90s``, ``5m``, ``1h``, ``1m30s``: a positive number of seconds, at most one hour."""
+    """``90s``, ``5m``, ``1h``, ``1m30s`` (:func:`simulator.clock.parse_duration`, the one grammar
+    of a duration a user types), at most one hour: a number of seconds."""
 
     name = "duration"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
-        if isinstance(value, int | float):
-            seconds = float(value)
-        else:
-            match = _DURATION.fullmatch(str(value).strip())
-            if match is None or not any(match.groups()):
-                self.fail(f"{value!r} is not a duration like 30s, 5m or 1h", param, ctx)
-            hours, minutes, rest = (float(part or 0) for part in match.groups())
-            seconds = hours * 3600 + minutes * 60 + rest
-        if not 0 < seconds <= MAX_RUN_TIME:
-            self.fail(f"must be more than 0 s and at most {MAX_RUN_TIME:g} s (1 h)", param, ctx)
+        from simulator.clock import parse_duration
+
+        try:
+            seconds = value if isinstance(value, float) else parse_duration(str(value)).total_seconds()
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        if seconds > MAX_RUN_TIME:
+            self.fail(f"must be at most {MAX_RUN_TIME:g} s (1 h)", param, ctx)
         return seconds
 
 

@@ -6,7 +6,14 @@ from pathlib import Path
 
 import click
 
-from simulator.cli.common import EXIT_USAGE, fail
+from simulator.cli.common import EXIT_USAGE, check_listen_address, fail, make_console
+
+
+def _url_host(host: str) -> str:
+    """How a URL names the listening address: 0.0.0.0 is reached as 127.0.0.1, IPv6 in brackets."""
+    if host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    return f"[{host}]" if ":" in host else host
 
 
 @click.command()
@@ -44,7 +51,6 @@ def merchant(
     """
     import os
 
-    from rich.console import Console
     from werkzeug.serving import make_server
 
     from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
@@ -55,12 +61,16 @@ def merchant(
         protocols=frozenset({"v1", "v2"} if protocol == "both" else {protocol}),
     )
     notes = []
+    exports = []
     for name, variable in (("access_key", "KOOSIM_ACCESS_KEY"), ("sync_key", "KOOSIM_SYNC_KEY")):
         if os.environ.get(variable):
             setattr(config, name, os.environ[variable])
             notes.append(f"{name.replace('_', ' ')} from {variable}")
-        else:
-            notes.append(f"{name.replace('_', ' ')}: the published demo key (set {variable} for your own)")
+        else:  # public demo values: printing them is what makes a second terminal work
+            value = getattr(config, name)
+            label = name.replace("_", " ")
+            notes.append(f"{label}: the public demo key {value} (set {variable} for your own)")
+            exports.append(f"{variable}={value}")
     try:
         if rsa_key is not None:
             config.rsa_private_key = rsa_key.read_bytes()
@@ -68,14 +78,24 @@ def merchant(
         if write_public_key is not None:
             write_public_key.write_bytes(public_key_pem(config.rsa_private_key))
             notes.append(f"RSA public key written to {write_public_key}")
+        check_listen_address(host, port, "reference merchant")
         server = make_server(host, port, create_app(config), threaded=True)
     except (OSError, ValueError, TypeError) as exc:
-        fail(f"cannot start the reference merchant: {exc}", EXIT_USAGE)
-    console = Console()
-    console.print(
-        f"reference merchant: http://{host}:{server.port}{PRODUCE_PATH} ({protocol})", highlight=False
-    )
+        where = f" on {host}:{port}" if isinstance(exc, OSError) else ""
+        fail(f"cannot start the reference merchant{where}: {_reason(exc)}", EXIT_USAGE)
+    console = make_console()
+    url = f"http://{_url_host(host)}:{server.port}{PRODUCE_PATH}"
+    console.print(f"reference merchant: {url} ({protocol})", highlight=False, markup=False)
     for note in notes:
-        console.print(f"  {note}", highlight=False)
+        console.print(f"  {note}", highlight=False, markup=False)
+    if exports:
+        console.print("  verify it from another terminal:", highlight=False)
+        console.print(f"    export {' '.join(exports)}", highlight=False, markup=False)
+    console.print(f"    koosim verify --url {url}", highlight=False, markup=False)
     console.print("  Ctrl+C stops it", highlight=False)
     serve_until_interrupted(server)
+
+
+def _reason(exc: BaseException) -> str:
+    """An OSError's words without its errno prefix (``Address already in use``)."""
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

@@ -12,7 +12,8 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,11 @@ from simulator.cli.common import (
     db_option,
     fail,
     handle_errors,
+    interrupted_code,
+    interrupted_reason,
+    make_console,
+    no_preflight_option,
+    sigterm_interrupts,
     with_target,
 )
 from simulator.engine.explore_defaults import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS, SAVE_DIR
@@ -64,23 +70,39 @@ scenarios_option = click.option(
 
 @click.command(name="scenarios")
 @scenarios_option
-def scenarios(scenario_dirs: tuple[Path, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the scenarios as a JSON list instead.")
+def scenarios(scenario_dirs: tuple[Path, ...], as_json: bool) -> None:
     """List the scenario library (and your --scenarios folders): name, file, steps, what it shows."""
-    from rich.console import Console
     from rich.table import Table
 
     from simulator.engine.scenario import discover, library_dirs
 
     with handle_errors():
         entries = discover(library_dirs(scenario_dirs))
-    console = Console()
+    broken = [entry for entry in entries if entry.scenario is None]
+    if as_json:
+        listed = [
+            {
+                "name": entry.scenario.name,
+                "file": str(entry.path),
+                "steps": len(entry.scenario.steps),
+                "protocol": entry.scenario.protocol,
+                "description": entry.scenario.description,
+            }
+            for entry in entries
+            if entry.scenario is not None
+        ]
+        click.echo(json.dumps(listed, ensure_ascii=False, indent=2))
+        for entry in broken:
+            make_console(stderr=True).print(f"koosim: {entry.error}", highlight=False, markup=False)
+        sys.exit(EXIT_USAGE if broken else EXIT_OK)
+    console = make_console()
     table = Table(title="koosim scenarios")
-    table.add_column("name")
+    table.add_column("name", no_wrap=True)  # the name is what `koosim play` takes: never cut it
     table.add_column("file", overflow="fold")
     table.add_column("steps", justify="right")
     table.add_column("protocol")
     table.add_column("what it plays", overflow="fold")
-    broken = [entry for entry in entries if entry.scenario is None]
     for entry in sorted(entries, key=lambda e: e.scenario.name if e.scenario else ""):
         if entry.scenario is not None:
             scenario = entry.scenario
@@ -94,7 +116,7 @@ def scenarios(scenario_dirs: tuple[Path, ...]) -> None:
     console.print(table)
     console.print("play one: [cyan]koosim play NAME[/] (add --step to go call by call)", highlight=False)
     for entry in broken:
-        Console(stderr=True).print(f"koosim: {entry.error}", highlight=False, markup=False, soft_wrap=True)
+        make_console(stderr=True).print(f"koosim: {entry.error}", highlight=False, markup=False)
     sys.exit(EXIT_USAGE if broken else EXIT_OK)
 
 
@@ -120,11 +142,8 @@ def play(
     Each scenario is played in its own protocol unless --protocol is given, and recorded in the
     run history as a run of kind ``play`` (`koosim runs`, `koosim show`).
     """
-    from rich.console import Console
-
     from simulator.engine.player import requirements
     from simulator.engine.scenario import find, library_dirs, load
-    from simulator.redaction import redact
     from simulator.store import Store
 
     protocol = info.flags["protocol"]
@@ -132,7 +151,7 @@ def play(
     dirs = library_dirs(scenario_dirs)
     loaded = [load(path) for name in names for path in find(name, dirs)]
     store = Store(db_path)
-    console = Console()
+    console = make_console()
     outcomes: list[ScenarioOutcome] = []
     spent: BudgetSpent | None = None
     with info.open(budget=True) as target:
@@ -140,15 +159,29 @@ def play(
         problems = [p for scenario, t in zip(loaded, targets, strict=True) for p in requirements(scenario, t)]
         if problems:
             fail(problems[0], EXIT_USAGE)
-        where = redact(info.where(target), target.secrets)
-        console.print(f"koosim play: {len(loaded)} scenario(s) against {escape(where)}", highlight=False)
-        for scenario, scenario_target in zip(loaded, targets, strict=True):
-            if spent is None:
-                outcome, spent = _play_one(console, store, scenario, scenario_target, seed, step_mode)
-                outcomes.append(outcome)
-            else:
-                console.print(f"\n[bold]{escape(scenario.name)}[/]: [red]not run[/] ({escape(str(spent))})")
-    _print_summary(console, outcomes, info, complete=spent is None)
+        where = escape(info.where(target))
+        console.print(f"koosim play: {len(loaded)} scenario(s) against {where}", highlight=False)
+        interrupted: KeyboardInterrupt | None = None
+        with sigterm_interrupts():
+            try:
+                for scenario, scenario_target in zip(loaded, targets, strict=True):
+                    if spent is None:
+                        outcome, spent = _play_one(console, store, scenario, scenario_target, seed, step_mode)
+                        outcomes.append(outcome)
+                    else:
+                        console.print(
+                            f"\n[bold]{escape(scenario.name)}[/]: [red]not run[/] ({escape(str(spent))})"
+                        )
+            except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: what was played, then 130 / 143
+                interrupted = exc
+    _print_summary(console, outcomes, info, complete=spent is None and interrupted is None)
+    if interrupted is not None:
+        console.print(
+            f"[bold red]{interrupted_reason(interrupted)}[/]: {len(loaded) - len(outcomes)} scenario(s) "
+            "not played to the end (`koosim runs --kind play` lists what was recorded)",
+            highlight=False,
+        )
+        sys.exit(interrupted_code(interrupted))
     if spent is not None:
         not_run = len(loaded) - len(outcomes)
         console.print(
@@ -431,41 +464,54 @@ def _print_summary(
     show_default=True,
     help="Where the smallest failing sequence is saved as a scenario file.",
 )
+@no_preflight_option
 def explore(
     info: TargetInfo,
     max_examples: int,
     max_steps: int,
     seed: int,
     save_dir: Path,
+    no_preflight: bool,
 ) -> None:
     """Try random sequences of marketplace calls; shrink a failure to a scenario `koosim play` replays.
 
     Failures found earlier are tried first (Hypothesis example database in .koosim/examples).
     """
-    from rich.console import Console
-
     from simulator.engine.explore import Exploration
     from simulator.errors import BudgetSpent
-    from simulator.redaction import redact
 
     info.settings  # noqa: B018 - a malformed setting ends the command before anything else
-    console = Console()
+    console = make_console()
     spent: BudgetSpent | None = None
-    with info.open(budget=True) as target:
+    interrupted: KeyboardInterrupt | None = None
+    with info.open(budget=True) as target, _hypothesis_home(HYPOTHESIS_HOME):
         console.print(
-            f"koosim explore: seed {seed}, up to {max_examples} sequences of up to {max_steps} calls "
-            f"against {escape(redact(info.where(target), target.secrets))} ({target.protocol})",
+            f"koosim explore: seed {seed}, {max_examples} sequences (--max-examples; Hypothesis may add "
+            f"a few, a failure ends it early and is then shrunk) of up to {max_steps} calls "
+            f"against {escape(info.where(target))} ({target.protocol})",
             highlight=False,
         )
         if not target.sync_key:
             console.print("[dim]no sync key (KOOSIM_SYNC_KEY): user-sync calls are left out[/]")
+        info.preflight(target, skip=no_preflight, seed=seed)
         exploration = Exploration(target, seed=seed, max_examples=max_examples, max_steps=max_steps)
-        with _ExploreProgress(console, max_examples) as progress:
+        with _ExploreProgress(console, max_examples) as progress, sigterm_interrupts():
             exploration.on_progress = progress.update
             try:
                 found = exploration.run()
             except BudgetSpent as exc:  # what was found so far, if anything, is still reported
                 spent, found = exc, exploration.found
+            except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: the same, then 130 / 143
+                interrupted, found = exc, exploration.found
+    if interrupted is not None:
+        console.print(
+            f"[bold red]{interrupted_reason(interrupted)}[/] after {exploration.examples} sequences "
+            f"({exploration.calls} calls)",
+            highlight=False,
+        )
+        if found is not None:
+            _report_found(console, found, save_dir, info.flags, target)
+        sys.exit(interrupted_code(interrupted))
     if spent is not None:
         console.print(
             f"[bold red]{escape(str(spent))}[/] after {exploration.examples} sequences "
@@ -491,13 +537,35 @@ def explore(
     sys.exit(EXIT_FAILED)
 
 
+HYPOTHESIS_HOME = Path(".koosim/hypothesis")
+"""Hypothesis' own storage (its constants cache) during explore: under .koosim/ with the rest,
+not a stray .hypothesis/ in the merchant's working directory."""
+
+PLAIN_PROGRESS_EVERY = 10.0
+"""Off a terminal (a CI log), a progress line every this many seconds instead of a live line."""
+
+
+@contextmanager
+def _hypothesis_home(directory: Path) -> Iterator[None]:
+    from hypothesis.configuration import set_hypothesis_home_dir
+
+    set_hypothesis_home_dir(directory.resolve())
+    try:
+        yield
+    finally:
+        set_hypothesis_home_dir(None)
+
+
 class _ExploreProgress:
-    """A one-line live status: sequences tried and calls sent, then the shrinking."""
+    """A one-line live status: sequences tried, calls sent and time spent, then the shrinking.
+    Off a terminal, the same words as a plain line every :data:`PLAIN_PROGRESS_EVERY` seconds."""
 
     def __init__(self, console: Console, total: int) -> None:
         from rich.progress import Progress, SpinnerColumn, TextColumn
 
         self.total = total
+        self.console = console
+        self._started = self._printed = time.monotonic()
         self._progress = Progress(
             SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
         )
@@ -519,7 +587,13 @@ class _ExploreProgress:
         else:
             tried = min(exploration.examples, self.total)
             text = f"sequence {tried}/{self.total} · {exploration.calls} calls sent"
-        self._progress.update(self._task, description=text)
+        now = time.monotonic()
+        text += f" · {now - self._started:.0f} s"
+        if self.console.is_terminal:
+            self._progress.update(self._task, description=text)
+        elif now - self._printed >= PLAIN_PROGRESS_EVERY:
+            self._printed = now
+            self.console.print(f"explore: {text}", highlight=False, markup=False)
 
 
 def _report_found(

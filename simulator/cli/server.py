@@ -8,7 +8,16 @@ from typing import Any
 
 import click
 
-from simulator.cli.common import EXIT_USAGE, TargetInfo, db_option, fail, handle_errors, with_target
+from simulator.cli.common import (
+    EXIT_USAGE,
+    TargetInfo,
+    check_listen_address,
+    db_option,
+    fail,
+    handle_errors,
+    make_console,
+    with_target,
+)
 from simulator.cli.scenarios import scenarios_option
 from simulator.redaction import printable
 
@@ -31,13 +40,17 @@ STATUS_STYLE = {"finished": "green", "running": "yellow", "interrupted": "bold r
 @click.option(
     "--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many runs to list."
 )
+@click.option(
+    "--kind",
+    help="Only runs of this kind: verify, play, or a console call / notification.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the runs as a JSON list instead.")
 @db_option
-def runs(limit: int, db_path: Path) -> None:
+def runs(limit: int, kind: str | None, as_json: bool, db_path: Path) -> None:
     """List past runs, newest first: id, when, target, verdict counts, status."""
     from datetime import datetime
 
     from rich import box
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -46,18 +59,21 @@ def runs(limit: int, db_path: Path) -> None:
 
     store = _open_store(db_path, must_exist=True)
     with handle_errors():  # a damaged file: one line, not a traceback
-        listed = store.history.runs(limit=limit)
-    console = Console()
+        listed = store.history.runs(limit=limit, kind=kind)
+    if as_json:
+        click.echo(json.dumps(listed, ensure_ascii=False, indent=2))
+        return
+    console = make_console()
     if not listed:
         console.print(f"no run in {escape(str(db_path))} yet", highlight=False)
         return
     table = Table(title=f"koosim runs ({escape(str(db_path))})", box=box.SIMPLE_HEAD, pad_edge=False)
     table.add_column("run", no_wrap=True)
-    table.add_column("started")
-    table.add_column("kind")
-    table.add_column("status")
-    table.add_column("verdicts")
-    table.add_column("exch.", justify="right")
+    table.add_column("started", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("verdicts", no_wrap=True)
+    table.add_column("exchanges", justify="right", no_wrap=True)
     table.add_column("target", overflow="fold", ratio=1)
     for run in listed:
         status = run["status"]
@@ -88,7 +104,6 @@ def runs(limit: int, db_path: Path) -> None:
 @db_option
 def show(run_id: str, as_json: bool, db_path: Path) -> None:
     """Print one past run (its id, or a unique start of it) as `koosim verify` printed it."""
-    from rich.console import Console
     from rich.markup import escape
 
     from simulator.report.console import print_record
@@ -102,7 +117,7 @@ def show(run_id: str, as_json: bool, db_path: Path) -> None:
     if as_json:
         click.echo(json.dumps(record, ensure_ascii=False, indent=2))
         return
-    console = Console()
+    console = make_console()
     print_record(console, record)
     if record["status"] != "finished":
         note = {
@@ -132,7 +147,6 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
     printed address (it holds this process's token, or KOOSIM_SERVE_TOKEN when set); a --host other
     than a loopback one needs KOOSIM_SERVE_TOKEN.
     """
-    from rich.console import Console
 
     from simulator.server import create_app, market_state
     from simulator.server.guard import TokenError, bind_problem, console_url, server_token
@@ -146,6 +160,7 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
     if (problem := bind_problem(host, token_from_env)) is not None:
         fail(problem, EXIT_USAGE)
     found = info.settings
+    check_listen_address(host, port, "server")  # before the history is opened: one line, exit 2
     store = _open_store(db_path)
     app = create_app(
         store,
@@ -170,8 +185,10 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
         server = Server(app, host, port)
     except (SettingsError, OSError) as exc:
         market.close()
-        fail(f"cannot start the server: {exc}", EXIT_USAGE)
-    console = Console()
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        bound = f" on {host}:{port}" if isinstance(exc, OSError) else ""
+        fail(f"cannot start the server{bound}: {reason}", EXIT_USAGE)
+    console = make_console()
     settings = market.settings
     address = console_url(host, server.port, token)
     base = address.split("/?", 1)[0]

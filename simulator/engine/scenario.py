@@ -323,10 +323,22 @@ def _schema_problem(source: str, data: Any, error: ValidationError) -> str:
             "(YAML reads an unquoted 000000 as the number 0)"
         )
     elif error.validator == "additionalProperties":
-        problem = f"{key + ': ' if key else ''}{error.message}"
+        problem = f"{key + ': ' if key else ''}{error.message}{_key_hint(error)}"
     else:
         problem = f"{key + ': ' if key else ''}{_short(error)}"
     return f"{where}: {problem}"
+
+
+def _key_hint(error: ValidationError) -> str:
+    """`` (did you mean expect?)`` for each unexpected key close to one the schema knows."""
+    known = list(error.schema.get("properties", {})) if isinstance(error.schema, dict) else []
+    given = error.instance if isinstance(error.instance, dict) else {}
+    hints = [
+        f"{key} → {close[0]}"
+        for key in given
+        if key not in known and (close := difflib.get_close_matches(str(key), known, n=1))
+    ]
+    return f" (did you mean {', '.join(hints)}?)" if hints else ""
 
 
 def _short(error: ValidationError) -> str:
@@ -488,15 +500,22 @@ def find(name_or_path: str, dirs: Sequence[Path]) -> list[Path]:
         if not found:
             raise ScenarioError(f"{path}: the folder holds no .yaml scenario")
         return found
+    # Folder by folder, yours before the library: in each, the file that declares the name (the
+    # name `koosim scenarios` lists), else the file named after it. A later folder never wins.
+    known: list[str] = []
     for directory in dirs:
         if not directory.is_dir():
             raise ScenarioError(f"{directory}: no such folder of scenarios")
+        entries = [entry for entry in discover([directory]) if entry.scenario is not None]
+        for entry in entries:
+            if entry.scenario is not None and entry.scenario.name == name_or_path:
+                return [entry.path]
         for candidate in scenario_files(directory):
             if candidate.stem == name_or_path:
                 return [candidate]
-    for entry in discover(dirs):
-        if entry.scenario is not None and entry.scenario.name == name_or_path:
-            return [entry.path]
+        known += [entry.scenario.name for entry in entries if entry.scenario is not None]
     looks_like_path = path.suffix in SUFFIXES or "/" in name_or_path
     problem = "no such file" if looks_like_path else "no scenario of that name"
-    raise ScenarioError(f"{name_or_path}: {problem}; `koosim scenarios` lists the library")
+    close = [] if looks_like_path else difflib.get_close_matches(name_or_path, known, n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise ScenarioError(f"{name_or_path}: {problem}{hint}; `koosim scenarios` lists the library")

@@ -38,8 +38,9 @@ def verdict_text(verdict: Verdict) -> str:
 class LiveProgress:
     """A progress bar over the checks, and one line per check as it finishes."""
 
-    def __init__(self, console: Console, total: int) -> None:
+    def __init__(self, console: Console, total: int, *, quiet: bool = False) -> None:
         self.console = console
+        self.quiet = quiet
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -62,41 +63,58 @@ class LiveProgress:
 
     def finished(self, result: CheckResult) -> None:
         self._progress.advance(self._task)
+        if self.quiet:
+            return
         self._progress.console.print(
             f"  {verdict_text(result.verdict)} {escape(result.check.id)} [dim]({result.duration:.2f} s)[/]"
         )
 
 
-def print_run(console: Console, run: Run, reproduce: dict[str, str]) -> None:
+def print_run(
+    console: Console,
+    run: Run,
+    reproduce: dict[str, str],
+    *,
+    table: bool = True,
+    shown_findings: int | None = SHOWN_FINDINGS,
+) -> None:
     """The verdict table, each failure in full, and the summary of a run that just finished."""
     record = run_record(run, reproduce)
     elapsed = {exchange.id: exchange.elapsed * 1000 for exchange in run.exchanges}
     for exchange in record["exchanges"]:  # the record keeps 0.1 ms; round once, as always
         exchange["elapsed_ms"] = elapsed.get(exchange["id"], exchange["elapsed_ms"])
-    print_record(console, record)
+    print_record(console, record, table=table, shown_findings=shown_findings)
 
 
-def print_record(console: Console, record: Mapping[str, Any]) -> None:
+def print_record(
+    console: Console,
+    record: Mapping[str, Any],
+    *,
+    table: bool = True,
+    shown_findings: int | None = SHOWN_FINDINGS,
+) -> None:
     """Render a run from its plain-data form (:func:`records.run_record`, or the run history's,
     which has the same shape): a live run and a stored one print alike. Everything in a
-    record is already redacted."""
+    record is already redacted. ``table=False`` (``-q``) leaves out the verdict table;
+    ``shown_findings=None`` (``-v``) shows every finding of a check in full."""
     target = record["target"]
     kind = record.get("kind", "verify")
-    shown = printable(f"{target['url']} ({target['protocol']})", one_line=True)  # stored: any byte
-    table = Table(title=f"koosim {kind}: {escape(shown)}")
-    table.add_column("check", no_wrap=True)
-    table.add_column("verdict")
-    table.add_column("evidence", overflow="fold")
-    for result in record["checks"]:
-        table.add_row(
-            escape(result["id"]), verdict_text(Verdict(result["verdict"])), escape(result["evidence"])
-        )
-    console.print(table)
+    if table:
+        shown = printable(f"{target['url']} ({target['protocol']})", one_line=True)  # stored: any byte
+        verdicts = Table(title=f"koosim {kind}: {escape(shown)}")
+        verdicts.add_column("check", no_wrap=True)
+        verdicts.add_column("verdict")
+        verdicts.add_column("evidence", overflow="fold")
+        for result in record["checks"]:
+            verdicts.add_row(
+                escape(result["id"]), verdict_text(Verdict(result["verdict"])), escape(result["evidence"])
+            )
+        console.print(verdicts)
 
     exchanges = {exchange["id"]: exchange for exchange in record["exchanges"]}
     for result in record["checks"]:
         if result["verdict"] in (Verdict.FAILED, Verdict.WARNED):
-            _print_failure(console, result, exchanges)
+            _print_failure(console, result, exchanges, shown_findings)
 
     assumptions = record["assumptions"]
     console.print(
@@ -118,14 +136,18 @@ def print_record(console: Console, record: Mapping[str, Any]) -> None:
 
 
 def _print_failure(
-    console: Console, result: Mapping[str, Any], exchanges: Mapping[str, Mapping[str, Any]]
+    console: Console,
+    result: Mapping[str, Any],
+    exchanges: Mapping[str, Mapping[str, Any]],
+    shown_findings: int | None = SHOWN_FINDINGS,
 ) -> None:
     lines = [
         f"[bold]{escape(result['title'])}[/]",
         f"rule: protocol.md {escape(result['rule'])} ({result['severity']}). {escape(result['doc'])}",
     ]
     findings = result["findings"]
-    for finding in findings[:SHOWN_FINDINGS]:
+    shown = len(findings) if shown_findings is None else shown_findings
+    for finding in findings[:shown]:
         lines.append("")
         lines.append(f"[red]✗ {escape(finding['message'])}[/]")
         lines.extend(
@@ -133,12 +155,21 @@ def _print_failure(
             for exchange_id in finding["exchanges"][:2]
             if exchange_id in exchanges
         )
-    if len(findings) > SHOWN_FINDINGS:
-        lines.append(f"\n… and {len(findings) - SHOWN_FINDINGS} more finding(s) in the JSON/HTML report")
+    if len(findings) > shown:
+        more = len(findings) - shown
+        lines.append(f"\n… and {more} more finding(s) in the JSON/HTML report (-v shows them)")
     if result.get("reproduce"):
         lines.append(f"\nreproduce: [cyan]{escape(printable(result['reproduce'], one_line=True))}[/]")
     style = "red" if result["verdict"] == Verdict.FAILED else "yellow"
-    console.print(Panel("\n".join(lines), title=escape(result["id"]), title_align="left", border_style=style))
+    # Off a terminal the panel is as wide as its longest line: a URL or a body is never wrapped.
+    panel = Panel(
+        "\n".join(lines),
+        title=escape(result["id"]),
+        title_align="left",
+        border_style=style,
+        expand=console.is_terminal,
+    )
+    console.print(panel)
 
 
 def _exchange_lines(exchange: Mapping[str, Any]) -> str:

@@ -112,6 +112,8 @@ def _header(record: Mapping[str, Any]) -> str:
         )
     else:
         risk = '<p class="risk passed">No delisting risk found: every documented rule checked holds.</p>'
+    if record.get("partial"):
+        risk += f'\n<p class="risk failed">Partial report: {_e(record["partial"])}; not every check ran.</p>'
     assumptions = "".join(
         f"<dt>{_e(name)}</dt><dd>{_e(value)}</dd>" for name, value in record["assumptions"].items()
     )

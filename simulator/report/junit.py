@@ -54,6 +54,8 @@ def _properties(record: Mapping[str, Any]) -> list[tuple[str, Any]]:
         ("run_id", record["run_id"]),
         ("delisting_risk", str(record["delisting_risk"]).lower()),
     ]
+    if record.get("partial"):  # interrupted, or stopped at the first failure: not every check ran
+        properties.append(("partial", record["partial"]))
     properties += [
         (f"assumption.{name.replace(' ', '_')}", value) for name, value in record["assumptions"].items()
     ]

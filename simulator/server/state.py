@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.settings import PROTOCOLS as PROTOCOLS  # the console lists them
-from simulator.settings import ConfigError, Settings, build_target, named, open_target, validate
+from simulator.settings import VALIDATORS, ConfigError, Settings, build_target, named, open_target, validate
 from simulator.store import Store
 from simulator.transport import LearnedSecrets, Target
 
@@ -166,7 +166,7 @@ class MarketState:
             if value is not None and not isinstance(value, str):
                 raise SettingsError(f"{name} must be a string")
             if value:
-                values[name] = value
+                values[name] = _checked(name, value) if name in VALIDATORS else value
         if changes.get("rsa_public_key"):
             if not isinstance(changes["rsa_public_key"], str):
                 raise SettingsError("rsa_public_key must be a PEM string")
