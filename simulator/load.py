@@ -192,9 +192,14 @@ class MarketplaceUser(locust.User):
         finally:
             group.kill(block=False)
 
+    def _has(self, activity: str) -> bool:
+        """Whether the product profile has ``activity`` (docs/protocol.md §1.2): the traffic mix
+        holds only the calls the merchant must implement; a task without its call places an order."""
+        return self.target.profile.requires(activity, self.target.protocol)
+
     @locust.task(2)
     def renewal(self) -> None:
-        if not self.known:
+        if not self.known or not self._has("refreshInstance"):
             return self.new_order()
         order, instance_id = random.choice(self.known)
         expire = self.orders.expire_time(days=random.randint(31, 400))
@@ -202,7 +207,7 @@ class MarketplaceUser(locust.User):
 
     @locust.task(2)
     def query(self) -> None:
-        if not self.known:
+        if not self.known or not self._has("queryInstance"):
             return self.new_order()
         chosen = random.sample(list(self.known), min(QUERY_BATCH, len(self.known)))
         ids = within_query_limit([instance_id for _, instance_id in chosen])  # ≤ 100 characters (§4.5)
@@ -548,6 +553,12 @@ def main(argv: list[str]) -> int:
     except KoosimError as exc:
         return fail(exc.one_line(), exc.exit_code)
     policy = settings.resend_policy
+    if not settings.profile.requires("newInstance", settings.protocol):
+        return fail(
+            f"koosim load plays SaaS orders (newInstance, renewals, queries); the profile "
+            f"{settings.profile} has none of them (docs/protocol.md §1.2)",
+            EXIT_USAGE,
+        )
 
     if spec["mode"] == "worker":
         # Without a key of its own a worker can only be serving a master that runs the bundled

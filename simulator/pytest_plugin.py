@@ -71,6 +71,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="SECONDS",
         help="The marketplace's per-call deadline (env KOOSIM_TIMEOUT, default 10).",
     )
+    group.addoption(
+        "--koosim-product",
+        choices=("saas", "saas-kit", "license"),
+        help="What the merchant sells; checks of interfaces it need not have are skipped with the "
+        "reason (docs/protocol.md §1.2; env KOOSIM_PRODUCT, default saas).",
+    )
+    group.addoption(
+        "--koosim-billing",
+        choices=("period", "one-time", "on-demand"),
+        help="Billing mode: yearly/monthly, one-time, pay-per-use (env KOOSIM_BILLING, default period).",
+    )
+    group.addoption(
+        "--koosim-optional",
+        choices=("on", "off"),
+        help="Whether the product allows specification changes (upgradeInstance, changeInstanceCheck; "
+        "env KOOSIM_OPTIONAL, default on).",
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -93,7 +110,10 @@ def pytest_report_header(config: pytest.Config) -> str | None:
         return None
     settings = _state(config).settings()
     where = "the bundled reference merchant" if settings.url is None else settings.url
-    return f"koosim: checks against {where} ({settings.protocol}, deadline {settings.timeout:g} s)"
+    return (
+        f"koosim: checks against {where} ({settings.protocol}, deadline {settings.timeout:g} s, "
+        f"profile {settings.profile})"
+    )
 
 
 class KoosimSession:
@@ -106,6 +126,9 @@ class KoosimSession:
             "protocol": config.getoption("koosim_protocol"),
             "sync_url": config.getoption("koosim_sync_url"),
             "timeout": config.getoption("koosim_timeout"),
+            "product": config.getoption("koosim_product"),
+            "billing": config.getoption("koosim_billing"),
+            "optional": config.getoption("koosim_optional"),
         }
         self.exchanges: list[Exchange] = []
         """Every exchange of the active checks run so far: what per-exchange checks judge."""
@@ -347,7 +370,13 @@ class SimulatedMarketplace:
     # --- sending -----------------------------------------------------------------------------
 
     def send(self, fields: Mapping[str, Any], label: str = "", *, attempt: int = 1) -> Exchange:
-        """Send a produce-interface call with these fields, signed in the target's protocol."""
+        """Send a produce-interface call with these fields, signed in the target's protocol; skips
+        the test when the target's product profile has no such activity (docs/protocol.md §1.2)."""
+        activity = fields.get("activity")
+        if isinstance(activity, str):
+            reason = self.target.profile.skip_reason((activity,), self.target.protocol)
+            if reason is not None:
+                pytest.skip(reason)
         exchange = self._transport.send(
             fields, label=label or str(fields.get("activity", "")), attempt=attempt
         )
@@ -356,7 +385,10 @@ class SimulatedMarketplace:
 
     def sync(self, call: str, body: Mapping[str, Any], label: str = "", *, attempt: int = 1) -> Exchange:
         """Send a user-authorization sync call (``authSync``, ``tenantSync``, …); skips the test
-        when no sync key is configured."""
+        when the product has no Kit (docs/protocol.md §1.2) or no sync key is configured."""
+        reason = self.target.profile.skip_reason((call,), self.target.protocol)
+        if reason is not None:
+            pytest.skip(reason)
         if not self.target.sync_key:
             pytest.skip("no sync key configured (KOOSIM_SYNC_KEY)")
         exchange = self._transport.sync(call, body, label=label or call, attempt=attempt)

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from simulator.errors import ConfigError, TargetUnreachable, TimeBudget
 from simulator.protocol import load_rsa_public_key
+from simulator.protocol.profiles import DEFAULT_PROFILE, Profile, parse_billing, parse_optional, parse_product
 from simulator.redaction import secret_problem
 from simulator.resend import BACKOFF_VARIABLE, DEFAULT_POLICY, MAX_RESENDS, RESENDS_VARIABLE, ResendPolicy
 from simulator.transport import DEFAULT_TIMEOUT, Target
@@ -47,7 +48,13 @@ SETTINGS = {
     "max_time": "KOOSIM_MAX_TIME",
     "resends": RESENDS_VARIABLE,
     "backoff": BACKOFF_VARIABLE,
+    "product": "KOOSIM_PRODUCT",
+    "billing": "KOOSIM_BILLING",
+    "optional": "KOOSIM_OPTIONAL",
 }
+BOOLEAN_SETTINGS = frozenset({"optional"})
+PROFILE_SETTINGS = ("product", "billing", "optional")
+"""The product profile (docs/protocol.md §1.2): which interfaces the merchant must implement."""
 NUMERIC_SETTINGS: dict[str, tuple[type, ...]] = {
     "timeout": (int, float),
     "max_time": (int, float),
@@ -191,6 +198,9 @@ VALIDATORS: dict[str, Callable[[object], Any]] = {
     "rsa_public_key": parse_rsa_public_key,
     "resends": parse_resends,
     "backoff": parse_backoff,
+    "product": parse_product,
+    "billing": parse_billing,
+    "optional": parse_optional,
 }
 
 
@@ -223,6 +233,8 @@ class Settings:
     """The whole-run time budget of verify, play and explore, in seconds."""
     resend_policy: ResendPolicy = DEFAULT_POLICY
     """How the marketplace resends (resends / backoff, ASSUMPTION): read here once, passed down."""
+    profile: Profile = DEFAULT_PROFILE
+    """The product profile (product / billing / optional, §1.2): which interfaces are exercised."""
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -240,6 +252,10 @@ def _read_file(path: Path) -> dict[str, Any]:
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
     for name, value in table.items():
+        if name in BOOLEAN_SETTINGS:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{path}: {name} must be true or false, not {value!r}")
+            continue
         expected = NUMERIC_SETTINGS.get(name, str)
         if isinstance(value, bool) or not isinstance(value, expected):
             kind = "a number" if name in NUMERIC_SETTINGS else "a string"
@@ -283,7 +299,9 @@ def load_settings(
         resend_policy = replace(DEFAULT_POLICY, **policy)
     except ValueError as exc:
         raise ConfigError(f"{SETTINGS['resends']}/{SETTINGS['backoff']}: {exc}") from None
-    return Settings(**values, resend_policy=resend_policy)
+    chosen = {name: values.pop(name) for name in PROFILE_SETTINGS if name in values}
+    profile = replace(DEFAULT_PROFILE, **chosen)
+    return Settings(**values, resend_policy=resend_policy, profile=profile)
 
 
 # --- the target -----------------------------------------------------------------------------------
@@ -300,6 +318,7 @@ def build_target(settings: Settings, *, budget: TimeBudget | None = None, **over
         "sync_key": settings.sync_key,
         "rsa_public_key": settings.rsa_public_key,
         "timeout": settings.timeout,
+        "profile": settings.profile,
         "budget": budget,
         **overrides,
     }

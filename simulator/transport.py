@@ -51,6 +51,7 @@ from simulator.protocol import (
     sign_v1,
     sign_v2,
 )
+from simulator.protocol.profiles import DEFAULT_PROFILE, Profile
 from simulator.protocol.vocabulary import KIT_PATHS, app_infos
 
 DEFAULT_TIMEOUT = 10.0
@@ -105,6 +106,8 @@ class Target:
     rsa_public_key: bytes | None = field(default=None, repr=False)
     timeout: float = DEFAULT_TIMEOUT
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    profile: Profile = DEFAULT_PROFILE
+    """What the merchant sells (docs/protocol.md §1.2): the interfaces koosim exercises."""
     learned_secrets: LearnedSecrets = field(default_factory=LearnedSecrets, repr=False, compare=False)
     """Plaintexts the transport decrypted during the run (appInfo passwords, v1 e-mails and
     phone numbers): a merchant may echo them, so they are redacted like the keys. Shared by

@@ -56,7 +56,8 @@ def test_explore_finds_shrinks_and_saves_a_replayable_scenario(
     mutant: Mutant, serve: Any, tmp_path: Path
 ) -> None:
     url = serve(merchant_app(mutant))
-    found = koosim("explore", "--url", url, "--seed", "1", "--save-dir", "found")
+    # saas-kit: the user-sync rules are drawn only for a joint-operation product (§1.2)
+    found = koosim("explore", "--url", url, "--seed", "1", "--save-dir", "found", "--product", "saas-kit")
     assert found.exit_code == 1, found.output
     assert f"✗ {mutant.catches}" in found.output
 
@@ -72,7 +73,7 @@ def test_explore_finds_shrinks_and_saves_a_replayable_scenario(
     assert f"[{mutant.catches}]" in replayed.output
 
     # And against a merchant that has never seen a call.
-    fresh = koosim("play", str(saved[0]), "--url", serve(merchant_app(mutant)))
+    fresh = koosim("play", str(saved[0]), "--url", serve(merchant_app(mutant)), "--product", "saas-kit")
     assert fresh.exit_code == 1, fresh.output
     assert f"[{mutant.catches}]" in fresh.output
 

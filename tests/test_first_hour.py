@@ -600,7 +600,9 @@ def test_output_off_a_terminal_never_cuts_an_identifier_or_a_url(tmp_path: Path)
 def test_explore_shows_progress_and_its_header_is_honest(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sys.modules["simulator.cli.scenarios"], "PLAIN_PROGRESS_EVERY", 0.0)
+    from simulator.report import playback
+
+    monkeypatch.setattr(playback, "PLAIN_PROGRESS_EVERY", 0.0)
     result = koosim("explore", "--max-examples", "5", "--seed", "3")
     assert result.exit_code == 0, result.output
     assert "5 sequences (--max-examples; Hypothesis may add a few" in result.output

@@ -19,6 +19,7 @@ from mutants import v2_signature_ignored as cli_mutant
 from simulator.checks import Verdict, select
 from simulator.cli import main
 from simulator.engine.run import CheckResult, Run, run_checks
+from simulator.protocol.profiles import DEFAULT_PROFILE, Profile
 from simulator.reference import (
     PRODUCE_PATH,
     MerchantConfig,
@@ -45,8 +46,24 @@ def config(rsa_private_key: bytes) -> MerchantConfig:
     return MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY, rsa_private_key=rsa_private_key)
 
 
-def target(server: BackgroundServer, config: MerchantConfig, protocol: str, timeout: float) -> Target:
+def profile_for(patterns: list[str]) -> Profile:
+    """The product profile under which every selected check applies (docs/protocol.md §1.2):
+    Kit checks need a joint-operation SaaS product, License checks a License product."""
+    needs = {need for check in select(patterns) if not check.per_exchange for need in check.needs}
+    if "license" in needs:
+        return Profile(product="license")
+    return Profile(product="saas-kit" if "kit" in needs else "saas")
+
+
+def target(
+    server: BackgroundServer,
+    config: MerchantConfig,
+    protocol: str,
+    timeout: float,
+    profile: Profile = DEFAULT_PROFILE,
+) -> Target:
     return Target(
+        profile=profile,
         url=server.base_url + PRODUCE_PATH,
         access_key=config.access_key,
         protocol=protocol,
@@ -60,7 +77,8 @@ def run_against(
     app: Flask, config: MerchantConfig, protocol: str, patterns: list[str], timeout: float = 5.0
 ) -> Run:
     with BackgroundServer(app) as server:
-        return run_checks(target(server, config, protocol, timeout), select(patterns))
+        profile = profile_for(patterns)
+        return run_checks(target(server, config, protocol, timeout, profile), select(patterns))
 
 
 def summary(result: CheckResult) -> str:
@@ -89,14 +107,31 @@ def test_the_check_catches_the_mutant(mutant: Mutant, config: MerchantConfig) ->
         assert results[control].verdict is Verdict.PASSED, f"a neighbour fired: {summary(results[control])}"
 
 
+@pytest.mark.parametrize("product", ["saas-kit", "license"])
 @pytest.mark.parametrize("protocol", ["v2", "v1"])
-def test_the_reference_merchant_passes_every_check(protocol: str, config: MerchantConfig) -> None:
-    run = run_against(create_app(config), config, protocol, [])
+def test_the_reference_merchant_passes_every_check(
+    protocol: str, product: str, config: MerchantConfig
+) -> None:
+    profile = Profile(product=product)
+    with BackgroundServer(create_app(config)) as server:
+        run = run_checks(target(server, config, protocol, 5.0, profile), select([]))
     alarms = [summary(r) for r in run.results if r.verdict in (Verdict.FAILED, Verdict.WARNED)]
     assert not alarms, "\n".join(alarms)
-    # Only the other generation's checks may skip: sync and applicationSync checks really ran.
+    # Only the other generation's and the other products' checks may skip (§1.2): under
+    # saas-kit the sync and applicationSync checks really ran.
     skipped = [r for r in run.results if r.verdict is Verdict.SKIPPED]
-    assert all((r.skip_reason or "").startswith("applies to") for r in skipped), [summary(r) for r in skipped]
+    allowed = ("applies to", "no exchange to judge")  # v1 License: no License call on v1 (§6.2)
+    expected = [
+        r
+        for r in skipped
+        if (r.skip_reason or "").startswith(allowed) or str(profile) in (r.skip_reason or "")
+    ]
+    assert skipped == expected, [summary(r) for r in skipped]
+    ran = {r.check.id for r in run.results if r.verdict is Verdict.PASSED}
+    if product == "saas-kit" and protocol == "v2":
+        assert {"sync.directory", "sync.application-secret", "security.sync-signature-wrong"} <= ran
+    if product == "license" and protocol == "v2":
+        assert {"lifecycle.license", "idempotency.license-resend"} <= ran
 
 
 def test_koosim_verify_names_the_failing_check_and_how_to_reproduce_it(

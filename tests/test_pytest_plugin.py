@@ -302,9 +302,24 @@ def test_the_marketplace_fixture_targets_the_reference_merchant_without_options(
     pytester: pytest.Pytester, options: tuple[str, ...]
 ) -> None:
     pytester.makepyfile(test_merchant=MERCHANT_TESTS)
-    result = _run(pytester, *options)
+    # saas-kit: the authSync test needs a joint-operation product (docs/protocol.md §1.2)
+    result = _run(pytester, "-rs", "--koosim-product", "saas-kit", *options)
 
-    result.assert_outcomes(passed=4)
+    if options:  # V1 has no updateInstanceStatus (docs/protocol.md §5.1, U21): that test skips
+        result.assert_outcomes(passed=3, skipped=1)
+        result.stdout.fnmatch_lines(["*updateInstanceStatus: not a V1 activity*"])
+    else:
+        result.assert_outcomes(passed=4)
+
+
+def test_the_marketplace_fixture_skips_calls_the_product_profile_does_not_have(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(test_merchant=MERCHANT_TESTS)
+    result = _run(pytester, "-rs")  # the default profile: saas, yearly/monthly, no Kit
+
+    result.assert_outcomes(passed=3, skipped=1)
+    result.stdout.fnmatch_lines(["*Kit sync interfaces: not a joint-operation SaaS product*"])
 
 
 def test_the_marketplace_fixture_targets_koosim_url(

@@ -313,7 +313,7 @@ def test_check_names_the_id_a_failure_is_reported_under(serve: Any, tmp_path: Pa
 
 
 def test_a_v2_only_scenario_forced_to_v1_is_a_usage_error() -> None:
-    result = koosim("play", "license-validity", "--protocol", "v1")
+    result = koosim("play", "license-validity", "--protocol", "v1", "--product", "license")
     assert result.exit_code == 2
     assert "step 'license' (#1): getLicense is a v2 call, the target speaks v1" in result.stderr
 
@@ -355,7 +355,7 @@ def test_an_unreachable_target_is_exit_3() -> None:
 
 def test_a_sync_scenario_without_a_sync_key_is_a_usage_error(serve: Any) -> None:
     url = serve(create_app(merchant_config()))
-    result = koosim("play", "user-sync", "--url", url, KOOSIM_ACCESS_KEY=ACCESS_KEY)
+    result = koosim("play", "user-sync", "--url", url, "--product", "saas-kit", KOOSIM_ACCESS_KEY=ACCESS_KEY)
     assert result.exit_code == 2
     assert "step 'tenant' (#2): a user-sync call needs the sync key" in result.stderr
 

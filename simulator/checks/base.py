@@ -19,6 +19,7 @@ from typing import Any, NoReturn, Protocol
 
 from simulator.model import Order, OrderFactory
 from simulator.protocol import ResultCode
+from simulator.protocol.profiles import KIT
 from simulator.resend import DEFAULT_POLICY, ResendPolicy
 from simulator.transport import Exchange, Tamper, Target, Transport, send_at_once
 
@@ -74,6 +75,10 @@ class Check:
     interfaces: frozenset[str] = MERCHANT_INTERFACES
     """The marketplace interfaces whose calls the check is about: the merchant's produce and sync
     interfaces (what ``verify`` runs), or the order notification the console sends."""
+    needs: frozenset[str] = frozenset()
+    """The interfaces (activities, ``kit``, ``license``) the product must have for the check to
+    apply (docs/protocol.md §1.2): outside the target's profile it is skipped, never failed
+    (:func:`applicability`). Steps about other, optional interfaces are left out in the check."""
 
     @property
     def family(self) -> str:
@@ -112,6 +117,20 @@ class Breach:
     @property
     def severity(self) -> Severity:
         return self.check.severity
+
+
+def applicability(check: Check, target: Target) -> str | None:
+    """Why ``check`` does not apply to ``target`` (its protocol, its product profile, a missing
+    sync key), or None when it does: the one decision verify, the console and the plugin share,
+    taken before anything is sent (docs/protocol.md §1.2)."""
+    if target.protocol not in check.protocols:
+        return f"applies to {'/'.join(sorted(check.protocols))} only"
+    reason = target.profile.skip_reason(check.needs, target.protocol)
+    if reason is not None:
+        return reason
+    if KIT in check.needs and not target.sync_key:
+        return "no sync key configured (KOOSIM_SYNC_KEY): no Kit sync call is sent without it"
+    return None
 
 
 class CheckSkipped(Exception):
@@ -187,6 +206,12 @@ class Context:
             self._record(exchange)
         return exchanges
 
+    def applies(self, fields: Mapping[str, Any]) -> bool:
+        """Whether the target's product profile has the activity ``fields`` call (§1.2): a
+        check leaves out the steps about interfaces the product does not implement."""
+        activity = fields.get("activity")
+        return not isinstance(activity, str) or self.target.profile.requires(activity, self.target.protocol)
+
     # --- judging ---------------------------------------------------------------------------------
 
     def fail(self, message: str, *exchanges: Exchange) -> None:
@@ -255,14 +280,28 @@ def _describe(check_id: str, function: object) -> tuple[str, str]:
 
 
 def check(
-    check_id: str, *, rule: str, severity: Severity = Severity.ERROR, protocols: Iterable[str] = ("v1", "v2")
+    check_id: str,
+    *,
+    rule: str,
+    severity: Severity = Severity.ERROR,
+    protocols: Iterable[str] = ("v1", "v2"),
+    needs: Iterable[str] = ("newInstance",),
 ) -> Callable[[ActiveRule], ActiveRule]:
-    """Register an active check: ``function(ctx)`` drives the merchant and records findings."""
+    """Register an active check: ``function(ctx)`` drives the merchant and records findings.
+
+    ``needs``: the interfaces the product must have for the check to apply (§1.2)."""
 
     def decorate(function: ActiveRule) -> ActiveRule:
         title, doc = _describe(check_id, function)
         REGISTRY[check_id] = Check(
-            check_id, title, severity, rule, doc, drive=function, protocols=frozenset(protocols)
+            check_id,
+            title,
+            severity,
+            rule,
+            doc,
+            drive=function,
+            protocols=frozenset(protocols),
+            needs=frozenset(needs),
         )
         return function
 

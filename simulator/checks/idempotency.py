@@ -120,7 +120,12 @@ def _resent(ctx: Context, fields: dict[str, str], label: str) -> None:
         ctx.expect(exchange, ResultCode.SUCCESS, f"{label} sent again with identical content must succeed")
 
 
-@check("idempotency.refresh-resend", rule="§7", severity=Severity.WARNING)
+@check(
+    "idempotency.refresh-resend",
+    rule="§7",
+    severity=Severity.WARNING,
+    needs=("newInstance", "refreshInstance"),
+)
 def refresh_resend(ctx: Context) -> None:
     """A renewal (refreshInstance, RENEWAL) resent with identical content succeeds each time."""
     created = ctx.new_instance()
@@ -128,7 +133,12 @@ def refresh_resend(ctx: Context) -> None:
     _resent(ctx, fields, "refreshInstance")
 
 
-@check("idempotency.status-resend", rule="§7", severity=Severity.WARNING)
+@check(
+    "idempotency.status-resend",
+    rule="§7",
+    severity=Severity.WARNING,
+    needs=("newInstance", "updateInstanceStatus"),
+)
 def status_resend(ctx: Context) -> None:
     """FREEZE resent succeeds each time, and so does UNFREEZE."""
     created = ctx.new_instance()
@@ -136,21 +146,31 @@ def status_resend(ctx: Context) -> None:
     _resent(ctx, status_fields(created.instance_id, "UNFREEZE"), "updateInstanceStatus UNFREEZE")
 
 
-@check("idempotency.upgrade-resend", rule="§7", severity=Severity.WARNING)
+@check(
+    "idempotency.upgrade-resend",
+    rule="§7",
+    severity=Severity.WARNING,
+    needs=("newInstance", "upgradeInstance"),
+)
 def upgrade_resend(ctx: Context) -> None:
     """An upgrade resent with identical content succeeds each time."""
     created: Provisioned = ctx.new_instance()
     _resent(ctx, created.order.upgrade_fields(created.instance_id), "upgradeInstance")
 
 
-@check("idempotency.release-resend", rule="§7", severity=Severity.WARNING)
+@check(
+    "idempotency.release-resend",
+    rule="§7",
+    severity=Severity.WARNING,
+    needs=("newInstance", "releaseInstance"),
+)
 def release_resend(ctx: Context) -> None:
     """A resent releaseInstance of an already released instance answers 000000."""
     created = ctx.new_instance()
     _resent(ctx, release_fields(created.instance_id), "releaseInstance")
 
 
-@check("idempotency.license-resend", rule="§7 seed", protocols=("v2",))
+@check("idempotency.license-resend", rule="§7 seed", protocols=("v2",), needs=("license",))
 def license_resend(ctx: Context) -> None:
     """A resent getLicense for the same order line returns the same license code."""
     order = ctx.orders.order()

@@ -153,7 +153,8 @@ def v1_authtoken_encoded_values(ctx: Context) -> None:
 def v1_body_sign(ctx: Context) -> None:
     """Every v1 answer carries a Body-Sign header that verifies over the exact bytes sent."""
     created = ctx.new_instance()
-    ctx.send(query_fields(created.instance_id), "queryInstance")
+    if ctx.applies(query_fields(created.instance_id)):
+        ctx.send(query_fields(created.instance_id), "queryInstance")
     for exchange in (e for e in ctx.exchanges if e.answered):
         problem = body_sign_problem(exchange, ctx.target.access_key)
         if problem is not None:

@@ -30,7 +30,7 @@ def _auth_body(scope: dict[str, str], flag: int) -> dict[str, object]:
     }
 
 
-@check("security.sync-signature-wrong", rule="§4")
+@check("security.sync-signature-wrong", rule="§4", needs=("kit", "newInstance"))
 def sync_signature_wrong(ctx: Context) -> None:
     """A user-sync call with a wrong or missing x-sign is refused with 000001."""
     scope = _tenant(ctx)
@@ -44,7 +44,7 @@ def sync_signature_wrong(ctx: Context) -> None:
     ctx.expect(missing, ResultCode.AUTH_FAILED, "a call without x-sign must be refused")
 
 
-@check("security.sync-timestamp-stale", rule="§4")
+@check("security.sync-timestamp-stale", rule="§4", needs=("kit", "newInstance"))
 def sync_timestamp_stale(ctx: Context) -> None:
     """A correctly signed user-sync call 5 minutes old, or without x-nonce, is refused with 000002."""
     scope = _tenant(ctx)
@@ -58,7 +58,7 @@ def sync_timestamp_stale(ctx: Context) -> None:
     ctx.expect(exchange, ResultCode.INVALID_PARAMETER, "a call without x-nonce must be refused")
 
 
-@check("idempotency.user-sync-add", rule="§8 seed")
+@check("idempotency.user-sync-add", rule="§8 seed", needs=("kit", "newInstance"))
 def user_sync_add(ctx: Context) -> None:
     """Adding the same user to the same instance, tenant and application again succeeds each time."""
     body = _auth_body(_tenant(ctx), ADD)
@@ -67,7 +67,7 @@ def user_sync_add(ctx: Context) -> None:
         ctx.expect(exchange, ResultCode.SUCCESS, "a repeated add of the same user must succeed")
 
 
-@check("idempotency.user-sync-delete", rule="§8 seed")
+@check("idempotency.user-sync-delete", rule="§8 seed", needs=("kit", "newInstance"))
 def user_sync_delete(ctx: Context) -> None:
     """Deleting the same user again succeeds each time, and so does adding it back afterwards."""
     scope = _tenant(ctx)
@@ -81,7 +81,7 @@ def user_sync_delete(ctx: Context) -> None:
     ctx.expect(again, ResultCode.SUCCESS, "adding a deleted user back must succeed")
 
 
-@check("sync.directory", rule="§8")
+@check("sync.directory", rule="§8", needs=("kit", "newInstance"))
 def directory(ctx: Context) -> None:
     """tenantSync, singleOrgSync and allOrgSync adds and deletes are accepted, resends included."""
     scope = _tenant(ctx)
@@ -109,7 +109,7 @@ def directory(ctx: Context) -> None:
         ctx.expect(ctx.sync(call, body, label), ResultCode.SUCCESS, f"{label} must succeed")
 
 
-@check("sync.application-secret", rule="§8")
+@check("sync.application-secret", rule="§8", needs=("kit", "newInstance"))
 def application_secret(ctx: Context) -> None:
     """applicationSync with a clientSecret under the merchant's RSA key succeeds; a bad one gets 000101.
 

@@ -50,7 +50,7 @@ MAX_TIMEOUT, MAX_MAX_TIME = 300.0, 86400.0
 """settings.MAX_TIMEOUT and settings.MAX_MAX_TIME (a test keeps them equal), here so that the
 help needs no import of the settings."""
 
-TARGET_FLAGS = ("url", "protocol", "sync_url", "timeout")
+TARGET_FLAGS = ("url", "protocol", "sync_url", "timeout", "product", "billing", "optional")
 """The settings a command's flags can set, as :func:`simulator.settings.load_settings` names them."""
 
 
@@ -109,7 +109,8 @@ def handle_errors() -> Iterator[None]:
 
 
 def target_options(function: F) -> F:
-    """``--url``, ``--protocol``, ``--sync-url``, ``--timeout``: the settings a flag may give."""
+    """``--url``, ``--protocol``, ``--sync-url``, ``--timeout`` and the product profile
+    (``--product``, ``--billing``, ``--optional/--no-optional``): the settings a flag may give."""
     options = [
         click.option("--url", help="The merchant's produce interface URL (env KOOSIM_URL)."),
         click.option(
@@ -124,6 +125,24 @@ def target_options(function: F) -> F:
             metavar="SECONDS",
             help=f"Per-call deadline: more than 0, at most {MAX_TIMEOUT:g} s "
             "(env KOOSIM_TIMEOUT, default 10).",
+        ),
+        click.option(
+            "--product",
+            type=click.Choice(["saas", "saas-kit", "license"]),
+            help="What the merchant sells: the interfaces koosim exercises (docs/protocol.md §1.2; "
+            "env KOOSIM_PRODUCT, default saas).",
+        ),
+        click.option(
+            "--billing",
+            type=click.Choice(["period", "one-time", "on-demand"]),
+            help="Billing mode: yearly/monthly, one-time or pay-per-use "
+            "(env KOOSIM_BILLING, default period).",
+        ),
+        click.option(
+            "--optional/--no-optional",
+            default=None,
+            help="Whether the product allows specification changes, so upgradeInstance and "
+            "changeInstanceCheck are exercised (env KOOSIM_OPTIONAL, default on).",
         ),
     ]
     for option in reversed(options):

@@ -12,7 +12,7 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,12 +41,12 @@ from simulator.engine.explore_defaults import DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from simulator.engine.explore import Exploration, Found
-    from simulator.engine.player import Judgement, Player, Prepared, ScenarioOutcome, StepOutcome
+    from simulator.engine.explore import Found
+    from simulator.engine.player import Player, ScenarioOutcome, StepOutcome
     from simulator.engine.scenario import Scenario, Step
     from simulator.errors import BudgetSpent
     from simulator.store import Store
-    from simulator.transport import Exchange, Target
+    from simulator.transport import Target
 
 
 def escape(text: str) -> str:
@@ -55,9 +55,6 @@ def escape(text: str) -> str:
 
     return rich_escape(text)
 
-
-SHOWN_BODY_CHARS = 600
-"""How much of an answer a failure shows; ``--step`` shows the whole (capped) body."""
 
 scenarios_option = click.option(
     "--scenarios",
@@ -142,8 +139,9 @@ def play(
     Each scenario is played in its own protocol unless --protocol is given, and recorded in the
     run history as a run of kind ``play`` (`koosim runs`, `koosim show`).
     """
-    from simulator.engine.player import requirements
+    from simulator.engine.player import not_applicable, requirements
     from simulator.engine.scenario import find, library_dirs, load
+    from simulator.report import playback as show
     from simulator.store import Store
 
     protocol = info.flags["protocol"]
@@ -156,16 +154,32 @@ def play(
     spent: BudgetSpent | None = None
     with info.open(budget=True) as target:
         targets = [dataclasses.replace(target, protocol=protocol or s.protocol) for s in loaded]
-        problems = [p for scenario, t in zip(loaded, targets, strict=True) for p in requirements(scenario, t)]
+        # a scenario for another product profile is skipped before anything is sent (§1.2)
+        skipped = {s.name: r for s, t in zip(loaded, targets, strict=True) if (r := not_applicable(s, t))}
+        problems = [
+            p
+            for scenario, t in zip(loaded, targets, strict=True)
+            if scenario.name not in skipped
+            for p in requirements(scenario, t)
+        ]
         if problems:
             fail(problems[0], EXIT_USAGE)
         where = escape(info.where(target))
-        console.print(f"koosim play: {len(loaded)} scenario(s) against {where}", highlight=False)
+        console.print(
+            f"koosim play: {len(loaded)} scenario(s) against {where}, profile {target.profile}",
+            highlight=False,
+        )
         interrupted: KeyboardInterrupt | None = None
         with sigterm_interrupts():
             try:
                 for scenario, scenario_target in zip(loaded, targets, strict=True):
-                    if spent is None:
+                    if scenario.name in skipped:
+                        reason = escape(skipped[scenario.name])
+                        console.print(
+                            f"\n[bold]{escape(scenario.name)}[/]: [yellow]skipped[/] ({reason})",
+                            highlight=False,
+                        )
+                    elif spent is None:
                         outcome, spent = _play_one(console, store, scenario, scenario_target, seed, step_mode)
                         outcomes.append(outcome)
                     else:
@@ -174,7 +188,7 @@ def play(
                         )
             except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: what was played, then 130 / 143
                 interrupted = exc
-    _print_summary(console, outcomes, info, complete=spent is None and interrupted is None)
+    show.print_summary(console, outcomes, info.reproduce, complete=spent is None and interrupted is None)
     if interrupted is not None:
         console.print(
             f"[bold red]{interrupted_reason(interrupted)}[/]: {len(loaded) - len(outcomes)} scenario(s) "
@@ -206,6 +220,7 @@ def _play_one(
     """Play one scenario; the whole-run time budget, when it runs out, stops it between calls."""
     from simulator.engine.player import Player, ScenarioOutcome, step_result
     from simulator.errors import BudgetSpent
+    from simulator.report import playback as show
     from simulator.store import RunRecorder
 
     file = f"{_shown_path(scenario.path)}, " if scenario.path else ""
@@ -228,7 +243,7 @@ def _play_one(
         for number, step in enumerate(scenario.steps, start=1):
             if not pausing:
                 result = player.play_step(step)
-                _print_step_line(console, result, target)
+                show.print_step_line(console, result, target)
             else:
                 result, pausing = _play_interactively(console, player, step, number, len(scenario.steps))
             outcome.steps.append(result)
@@ -263,8 +278,9 @@ def _play_interactively(
     from simulator.engine.player import StepOutcome
     from simulator.engine.scenario import Unresolved
     from simulator.redaction import printable, redact
+    from simulator.report import playback as show
 
-    console.rule(f"step {number}/{total} · {escape(step.id)} · {escape(step_title(step))}", align="left")
+    console.rule(f"step {number}/{total} · {escape(step.id)} · {escape(show.step_title(step))}", align="left")
     if step.activity is None:
         console.print(f"a pause of {step.wait:g} s", highlight=False)
         return player.play_step(step), True
@@ -272,9 +288,9 @@ def _play_interactively(
         prepared = player.prepare(step)
     except Unresolved as exc:  # a value it needs did not come from an earlier step
         outcome = StepOutcome(step, None, blocked=str(exc))
-        _print_step_line(console, outcome, player.target)
+        show.print_step_line(console, outcome, player.target)
         return outcome, True
-    _print_request(console, prepared, player.target)
+    show.print_request(console, prepared, player.target)
     console.print("[dim]press Enter to send (Ctrl+C stops)[/]", end="", highlight=False)
     line = sys.stdin.readline()
     keep_pausing = line != ""
@@ -287,148 +303,17 @@ def _play_interactively(
         time.sleep(step.wait)
     outcome = player.perform(prepared)
     for exchange in outcome.exchanges:
-        console.print(escape(_response_text(exchange, player.target.secrets, limit=None)), highlight=False)
+        answer = show.response_text(exchange, player.target.secrets, limit=None)
+        console.print(escape(answer), highlight=False)
         if isinstance(exchange.response_json, dict):
             pretty = json.dumps(exchange.response_json, ensure_ascii=False, indent=2)
             console.print(escape(printable(redact(pretty, player.target.secrets))), highlight=False)
     for judgement in outcome.judgements:
-        console.print(_judgement_text(judgement), highlight=False)
+        console.print(show.judgement_text(judgement), highlight=False)
     return outcome, keep_pausing
 
 
-def _print_request(console: Console, prepared: Prepared, target: Target) -> None:
-    from simulator.redaction import printable, redact
-
-    step = prepared.step
-    secrets = target.secrets
-    if step.is_sync:
-        line = f"→ POST {target.sync_call_url(step.call)}  (x-timestamp, x-nonce, x-sign added when sent)"
-    elif target.protocol == "v1":
-        line = f"→ GET {target.url}?<the fields below>&timeStamp=…&authToken=…  (signed when sent)"
-    else:
-        line = f"→ POST {target.url}?signature=…&timestamp=…&nonce=…  (signed when sent)"
-    console.print(escape(printable(redact(line, secrets))), highlight=False)
-    body = json.dumps(prepared.fields, ensure_ascii=False, indent=2)
-    console.print(escape(printable(redact(body, secrets))), highlight=False)
-    copies = len(prepared.copies)
-    if copies > 1:
-        how = "at the same moment" if step.concurrent > 1 else "one after the other"
-        fresh = ", each with a new businessId" if "businessId" in prepared.fields else ""
-        console.print(f"{copies} copies, {how}{fresh}", highlight=False)
-    expectations = ", ".join(_expectation_names(step)) or "nothing (the answer is shown, not judged)"
-    console.print(f"expects: {escape(expectations)}", highlight=False)
-
-
-def _expectation_names(step: Step) -> list[str]:
-    return [f"{key} {value}" if value is not True else key for key, value in step.expect.to_data().items()]
-
-
 # --- output ----------------------------------------------------------------------------------------
-
-
-def step_title(step: Step) -> str:
-    """A step in a few words: ``refreshInstance of new (scene RENEWAL) ×2``."""
-    if step.activity is None:
-        return f"pause {step.wait:g} s"
-    words = f"resend of {step.resend}" if step.resend else step.activity
-    if step.of:
-        words += f" of {', '.join(step.of)}"
-    details = [f"{name} {step.fields[name]}" for name in ("status", "scene", "flag") if name in step.fields]
-    if details:
-        words += f" ({', '.join(str(d) for d in details)})"
-    if step.repeat > 1:
-        words += f" ×{step.repeat}"
-    if step.concurrent > 1:
-        words += f" ×{step.concurrent} at once"
-    return words
-
-
-def _judgement_text(judgement: Judgement) -> str:
-    if judgement.passed:
-        return f"  [green]✓[/] {escape(judgement.expectation)}"
-    check = f" [{judgement.check_id}]" if judgement.check_id else ""
-    note = _severity_note(judgement.check_id)
-    return f"  [red]✗ {escape(judgement.expectation)}{escape(check)}[/]: {escape(judgement.message)}{note}"
-
-
-def _severity_note(check_id: str | None) -> str:
-    from simulator.checks.base import REGISTRY, Severity
-
-    check = REGISTRY.get(check_id or "")
-    if check is not None and check.severity is Severity.WARNING:
-        return " [dim](a practice rule: koosim verify reports it as a warning)[/]"
-    return ""
-
-
-def _print_step_line(console: Console, outcome: StepOutcome, target: Target) -> None:
-    from simulator.redaction import printable, redact
-
-    step = outcome.step
-    mark = "[red]✗[/]" if outcome.failed else "[green]✓[/]"
-    codes = ", ".join(dict.fromkeys(e.result_code or "—" for e in outcome.exchanges))
-    codes = printable(redact(codes, target.secrets), one_line=True)  # a merchant may answer anything
-    elapsed = sum(e.elapsed for e in outcome.exchanges) * 1000
-    timing = f" [dim]{elapsed:.0f} ms[/]" if outcome.exchanges else ""
-    console.print(
-        f"  {mark} {escape(step.id)}: {escape(step_title(step))}"
-        + (f" → {escape(codes)}" if codes else "")
-        + timing,
-        highlight=False,
-    )
-    if outcome.blocked is not None:
-        console.print(
-            f"      [red]not sent[/]: {escape(printable(redact(outcome.blocked, target.secrets)))}",
-            highlight=False,
-        )
-    for judgement in outcome.failures:
-        console.print("    " + _judgement_text(judgement), highlight=False)
-    shown = {id(j.exchange): j.exchange for j in outcome.failures if j.exchange is not None}
-    for exchange in list(shown.values())[:2]:
-        console.print(escape(_exchange_text(exchange, target.secrets)), highlight=False, style="dim")
-
-
-def _exchange_text(exchange: Exchange, secrets: Sequence[str]) -> str:
-    from simulator.redaction import body_text, printable, redact
-
-    request = f"        → {exchange.method} {printable(redact(exchange.url, secrets), one_line=True)}"
-    if exchange.request_body:
-        request += "\n          " + body_text(exchange.request_body, secrets)[:SHOWN_BODY_CHARS]
-    return request + "\n" + _response_text(exchange, secrets, limit=SHOWN_BODY_CHARS, indent="        ")
-
-
-def _response_text(exchange: Exchange, secrets: Sequence[str], limit: int | None, indent: str = "") -> str:
-    """The answer in one line; with ``limit=None`` a JSON body is left to the caller to show."""
-    from simulator.redaction import body_text, printable, redact
-
-    label = f"{exchange.label}: " if "copy" in exchange.label else ""
-    if not exchange.answered:
-        return f"{indent}← {label}{printable(redact(exchange.error or 'no answer', secrets))}"
-    head = f"{indent}← {label}HTTP {exchange.status} in {exchange.elapsed * 1000:.0f} ms"
-    if limit is None and isinstance(exchange.response_json, dict):
-        return head
-    body = body_text(exchange.response_body, secrets)
-    if limit is not None and len(body) > limit:
-        body = body[:limit] + "…"
-    return f"{head}: {body}"
-
-
-def _print_summary(
-    console: Console, outcomes: list[ScenarioOutcome], info: TargetInfo, complete: bool
-) -> None:
-    failed = [outcome for outcome in outcomes if outcome.failed]
-    if not failed:
-        if complete:
-            console.print(f"\n[green]{len(outcomes)} scenario(s): every expectation met.[/]", highlight=False)
-        return
-    console.print(
-        f"\n[bold red]{len(failed)} of {len(outcomes)} scenario(s) failed.[/] Failed checks:", highlight=False
-    )
-    for check_id in dict.fromkeys(c for outcome in failed for c in outcome.failed_checks):
-        console.print(
-            f"  {escape(check_id)}  [dim](the same rule in verify: {escape(info.reproduce(check_id))})[/]",
-            highlight=False,
-            soft_wrap=True,
-        )
 
 
 # --- explore ----------------------------------------------------------------------------------------
@@ -479,6 +364,7 @@ def explore(
     """
     from simulator.engine.explore import Exploration
     from simulator.errors import BudgetSpent
+    from simulator.report import playback as show
 
     info.settings  # noqa: B018 - a malformed setting ends the command before anything else
     console = make_console()
@@ -495,7 +381,7 @@ def explore(
             console.print("[dim]no sync key (KOOSIM_SYNC_KEY): user-sync calls are left out[/]")
         info.preflight(target, skip=no_preflight, seed=seed)
         exploration = Exploration(target, seed=seed, max_examples=max_examples, max_steps=max_steps)
-        with _ExploreProgress(console, max_examples) as progress, sigterm_interrupts():
+        with show.ExploreProgress(console, max_examples) as progress, sigterm_interrupts():
             exploration.on_progress = progress.update
             try:
                 found = exploration.run()
@@ -541,9 +427,6 @@ HYPOTHESIS_HOME = Path(".koosim/hypothesis")
 """Hypothesis' own storage (its constants cache) during explore: under .koosim/ with the rest,
 not a stray .hypothesis/ in the merchant's working directory."""
 
-PLAIN_PROGRESS_EVERY = 10.0
-"""Off a terminal (a CI log), a progress line every this many seconds instead of a live line."""
-
 
 @contextmanager
 def _hypothesis_home(directory: Path) -> Iterator[None]:
@@ -556,56 +439,17 @@ def _hypothesis_home(directory: Path) -> Iterator[None]:
         set_hypothesis_home_dir(None)
 
 
-class _ExploreProgress:
-    """A one-line live status: sequences tried, calls sent and time spent, then the shrinking.
-    Off a terminal, the same words as a plain line every :data:`PLAIN_PROGRESS_EVERY` seconds."""
-
-    def __init__(self, console: Console, total: int) -> None:
-        from rich.progress import Progress, SpinnerColumn, TextColumn
-
-        self.total = total
-        self.console = console
-        self._started = self._printed = time.monotonic()
-        self._progress = Progress(
-            SpinnerColumn(), TextColumn("{task.description}"), console=console, transient=True
-        )
-        self._task = self._progress.add_task("starting")
-
-    def __enter__(self) -> _ExploreProgress:
-        self._progress.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._progress.stop()
-
-    def update(self, exploration: Exploration) -> None:
-        if exploration.shrinking:
-            text = (
-                f"shrinking: {exploration.failing_runs} failing runs, smallest so far "
-                f"{exploration.smallest} calls ({exploration.calls} calls sent)"
-            )
-        else:
-            tried = min(exploration.examples, self.total)
-            text = f"sequence {tried}/{self.total} · {exploration.calls} calls sent"
-        now = time.monotonic()
-        text += f" · {now - self._started:.0f} s"
-        if self.console.is_terminal:
-            self._progress.update(self._task, description=text)
-        elif now - self._printed >= PLAIN_PROGRESS_EVERY:
-            self._printed = now
-            self.console.print(f"explore: {text}", highlight=False, markup=False)
-
-
 def _report_found(
     console: Console, found: Found, save_dir: Path, flags: dict[str, Any], target: Target
 ) -> None:
     from simulator.redaction import redact
+    from simulator.report import playback as show
 
     scenario = found.scenario
     secrets = target.secrets
     console.print(
         f"[bold red]✗ {escape(found.check_id)}[/]: {escape(redact(found.message, secrets))}"
-        + _severity_note(found.check_id),
+        + show.severity_note(found.check_id),
         highlight=False,
     )
     if not found.reproduced:
@@ -615,9 +459,9 @@ def _report_found(
         )
     console.print(f"Smallest failing sequence ({len(scenario.steps)} calls):", highlight=False)
     for number, step in enumerate(scenario.steps, start=1):
-        expectations = ", ".join(_expectation_names(step))
+        expectations = ", ".join(show.expectation_names(step))
         console.print(
-            f"  {number}. {escape(step.id)}: {escape(step_title(step))}"
+            f"  {number}. {escape(step.id)}: {escape(show.step_title(step))}"
             f"  [dim]expects {escape(expectations)}[/]",
             highlight=False,
         )
@@ -626,9 +470,11 @@ def _report_found(
     except OSError as exc:
         fail(f"cannot save the scenario in {save_dir}: {exc.strerror}", EXIT_USAGE)
     words = ["koosim", "play", str(path)]
-    for name in ("url", "protocol", "sync_url", "timeout"):
+    for name in ("url", "protocol", "sync_url", "timeout", "product", "billing"):
         if flags.get(name) is not None:
             words += [f"--{name.replace('_', '-')}", str(flags[name])]
+    if flags.get("optional") is not None:
+        words.append("--optional" if flags["optional"] else "--no-optional")
     console.print(f"saved: {escape(str(path))}", highlight=False, soft_wrap=True)
     console.print(f"reproduce: [cyan]{escape(shlex.join(words))}[/]", highlight=False, soft_wrap=True)
 

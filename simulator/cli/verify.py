@@ -157,7 +157,7 @@ def verify(
                 where = escape(info.where(target))
                 console.print(
                     f"koosim {__version__}: {plural(len(checks), 'check')} against {where} "
-                    f"({target.protocol}), seed {seed}"
+                    f"({target.protocol}, profile {target.profile}), seed {seed}"
                 )
                 first = info.preflight(target, skip=no_preflight, seed=seed)
                 sent_first.extend([] if first is None else [first])

@@ -35,6 +35,7 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
+    multiple,
     precondition,
     rule,
     run_state_machine_as_test,
@@ -253,6 +254,12 @@ class MarketplaceMachine(RuleBasedStateMachine):
         self.failure: Judgement | None = None
         self.license_states: dict[str, str] = {}
 
+    def has(self, interface: str) -> bool:
+        """Whether the target's product profile has ``interface`` (docs/protocol.md §1.2): the
+        rules of interfaces it does not have are never drawn."""
+        target = self.exploration.target
+        return target.profile.requires(interface, target.protocol)
+
     # --- playing one step ------------------------------------------------------------------------
 
     def _step_id(self, kind: str) -> str:
@@ -300,10 +307,14 @@ class MarketplaceMachine(RuleBasedStateMachine):
     # --- orders ----------------------------------------------------------------------------------
 
     @initialize(target=orders, drawn=new_order_fields(), copies=COPIES)
-    def first_order(self, drawn: tuple[dict[str, str], int | None], copies: int) -> str:
-        """Every sequence starts with an order, so the rules about instances apply from the first step."""
+    def first_order(self, drawn: tuple[dict[str, str], int | None], copies: int) -> Any:
+        """Every sequence starts with an order, so the rules about instances apply from the first step
+        (a License product has no instances: nothing is sent, the bundle stays empty)."""
+        if not self.has("newInstance"):
+            return multiple()
         return self._new_instance(drawn, copies)
 
+    @precondition(lambda self: self.has("newInstance"))
     @rule(target=orders, drawn=new_order_fields(), copies=COPIES)
     def new_instance(self, drawn: tuple[dict[str, str], int | None], copies: int) -> str:
         """A new order; two copies at the same moment expose a check-then-insert race."""
@@ -336,6 +347,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
 
     # --- the lifecycle of an instance -----------------------------------------------------------
 
+    @precondition(lambda self: self.has("refreshInstance"))
     @rule(
         order=orders,
         scene=st.sampled_from(_default_first(_enum("v2", "refreshInstance", "scene"), "RENEWAL")),
@@ -345,25 +357,30 @@ class MarketplaceMachine(RuleBasedStateMachine):
         fields = {} if scene == "RENEWAL" else {"scene": scene}
         self._instance_call("refresh", "refreshInstance", order, fields)
 
+    @precondition(lambda self: self.has("updateInstanceStatus"))
     @rule(order=orders, status=st.sampled_from(_enum("v2", "updateInstanceStatus", "status")))
     def change_status(self, order: str, status: str) -> None:
         """FREEZE or UNFREEZE: each succeeds on a live instance, and gets 000003 on a released one."""
         self._instance_call(status.lower(), "updateInstanceStatus", order, {"status": status})
 
+    @precondition(lambda self: self.has("upgradeInstance"))
     @rule(order=orders, ask_first=st.booleans())
     def upgrade(self, order: str, ask_first: bool) -> None:
         """An upgrade, after a changeInstanceCheck when the marketplace asks first."""
         # The contract lets changeInstanceCheck answer no 000003, so a released instance is not asked.
-        if ask_first and self.player.state_of(order) is not InstanceState.RELEASED:
+        asks = ask_first and self.has("changeInstanceCheck")
+        if asks and self.player.state_of(order) is not InstanceState.RELEASED:
             self._instance_call("check", "changeInstanceCheck", order, {})
             if self.failure is not None:
                 return
         self._instance_call("upgrade", "upgradeInstance", order, {})
 
+    @precondition(lambda self: self.has("releaseInstance"))
     @rule(order=orders)
     def release(self, order: str) -> None:
         self._instance_call("release", "releaseInstance", order, {})
 
+    @precondition(lambda self: self.has("queryInstance"))
     @rule(chosen=st.lists(orders, min_size=1, max_size=4), unknown=st.booleans())
     def query(self, chosen: list[str], unknown: bool) -> None:
         """queryInstance of several instances, released ones included: it lists exactly the live ones."""
@@ -386,7 +403,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
     # --- licenses --------------------------------------------------------------------------------
 
     def _licenses_apply(self) -> bool:
-        return self.exploration.target.protocol == "v2"
+        return self.exploration.target.protocol == "v2" and self.has("license")
 
     @precondition(_licenses_apply)
     @rule(target=licenses)
@@ -425,7 +442,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
     # --- user-authorization sync ---------------------------------------------------------------
 
     def _sync_applies(self) -> bool:
-        return bool(self.exploration.target.sync_key)
+        return self.has("kit") and bool(self.exploration.target.sync_key)
 
     @precondition(_sync_applies)
     @rule(

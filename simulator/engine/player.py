@@ -92,6 +92,12 @@ class ScenarioOutcome:
         return list(dict.fromkeys(ids))
 
 
+def not_applicable(scenario: Scenario, target: Target) -> str | None:
+    """Why the scenario does not apply to the target's product profile (docs/protocol.md §1.2):
+    it needs an interface the product does not have. None: play it. Decided before any call."""
+    return target.profile.skip_reason(scenario.needs, target.protocol)
+
+
 def requirements(scenario: Scenario, target: Target) -> list[str]:
     """Why the scenario cannot be played against ``target`` at all (missing keys, wrong protocol)."""
     problems = []

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simulator.checks import Check, Context, Finding, Severity, Verdict, judge_exchange
-from simulator.checks.base import CheckAborted, CheckSkipped
+from simulator.checks.base import CheckAborted, CheckSkipped, applicability
 from simulator.errors import BudgetSpent, budget_reason
 from simulator.model import OrderFactory
 from simulator.resend import DEFAULT_POLICY, ResendPolicy
@@ -102,9 +102,11 @@ class Run:
 def reproduce_command(settings_flags: dict[str, Any], check_id: str) -> str:
     """The ``koosim verify`` command line that runs ``check_id`` alone against the same target."""
     words = ["koosim", "verify"]
-    for name in ("url", "protocol", "sync_url", "timeout", "seed"):
+    for name in ("url", "protocol", "sync_url", "timeout", "product", "billing", "seed"):
         if settings_flags.get(name) is not None:
             words += [f"--{name.replace('_', '-')}", str(settings_flags[name])]
+    if settings_flags.get("optional") is not None:
+        words.append("--optional" if settings_flags["optional"] else "--no-optional")
     return shlex.join([*words, "--checks", check_id])
 
 
@@ -186,10 +188,9 @@ def _run_active(
     check: Check, target: Target, transport: Transport, orders: OrderFactory, resend_policy: ResendPolicy
 ) -> CheckResult:
     started = time.perf_counter()
-    if target.protocol not in check.protocols:
-        return CheckResult(
-            check, Verdict.SKIPPED, skip_reason=f"applies to {'/'.join(sorted(check.protocols))} only"
-        )
+    not_applicable = applicability(check, target)
+    if not_applicable is not None:  # decided before anything is sent (protocol.md §1.2)
+        return CheckResult(check, Verdict.SKIPPED, skip_reason=not_applicable)
     if target.budget is not None and target.budget.spent:
         return CheckResult(check, Verdict.SKIPPED, skip_reason=budget_reason(target.budget.seconds))
     ctx = Context(target, transport, orders, resend_policy=resend_policy)

@@ -142,6 +142,13 @@ class Scenario:
     protocol: str = "v2"
     seed: int | str = 0
     path: Path | None = None
+    requires: tuple[str, ...] = ()
+    """The interfaces the product must have (docs/protocol.md §1.2), besides those the steps call."""
+
+    @property
+    def needs(self) -> frozenset[str]:
+        """Every interface the scenario needs: its ``requires`` and each step's call."""
+        return frozenset(self.requires) | {step.call for step in self.steps if step.call}
 
     @property
     def source(self) -> str:
@@ -152,6 +159,8 @@ class Scenario:
         if self.description:
             data["description"] = self.description
         data["protocol"] = self.protocol
+        if self.requires:
+            data["requires"] = list(self.requires)
         data["seed"] = self.seed
         data["steps"] = [step.to_data() for step in self.steps]
         return data
@@ -297,6 +306,7 @@ def parse(data: Any, path: Path | str) -> Scenario:
         name=data["name"],
         description=" ".join(data.get("description", "").split()),
         protocol=protocol,
+        requires=tuple(data.get("requires", ())),
         seed=data.get("seed", 0),
         steps=tuple(steps),
         path=Path(path) if isinstance(path, Path) else None,

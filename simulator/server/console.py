@@ -15,6 +15,7 @@ from werkzeug.wrappers import Response
 
 from simulator.checks import catalog
 from simulator.engine.run import TargetUnreachable
+from simulator.protocol.profiles import BILLING_NAMES, PRODUCTS
 from simulator.redaction import printable, redact
 from simulator.server import calls, notify, play, runs
 from simulator.server.inputs import MAX_ID, MAX_SEED, InvalidJSON, parse_json
@@ -29,6 +30,9 @@ FORM_SETTINGS = (
     "protocol",
     "sync_url",
     "timeout",
+    "product",
+    "billing",
+    "optional",
     "access_key",
     "sync_key",
     "notification_url",
@@ -83,10 +87,22 @@ def target() -> str | Response | tuple[str, int]:
             market.configure(changes)
         except SettingsError as exc:
             flash(_said(exc), "error")
-            return render_template("target.html", settings=market.settings.public(), protocols=PROTOCOLS), 400
+            return render_template(
+                "target.html",
+                settings=market.settings.public(),
+                protocols=PROTOCOLS,
+                products=PRODUCTS,
+                billings=BILLING_NAMES,
+            ), 400
         flash("Target saved. Keys are kept in this server's memory only.", "ok")
         return redirect(url_for("console.target"))
-    return render_template("target.html", settings=market.settings.public(), protocols=PROTOCOLS)
+    return render_template(
+        "target.html",
+        settings=market.settings.public(),
+        protocols=PROTOCOLS,
+        products=PRODUCTS,
+        billings=BILLING_NAMES,
+    )
 
 
 @bp.route("/call", methods=["GET", "POST"])

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from simulator.engine.player import Player, Prepared, StepOutcome, requirements, step_result
+from simulator.engine.player import Player, Prepared, StepOutcome, not_applicable, requirements, step_result
 from simulator.engine.scenario import Entry, Scenario, Unresolved, discover, library_dirs, scenario_files
 from simulator.redaction import printable, redact
 from simulator.server.state import MarketState
@@ -221,6 +221,9 @@ def start(market: MarketState, name: Any, dirs: Iterable[Path] = ()) -> PlaySess
         raise PlayError("scenario must be the name of a scenario of the library")
     scenario = _named(name, dirs, market.secrets)
     target = dataclasses.replace(market.target(), protocol=scenario.protocol)
+    skipped = not_applicable(scenario, target)
+    if skipped is not None:  # another product profile's scenario: nothing is sent (§1.2)
+        raise PlayError(f"{scenario.name} skipped: {skipped}")
     problems = requirements(scenario, target)
     if problems:
         raise PlayError("; ".join(problems))

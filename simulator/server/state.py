@@ -14,8 +14,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from simulator.settings import (
+    PROFILE_SETTINGS,
+    VALIDATORS,
+    ConfigError,
+    Settings,
+    build_target,
+    named,
+    open_target,
+    validate,
+)
 from simulator.settings import PROTOCOLS as PROTOCOLS  # the console lists them
-from simulator.settings import VALIDATORS, ConfigError, Settings, build_target, named, open_target, validate
 from simulator.store import Store
 from simulator.transport import LearnedSecrets, Target
 
@@ -57,6 +66,10 @@ class ConsoleSettings(Settings):
             "protocol": self.protocol,
             "sync_url": self.sync_url,
             "timeout": self.timeout,
+            "product": self.profile.product,
+            "billing": self.profile.billing,
+            "optional": self.profile.optional,
+            "profile": str(self.profile),
             "notification_url": self.notification_url,
             "contact": self.contact,
             "bundled": self.bundled,
@@ -69,6 +82,7 @@ class ConsoleSettings(Settings):
 
 CONFIGURABLE = frozenset(
     {"url", "sync_url", "notification_url", "protocol", "timeout", "contact", "bundled", "clear_keys"}
+    | {"product", "billing", "optional"}
     | {"rsa_public_key", *SECRET_SETTINGS}
 )
 """What the console and the API may change (the resend policy and time budget are the CLI's)."""
@@ -154,6 +168,11 @@ class MarketState:
             values["protocol"] = _checked("protocol", changes["protocol"])
         if changes.get("timeout") not in (None, ""):
             values["timeout"] = _checked("timeout", changes["timeout"])
+        profile = {
+            name: _checked(name, changes[name])
+            for name in PROFILE_SETTINGS
+            if changes.get(name) not in (None, "")
+        }
         if "contact" in changes:
             contact = changes["contact"]
             if not isinstance(contact, str):
@@ -182,6 +201,8 @@ class MarketState:
                     settings, access_key=None, sync_key=None, rsa_public_key=None, bundled=False
                 )
             settings = _forget_keys_of_other_hosts(settings, replace(settings, **values), changes)
+            if profile:  # the product profile (docs/protocol.md §1.2), validated as the CLI's
+                settings = replace(settings, profile=replace(settings.profile, **profile))
             if bundled:
                 settings = self._use_bundled(settings)
             self._settings = settings
