@@ -261,8 +261,8 @@ def measure_exchange(target: Target, workdir: Path, sizes: Sizes) -> tuple[Line,
     line = Line(
         "1 per exchange",
         ratio,
-        "<= 1.25",
-        at_most(1.25)(ratio),
+        "<= 1.15",
+        at_most(1.15)(ratio),
         f"simulator {median(simulated) * 1e3:.2f} ms vs bare requests {median(bare) * 1e3:.2f} ms per call",
         {
             "simulator_s": median(simulated),
@@ -317,8 +317,8 @@ def measure_verify(target: Target, workdir: Path, sizes: Sizes, bare_call: float
     return Line(
         "2 koosim verify",
         ratio,
-        "<= 2",
-        at_most(2)(ratio),
+        "<= 1.5",
+        at_most(1.5)(ratio),
         f"{median(walls):.2f} s for {exchanges:g} exchanges vs {exchanges:g} x {bare_call * 1e3:.2f} ms"
         f" + {startup:.2f} s start-up + {waits:.2f} s of designed waits"
         f" ({median(walls) / (floor - waits):.2f} without the waits)",
@@ -364,8 +364,8 @@ def measure_explore(target: Target, workdir: Path, sizes: Sizes, bare_call: floa
     return Line(
         "3 koosim explore",
         ratio,
-        ">= 0.5",
-        at_least(0.5)(ratio),
+        ">= 0.75",
+        at_least(0.75)(ratio),
         f"{rate:.0f} calls/s vs bare {1 / bare_call:.0f} requests/s",
         {"calls_per_s": rate, "bare_per_s": 1 / bare_call, "small": small, "big": big},
     )
@@ -388,8 +388,8 @@ def measure_help(workdir: Path, sizes: Sizes) -> Line:
     return Line(
         "4 koosim --help",
         ratio,
-        "<= 1.5",
-        at_most(1.5)(ratio),
+        "<= 0.75",
+        at_most(0.75)(ratio),
         f"{median(ours) * 1e3:.0f} ms vs flask --help {median(theirs) * 1e3:.0f} ms",
         {"koosim_s": median(ours), "flask_s": median(theirs)},
     )

@@ -15,7 +15,7 @@ list, so those select checks as they select any test.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
@@ -238,11 +238,14 @@ def pytest_collection_modifyitems(
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if isinstance(item, KoosimCheck) and report.skipped and isinstance(report.longrepr, tuple):
         # Name the check, not the line of this module that called pytest.skip.
-        report.longrepr = (item.nodeid, None, report.longrepr[2])
+        # lineno None: pytest's skip summary then shows no line (its stubs say int, it accepts None)
+        report.longrepr = (item.nodeid, None, report.longrepr[2])  # type: ignore[assignment]
     return report
 
 

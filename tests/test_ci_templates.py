@@ -129,12 +129,11 @@ def test_only_the_install_and_uses_steps_are_left_out(name: str) -> None:
         shlex.split(step, comments=True)  # a quoting mistake fails here, with the step named
 
 
-def run_job(name: str, tmp_path: Path, merchant_env: str = "") -> Finished:
+def run_job(name: str, tmp_path: Path, merchant_env: str = "", **koosim_env: str) -> Finished:
     job = JOBS[name]()
     port = free_port()
-    return run_bash(
-        job.script(port, merchant_env), cwd=tmp_path, env=clean_env(**job.env), timeout=150, errexit=False
-    )
+    env = clean_env(**job.env, **koosim_env)
+    return run_bash(job.script(port, merchant_env), cwd=tmp_path, env=env, timeout=150, errexit=False)
 
 
 @pytest.mark.timeout(180)
@@ -152,9 +151,15 @@ def test_the_job_passes_against_the_reference_merchant(name: str, tmp_path: Path
 @pytest.mark.timeout(180)
 @pytest.mark.parametrize("name", JOBS)
 def test_the_job_fails_when_verify_fails_and_still_writes_the_reports(name: str, tmp_path: Path) -> None:
-    # A merchant holding another user-sync key refuses every user-sync call: documented rules
-    # break. (Another access key would be named by verify's preflight instead: exit 3, no catalog.)
-    finished = run_job(name, tmp_path, merchant_env="KOOSIM_SYNC_KEY=another-key-than-koosim-uses ")
+    # A joint-operation (Kit) merchant holding another user-sync key refuses every user-sync
+    # call: rules break. (Another access key would be named by verify's preflight instead: exit
+    # 3, no catalog; and on the default saas profile the Kit checks are skipped.)
+    finished = run_job(
+        name,
+        tmp_path,
+        merchant_env="KOOSIM_SYNC_KEY=another-key-than-koosim-uses ",
+        KOOSIM_PRODUCT="saas-kit",
+    )
     assert finished.returncode == 1, finished
     assert "Delisting risk" in finished.output
     assert 'failures="0"' not in (tmp_path / "koosim.xml").read_text()

@@ -17,11 +17,13 @@ from simulator.redaction import (
     REDACTED,
     WINDOW,
     WINDOW_CHARS,
+    _fold,
     _forms,
     mask,
     may_contain,
     redact,
     redact_data,
+    redact_each,
     secret_problem,
 )
 
@@ -150,3 +152,21 @@ def test_masking_keeps_every_length() -> None:
     assert redact_data({KEY: [text, 3]}, (KEY,), keep_length=True) == {
         "*" * len(KEY): [mask(text, (KEY,)), 3]
     }
+
+
+@given(SECRETS, st.lists(TEXTS, max_size=4), st.data())
+def test_redacting_several_texts_at_once_changes_nothing(
+    secrets: tuple[str, ...], texts: list[str], data: st.DataObject
+) -> None:
+    """redact_each and redact_data look at all their strings together first: same results."""
+    if secrets and texts:
+        at = data.draw(st.integers(0, len(texts) - 1))
+        texts[at] += data.draw(st.sampled_from(sorted(_forms(data.draw(st.sampled_from(secrets))))))
+    assert redact_each(texts, secrets) == [redact(text, secrets) for text in texts]
+    value = {text: [text, 1] for text in texts}
+    assert redact_data(value, secrets) == {redact(t, secrets): [redact(t, secrets), 1] for t in texts}
+
+
+@given(st.text())
+def test_folding_lowers_ascii_letters_only(text: str) -> None:
+    assert _fold(text) == "".join(char.lower() if char.isascii() else char for char in text)

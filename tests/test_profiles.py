@@ -361,7 +361,7 @@ def test_load_refuses_a_product_without_saas_orders(tmp_path: Path) -> None:
     if importlib.util.find_spec("locust") is None:  # never imported here: gevent patches threads
         pytest.skip("koosim load needs the [load] extra (Locust)")
     result = subprocess.run(
-        [sys.executable, "-m", "simulator", "load", "--product", "license", "--run-time", "1"],
+        [sys.executable, "-m", "simulator", "load", "--product", "license", "--run-time", "1s"],
         cwd=tmp_path,
         capture_output=True,
         text=True,

@@ -12,38 +12,59 @@ from typing import Any
 
 from simulator.checks import Verdict
 from simulator.engine.run import CheckResult, Run
-from simulator.redaction import body_text, printable, redact
+from simulator.redaction import printable, readable_body, redact, redact_each
 from simulator.transport import Exchange
 
 SCHEMA_VERSION = 1
 
 
 def exchange_record(exchange: Exchange, secrets: Iterable[str]) -> dict[str, Any]:
-    secrets = tuple(secrets)
+    answered = exchange.answered
+    request_headers, response_headers = exchange.request_headers, exchange.response_headers
+    texts = [
+        exchange.label,
+        exchange.activity,
+        exchange.url,
+        *request_headers.values(),
+        exchange.request_body.decode("utf-8", errors="replace"),
+        *(response_headers.values() if answered else ()),
+        exchange.response_body.decode("utf-8", errors="replace") if answered else "",
+        (exchange.result_code or "") if answered else "",
+        exchange.error or "",
+    ]
+    # every string of the record in one redaction pass (redact_each), then taken off in order
+    clean = iter(redact_each(texts, secrets))
+    label, activity, url = next(clean), next(clean), next(clean)
+    request = {
+        "method": exchange.method,
+        "url": url,
+        "headers": {name: next(clean) for name in request_headers},
+        "body": readable_body(next(clean), len(exchange.request_body)),
+    }
+    response = None
+    if answered:
+        response = {
+            "status": exchange.status,
+            "headers": {name: next(clean) for name in response_headers},
+            "body": readable_body(next(clean), len(exchange.response_body)),
+        }
+    else:
+        next(clean)  # the body an answer would have had
+    result_code, error = next(clean), next(clean)
+    if response is not None:
+        response["result_code"] = None if exchange.result_code is None else result_code
     return {
         "id": exchange.id,
-        "label": redact(exchange.label, secrets),
+        "label": label,
         "interface": exchange.interface,
         "protocol": exchange.protocol,
-        "activity": redact(exchange.activity, secrets),
+        "activity": activity,
         "attempt": exchange.attempt,
         "started_at": exchange.started_at,
         "elapsed_ms": round(exchange.elapsed * 1000, 1),
-        "request": {
-            "method": exchange.method,
-            "url": redact(exchange.url, secrets),
-            "headers": {name: redact(value, secrets) for name, value in exchange.request_headers.items()},
-            "body": body_text(exchange.request_body, secrets),
-        },
-        "response": None
-        if not exchange.answered
-        else {
-            "status": exchange.status,
-            "headers": {name: redact(value, secrets) for name, value in exchange.response_headers.items()},
-            "body": body_text(exchange.response_body, secrets),
-            "result_code": None if exchange.result_code is None else redact(exchange.result_code, secrets),
-        },
-        "error": None if exchange.error is None else redact(exchange.error, secrets),
+        "request": request,
+        "response": response,
+        "error": None if exchange.error is None else error,
     }
 
 
