@@ -41,7 +41,7 @@ from rich.table import Table
 
 from simulator.checks.base import describe
 from simulator.checks.idempotency import answered_ids
-from simulator.model import Order, OrderFactory, query_fields
+from simulator.model import Order, OrderFactory, query_fields, within_query_limit
 from simulator.protocol import ResultCode
 from simulator.redaction import printable, redact
 from simulator.resend import ResendPolicy
@@ -210,7 +210,8 @@ class MarketplaceUser(locust.User):
         if not self.known or not self._has("queryInstance"):
             return self.new_order()
         chosen = random.sample(list(self.known), min(QUERY_BATCH, len(self.known)))
-        self._deliver(lambda: query_fields(*(instance_id for _, instance_id in chosen)), QUERY, QUERY)
+        ids = within_query_limit([instance_id for _, instance_id in chosen])  # ≤ 100 characters (§4.5)
+        self._deliver(lambda: query_fields(*ids), QUERY, QUERY)
 
     # --- the mechanics -----------------------------------------------------------------------
 

@@ -7,17 +7,38 @@ which the checks and the explorer compare with what the merchant actually said.
 
 from __future__ import annotations
 
+import json
 import random
 import secrets
 import string
 import uuid
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
+from typing import Any
 
 from simulator.protocol import ResultCode
 
 EXPIRE_TIME_FORMAT = "%Y%m%d%H%M%S"
+
+
+ID_MAX = 64
+"""The published maximum length of orderId, orderLineId and instanceId (docs/protocol.md §4)."""
+
+
+def line_of(order_id: str) -> str:
+    """The first line of an order, as the MOCK orders number theirs (``<orderId>-000001``, §8.2),
+    kept within 64 characters."""
+    return f"{order_id[: ID_MAX - 7]}-000001"
+
+
+_FOLLOW_UP_SUFFIX = {
+    "TRIAL_TO_FORMAL": "F",
+    "RENEWAL": "R",
+    "UNSUBSCRIBE_RENEWAL_PERIOD": "R",  # the cancelled renewal is the renewal order
+    "UPGRADE": "U",
+}
 
 
 class InstanceState(StrEnum):
@@ -41,25 +62,18 @@ class Order:
     expire_time: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 
-    def new_instance_fields(self, business_id: str) -> dict[str, str | None]:
+    def new_instance_fields(self, business_id: str) -> dict[str, str]:
+        """The V2 newInstance body: exactly the five fields of docs/protocol.md §4.1 (A6).
+
+        Customer, product, SKU and period are not in the call: the merchant learns them from
+        Querying an Order (§8.1), which koosim answers from this order (``openapi.Sale``).
+        """
         fields = {
             "activity": "newInstance",
             "businessId": business_id,
             "orderId": self.order_id,
             "orderLineId": self.order_line_id,
-            "customerId": self.customer_id,
-            "customerName": self.customer_name,
-            "productId": self.product_id,
-            "skuCode": self.sku_code,
-            "chargingMode": "0",
-            "periodType": "month",
-            "periodNumber": "1",
-            "expireTime": self.expire_time,
-            # The marketplace sends null for empty optional fields; the signature drops them.
-            "saasExtendParams": None,
         }
-        if self.trial:
-            fields["trialFlag"] = "1"
         if self.test:
             fields["testFlag"] = "1"
         return fields | self.extra
@@ -76,26 +90,40 @@ class Order:
             "expireTime": self.expire_time,
         }
 
-    def refresh_fields(self, instance_id: str, expire_time: str, scene: str = "RENEWAL") -> dict[str, str]:
-        return {
-            "activity": "refreshInstance",
-            "instanceId": instance_id,
-            "orderId": self.order_id,
-            "orderLineId": self.order_line_id,
-            "expireTime": expire_time,
-            "scene": scene,
-        }
+    def follow_up_order_id(self, scene: str) -> str:
+        """The order a follow-up call names (§4.2, §4.3): never the purchase order itself.
 
-    def upgrade_fields(self, instance_id: str, sku_code: str = "sku-pro-0002") -> dict[str, str]:
-        return {
-            "activity": "upgrade",
+        TRIAL_TO_FORMAL names the commercial order, RENEWAL the renewal order,
+        UNSUBSCRIBE_RENEWAL_PERIOD the renewal order being cancelled (the same renewal order),
+        UPGRADE the upgrade order. Derived from the purchase order so a run stays reproducible.
+        """
+        suffix = _FOLLOW_UP_SUFFIX[scene]
+        order_id = self.order_id[: ID_MAX - 1] + suffix  # IDs are at most 64 characters (§4.2)
+        return order_id if order_id != self.order_id else self.order_id[: ID_MAX - 1] + suffix.lower()
+
+    def refresh_fields(self, instance_id: str, expire_time: str, scene: str = "RENEWAL") -> dict[str, str]:
+        """refreshInstance per §4.2: the scene's own order, the instance named by instanceId."""
+        order_id = self.follow_up_order_id(scene)
+        fields = {
+            "activity": "refreshInstance",
+            "scene": scene,
+            "orderId": order_id,
+            "orderLineId": line_of(order_id),
             "instanceId": instance_id,
-            "orderId": self.order_id,
-            "orderLineId": f"{self.order_id}-000002",
-            "productId": self.product_id,
-            "skuCode": sku_code,
-            "amount": "199.00",
-            "diffAmount": "100.00",
+            "expireTime": expire_time,
+        }
+        if scene == "TRIAL_TO_FORMAL":
+            fields["productId"] = self.product_id
+        return fields
+
+    def upgrade_fields(self, instance_id: str) -> dict[str, str]:
+        """upgradeInstance per §4.3: the upgrade order; the new product is learnt from §8.1."""
+        order_id = self.follow_up_order_id("UPGRADE")
+        return {
+            "activity": "upgradeInstance",
+            "instanceId": instance_id,
+            "orderId": order_id,
+            "orderLineId": line_of(order_id),
         }
 
 
@@ -103,8 +131,27 @@ def status_fields(instance_id: str, status: str) -> dict[str, str]:
     return {"activity": "updateInstanceStatus", "instanceId": instance_id, "status": status}
 
 
-def release_fields(instance_id: str) -> dict[str, str]:
-    return {"activity": "releaseInstance", "instanceId": instance_id}
+def release_fields(instance_id: str, order_id: str | None = None) -> dict[str, str]:
+    """releaseInstance per §4.6: ``orderId`` only on release by unsubscription (the cancelled order, A11)."""
+    fields = {"activity": "releaseInstance", "instanceId": instance_id}
+    if order_id is not None:
+        fields["orderId"] = order_id
+        fields["orderLineId"] = line_of(order_id)
+    return fields
+
+
+QUERY_INSTANCE_MAX = 100
+"""queryInstance's instanceId: at most 100 characters, IDs separated by ',' (docs/protocol.md §4.5, A9)."""
+
+
+def within_query_limit(instance_ids: list[str]) -> list[str]:
+    """The first of ``instance_ids`` that fit one queryInstance's 100 characters (§4.5, A9)."""
+    kept: list[str] = []
+    for instance_id in instance_ids:
+        if len(",".join([*kept, instance_id])) > QUERY_INSTANCE_MAX:
+            break
+        kept.append(instance_id)
+    return kept
 
 
 def query_fields(*instance_ids: str) -> dict[str, str]:
@@ -117,6 +164,92 @@ def change_check_fields(instance_id: str, product_id: str, sku_code: str) -> dic
         "instanceId": instance_id,
         "productInfo": {"productId": product_id, "skuCode": sku_code},
     }
+
+
+UPGRADED_SKU = "sku-pro-0002"
+"""The specification koosim's upgrade orders buy (what Querying an Order says of an upgrade order)."""
+
+V1_ACTIVITY = {"upgradeInstance": "upgrade"}
+"""Where the V1 activity name differs from V2's (docs/protocol.md §5.1)."""
+_NOT_ON_V1 = frozenset({"orderLineId", "scene"})
+"""Members no V1 table read has: orderLineId (§5.1, U22) and the refresh ``scene`` (§5.3)."""
+
+
+def v1_fields(fields: Mapping[str, Any], product_id: str = Order.product_id) -> dict[str, Any]:
+    """A call as V1 carries it (docs/protocol.md §5): V1's activity name, without the members
+    V1's tables do not have; V1's ``upgrade`` carries the new productId and skuCode (§5.7, M).
+
+    Not yet V1's own generation everywhere (docs/protocol.md §13 K11): expireInstance and
+    instanceStatus are not sent, and releaseInstance does not always name the subscription order.
+    """
+    activity = str(fields.get("activity", ""))
+    call = {name: value for name, value in fields.items() if name not in _NOT_ON_V1}
+    if activity in V1_ACTIVITY:
+        call["activity"] = V1_ACTIVITY[activity]
+    if activity == "upgradeInstance":
+        call = {"productId": product_id, "skuCode": UPGRADED_SKU} | call
+    return call
+
+
+KIT_ZONE = timezone(timedelta(hours=8))
+"""Kit times are UTC+8 by default (docs/protocol.md §7.1, A32)."""
+
+
+def kit_time(moment: datetime) -> str:
+    """A Kit ``timeStamp`` / ``currentSyncTime``: 17 digits, yyyyMMddHHmmssSSS, UTC+8 (§7.1)."""
+    return moment.astimezone(KIT_ZONE).strftime("%Y%m%d%H%M%S%f")[:-3]
+
+
+def kit_envelope(call: str, body: Mapping[str, Any], moment: datetime) -> dict[str, Any]:
+    """The members every Kit call carries (docs/protocol.md §7.1): the mandatory ``testFlag``
+    (Integer, 0 = production data) and ``timeStamp``; authSync also ``currentSyncTime`` (§7.4).
+    What the caller set wins."""
+    envelope: dict[str, Any] = {"testFlag": 0, "timeStamp": kit_time(moment)}
+    if call == "authSync":
+        envelope["currentSyncTime"] = kit_time(moment)
+    return envelope | dict(body)
+
+
+def kit_user(
+    user_name: str, name: str | None = None, role: str = "user", enable: str = "true"
+) -> dict[str, str]:
+    """An authSync user entry with the page's mandatory members (docs/protocol.md §7.4)."""
+    return {
+        "userName": user_name,
+        "name": name or user_name,
+        "orgCode": KIT_ORGS[0]["orgCode"],
+        "role": role,
+        "enable": enable,
+    }
+
+
+KIT_ORGS = (
+    {"orgCode": "org-001", "name": "研发部", "parentCode": ""},
+    {"orgCode": "org-002", "name": "测试组", "parentCode": "org-001"},
+)
+"""koosim's departments: a top-level one (empty parentCode, §7.5) and one below it."""
+
+
+def org_info(orgs: Iterable[Mapping[str, str]] = KIT_ORGS) -> str:
+    """allOrgSync's ``orgInfo``: a JSON *string* holding a flat array (docs/protocol.md §7.6)."""
+    return json.dumps(list(orgs), ensure_ascii=False, separators=(",", ":"))
+
+
+def single_org_fields(
+    scope: Mapping[str, str], flag: int, org: Mapping[str, str] = KIT_ORGS[0]
+) -> dict[str, Any]:
+    """singleOrgSync per docs/protocol.md §7.5: ``orgName`` (not ``name``), ``parentCode``."""
+    return {
+        **scope,
+        "orgCode": org["orgCode"],
+        "orgName": org["name"],
+        "parentCode": org["parentCode"],
+        "flag": flag,
+    }
+
+
+TENANT_DOMAIN = "https://acme.tenantaccount.example"
+"""tenantSync's domainName: a full URL, as the page's example (docs/protocol.md §7.2)."""
 
 
 def fresh_seed() -> int:
@@ -155,7 +288,7 @@ class OrderFactory:
 # activity -> (states in which the merchant must succeed, resulting state)
 _TRANSITIONS: dict[str, tuple[frozenset[InstanceState], InstanceState | None]] = {
     "refreshInstance": (frozenset({InstanceState.ACTIVE, InstanceState.FROZEN}), None),
-    "upgrade": (frozenset({InstanceState.ACTIVE, InstanceState.FROZEN}), None),
+    "upgradeInstance": (frozenset({InstanceState.ACTIVE, InstanceState.FROZEN}), None),
     "changeInstanceCheck": (frozenset({InstanceState.ACTIVE, InstanceState.FROZEN}), None),
     "FREEZE": (frozenset({InstanceState.ACTIVE, InstanceState.FROZEN}), InstanceState.FROZEN),
     "UNFREEZE": (frozenset({InstanceState.ACTIVE, InstanceState.FROZEN}), InstanceState.ACTIVE),

@@ -110,8 +110,9 @@ NEW_INSTANCE_CHARGING_MODES = {
 class Sale:
     """One order line koosim sold: the model's order line and what the buyer agreed to pay.
 
-    The defaults are what ``Order.new_instance_fields`` says today (chargingMode ``0`` = PERIOD,
-    one month), so a Querying-an-Order answer agrees with the calls koosim sent.
+    The defaults describe what koosim sells unless told otherwise (PERIOD, one month): the
+    newInstance call names only the order (docs/protocol.md §4.1), so this answer is where a
+    merchant learns the terms.
     """
 
     order: Order

@@ -445,9 +445,10 @@ class SimulatedMarketplace:
 
         return self.send(release_fields(self._resolve(instance)[0]), "releaseInstance")
 
-    def upgrade(self, instance: Exchange | str, sku_code: str = "sku-pro-0002") -> Exchange:
+    def upgrade(self, instance: Exchange | str) -> Exchange:
+        """upgradeInstance (docs/protocol.md §4.3): the upgrade order; no product fields in the body."""
         instance_id, order = self._resolve(instance)
-        return self.send(order.upgrade_fields(instance_id, sku_code), "upgrade")
+        return self.send(order.upgrade_fields(instance_id), "upgradeInstance")
 
     def query(self, *instances: Exchange | str) -> Exchange:
         from simulator.model import query_fields

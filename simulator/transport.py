@@ -40,9 +40,11 @@ import urllib3.connection
 import urllib3.exceptions
 
 from simulator.errors import TimeBudget
+from simulator.model import kit_envelope, v1_fields
 from simulator.protocol import (
     DecryptionError,
     EncryptType,
+    canonical_body,
     decrypt,
     format_v1_timestamp,
     sign_sync,
@@ -50,7 +52,7 @@ from simulator.protocol import (
     sign_v2,
 )
 from simulator.protocol.profiles import DEFAULT_PROFILE, Profile
-from simulator.protocol.vocabulary import app_infos
+from simulator.protocol.vocabulary import KIT_PATHS, app_infos
 
 DEFAULT_TIMEOUT = 5.0
 """How long the marketplace waits for an answer: 5 seconds, published on the V2 overall
@@ -126,8 +128,10 @@ class Target:
         return f"Target(url={self.url!r}, protocol={self.protocol!r}, sync_url={self.sync_url!r})"
 
     def sync_call_url(self, call: str) -> str:
-        base = self.sync_url or f"{self.url.rstrip('/')}/v2"
-        return f"{base.rstrip('/')}/{call}"
+        """Where a Kit call goes (docs/protocol.md §7.1, A36): ``<produce URL>/tenantSync`` …,
+        ``<produce URL>/v2/authSync``; ``sync_url`` replaces the produce URL as the base."""
+        base = (self.sync_url or self.url).rstrip("/")
+        return f"{base}{KIT_PATHS.get(call, '/' + call)}"
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -286,6 +290,7 @@ class Transport:
         for scheme in ("http://", "https://"):
             self.session.mount(scheme, adapter)
         self._on_exchange = on_exchange
+        self._v2_calls = 0
 
     def close(self) -> None:
         self.session.close()
@@ -304,18 +309,29 @@ class Transport:
         return self.perform(exchange)
 
     def _prepare_v2(self, fields: Mapping[str, Any], tamper: Tamper) -> Exchange:
+        # Across a run, every other call (docs/protocol.md §2.1, §13): the outer signature in upper-
+        # case hex as the interface pages' examples write it, else lower case as the signing page
+        # does (A4); and a normal call's testFlag sent as "0" instead of left out (A14; not on
+        # changeInstanceCheck, whose page omits it on real calls, §4.7).
+        self._v2_calls += 1
+        other_half = self._v2_calls % 2 == 0
         body = dict(fields)
+        if other_half and "testFlag" not in body and body.get("activity") != "changeInstanceCheck":
+            body["testFlag"] = "0"
         timestamp = str(tamper.timestamp_ms if tamper.timestamp_ms is not None else now_ms())
         nonce = new_nonce()
+        signature = sign_v2(body, self.target.access_key, timestamp, nonce)
         query = {
-            "signature": sign_v2(body, self.target.access_key, timestamp, nonce),
+            "signature": signature.upper() if other_half else signature,
             "timestamp": timestamp,
             "nonce": nonce,
         }
         if tamper.signature is not None:
             query["signature"] = tamper.signature
         query = {name: value for name, value in query.items() if name not in tamper.omit}
-        payload = tamper.body if tamper.body is not None else json_bytes(body)
+        # The body goes out already in its canonical form (§2.1, A3, U1), so a merchant hashing
+        # the bytes it received and one re-serialising them in ascending order agree.
+        payload = tamper.body if tamper.body is not None else canonical_body(body).encode("utf-8")
         return Exchange(
             interface=PRODUCE,
             protocol="v2",
@@ -332,7 +348,7 @@ class Transport:
         # v1 carries everything as query strings; a structured value travels as its JSON text.
         params = {
             name: value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-            for name, value in fields.items()
+            for name, value in v1_fields(fields).items()
             if value is not None
         }
         moment = datetime.now(UTC)
@@ -371,7 +387,7 @@ class Transport:
         """Send one user-authorization sync call, signed with the target's sync key (§4)."""
         return self.post_signed(
             self.target.sync_call_url(call),
-            body,
+            kit_envelope(call, body, datetime.now(UTC)),
             self.target.sync_key or "",
             interface=SYNC,
             activity=call,

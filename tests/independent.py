@@ -25,13 +25,51 @@ def _hmac_sha256(key: str, message: str | bytes) -> bytes:
     return hmac.new(key.encode("utf-8"), data, hashlib.sha256).digest()
 
 
+_SHORT = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _java_string(text: str) -> str:
+    """A string as Jackson writes it: short escapes, else \\uXXXX upper-case below U+0020, raw UTF-8."""
+    out = []
+    for char in text:
+        if char in _SHORT:
+            out.append(_SHORT[char])
+        elif ord(char) < 0x20:
+            out.append(f"\\u{ord(char):04X}")
+        else:
+            out.append(char)
+    return '"' + "".join(out) + '"'
+
+
+def _java_value(value: Any) -> str:
+    if isinstance(value, str):
+        return _java_string(value)
+    if isinstance(value, Mapping):
+        return "{" + ",".join(f"{_java_string(k)}:{_java_value(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_java_value(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def _code_units(name: str) -> list[int]:
+    """Java's String.compareTo order: UTF-16 code units, a supplementary character as its surrogates."""
+    units = []
+    for char in name:
+        point = ord(char)
+        if point > 0xFFFF:
+            point -= 0x10000
+            units += [0xD800 + (point >> 10), 0xDC00 + (point & 0x3FF)]
+        else:
+            units.append(point)
+    return units
+
+
 def canonical(body: Mapping[str, Any]) -> str:
-    """§2: top-level members sorted by name, nulls dropped, compact JSON, raw UTF-8, nested as sent."""
+    """§2.1, U1: Jackson over a TreeMap — top-level members in UTF-16 order, nulls dropped,
+    compact, raw UTF-8, upper-case hex escapes, nested values as sent."""
     members = [
-        json.dumps(name, ensure_ascii=False)
-        + ":"
-        + json.dumps(body[name], ensure_ascii=False, separators=(",", ":"))
-        for name in sorted(body)
+        _java_string(name) + ":" + _java_value(body[name])
+        for name in sorted(body, key=_code_units)
         if body[name] is not None
     ]
     return "{" + ",".join(members) + "}"
@@ -123,22 +161,14 @@ def sync_headers(
 
 
 def new_order(**overrides: Any) -> dict[str, Any]:
-    """A valid newInstance body for a fresh order (a debugging call: testFlag 1)."""
+    """A valid newInstance body for a fresh order (a debugging call: testFlag 1): the five
+    fields of docs/protocol.md §4.1's table, nothing else."""
     order_id = f"CS{uuid.uuid4().hex[:14].upper()}"
     body = {
         "activity": "newInstance",
-        "businessId": str(uuid.uuid4()),
         "orderId": order_id,
         "orderLineId": f"{order_id}-000001",
-        "customerId": uuid.uuid4().hex,
-        "customerName": "测试客户",
-        "productId": "00301-666666-0--0",
-        "skuCode": "sku-basic",
-        "chargingMode": "0",
-        "periodType": "month",
-        "periodNumber": "1",
-        "expireTime": "20991231235959",
+        "businessId": str(uuid.uuid4()),
         "testFlag": "1",
-        "saasExtendParams": None,
     }
     return {**body, **overrides}

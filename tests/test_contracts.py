@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 
 from simulator import contracts
 from simulator.contracts import UnknownContract, Violation, known_contracts, schema_for, validate
+from simulator.model import v1_fields
 from simulator.protocol.codes import ResultCode
 from simulator.resources import data_dir
 
@@ -19,10 +20,24 @@ PRODUCE = [
     "refreshInstance",
     "updateInstanceStatus",
     "releaseInstance",
-    "upgrade",
+    "upgradeInstance",
     "queryInstance",
     "changeInstanceCheck",
 ]
+"""The V2 produce activities (docs/protocol.md §4)."""
+V1_NAME = {"upgradeInstance": "upgrade"}
+"""Where V1 names an activity differently (docs/protocol.md §5.1: V1's upgrade is ``upgrade``)."""
+PRODUCE_V1 = [V1_NAME.get(name, name) for name in PRODUCE]
+ACTIVITY_MAX = {
+    "newInstance": 20,
+    "refreshInstance": 20,
+    "upgradeInstance": 32,
+    "updateInstanceStatus": 32,
+    "queryInstance": 20,
+    "releaseInstance": 32,
+    "changeInstanceCheck": 32,
+}
+"""The Maximum Length of each V2 table's ``activity`` row (docs/protocol.md §4.1-§4.7)."""
 LICENSE = ["getLicense", "refreshLicense", "expireLicense", "releaseLicense"]
 SYNC = ["tenantSync", "applicationSync", "authSync", "singleOrgSync", "allOrgSync"]
 MARKETPLACE = ["queryOrder", "usagePush"]
@@ -30,7 +45,7 @@ DIRECTIONS = ["request", "response"]
 
 EXPECTED = sorted(
     [("v2", name, d) for name in PRODUCE + LICENSE for d in DIRECTIONS]
-    + [("v1", name, d) for name in PRODUCE for d in DIRECTIONS]
+    + [("v1", name, d) for name in PRODUCE_V1 for d in DIRECTIONS]
     + [("sync", name, d) for name in SYNC for d in DIRECTIONS]
     + [("marketplace", name, d) for name in MARKETPLACE for d in DIRECTIONS]
     + [("openapi", name, d) for name in MARKETPLACE for d in DIRECTIONS]
@@ -96,16 +111,15 @@ def test_request_activity_is_a_const_equal_to_the_file_name() -> None:
     for family, name, direction in EXPECTED:
         if family in ("v1", "v2") and direction == "request":
             schema = schema_for(family, name, direction)
-            assert schema["properties"]["activity"] == {
-                "type": "string",
-                "const": name,
-                "description": "Names the call.",
-            }
+            activity = schema["properties"]["activity"]
+            assert activity["type"] == "string" and activity["const"] == name
             assert "activity" in schema["required"]
+            if family == "v2" and name in ACTIVITY_MAX:
+                assert activity["maxLength"] == ACTIVITY_MAX[name], name
 
 
 def test_v1_adds_its_signature_parameters() -> None:
-    for name in PRODUCE:
+    for name in PRODUCE_V1:
         schema = schema_for("v1", name, "request")
         assert {"timeStamp", "authToken"} <= set(schema["required"])
         assert schema["properties"]["timeStamp"]["pattern"] == "^[0-9]{17}$"
@@ -114,7 +128,7 @@ def test_v1_adds_its_signature_parameters() -> None:
 def test_v1_answers_are_the_v2_answers() -> None:
     metadata = ("$id", "title", "description")
     for name in PRODUCE:
-        v1, v2 = schema_for("v1", name, "response"), schema_for("v2", name, "response")
+        v1, v2 = schema_for("v1", V1_NAME.get(name, name), "response"), schema_for("v2", name, "response")
         assert {k: v for k, v in v1.items() if k not in metadata} == {
             k: v for k, v in v2.items() if k not in metadata
         }
@@ -127,6 +141,7 @@ ALLOWED_CODES = {
     "updateInstanceStatus": BASE_CODES | {"000003"},
     "releaseInstance": BASE_CODES | {"000003"},
     "upgrade": BASE_CODES | {"000003", "000100"},
+    "upgradeInstance": BASE_CODES | {"000003", "000100"},
     "queryInstance": BASE_CODES,
     "changeInstanceCheck": BASE_CODES | {"000003"},
     "getLicense": BASE_CODES,
@@ -146,7 +161,7 @@ SUCCESS_NEEDS = {"newInstance": "instanceId", "getLicense": "license"}  # queryI
 
 @pytest.mark.parametrize(
     ("family", "name"),
-    [("v2", n) for n in PRODUCE + LICENSE] + [("v1", n) for n in PRODUCE] + [("sync", n) for n in SYNC],
+    [("v2", n) for n in PRODUCE + LICENSE] + [("v1", n) for n in PRODUCE_V1] + [("sync", n) for n in SYNC],
 )
 def test_answers_allow_exactly_the_codes_of_their_call(family: str, name: str) -> None:
     schema = schema_for(family, name, "response")
@@ -185,7 +200,8 @@ SECTION_4_BODY = {
     "flag": "1",
 }
 ENCRYPTED = "0123456789abcdefwY6Pgfqxrl//dezrq9KbkA=="  # protocol.md §5, encryptType 2
-IDS_100 = ",".join(f"inst-{i:03d}" for i in range(100))
+IDS_100_CHARS = ",".join(f"inst-{i:03d}" for i in range(11)) + ",x"
+"""Twelve IDs in exactly 100 characters: the most queryInstance's instanceId holds (§4.5, A9)."""
 IDS_101 = ",".join(f"inst-{i:03d}" for i in range(101))
 V1 = {"timeStamp": "20231114221320000", "authToken": "eVUwTfvWeeFmdlI7w71kWM2HgB4+Rc3UalMe7R3sVPg="}
 OK = {"resultCode": "000000", "resultMsg": "success."}
@@ -197,17 +213,21 @@ APP_INFO = {
     "memo": "首次登录请修改密码",
 }
 NEW_INSTANCE = {
-    **SECTION_2_BODY,
+    "activity": "newInstance",
+    "orderId": "CS1906666666ABCDE",
+    "orderLineId": "CS1906666666ABCDE-000001",
     "businessId": "61e834ba-7b97-4418-b8f7-e5345137278c",
-    "customerId": "68cbc86abc2018ab880d92f36422fa0e",
-    "productId": "00301-666666-0--0",
-    "skuCode": "a1b2c3d4-0001",
+    "testFlag": "1",
 }
+"""The five fields of docs/protocol.md §4.1's table."""
 PRODUCE_REQUESTS: dict[str, list[dict[str, Any]]] = {
     "newInstance": [
         NEW_INSTANCE,
+        {key: value for key, value in NEW_INSTANCE.items() if key != "testFlag"},
+        {**NEW_INSTANCE, "testFlag": "0"},
         {
             **NEW_INSTANCE,
+            "customerId": "68cbc86abc2018ab880d92f36422fa0e",
             "userId": "u-1",
             "userName": "buyer",
             "mobilePhone": "13800000000",
@@ -238,7 +258,6 @@ PRODUCE_REQUESTS: dict[str, list[dict[str, Any]]] = {
             "expireTime": "20261114235959",
             "scene": "TRIAL_TO_FORMAL",
             "productId": "00301-666666-0--1",
-            "skuCode": "a1b2c3d4-0002",
         },
     ],
     "updateInstanceStatus": [
@@ -248,22 +267,24 @@ PRODUCE_REQUESTS: dict[str, list[dict[str, Any]]] = {
     "releaseInstance": [
         {"activity": "releaseInstance", "instanceId": "inst-001"},
         {"activity": "releaseInstance", "instanceId": "inst-001", "orderId": "CS1906666666ABCDE"},
-    ],
-    "upgrade": [
         {
-            "activity": "upgrade",
+            "activity": "releaseInstance",
+            "instanceId": "inst-001",
+            "orderId": "CS1906666666ABCDF",
+            "orderLineId": "CS1906666666ABCDF-000001",
+        },
+    ],
+    "upgradeInstance": [
+        {
+            "activity": "upgradeInstance",
             "instanceId": "inst-001",
             "orderId": "CS1906666666ABCDG",
             "orderLineId": "CS1906666666ABCDG-000001",
-            "productId": "00301-666666-0--2",
-            "skuCode": "a1b2c3d4-0003",
-            "amount": "1200.00",
-            "diffAmount": "300",
         }
     ],
     "queryInstance": [
         {"activity": "queryInstance", "instanceId": "inst-001"},
-        {"activity": "queryInstance", "instanceId": IDS_100},
+        {"activity": "queryInstance", "instanceId": IDS_100_CHARS},
     ],
     "changeInstanceCheck": [
         {
@@ -319,8 +340,9 @@ LICENSE_REQUESTS: dict[str, list[dict[str, Any]]] = {
 
 
 def _v1(request: dict[str, Any]) -> dict[str, Any]:
-    """A v1 query: nulls cannot travel in a query string, objects travel as JSON text."""
-    query = {k: v for k, v in request.items() if v is not None}
+    """A v1 query: nulls cannot travel in a query string, objects travel as JSON text; V1's
+    activity names and members (docs/protocol.md §5, via the model's mapping)."""
+    query = {k: v for k, v in v1_fields(request, product_id="00301-666666-0--2").items() if v is not None}
     if isinstance(query.get("productInfo"), dict):
         query["productInfo"] = json.dumps(query["productInfo"])
     for encrypted in ("mobilePhone", "email"):
@@ -340,7 +362,7 @@ ANSWERS: dict[str, list[dict[str, Any]]] = {
     "refreshInstance": [OK, {"resultCode": "000003", "resultMsg": "instance not found"}],
     "updateInstanceStatus": [OK, {"resultCode": "000003", "resultMsg": "instance not found"}],
     "releaseInstance": [OK, {"resultCode": "000003", "resultMsg": "instance not found"}],
-    "upgrade": [OK, {"resultCode": "000100", "resultMsg": "no resource"}],
+    "upgradeInstance": [OK, {"resultCode": "000100", "resultMsg": "no resource"}],
     "queryInstance": [
         {**OK, "info": []},
         {
@@ -361,6 +383,10 @@ ANSWERS: dict[str, list[dict[str, Any]]] = {
     "singleOrgSync": [OK],
     "allOrgSync": [OK],
 }
+KIT = {"testFlag": 0, "timeStamp": "20220420114117642"}
+"""Every Kit call's mandatory testFlag (Integer) and timeStamp (17 digits, UTC+8) (§7.1)."""
+USER = {"userName": "alice", "name": "Alice", "orgCode": "org-001", "role": "admin", "enable": "true"}
+"""An authSync user with the page's mandatory members (§7.4)."""
 SYNC_REQUESTS: dict[str, list[dict[str, Any]]] = {
     "tenantSync": [
         {
@@ -370,8 +396,8 @@ SYNC_REQUESTS: dict[str, list[dict[str, Any]]] = {
             "tenantCode": "acme",
             "name": "Acme 有限公司",
             "domainName": "https://acme.tenant.example",
-            "flag": "1",
-            "testFlag": "0",
+            "flag": 1,
+            "testFlag": 0,
             "timeStamp": "20220413093539534",
         },
         {
@@ -381,7 +407,9 @@ SYNC_REQUESTS: dict[str, list[dict[str, Any]]] = {
             "tenantCode": "acme",
             "name": "Acme",
             "domainName": "https://acme.tenant.example",
-            "flag": "0",
+            "flag": 0,
+            "testFlag": 1,
+            "timeStamp": "20220413093539534",
         },
     ],
     "applicationSync": [
@@ -392,14 +420,28 @@ SYNC_REQUESTS: dict[str, list[dict[str, Any]]] = {
             "name": "CRM",
             "clientId": "client-001",
             "clientSecret": "bXkgcnNhIGNpcGhlcnRleHQ=",
-            "flag": "1",
+            "flag": 1,
+            **KIT,
         }
     ],
     "authSync": [
-        SECTION_4_BODY,
         {
-            **SECTION_4_BODY,
-            "flag": "0",
+            "instanceId": "inst-001",
+            "tenantId": "t-001",
+            "appId": "app-001",
+            "userList": [USER],
+            "currentSyncTime": "20220420114117642",
+            "flag": flag,
+            **KIT,
+        }
+        for flag in (0, 1, 2, 3)
+    ]
+    + [
+        {
+            "instanceId": "",
+            "tenantId": "t-001",
+            "appId": "app-001",
+            "flag": 1,
             "currentSyncTime": "20220420114117642",
             "userList": [
                 {
@@ -412,27 +454,40 @@ SYNC_REQUESTS: dict[str, list[dict[str, Any]]] = {
                     "extension": {"entryDate": "2022-11-9", "employeeType": "4"},
                 }
             ],
+            **KIT,
         },
     ],
     "singleOrgSync": [
-        {"instanceId": "inst-001", "tenantId": "t-001", "orgCode": "root", "name": "Acme", "flag": "1"},
+        {
+            "instanceId": "inst-001",
+            "tenantId": "t-001",
+            "orgCode": "root",
+            "orgName": "Acme",
+            "flag": 1,
+            **KIT,
+        },
         {
             "instanceId": "inst-001",
             "tenantId": "t-001",
             "orgCode": "rd",
-            "name": "研发部",
+            "orgName": "研发部",
             "parentCode": "root",
-            "flag": "0",
+            "flag": 2,
+            **KIT,
         },
     ],
     "allOrgSync": [
         {
             "instanceId": "inst-001",
             "tenantId": "t-001",
-            "orgList": [
-                {"orgCode": "root", "name": "Acme"},
-                {"orgCode": "rd", "name": "研发部", "parentCode": "root"},
-            ],
+            "orgInfo": json.dumps(
+                [
+                    {"orgCode": "root", "name": "Acme", "parentCode": ""},
+                    {"orgCode": "rd", "name": "研发部", "parentCode": "root"},
+                ],
+                ensure_ascii=False,
+            ),
+            **KIT,
         }
     ],
 }
@@ -569,12 +624,12 @@ def _valid_examples() -> list[tuple[str, str, str, dict[str, Any]]]:
     for name, requests in {**PRODUCE_REQUESTS, **LICENSE_REQUESTS}.items():
         examples += [("v2", name, "request", request) for request in requests]
         if name in PRODUCE:
-            examples += [("v1", name, "request", _v1(request)) for request in requests]
+            examples += [("v1", V1_NAME.get(name, name), "request", _v1(request)) for request in requests]
     for name, answers in ANSWERS.items():
         family = "sync" if name in SYNC else "v2"
         examples += [(family, name, "response", answer) for answer in answers]
         if name in PRODUCE:
-            examples += [("v1", name, "response", answer) for answer in answers]
+            examples += [("v1", V1_NAME.get(name, name), "response", answer) for answer in answers]
     for name, requests in SYNC_REQUESTS.items():
         examples += [("sync", name, "request", request) for request in requests]
     for (name, direction), values in MARKETPLACE_EXCHANGES.items():
@@ -585,6 +640,7 @@ def _valid_examples() -> list[tuple[str, str, str, dict[str, Any]]]:
 
 
 VALID = _valid_examples()
+assert len(IDS_100_CHARS) == 100
 
 
 def test_every_contract_has_a_valid_example() -> None:
@@ -601,16 +657,28 @@ def test_valid_exchange_has_no_violation(family: str, name: str, direction: str,
 
 
 def test_section_2_vector_lacks_only_the_members_newinstance_requires() -> None:
-    # The §2 body is a signing vector, not a complete order: the null saasExtendParams, the
-    # Chinese customerName and testFlag pass; only the required members it leaves out fail.
+    # The §14 body is a signing vector, not a page-shaped order: the null saasExtendParams, the
+    # Chinese customerName (members the table does not have, ignored per U46) and testFlag
+    # pass; only businessId, which §4.1 makes mandatory, is missing.
     assert validate(SECTION_2_BODY, "v2", "newInstance", "request") == [
-        Violation(f"$.{member}", f"required member {member!r} is missing")
-        for member in sorted(["businessId", "customerId", "productId", "skuCode"])
+        Violation("$.businessId", "required member 'businessId' is missing")
     ]
 
 
-def test_section_4_vector_is_a_valid_auth_sync() -> None:
-    assert validate(SECTION_4_BODY, "sync", "authSync", "request") == []
+def test_section_14_kit_vector_lacks_only_what_the_authsync_page_adds() -> None:
+    # The §14 x-sign body is a signing vector (U25), not a page-shaped authSync: its flag is a
+    # string, and it lacks the mandatory testFlag, timeStamp, currentSyncTime and the user's
+    # orgCode, role and enable (§7.1, §7.4, A39).
+    paths = {v.path for v in validate(SECTION_4_BODY, "sync", "authSync", "request")}
+    assert paths == {
+        "$.flag",
+        "$.testFlag",
+        "$.timeStamp",
+        "$.currentSyncTime",
+        "$.userList[0].orgCode",
+        "$.userList[0].role",
+        "$.userList[0].enable",
+    }
 
 
 # --- invalid exchanges --------------------------------------------------------------------
@@ -696,7 +764,7 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
         "request",
         {"activity": "queryInstance", "instanceId": IDS_101},
         "$.instanceId",
-        "does not match '^[^,]+(,[^,]+){0,99}$'",
+        "is too long",
     ),
     (
         "empty id in queryInstance",
@@ -852,20 +920,38 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
         "required member 'license' is missing (required on success)",
     ),
     (
-        "sync flag 2",
+        "tenantSync flag 2 (modify is authSync's and singleOrgSync's)",
         "sync",
         "tenantSync",
         "request",
-        {**SYNC_REQUESTS["tenantSync"][0], "flag": "2"},
+        {**SYNC_REQUESTS["tenantSync"][0], "flag": 2},
         "$.flag",
-        "is not one of ['0', '1']",
+        "is not one of [0, 1]",
+    ),
+    (
+        "Kit flag as a string",
+        "sync",
+        "authSync",
+        "request",
+        {**SYNC_REQUESTS["authSync"][0], "flag": "1"},
+        "$.flag",
+        "is not of type 'integer'",
+    ),
+    (
+        "Kit without timeStamp",
+        "sync",
+        "singleOrgSync",
+        "request",
+        {k: v for k, v in SYNC_REQUESTS["singleOrgSync"][0].items() if k != "timeStamp"},
+        "$.timeStamp",
+        "required member 'timeStamp' is missing",
     ),
     (
         "sync user without userName",
         "sync",
         "authSync",
         "request",
-        {**SECTION_4_BODY, "userList": [{"name": "Alice"}]},
+        {**SYNC_REQUESTS["authSync"][0], "userList": [{"name": "Alice"}]},
         "$.userList[0].userName",
         "required member 'userName' is missing",
     ),
@@ -874,18 +960,18 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
         "sync",
         "authSync",
         "request",
-        {**SECTION_4_BODY, "userList": json.dumps(SECTION_4_BODY["userList"])},
+        {**SYNC_REQUESTS["authSync"][0], "userList": json.dumps([USER])},
         "$.userList",
         "is not of type 'array'",
     ),
     (
-        "org without orgCode",
+        "allOrgSync orgInfo as an array, not a JSON string",
         "sync",
         "allOrgSync",
         "request",
-        {"instanceId": "inst-001", "tenantId": "t-001", "orgList": [{"name": "Acme"}]},
-        "$.orgList[0].orgCode",
-        "required member 'orgCode' is missing",
+        {**SYNC_REQUESTS["allOrgSync"][0], "orgInfo": [{"orgCode": "root", "name": "Acme"}]},
+        "$.orgInfo",
+        "is not of type 'string'",
     ),
     (
         "queryOrder without orderId",
@@ -1059,9 +1145,9 @@ def test_101_ids_is_reported_briefly() -> None:
 
 
 def test_violations_are_sorted_and_not_repeated() -> None:
-    violations = validate({"activity": "upgrade"}, "v2", "upgrade", "request")
+    violations = validate({"activity": "upgrade"}, "v1", "upgrade", "request")
     paths = [v.path for v in violations]
-    assert paths == ["$.instanceId", "$.orderId", "$.orderLineId", "$.productId", "$.skuCode"]
+    assert paths == ["$.authToken", "$.instanceId", "$.orderId", "$.productId", "$.skuCode", "$.timeStamp"]
 
 
 def test_odd_member_names_are_quoted_in_the_path() -> None:

@@ -148,12 +148,15 @@ def test_the_answer_for_a_sold_order_agrees_with_the_model() -> None:
     assert (line["currency"], line["currencyAfterDiscount"]) == ("199", "150.5")
 
 
-def test_the_defaults_are_what_new_instance_sends_today() -> None:
+def test_the_order_tells_what_the_new_instance_call_does_not() -> None:
+    # docs/protocol.md §4.1: the call names the order only; its terms come from Querying an Order.
     order = OrderFactory(seed=1, now=NOW).order()
     fields = order.new_instance_fields("b-1")
+    assert set(fields) == {"activity", "orderId", "orderLineId", "businessId"}
     line = order_info([Sale(order, created=NOW)])["orderLine"][0]
-    assert fields["chargingMode"] == "0" and line["chargingMode"] == "PERIOD"
-    assert (fields["periodType"], fields["periodNumber"]) == (line["periodType"], str(line["periodNumber"]))
+    assert line["orderLineId"] == fields["orderLineId"]
+    assert (line["chargingMode"], line["periodType"], line["periodNumber"]) == ("PERIOD", "month", 1)
+    assert line["productInfo"][0]["productId"] == order.product_id
 
 
 def test_an_order_with_several_lines_answers_one_line_on_request() -> None:

@@ -5,10 +5,9 @@ The done-criterion of issue 17: a merchant that follows docs/protocol.md's table
 warning about an interface it does not have (it is a V2 SaaS product: no License, no Kit). Every
 finding koosim raised against it that the spec does not support was a false alarm.
 
-Some of those false alarms come from the calls koosim *sends* (§13 rows owned by other work:
-``upgrade`` instead of ``upgradeInstance``, K2). Exactly those assertions are marked with the row
-they wait on; nothing else is loosened. License checks on a SaaS product (K4) are gone since the
-profiles landed: the default saas profile skips them (§1.2), and the tests below say so.
+Some of those false alarms came from the calls koosim *sends* (``upgrade`` instead of
+``upgradeInstance``, K2, fixed by wire) and from License checks on a SaaS product (K4, fixed by
+profiles: the default saas profile skips them, §1.2); nothing is set aside for them any more.
 """
 
 from __future__ import annotations
@@ -27,7 +26,6 @@ from simulator.transport import Target
 
 ACCESS_KEY = "page-merchant-test-key"
 
-WAITS_ON_UPGRADE = "waits on docs/protocol.md §13 K2 (wire): koosim sends `upgrade`, not `upgradeInstance`"
 UPGRADE_CHECKS = {
     "lifecycle.full",
     "lifecycle.unknown-instance",
@@ -56,17 +54,11 @@ def _alarms(run: Run, checks: set[str] | None = None) -> list[str]:
 
 
 def test_verify_fails_nothing_the_pages_allow(verified: Run) -> None:
-    """No failing finding but those about the upgrade call koosim sends wrongly (K2, below)."""
-    failing = [
-        f"{r.check.id}: {f.message}"
-        for r in verified.results
-        for f in r.findings
-        if f.fails(r.check) and not (r.check.id in UPGRADE_CHECKS and "upgrade" in f.message)
-    ]
+    """No failing finding at all."""
+    failing = [f"{r.check.id}: {f.message}" for r in verified.results for f in r.findings if f.fails(r.check)]
     assert not failing
 
 
-@pytest.mark.xfail(strict=True, reason=WAITS_ON_UPGRADE)
 def test_verify_fails_nothing_about_upgrades(verified: Run) -> None:
     about_upgrades = [
         f"{r.check.id}: {f.message}"
@@ -87,7 +79,7 @@ def test_verify_warns_about_no_interface_the_product_lacks(verified: Run) -> Non
 def test_the_only_warnings_are_the_assumptions_it_does_not_share(verified: Run) -> None:
     """What remains are warnings koosim must give any merchant that reads the pages leniently:
     the code it refuses a nonce-less call with (U2), no Body-Sign on V2 (A8), a malformed
-    expireTime accepted (U2), upgrades (K2) aside."""
+    expireTime accepted (U2)."""
     warned = {r.check.id for r in verified.results if r.verdict is Verdict.WARNED}
     expected = {
         "security.v2-timestamp-missing",
@@ -95,7 +87,7 @@ def test_the_only_warnings_are_the_assumptions_it_does_not_share(verified: Run) 
         "lifecycle.invalid-parameters",
         "lifecycle.after-release",
     }
-    assert warned - UPGRADE_CHECKS <= expected, _alarms(verified)
+    assert warned <= expected, _alarms(verified)
     for result in verified.results:
         if result.verdict is Verdict.WARNED and result.check.severity is Severity.ERROR:
             assert all(not finding.fails(result.check) for finding in result.findings)
@@ -119,23 +111,24 @@ def _library() -> list[str]:
     return [name for name in names if not name.endswith("-v1")]
 
 
-def _invoke(args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str]:
+def _invoke(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: bool = True
+) -> tuple[int, str]:
     from simulator.serving import BackgroundServer
 
     monkeypatch.chdir(tmp_path)
     with BackgroundServer(create_app(ACCESS_KEY)) as server:
         url = server.base_url + "/produceAPI"
         env = {"KOOSIM_ACCESS_KEY": ACCESS_KEY, "COLUMNS": "200"}
-        result = CliRunner().invoke(main, [*args, "--url", url, "--db", str(tmp_path / "k.db")], env=env)
+        stored = ["--db", str(tmp_path / "k.db")] if db else []  # explore stores no run
+        result = CliRunner().invoke(main, [*args, "--url", url, *stored], env=env)
     return result.exit_code, result.output
 
 
 PLAYABLE = [
     pytest.param(
         name,
-        marks=[pytest.mark.xfail(strict=True, reason=WAITS_ON_UPGRADE)]
-        if name in {"full-lifecycle", "unknown-instance", "upgrade"}
-        else [],
+        marks=[],
     )
     for name in _library()
     if name not in {"application-sync", "user-sync"}  # Kit: needs a sync key, skipped by its requirements
@@ -148,11 +141,11 @@ def test_play_meets_every_rule(name: str, tmp_path: Path, monkeypatch: pytest.Mo
     assert code == 0, output
 
 
-@pytest.mark.xfail(strict=True, reason=WAITS_ON_UPGRADE)
 def test_a_short_explore_finds_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     code, output = _invoke(
         ["explore", "--max-examples", "8", "--seed", "3", "--save-dir", str(tmp_path / "found")],
         tmp_path,
         monkeypatch,
+        db=False,
     )
     assert code == 0, output

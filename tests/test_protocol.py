@@ -651,3 +651,21 @@ def test_result_codes_have_meanings() -> None:
     assert ResultCode.INVALID_PARAMETER.meaning == "invalid parameter"
     assert ResultCode.INSTANCE_NOT_FOUND.meaning == "instance does not exist"
     assert ResultCode("000101") is ResultCode.SECRET_PROBLEM
+
+
+# --- the canonical form is Jackson's (docs/protocol.md §2.1, U1) ---------------------------
+
+
+def test_canonical_body_escapes_control_characters_with_upper_case_hex_as_jackson_does() -> None:
+    # Jackson writes \u001F; Python's json writes \u001f. The short escapes are the same.
+    assert canonical_body({"a": "x\x1fy\x01\n\t"}) == '{"a":"x\\u001Fy\\u0001\\n\\t"}'
+    # An escaped backslash followed by "u001f" is text, not an escape: left alone.
+    assert canonical_body({"a": "\\u001f"}) == '{"a":"\\\\u001f"}'
+
+
+def test_canonical_body_orders_keys_by_utf16_code_units_as_java_does() -> None:
+    # U+1F600 is the surrogate pair D83D DE00, which Java sorts before U+FFFF; code points would not.
+    assert canonical_body({"\uffff": "1", "\U0001f600": "2"}) == '{"\U0001f600":"2","\uffff":"1"}'
+    assert canonical_body({"\uffff": "1", "\U0001f600": "2"}) == independent.canonical(
+        {"\uffff": "1", "\U0001f600": "2"}
+    )

@@ -287,8 +287,10 @@ def test_user_sync(marketplace):
         "instanceId": instance_id,
         "tenantId": "tenant-1",
         "appId": "app-1",
-        "userList": [{"userName": "alice", "name": "Alice"}],
-        "flag": "1",
+        "userList": [
+            {"userName": "alice", "name": "Alice", "orgCode": "o-1", "role": "user", "enable": "true"}
+        ],
+        "flag": 1,
     }
     added = marketplace.sync("authSync", body)
     assert added.result_code == "000000"

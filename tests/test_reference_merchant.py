@@ -21,6 +21,7 @@ import independent
 import pytest
 import requests
 import vectors
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.serialization import load_pem_private_key, load_pem_public_key
 from flask import Flask
@@ -153,7 +154,8 @@ def test_v2_body_with_unicode_escapes_is_accepted(client: FlaskClient) -> None:
 
 
 def test_v2_body_with_any_one_byte_changed_is_refused_with_000001(client: FlaskClient) -> None:
-    body = independent.new_order(saasExtendParams="eyJrIjoidiJ9")
+    # Members the page does not list are ignored (U46) but still signed: room for many bytes.
+    body = independent.new_order(saasExtendParams="eyJrIjoidiJ9" * 8, customerName="测试客户")
     query = independent.v2_query(body, ACCESS_KEY)
     data = json.dumps(body, ensure_ascii=False).encode("utf-8")
     positions = [i for i, byte in enumerate(data) if chr(byte).isascii() and chr(byte).isalnum()]
@@ -216,9 +218,7 @@ def test_v2_body_that_is_not_a_json_object_is_refused_with_000002(client: FlaskC
     assert post_v2(client, {}, data=data)["resultCode"] == "000002"
 
 
-@pytest.mark.parametrize(
-    "field", ["businessId", "orderId", "orderLineId", "customerId", "productId", "skuCode"]
-)
+@pytest.mark.parametrize("field", ["businessId", "orderId", "orderLineId"])
 def test_v2_missing_required_field_is_refused_with_000002(client: FlaskClient, field: str) -> None:
     body = independent.new_order()
     del body[field]
@@ -229,8 +229,8 @@ def test_v2_missing_required_field_is_refused_with_000002(client: FlaskClient, f
 
 @pytest.mark.parametrize(
     "change",
-    [{"expireTime": "2099-12-31"}, {"testFlag": "yes"}, {"orderId": "x" * 65}, {"customerId": 42}],
-    ids=["expireTime-format", "testFlag-enum", "orderId-too-long", "customerId-not-a-string"],
+    [{"testFlag": "yes"}, {"orderId": "x" * 65}, {"businessId": 42}, {"activity": "newInstance" + "x" * 10}],
+    ids=["testFlag-enum", "orderId-too-long", "businessId-not-a-string", "activity-too-long"],
 )
 def test_v2_malformed_field_is_refused_with_000002(client: FlaskClient, change: dict[str, Any]) -> None:
     assert post_v2(client, independent.new_order(**change))["resultCode"] == "000002"
@@ -456,14 +456,13 @@ def test_concurrent_resends_through_a_real_server_yield_one_instance(rsa_key: by
 
 def lifecycle_call(instance: dict[str, Any], activity: str, **fields: Any) -> dict[str, Any]:
     base: dict[str, Any] = {"activity": activity, "instanceId": instance["instanceId"]}
-    if activity in ("refreshInstance", "upgrade"):
-        base.update(orderId=instance["orderId"], orderLineId=instance["orderLineId"])
+    # Follow-up calls name their own, new order (docs/protocol.md §4.2, §4.3).
+    if activity in ("refreshInstance", "upgradeInstance"):
+        base.update(orderId=instance["orderId"] + "N", orderLineId=instance["orderId"] + "N-000001")
     if activity == "refreshInstance":
         base.update(expireTime="21001231235959", scene="RENEWAL")
     if activity == "updateInstanceStatus":
         base.update(status="FREEZE")
-    if activity == "upgrade":
-        base.update(productId="00301-666666-0--1", skuCode="sku-pro", amount="100.00", diffAmount="50")
     if activity == "changeInstanceCheck":
         base.update(productInfo={"productId": "00301-666666-0--1", "skuCode": "sku-pro"})
     return {**base, **fields}
@@ -474,10 +473,10 @@ def lifecycle_call(instance: dict[str, Any], activity: str, **fields: Any) -> di
     [
         ("refreshInstance", {}),
         ("refreshInstance", {"scene": "UNSUBSCRIBE_RENEWAL_PERIOD"}),
-        ("refreshInstance", {"scene": "TRIAL_TO_FORMAL", "productId": "p-formal", "skuCode": "s-formal"}),
+        ("refreshInstance", {"scene": "TRIAL_TO_FORMAL", "productId": "p-formal"}),
         ("updateInstanceStatus", {"status": "FREEZE"}),
         ("updateInstanceStatus", {"status": "UNFREEZE"}),
-        ("upgrade", {}),
+        ("upgradeInstance", {}),
         ("changeInstanceCheck", {}),
     ],
     ids=[
@@ -533,13 +532,16 @@ def test_query_instance_answers_the_known_ids_with_their_app_info(
     ]
 
 
-def test_query_instance_takes_100_ids_and_refuses_101(client: FlaskClient, instance: dict[str, Any]) -> None:
-    ids = [instance["instanceId"]] + [f"inst-unknown-{i}" for i in range(99)]
-    answer = post_v2(client, {"activity": "queryInstance", "instanceId": ",".join(ids)})
+def test_query_instance_takes_100_characters_and_refuses_101(
+    client: FlaskClient, instance: dict[str, Any]
+) -> None:
+    # docs/protocol.md §4.5: instanceId is a String of at most 100 characters (A9).
+    ids = f"{instance['instanceId']},".ljust(100, "x")
+    answer = post_v2(client, {"activity": "queryInstance", "instanceId": ids})
     assert answer["resultCode"] == "000000"
     assert [item["instanceId"] for item in answer["info"]] == [instance["instanceId"]]
-    too_many = ",".join([*ids, "inst-unknown-100"])
-    assert post_v2(client, {"activity": "queryInstance", "instanceId": too_many})["resultCode"] == "000002"
+    too_long = ids + "x"
+    assert post_v2(client, {"activity": "queryInstance", "instanceId": too_long})["resultCode"] == "000002"
 
 
 def test_release_then_resend_then_everything_else_is_000003(
@@ -548,7 +550,7 @@ def test_release_then_resend_then_everything_else_is_000003(
     release = lifecycle_call(instance, "releaseInstance", orderId=instance["orderId"])
     assert post_v2(client, release)["resultCode"] == "000000"
     assert post_v2(client, release)["resultCode"] == "000000"  # a resend (practice)
-    for activity in ("refreshInstance", "updateInstanceStatus", "upgrade", "changeInstanceCheck"):
+    for activity in ("refreshInstance", "updateInstanceStatus", "upgradeInstance", "changeInstanceCheck"):
         assert post_v2(client, lifecycle_call(instance, activity))["resultCode"] == "000003", activity
     query = post_v2(client, {"activity": "queryInstance", "instanceId": instance["instanceId"]})
     assert query["resultCode"] == "000000"
@@ -557,7 +559,7 @@ def test_release_then_resend_then_everything_else_is_000003(
 
 @pytest.mark.parametrize(
     "activity",
-    ["refreshInstance", "updateInstanceStatus", "releaseInstance", "upgrade", "changeInstanceCheck"],
+    ["refreshInstance", "updateInstanceStatus", "releaseInstance", "upgradeInstance", "changeInstanceCheck"],
 )
 def test_unknown_instance_is_000003(client: FlaskClient, activity: str) -> None:
     ghost = {"instanceId": "inst-does-not-exist", "orderId": "CS0", "orderLineId": "CS0-1"}
@@ -582,8 +584,17 @@ def test_lifecycle_works_over_v1_too(client: FlaskClient) -> None:
 # --- licence products --------------------------------------------------------------------------
 
 
+LICENSE_ORDER = {
+    "activity": "getLicense",
+    "customerId": "68cbc86abc2018ab880d92f36422fa0e",
+    "productId": "00301-666666-0--0",
+    "skuCode": "sku-basic",
+}
+"""getLicense's fields are ASSUMPTION U24 (docs/protocol.md §6.1): the order, customer and product."""
+
+
 def test_license_lifecycle(client: FlaskClient) -> None:
-    order = independent.new_order(activity="getLicense")
+    order = independent.new_order(**LICENSE_ORDER)
     got = post_v2(client, order)
     assert got["resultCode"] == "000000"
     license_code = got["license"]
@@ -614,7 +625,7 @@ def test_unknown_license_is_000003(client: FlaskClient, activity: str) -> None:
 
 
 def test_get_license_without_order_line_is_000002(client: FlaskClient) -> None:
-    order = independent.new_order(activity="getLicense")
+    order = independent.new_order(**LICENSE_ORDER)
     del order["orderLineId"]
     assert post_v2(client, order)["resultCode"] == "000002"
 
@@ -627,31 +638,43 @@ def post_sync(
 ) -> dict[str, Any]:
     headers = independent.sync_headers(body, SYNC_KEY) if headers is None else headers
     data = json.dumps(body, ensure_ascii=False).encode("utf-8")
-    return as_json(client.post(f"{PATH}/v2/{call}", data=data, headers=headers))
+    # The published paths (docs/protocol.md §7.1, A36): /produceAPI/<name>, authSync under /v2.
+    path = f"{PATH}/v2/authSync" if call == "authSync" else f"{PATH}/{call}"
+    return as_json(client.post(path, data=data, headers=headers))
 
 
-def auth_body(flag: str) -> dict[str, Any]:
+KIT = {"testFlag": 0, "timeStamp": "20220420114117642"}
+"""Every Kit call's mandatory testFlag (Integer) and timeStamp (docs/protocol.md §7.1)."""
+
+
+def user(name: str, role: str = "user") -> dict[str, str]:
+    return {"userName": name, "name": name.title(), "orgCode": "o-1", "role": role, "enable": "true"}
+
+
+def auth_body(flag: int) -> dict[str, Any]:
     return {
         "instanceId": "inst-001",
         "tenantId": "t-001",
         "appId": "app-001",
-        "userList": [{"userName": "alice", "name": "Alice", "role": "admin"}, {"userName": "bob"}],
+        "userList": [user("alice", "admin"), user("bob")],
+        "currentSyncTime": "20220420114117642",
         "flag": flag,
+        **KIT,
     }
 
 
 def test_auth_sync_add_twice_and_delete_twice_all_succeed(app: Flask, client: FlaskClient) -> None:
     store = app.extensions["koosim.merchant"].store
     for _ in range(2):
-        assert post_sync(client, "authSync", auth_body("1"))["resultCode"] == "000000"
+        assert post_sync(client, "authSync", auth_body(1))["resultCode"] == "000000"
         assert store.entries("user", "inst-001", "t-001", "app-001") == ["alice", "bob"]
     for _ in range(2):
-        assert post_sync(client, "authSync", auth_body("0"))["resultCode"] == "000000"
+        assert post_sync(client, "authSync", auth_body(0))["resultCode"] == "000000"
         assert store.entries("user", "inst-001", "t-001", "app-001") == []
 
 
 def test_sync_with_a_wrong_signature_is_000001(client: FlaskClient) -> None:
-    body = auth_body("1")
+    body = auth_body(1)
     headers = independent.sync_headers(body, SYNC_KEY)
     wrong = {**headers, "x-sign": headers["x-sign"][:-1] + ("0" if headers["x-sign"][-1] != "0" else "1")}
     assert post_sync(client, "authSync", body, wrong)["resultCode"] == "000001"
@@ -669,27 +692,27 @@ def test_sync_with_a_wrong_signature_is_000001(client: FlaskClient) -> None:
 
 @pytest.mark.parametrize("missing", ["x-timestamp", "x-nonce"])
 def test_sync_without_timestamp_or_nonce_is_000002(client: FlaskClient, missing: str) -> None:
-    body = auth_body("1")
+    body = auth_body(1)
     headers = independent.sync_headers(body, SYNC_KEY)
     del headers[missing]
     assert post_sync(client, "authSync", body, headers)["resultCode"] == "000002"
 
 
 def test_sync_with_a_stale_timestamp_is_000002(client: FlaskClient) -> None:
-    body = auth_body("1")
+    body = auth_body(1)
     stale = str(int(independent.now_ms()) - 61_000)
     answer = post_sync(client, "authSync", body, independent.sync_headers(body, SYNC_KEY, stale))
     assert answer["resultCode"] == "000002"
 
 
 def test_sync_missing_field_and_unknown_call_are_000002(client: FlaskClient) -> None:
-    body = auth_body("1")
+    body = auth_body(1)
     del body["appId"]
     assert post_sync(client, "authSync", body)["resultCode"] == "000002"
-    assert post_sync(client, "userDelete", auth_body("1"))["resultCode"] == "000002"
+    assert post_sync(client, "userDelete", auth_body(1))["resultCode"] == "000002"
 
 
-def application_body(client_secret: str, flag: str = "1") -> dict[str, Any]:
+def application_body(client_secret: str, flag: int = 1) -> dict[str, Any]:
     return {
         "instanceId": "inst-001",
         "tenantId": "t-001",
@@ -698,13 +721,16 @@ def application_body(client_secret: str, flag: str = "1") -> dict[str, Any]:
         "clientId": "client-001",
         "clientSecret": client_secret,
         "flag": flag,
+        **KIT,
     }
 
 
 def encrypt_for(private_key_pem: bytes, secret: str) -> str:
-    """RSA/ECB/PKCS1Padding with the merchant's public key, done here with cryptography directly."""
+    """RSA/ECB/OAEPPadding (SHA-256, MGF1-SHA1) with the merchant's public key, as Huawei's sample
+    decrypts it (docs/protocol.md §2.8, U26), done here with cryptography directly."""
     public_key = load_pem_public_key(public_key_pem(private_key_pem))
-    return base64.b64encode(public_key.encrypt(secret.encode(), asym_padding.PKCS1v15())).decode()
+    oaep = asym_padding.OAEP(mgf=asym_padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA256(), label=None)
+    return base64.b64encode(public_key.encrypt(secret.encode(), oaep)).decode()
 
 
 def test_application_sync_with_a_secret_for_the_merchant_key_succeeds(
@@ -713,36 +739,31 @@ def test_application_sync_with_a_secret_for_the_merchant_key_succeeds(
     body = application_body(encrypt_for(rsa_key, "s3cr3t-ключ"))
     assert post_sync(client, "applicationSync", body)["resultCode"] == "000000"
     assert post_sync(client, "applicationSync", body)["resultCode"] == "000000"
-    assert post_sync(client, "applicationSync", {**body, "flag": "0"})["resultCode"] == "000000"
+    assert post_sync(client, "applicationSync", {**body, "flag": 0})["resultCode"] == "000000"
+
+
+def test_application_sync_with_a_pkcs1_v15_secret_is_000101(client: FlaskClient, rsa_key: bytes) -> None:
+    # §2.8 (U26): the secret is OAEP; PKCS#1 v1.5 is the old, wrong padding.
+    public_key = load_pem_public_key(public_key_pem(rsa_key))
+    v15 = base64.b64encode(public_key.encrypt(b"s3cr3t-client", asym_padding.PKCS1v15())).decode()
+    assert post_sync(client, "applicationSync", application_body(v15))["resultCode"] == "000101"
 
 
 @pytest.mark.parametrize(
     "secret",
-    ["not base64!", base64.b64encode(b"far too short for a 2048-bit key").decode(), "密钥"],
+    ["not base64!", base64.b64encode(b"far too short for a 3072-bit key").decode(), "密钥"],
     ids=["not-base64", "wrong-length", "non-ascii"],
 )
 def test_application_sync_with_a_garbage_secret_is_000101(client: FlaskClient, secret: str) -> None:
     assert post_sync(client, "applicationSync", application_body(secret))["resultCode"] == "000101"
 
 
-def _synthetic_plaintext_ciphertext(private_key_pem: bytes) -> str | None:
-    key = load_pem_private_key(private_key_pem, password=None)
-    for _ in range(5000):
-        ciphertext = os.urandom(key.key_size // 8)
-        try:
-            key.decrypt(ciphertext, asym_padding.PKCS1v15()).decode("utf-8")
-        except ValueError:
-            continue
-        return base64.b64encode(ciphertext).decode()
-    return None
-
-
-def test_application_sync_with_any_undecryptable_secret_is_000101(
+def test_application_sync_with_random_bytes_of_the_key_length_is_000101(
     client: FlaskClient, rsa_key: bytes
 ) -> None:
-    garbage = _synthetic_plaintext_ciphertext(rsa_key)
-    if garbage is None:
-        pytest.skip("this OpenSSL rejects bad PKCS#1 v1.5 padding explicitly")
+    # OAEP checks its padding: random bytes of the right length never decrypt.
+    key = load_pem_private_key(rsa_key, password=None)
+    garbage = base64.b64encode(os.urandom(key.key_size // 8)).decode()
     assert post_sync(client, "applicationSync", application_body(garbage))["resultCode"] == "000101"
 
 
@@ -753,16 +774,25 @@ def test_tenant_org_and_full_org_sync_succeed_repeatedly(app: Flask, client: Fla
         "tenantId": "t-001",
         "tenantCode": "acme",
         "name": "ACME",
-        "domainName": "acme.example",
+        "domainName": "https://acme.example",
+        **KIT,
     }
-    org = {"instanceId": "inst-001", "tenantId": "t-001", "orgCode": "o-1", "name": "R&D", "parentCode": ""}
-    for flag in ("1", "1", "0", "0"):
+    org = {
+        "instanceId": "inst-001",
+        "tenantId": "t-001",
+        "orgCode": "o-1",
+        "orgName": "R&D",
+        "parentCode": "",
+        **KIT,
+    }
+    for flag in (1, 1, 0, 0):
         assert post_sync(client, "tenantSync", {**tenant, "flag": flag})["resultCode"] == "000000"
         assert post_sync(client, "singleOrgSync", {**org, "flag": flag})["resultCode"] == "000000"
     full = {
         "instanceId": "inst-001",
         "tenantId": "t-001",
-        "orgList": [{"orgCode": "o-2", "name": "Sales"}, {"orgCode": "o-3", "name": "Ops"}],
+        "orgInfo": json.dumps([{"orgCode": "o-2", "name": "Sales"}, {"orgCode": "o-3", "name": "Ops"}]),
+        **KIT,
     }
     store = app.extensions["koosim.merchant"].store
     for _ in range(2):

@@ -239,7 +239,7 @@ def test_a_padded_order_keeps_every_order_line_within_the_contract(serve: Any) -
             "name": "long-ids",
             "steps": [
                 {"id": "new", "activity": "newInstance", "order": {"id_length": 64}},
-                {"id": "up", "activity": "upgrade", "of": "new", "expect": {"resultCode": "000000"}},
+                {"id": "up", "activity": "upgradeInstance", "of": "new", "expect": {"resultCode": "000000"}},
             ],
         },
         "long-ids.yaml",
@@ -250,6 +250,9 @@ def test_a_padded_order_keeps_every_order_line_within_the_contract(serve: Any) -
     player.close()
     sent = outcome.steps[0].exchanges[0].fields
     assert len(sent["orderId"]) == len(sent["orderLineId"]) == 64
+    upgrade = outcome.steps[1].exchanges[0].fields  # the upgrade order: its own ID, also within 64
+    assert len(upgrade["orderId"]) == len(upgrade["orderLineId"]) == 64
+    assert upgrade["orderId"] != sent["orderId"]
     assert not outcome.failed, [j.message for s in outcome.steps for j in s.failures]
 
 

@@ -36,6 +36,7 @@ from flask.testing import FlaskClient
 from simulator import settings as config
 from simulator.cli import main as cli_main
 from simulator.contracts import validate
+from simulator.model import Order
 from simulator.server import create_app as create_server
 from simulator.server import market_state
 from simulator.server import token as server_token
@@ -467,9 +468,9 @@ def test_the_api_sends_every_activity_with_its_signature(configured: FlaskClient
 
 
 def test_a_call_that_breaks_the_contract_and_is_refused_still_passes(configured: FlaskClient) -> None:
-    outcome = send(configured, "newInstance", orderId=None, customerId=12)
+    outcome = send(configured, "newInstance", orderId=None, businessId=12)
     assert outcome["result_code"] == "000002" and outcome["verdict"] == "passed"
-    assert any("customerId" in v for v in outcome["request_violations"])
+    assert any("businessId" in v for v in outcome["request_violations"])
 
 
 @pytest.mark.parametrize(
@@ -670,7 +671,9 @@ def test_query_order_answers_the_debug_order_and_orders_the_marketplace_sent(con
     assert validate(answer.json, "marketplace", "queryOrder", "response") == []
     line = answer.json["orderInfo"]["orderLine"][0]
     assert line["orderLineId"] == sent["orderLineId"] and line["chargingMode"] == "PERIOD"
-    assert line["productInfo"] == [{"productId": sent["productId"], "skuCode": sent["skuCode"]}]
+    # The call does not carry the product (docs/protocol.md §4.1): the order answer does.
+    assert "productId" not in sent
+    assert line["productInfo"] == [{"productId": Order.product_id, "skuCode": Order.sku_code}]
     missing_line = query(configured, orderId=sent["orderId"], orderLineId="nope")
     assert missing_line.status_code == 404 and "has no line" in missing_line.json["resultMsg"]
     unknown = query(configured, orderId="CS000UNKNOWN")

@@ -71,7 +71,6 @@ class Situation:
 _RESENDS = {
     "refreshInstance": "idempotency.refresh-resend",
     "updateInstanceStatus": "idempotency.status-resend",
-    "upgrade": "idempotency.upgrade-resend",
     "upgradeInstance": "idempotency.upgrade-resend",
     "releaseInstance": "idempotency.release-resend",
 }

@@ -94,6 +94,8 @@ def new_instance_resend(ctx: Context) -> None:
         for n in range(1 + RESENDS)
     ]
     _same_instance(ctx, copies, "a resend")
+    if ctx.target.protocol == "v1":  # V1 has no orderLineId: idempotency per order (§5.1, U22)
+        return
     # The key is the order *line*: a second line of the same order is a different instance.
     second_line = replace(order, order_line_id=f"{order.order_id}-000002")
     other = ctx.send(
@@ -158,7 +160,7 @@ def status_resend(ctx: Context) -> None:
 def upgrade_resend(ctx: Context) -> None:
     """An upgrade resent with identical content succeeds each time."""
     created: Provisioned = ctx.new_instance()
-    _resent(ctx, created.order.upgrade_fields(created.instance_id), "upgrade")
+    _resent(ctx, created.order.upgrade_fields(created.instance_id), "upgradeInstance")
 
 
 @check(

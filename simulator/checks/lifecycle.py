@@ -7,11 +7,13 @@ from typing import Any
 
 from simulator.checks.base import Context, Severity, check, describe
 from simulator.model import (
+    QUERY_INSTANCE_MAX,
     Lifecycle,
     change_check_fields,
     query_fields,
     release_fields,
     status_fields,
+    within_query_limit,
 )
 from simulator.protocol import ResultCode
 from simulator.protocol.limits import QUERY_INSTANCE_LIMIT
@@ -48,7 +50,7 @@ def full(ctx: Context) -> None:
         ("updateInstanceStatus FREEZE", status_fields(instance_id, "FREEZE")),
         ("updateInstanceStatus UNFREEZE", status_fields(instance_id, "UNFREEZE")),
         ("changeInstanceCheck", change_check_fields(instance_id, order.product_id, "sku-pro-0002")),
-        ("upgrade", order.upgrade_fields(instance_id)),
+        ("upgradeInstance", order.upgrade_fields(instance_id)),
         ("releaseInstance", release_fields(instance_id)),
     ]
     for label, fields in steps:
@@ -98,7 +100,7 @@ def unknown_instance(ctx: Context) -> None:
         ("refreshInstance", order.refresh_fields(unknown, ctx.orders.expire_time(days=60))),
         ("updateInstanceStatus FREEZE", status_fields(unknown, "FREEZE")),
         ("updateInstanceStatus UNFREEZE", status_fields(unknown, "UNFREEZE")),
-        ("upgrade", order.upgrade_fields(unknown)),
+        ("upgradeInstance", order.upgrade_fields(unknown)),
         ("releaseInstance", release_fields(unknown)),
     ]
     for label, fields in calls:
@@ -138,10 +140,6 @@ def invalid_parameters(ctx: Context) -> None:
     ctx.refused(exchange, ResultCode.INVALID_PARAMETER, "an unknown activity")
 
 
-QUERY_FIELD_LIMIT = 100
-"""queryInstance's instanceId field: at most 100 characters (docs/protocol.md §4.5, A9)."""
-
-
 @check("lifecycle.query-several", rule="§4.5, A9", needs=("newInstance", "queryInstance"))
 def query_several(ctx: Context) -> None:
     """queryInstance with several comma-separated ids lists each instance just created.
@@ -151,9 +149,9 @@ def query_several(ctx: Context) -> None:
     (warnings).
     """
     created = [ctx.new_instance().instance_id for _ in range(3)]
-    fitting = [iid for n, iid in enumerate(created) if len(",".join(created[: n + 1])) <= QUERY_FIELD_LIMIT]
+    fitting = within_query_limit(created)
     if len(fitting) < 2:
-        ctx.skip(f"two of the merchant's instanceIds do not fit the {QUERY_FIELD_LIMIT} characters of §4.5")
+        ctx.skip(f"two of the merchant's instanceIds do not fit the {QUERY_INSTANCE_MAX} characters of §4.5")
     exchange = ctx.send(query_fields(*fitting), f"queryInstance of {len(fitting)} instances")
     if ctx.expect(exchange, ResultCode.SUCCESS, "queryInstance of several ids"):
         listed = _listed(exchange)
@@ -199,7 +197,7 @@ def after_release(ctx: Context) -> None:
         ("refreshInstance RENEWAL", order.refresh_fields(instance_id, ctx.orders.expire_time(days=90))),
         ("updateInstanceStatus FREEZE", status_fields(instance_id, "FREEZE")),
         ("updateInstanceStatus UNFREEZE", status_fields(instance_id, "UNFREEZE")),
-        ("upgrade", order.upgrade_fields(instance_id)),
+        ("upgradeInstance", order.upgrade_fields(instance_id)),
     ):
         if not ctx.applies(fields):
             continue

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from simulator.checks.base import Context, Severity, check, describe
-from simulator.model import query_fields
+from simulator.model import query_fields, release_fields, status_fields, v1_fields
 from simulator.protocol import (
     DecryptionError,
     EncryptType,
@@ -65,6 +65,33 @@ def v2_body_tampered(ctx: Context) -> None:
     ctx.refused(exchange, ResultCode.AUTH_FAILED, "a body that does not match its signature must be refused")
 
 
+@check(
+    "security.v2-body-key-order",
+    rule="§2.1, A3, U1",
+    severity=Severity.WARNING,
+    protocols=("v2",),
+)
+def v2_body_key_order(ctx: Context) -> None:
+    """A v2 body whose members arrive in another order is accepted: the signature covers the
+    canonical form (members sorted ascending), not the bytes as received.
+
+    koosim normally sends bodies already in canonical order, so hashing the received bytes
+    passes unnoticed; this call sends the same members in descending order. A warning: no page
+    defines the canonical form (ASSUMPTION U1; the pages disagree on the order, A3).
+    """
+    fields = {name: value for name, value in _probe_fields(ctx).items() if value is not None}
+    reordered = json_bytes(dict(sorted(fields.items(), reverse=True)))
+    exchange = ctx.send(fields, "newInstance, members in descending order", Tamper(body=reordered))
+    if exchange.result_code == ResultCode.AUTH_FAILED.value:
+        ctx.fail(
+            "signature computed over the body as received, not the canonical form (members sorted "
+            f"by name, ASSUMPTION U1): the same members in another order were refused, {describe(exchange)}",
+            exchange,
+        )
+    else:
+        ctx.expect(exchange, ResultCode.SUCCESS, "the same call with its members in another order")
+
+
 @check("security.v2-timestamp-stale", rule="§2.1", protocols=("v2",))
 def v2_timestamp_stale(ctx: Context) -> None:
     """A correctly signed v2 call with a timestamp 5 minutes old is refused (000002 expected:
@@ -89,6 +116,37 @@ def v1_authtoken_wrong(ctx: Context) -> None:
     ctx.refused(wrong, ResultCode.AUTH_FAILED, "a wrong authToken must be refused", "U18")
     missing = ctx.send(_probe_fields(ctx), "newInstance, no authToken", Tamper(omit=frozenset({"authToken"})))
     ctx.refused(missing, ResultCode.AUTH_FAILED, "a call without authToken must be refused", "U18")
+    # Every V1 activity verifies the token (docs/protocol.md §2.2), not only the subscription.
+    created = ctx.new_instance()
+    order, instance_id = created.order, created.instance_id
+    for fields in (
+        order.refresh_fields(instance_id, ctx.orders.expire_time(days=60)),
+        order.upgrade_fields(instance_id),
+        status_fields(instance_id, "FREEZE"),
+        release_fields(instance_id, order.order_id),
+    ):
+        activity = v1_fields(fields)["activity"]
+        exchange = ctx.send(fields, f"{activity}, wrong authToken", Tamper(signature="AAAA" * 11))
+        ctx.refused(
+            exchange, ResultCode.AUTH_FAILED, f"{activity} with a wrong authToken must be refused", "U18"
+        )
+
+
+@check("security.v1-timestamp-stale", rule="§2.2, U17", severity=Severity.WARNING, protocols=("v1",))
+def v1_timestamp_stale(ctx: Context) -> None:
+    """A correctly signed v1 call whose timeStamp is 5 minutes old is refused.
+
+    No page publishes a V1 freshness window (ASSUMPTION U17): a merchant accepting a replayed
+    old call gets a warning, never a failure.
+    """
+    tamper = Tamper(timestamp_ms=now_ms() - STALE_BY_MS)
+    exchange = ctx.send(_probe_fields(ctx), "newInstance, timeStamp 5 min old", tamper)
+    if exchange.result_code == ResultCode.SUCCESS.value:
+        ctx.fail(
+            "a v1 call with a timeStamp 5 minutes old was accepted (ASSUMPTION U17: no page states a "
+            "V1 window; an old authToken can be replayed)",
+            exchange,
+        )
 
 
 @check("security.v1-authtoken-encoded-values", rule="§2.2", protocols=("v1",))

@@ -13,8 +13,9 @@ from typing import Any
 
 from simulator.checks.base import Context, Severity, check
 from simulator.checks.security import STALE_BY_MS, WRONG_SIGNATURE
+from simulator.model import TENANT_DOMAIN, kit_user, org_info, single_org_fields
 from simulator.protocol import ResultCode, encrypt_client_secret
-from simulator.protocol.vocabulary import ADD, DELETE
+from simulator.protocol.vocabulary import ADD, DELETE, MODIFY
 from simulator.transport import Tamper, now_ms
 
 RESENDS = 3
@@ -26,11 +27,11 @@ def _tenant(ctx: Context) -> dict[str, str]:
     return {"instanceId": instance_id, "tenantId": f"tenant-{instance_id[-12:]}"}
 
 
-def _auth_body(scope: dict[str, str], flag: str) -> dict[str, object]:
+def _auth_body(scope: dict[str, str], flag: int) -> dict[str, object]:
     return {
         **scope,
         "appId": "app-koosim-001",
-        "userList": [{"userName": "alice", "name": "Alice", "role": "admin"}],
+        "userList": [kit_user("alice", "Alice", role="admin")],
         "flag": flag,
     }
 
@@ -99,22 +100,16 @@ def directory(ctx: Context) -> None:
         "orderId": "CS-koosim-sync",
         "tenantCode": "acme",
         "name": "Acme 有限公司",
-        "domainName": "acme",
+        "domainName": TENANT_DOMAIN,
     }
-    org = {**scope, "orgCode": "org-001", "name": "研发部", "parentCode": ""}
-    all_orgs = {
-        **scope,
-        "orgList": [
-            {"orgCode": "org-001", "name": "研发部", "parentCode": ""},
-            {"orgCode": "org-002", "name": "测试组", "parentCode": "org-001"},
-        ],
-    }
+    all_orgs = {**scope, "orgInfo": org_info()}
     steps: list[tuple[str, Mapping[str, Any], str]] = [
         ("tenantSync", {**tenant, "flag": ADD}, "tenantSync add"),
         ("tenantSync", {**tenant, "flag": ADD}, "tenantSync add (resend)"),
-        ("singleOrgSync", {**org, "flag": ADD}, "singleOrgSync add"),
-        ("singleOrgSync", {**org, "flag": DELETE}, "singleOrgSync delete"),
-        ("singleOrgSync", {**org, "flag": DELETE}, "singleOrgSync delete (resend)"),
+        ("singleOrgSync", single_org_fields(scope, ADD), "singleOrgSync add"),
+        ("singleOrgSync", single_org_fields(scope, MODIFY), "singleOrgSync modify"),
+        ("singleOrgSync", single_org_fields(scope, DELETE), "singleOrgSync delete"),
+        ("singleOrgSync", single_org_fields(scope, DELETE), "singleOrgSync delete (resend)"),
         ("allOrgSync", all_orgs, "allOrgSync"),
         ("allOrgSync", all_orgs, "allOrgSync (resend)"),
         ("tenantSync", {**tenant, "flag": DELETE}, "tenantSync delete"),

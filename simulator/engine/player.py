@@ -27,13 +27,17 @@ from simulator.engine.expectations import Expectations, Judgement, Prepared, Rec
 from simulator.engine.run import CheckResult
 from simulator.engine.scenario import Scenario, Step, Unresolved, dig, resolve
 from simulator.model import (
+    TENANT_DOMAIN,
     InstanceState,
     Lifecycle,
     Order,
     OrderFactory,
     change_check_fields,
+    kit_user,
+    org_info,
     query_fields,
     release_fields,
+    single_org_fields,
     status_fields,
 )
 from simulator.protocol import ResultCode, encrypt_client_secret
@@ -49,7 +53,7 @@ from simulator.redaction import printable, redact
 from simulator.transport import Exchange, Target, Transport, send_at_once
 
 APP_ID = "app-koosim-001"
-DEFAULT_USERS = ({"userName": "alice", "name": "Alice", "role": "admin"},)
+DEFAULT_USERS = (kit_user("alice", "Alice", role="admin"),)
 CLIENT_SECRET = "koosim-client-secret"
 
 
@@ -311,8 +315,8 @@ class Player:
                 "UNSUBSCRIBE_RENEWAL_PERIOD": order.expire_time,
             }.get(scene, self.orders.expire_time(days=60))
             return order.refresh_fields(instance_id, expire_time, scene)
-        if activity == "upgrade":  # the upgrade's order line: the first one's, numbered 000002
-            return order.upgrade_fields(instance_id) | {"orderLineId": order.order_line_id[:-6] + "000002"}
+        if activity == "upgradeInstance":
+            return order.upgrade_fields(instance_id)
         return change_check_fields(instance_id, order.product_id, "sku-pro-0002")
 
     def _sync_defaults(self, call: str, instance_id: str, order: Order | None) -> dict[str, Any]:
@@ -323,7 +327,7 @@ class Player:
                 "orderId": order_id,
                 "tenantCode": "acme",
                 "name": "Acme 有限公司",
-                "domainName": "acme",
+                "domainName": TENANT_DOMAIN,
                 "flag": ADD,
             }
         if call == "applicationSync":
@@ -334,13 +338,8 @@ class Player:
         if call == "authSync":
             return scope | {"appId": APP_ID, "userList": [dict(user) for user in DEFAULT_USERS], "flag": ADD}
         if call == "singleOrgSync":
-            return scope | {"orgCode": "org-001", "name": "研发部", "parentCode": "", "flag": ADD}
-        return scope | {
-            "orgList": [
-                {"orgCode": "org-001", "name": "研发部", "parentCode": ""},
-                {"orgCode": "org-002", "name": "测试组", "parentCode": "org-001"},
-            ]
-        }
+            return single_org_fields(scope, ADD)
+        return scope | {"orgInfo": org_info()}
 
     # --- sending ---------------------------------------------------------------------------------
 

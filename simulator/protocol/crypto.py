@@ -15,7 +15,7 @@ import string
 from enum import StrEnum
 from functools import lru_cache
 
-from cryptography.hazmat.primitives import padding, serialization
+from cryptography.hazmat.primitives import hashes, padding, serialization
 from cryptography.hazmat.primitives.asymmetric import padding as asym_padding
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
@@ -130,9 +130,19 @@ MIN_CLIENT_SECRET_LENGTH = 8
 """The shortest clientSecret accepted as decrypted (see :func:`decrypt_client_secret`)."""
 
 
+RSA_KEY_BITS = 3072
+"""The reference key's size: "秘钥长度>=3072bit" (docs/protocol.md §2.8, ASSUMPTION U26)."""
+
+
+def _oaep() -> asym_padding.OAEP:
+    """OAEP as Huawei's sample merchant decrypts it: ``RSA/ECB/OAEPPadding`` with SHA-256 and
+    MGF1 over SHA-1 (Java's default MGF1 digest) (docs/protocol.md §2.8, [X1], U26)."""
+    return asym_padding.OAEP(mgf=asym_padding.MGF1(hashes.SHA1()), algorithm=hashes.SHA256(), label=None)
+
+
 def generate_rsa_private_key() -> bytes:
-    """A fresh 2048-bit RSA key (PKCS#8 PEM) for decrypting applicationSync client secrets."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    """A fresh 3072-bit RSA key (PKCS#8 PEM) for decrypting applicationSync client secrets (§2.8)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_KEY_BITS)
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -166,22 +176,21 @@ def load_rsa_private_key(pem: bytes) -> RSAPrivateKey:
 
 
 def encrypt_client_secret(secret: str, public_key_pem: bytes) -> str:
-    """RSA/ECB/PKCS1Padding (Java's default ``"RSA"`` cipher) over UTF-8, base64-encoded."""
-    ciphertext = load_rsa_public_key(public_key_pem).encrypt(secret.encode("utf-8"), asym_padding.PKCS1v15())
+    """RSA-OAEP (SHA-256, MGF1-SHA1) over UTF-8, base64-encoded (docs/protocol.md §2.8, U26)."""
+    ciphertext = load_rsa_public_key(public_key_pem).encrypt(secret.encode("utf-8"), _oaep())
     return base64.b64encode(ciphertext).decode("ascii")
 
 
 def decrypt_client_secret(value: str, private_key_pem: bytes) -> str:
     """Reverse :func:`encrypt_client_secret`; :class:`DecryptionError` when it cannot.
 
-    OpenSSL 3.2 and later answer bad PKCS#1 v1.5 padding with a random-looking "implicit
-    rejection" message instead of an error, so a result only counts as a secret when it is
-    printable UTF-8 of at least :data:`MIN_CLIENT_SECRET_LENGTH` characters.
+    A result only counts as a secret when it is printable UTF-8 of at least
+    :data:`MIN_CLIENT_SECRET_LENGTH` characters.
     """
     private_key = load_rsa_private_key(private_key_pem)
     try:
         ciphertext = base64.b64decode(value, validate=True)
-        plain = private_key.decrypt(ciphertext, asym_padding.PKCS1v15()).decode("utf-8")
+        plain = private_key.decrypt(ciphertext, _oaep()).decode("utf-8")
     except (binascii.Error, ValueError) as exc:
         raise DecryptionError("the clientSecret does not decrypt with this private key") from exc
     if len(plain) < MIN_CLIENT_SECRET_LENGTH or not plain.isprintable():

@@ -49,10 +49,29 @@ def _hmac(key: str | bytes, message: str | bytes) -> bytes:
     return hmac.new(key_bytes, msg_bytes, hashlib.sha256).digest()
 
 
+_ESCAPE = re.compile(r"\\(\\|u[0-9a-f]{4})")
+
+
+def _java_escapes(match: re.Match[str]) -> str:
+    # An escaped backslash stays; a \u escape (Python writes one only for a control character
+    # without a short form) gets Jackson's upper-case hex: \u001f -> \u001F.
+    escape = match.group(1)
+    return "\\" + (escape if escape == "\\" else "u" + escape[1:].upper())
+
+
+def _utf16_order(name: str) -> bytes:
+    """Java's String order (UTF-16 code units): big-endian UTF-16 bytes compare the same way."""
+    return name.encode("utf-16-be", "surrogatepass")
+
+
 def canonical_body(body: Mapping[str, Any]) -> str:
-    """Top-level members sorted by name, nulls dropped, compact JSON with raw UTF-8."""
-    kept = {name: body[name] for name in sorted(body) if body[name] is not None}
-    return json.dumps(kept, ensure_ascii=False, separators=(",", ":"))
+    """The signed form of a body (docs/protocol.md §2.1, ASSUMPTION U1): top-level members
+    sorted by name, nulls dropped, compact JSON with raw UTF-8 — byte-identical to Jackson
+    writing a TreeMap, the stack the marketplace signs on [X1]: keys in UTF-16 code-unit order
+    (Java's ``String.compareTo``; Python's code-point order differs above U+FFFF), and
+    control characters escaped with upper-case hex (``\u001f``, not Python's ``\u001f``)."""
+    kept = {name: body[name] for name in sorted(body, key=_utf16_order) if body[name] is not None}
+    return _ESCAPE.sub(_java_escapes, json.dumps(kept, ensure_ascii=False, separators=(",", ":")))
 
 
 def is_fresh(timestamp_ms: str | int | None, now_ms: int, window_ms: int = TIMESTAMP_WINDOW_MS) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 INSTANCE_CHANGES = frozenset(
-    {"refreshInstance", "updateInstanceStatus", "releaseInstance", "upgrade", "changeInstanceCheck"}
+    {"refreshInstance", "updateInstanceStatus", "releaseInstance", "upgradeInstance", "changeInstanceCheck"}
 )
 """Produce activities about an instance that already exists, which change it (or check a change)."""
 PRODUCE_V1 = frozenset({"newInstance", "queryInstance"}) | INSTANCE_CHANGES
@@ -30,8 +30,17 @@ APPINFO_ANSWERS = frozenset({"newInstance", "queryInstance"})
 SYNC_CALLS = ("tenantSync", "applicationSync", "authSync", "singleOrgSync", "allOrgSync")
 """The user-authorization sync calls (joint-operation SaaS with Kit), each its own path."""
 
-ADD, DELETE = "1", "0"
-"""A sync body's ``flag``: add (or update) the tenant, app, user or organisation, or delete it."""
+ADD, DELETE, MODIFY, CANCEL = 1, 0, 2, 3
+"""A Kit body's ``flag``, an Integer(2) sent as a JSON number (docs/protocol.md §7.1, A39): add,
+delete, modify (authSync and singleOrgSync) and cancel authorisation (authSync only, §7.4)."""
+REMOVING_FLAGS = frozenset({DELETE, CANCEL})
+"""The flags that take something away: a delete, or a user's authorisation cancelled."""
+
+KIT_PATHS = {
+    call: f"/{call}" for call in ("tenantSync", "applicationSync", "singleOrgSync", "allOrgSync")
+} | {"authSync": "/v2/authSync"}
+"""Each Kit call's path below the produce URL (docs/protocol.md §7.1, A36): the older generation's
+``/produceAPI/<name>``, authSync on the newer ``/produceAPI/v2/authSync`` (its page's user list)."""
 
 
 def app_infos(answer: Any) -> list[Any]:

@@ -46,7 +46,7 @@ class Merchant:
         # reads back byte-identical appInfo instead of minting new credentials.
         instance = self.store.create_instance(
             fields,
-            app_user_name=self._encrypt(f"admin-{fields['customerId'][:16]}"),
+            app_user_name=self._encrypt(f"admin-{fields['orderId'][-16:]}"),
             app_password=self._encrypt(secrets.token_urlsafe(12)),
         )
         return answer(
@@ -81,12 +81,17 @@ class Merchant:
         self.store.update_instance(instance.instance_id, status=RELEASED)
         return answer(ResultCode.SUCCESS)
 
-    def upgrade(self, fields: dict[str, str]) -> Answer:
+    def upgrade_instance(self, fields: dict[str, str]) -> Answer:
+        """upgradeInstance (docs/protocol.md §4.3), and V1's ``upgrade`` (§5.7).
+
+        The V2 body names only the upgrade order; the new product is learnt from Querying an
+        Order with that order (§8.1). V1's body carries productId and skuCode: kept when sent.
+        """
         if (refused := self._refuse_unless_live(fields["instanceId"])) is not None:
             return refused
-        self.store.update_instance(
-            fields["instanceId"], **{column: fields[name] for name, column in _PRODUCT_COLUMNS}
-        )
+        changes = {column: fields[name] for name, column in _PRODUCT_COLUMNS if name in fields}
+        if changes:
+            self.store.update_instance(fields["instanceId"], **changes)
         return answer(ResultCode.SUCCESS)
 
     def query_instance(self, fields: dict[str, str]) -> Answer:
@@ -160,7 +165,8 @@ HANDLERS: dict[str, str] = {
     "refreshInstance": "refresh_instance",
     "updateInstanceStatus": "update_instance_status",
     "releaseInstance": "release_instance",
-    "upgrade": "upgrade",
+    "upgradeInstance": "upgrade_instance",
+    "upgrade": "upgrade_instance",
     "queryInstance": "query_instance",
     "changeInstanceCheck": "change_instance_check",
     "getLicense": "get_license",
@@ -170,4 +176,9 @@ HANDLERS: dict[str, str] = {
 }
 """activity -> the :class:`Merchant` method answering it (looked up on the instance, so a
 subclass can override one activity)."""
-PRODUCE_ACTIVITIES = frozenset(HANDLERS) - LICENSE_ACTIVITIES
+V1_ONLY = frozenset({"upgrade"})
+"""V1's name for upgradeInstance (docs/protocol.md §5.7); not a V2 activity."""
+V2_ACTIVITIES = frozenset(HANDLERS) - V1_ONLY
+"""What the V2 route answers (docs/protocol.md §4, and the License activities §6)."""
+PRODUCE_ACTIVITIES = frozenset(HANDLERS) - LICENSE_ACTIVITIES - {"upgradeInstance"}
+"""What the V1 route answers (docs/protocol.md §5.1; not yet expireInstance/instanceStatus, §13 K11)."""

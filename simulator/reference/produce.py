@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
@@ -24,7 +25,8 @@ from simulator.protocol import (
     verify_v1,
     verify_v2,
 )
-from simulator.reference.activities import HANDLERS, PRODUCE_ACTIVITIES, Answer, Merchant, answer
+from simulator.protocol.signing import V1_TIMESTAMP_FORMAT
+from simulator.reference.activities import PRODUCE_ACTIVITIES, V2_ACTIVITIES, Answer, Merchant, answer
 
 bp = Blueprint("produce", __name__)
 
@@ -82,11 +84,21 @@ def produce_v2() -> Response:
     if not is_fresh(timestamp, now_ms=int(time.time() * 1000)):
         return reply(answer(ResultCode.INVALID_PARAMETER, "the timestamp is outside the 60 s window"))
     activity = body.get("activity")
-    if not isinstance(activity, str) or activity not in HANDLERS:
+    if not isinstance(activity, str) or activity not in V2_ACTIVITIES:
         return reply(answer(ResultCode.INVALID_PARAMETER, f"unknown activity {activity!r}"))
     if (problem := first_violation(body, "v2", activity)) is not None:
         return reply(answer(ResultCode.INVALID_PARAMETER, problem))
     return reply(_merchant().handle(body))
+
+
+def _v1_fresh(time_stamp: str) -> bool:
+    """V1 has no published window (docs/protocol.md §2.2, ASSUMPTION U17): the reference merchant
+    applies V2's 60 s to the UTC ``yyyyMMddHHmmssSSS`` timeStamp, so an old token cannot be replayed."""
+    try:
+        moment = datetime.strptime(time_stamp, V1_TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    return is_fresh(int(moment.timestamp() * 1000), now_ms=int(time.time() * 1000))
 
 
 @bp.get("/produceAPI")
@@ -105,6 +117,8 @@ def produce_v1() -> Response:
         return reply(answer(ResultCode.INVALID_PARAMETER, "timeStamp is required"))
     if not verify_v1(params, access_key):
         return reply(answer(ResultCode.AUTH_FAILED, "authToken verification failed"))
+    if not _v1_fresh(params["timeStamp"]):
+        return reply(answer(ResultCode.INVALID_PARAMETER, "timeStamp is outside the 60 s window"))
     activity = params.get("activity")
     if activity not in PRODUCE_ACTIVITIES:
         return reply(answer(ResultCode.INVALID_PARAMETER, f"unknown activity {activity!r}"))

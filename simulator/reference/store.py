@@ -20,9 +20,9 @@ CREATE TABLE IF NOT EXISTS instances (
     instance_id   TEXT PRIMARY KEY,
     order_id      TEXT NOT NULL,
     order_line_id TEXT NOT NULL,
-    customer_id   TEXT NOT NULL,
-    product_id    TEXT NOT NULL,
-    sku_code      TEXT NOT NULL,
+    customer_id   TEXT,
+    product_id    TEXT,
+    sku_code      TEXT,
     expire_time   TEXT,
     trial         INTEGER NOT NULL DEFAULT 0,
     test          INTEGER NOT NULL DEFAULT 0,
@@ -91,7 +91,11 @@ class MerchantStore:
     # --- instances -------------------------------------------------------------------------
 
     def create_instance(self, fields: dict[str, str], app_user_name: str, app_password: str) -> Instance:
-        """Record the order line's instance, or return the one an earlier copy recorded."""
+        """Record the order line's instance, or return the one an earlier copy recorded.
+
+        The key is orderId + orderLineId (docs/protocol.md §4.1-a); a V1 call has no
+        orderLineId (§5.1, U22), so its orderId stands in for the line.
+        """
         with self._transaction() as db:
             db.execute(
                 """INSERT INTO instances (instance_id, order_id, order_line_id, customer_id, product_id,
@@ -101,10 +105,12 @@ class MerchantStore:
                 (
                     self.new_instance_id(fields),
                     fields["orderId"],
-                    fields["orderLineId"],
-                    fields["customerId"],
-                    fields["productId"],
-                    fields["skuCode"],
+                    fields.get("orderLineId", fields["orderId"]),
+                    # Not in the V2 call (docs/protocol.md §4.1): filled from Querying an Order
+                    # (§8.1) when the merchant asks; V1's subscription carries some of them.
+                    fields.get("customerId"),
+                    fields.get("productId"),
+                    fields.get("skuCode"),
                     fields.get("expireTime"),
                     fields.get("trialFlag") == "1",
                     fields.get("testFlag") == "1",
@@ -114,13 +120,18 @@ class MerchantStore:
             )
             row = db.execute(
                 "SELECT * FROM instances WHERE order_id = ? AND order_line_id = ?",
-                (fields["orderId"], fields["orderLineId"]),
+                (fields["orderId"], fields.get("orderLineId", fields["orderId"])),
             ).fetchone()
         return _instance(row)
 
     def new_instance_id(self, fields: dict[str, str]) -> str:
-        """The id a new instance gets; only used when the order line has none yet."""
-        return new_id("inst")
+        """The id a new instance gets; only used when the order line has none yet.
+
+        Short (17 characters, 64 bits of randomness): queryInstance carries several IDs in one
+        field of at most 100 characters (docs/protocol.md §4.5, A9), so long IDs would leave
+        the marketplace room for only two.
+        """
+        return f"inst-{uuid.uuid4().hex[:12]}"
 
     def instance(self, instance_id: str) -> Instance | None:
         with self._lock:

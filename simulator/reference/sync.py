@@ -6,13 +6,14 @@ already there, or delete of what is already gone, must answer success (doc).
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
 from flask import Blueprint, Response, current_app, request
 
 from simulator.protocol import DecryptionError, ResultCode, decrypt_client_secret, is_fresh, verify_sync
-from simulator.protocol.vocabulary import ADD, SYNC_CALLS
+from simulator.protocol.vocabulary import ADD, REMOVING_FLAGS, SYNC_CALLS
 from simulator.reference.activities import answer
 from simulator.reference.produce import first_violation, json_response, read_json_object
 from simulator.reference.store import MerchantStore
@@ -20,8 +21,11 @@ from simulator.reference.store import MerchantStore
 bp = Blueprint("sync", __name__)
 
 
-@bp.post("/produceAPI/v2/<call>")
+@bp.post("/produceAPI/v2/authSync", defaults={"call": "authSync"})
+@bp.post("/produceAPI/<call>")
 def sync(call: str) -> Response:
+    """The Kit calls on their published paths (docs/protocol.md §7.1, A36): ``/produceAPI/<name>``
+    for the older generation, ``/produceAPI/v2/authSync`` for the newer authSync."""
     if call not in SYNC_CALLS:
         return json_response(answer(ResultCode.INVALID_PARAMETER, f"unknown sync call {call!r}"))
     timestamp, nonce = request.headers.get("x-timestamp"), request.headers.get("x-nonce")
@@ -48,7 +52,7 @@ def _scope(body: dict[str, Any]) -> tuple[str, str]:
 def _add_or_remove(
     store: MerchantStore, kind: str, body: dict[str, Any], scope: str, names: list[str]
 ) -> None:
-    if body.get("flag", ADD) == ADD:
+    if body.get("flag", ADD) not in REMOVING_FLAGS:  # add, or modify (kept as an add: idempotent)
         store.add_entries(kind, *_scope(body), scope, names)
     else:
         store.remove_entries(kind, *_scope(body), scope, names)
@@ -82,8 +86,15 @@ def single_org_sync(store: MerchantStore, body: dict[str, Any]) -> dict[str, obj
 
 def all_org_sync(store: MerchantStore, body: dict[str, Any]) -> dict[str, object]:
     """A full organisation sync replaces the tenant's organisation tree."""
+    if not isinstance(body.get("orgInfo"), str):
+        return answer(ResultCode.INVALID_PARAMETER, "orgInfo must be a JSON string")
     store.remove_entries("org", *_scope(body), "")
-    store.add_entries("org", *_scope(body), "", [org["orgCode"] for org in body.get("orgList", [])])
+    try:  # orgInfo is a JSON *string* holding the flat list (docs/protocol.md §7.6)
+        orgs = json.loads(body["orgInfo"])
+        codes = [org["orgCode"] for org in orgs]
+    except (ValueError, TypeError, KeyError):
+        return answer(ResultCode.INVALID_PARAMETER, "orgInfo is not a JSON array of departments")
+    store.add_entries("org", *_scope(body), "", codes)
     return answer(ResultCode.SUCCESS)
 
 

@@ -26,7 +26,18 @@ from simulator.checks.answers import answer_checks
 from simulator.checks.base import describe
 from simulator.contracts import known_contracts, validate
 from simulator.engine.record import exchange_record
-from simulator.model import OrderFactory, change_check_fields, query_fields, release_fields, status_fields
+from simulator.model import (
+    KIT_ORGS,
+    TENANT_DOMAIN,
+    OrderFactory,
+    change_check_fields,
+    kit_user,
+    org_info,
+    query_fields,
+    release_fields,
+    single_org_fields,
+    status_fields,
+)
 from simulator.protocol import ResultCode, encrypt_client_secret
 from simulator.protocol.vocabulary import ADD, is_license
 from simulator.server.state import MarketState, NotConfigured
@@ -47,7 +58,7 @@ LIFECYCLE_ORDER = (
     "newInstance",
     "refreshInstance",
     "updateInstanceStatus",
-    "upgrade",
+    "upgradeInstance",
     "queryInstance",
     "changeInstanceCheck",
     "releaseInstance",
@@ -112,7 +123,7 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
         "refreshInstance": lambda: order.refresh_fields(instance_id, orders.expire_time(days=60)),
         "updateInstanceStatus": lambda: status_fields(instance_id, "FREEZE"),
         "releaseInstance": lambda: release_fields(instance_id),
-        "upgrade": lambda: order.upgrade_fields(instance_id),
+        "upgradeInstance": lambda: order.upgrade_fields(instance_id),
         "queryInstance": lambda: query_fields(instance_id),
         "changeInstanceCheck": lambda: change_check_fields(instance_id, order.product_id, "sku-pro-0002"),
         "getLicense": lambda: order.license_fields(orders.business_id()),
@@ -127,7 +138,7 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
                 "orderId": order.order_id,
                 "tenantCode": "acme",
                 "name": "Acme 有限公司",
-                "domainName": "acme",
+                "domainName": TENANT_DOMAIN,
                 "flag": ADD,
             }
         ),
@@ -147,16 +158,12 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
             scope
             | {
                 "appId": "app-001",
-                "userList": [{"userName": "alice", "name": "Alice", "role": "admin"}],
+                "userList": [kit_user("alice", "Alice", role="admin")],
                 "flag": ADD,
             }
         ),
-        "singleOrgSync": lambda: (
-            scope | {"orgCode": "org-001", "name": "研发部", "parentCode": "", "flag": ADD}
-        ),
-        "allOrgSync": lambda: (
-            scope | {"orgList": [{"orgCode": "org-001", "name": "研发部", "parentCode": ""}]}
-        ),
+        "singleOrgSync": lambda: single_org_fields(scope, ADD),
+        "allOrgSync": lambda: scope | {"orgInfo": org_info(KIT_ORGS[:1])},
     }
     if activity not in templates:
         family_of(activity, "v2")  # raises CallError naming the known activities

@@ -30,6 +30,7 @@ from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from simulator.contracts import validate
+from simulator.model import Order
 from simulator.protocol import TIMESTAMP_WINDOW_MS, canonical_query, is_fresh, verify_openapi
 from simulator.protocol.limits import BASIC_UTC_FORMAT, COMPACT_TIME_FORMAT
 from simulator.protocol.replay import ReplayCache
@@ -185,8 +186,13 @@ def _order_line(line: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {
         "orderLineId": line["order_line_id"],
         "chargingMode": CHARGING_MODES.get(str(fields.get("chargingMode", "0")), "PERIOD"),
+        # The V2 call names the order only (docs/protocol.md §4.1): the product is what koosim
+        # sells by default unless the call (V1, a licence) carried one.
         "productInfo": [
-            {name: fields[name] for name in ("productId", "skuCode") if isinstance(fields.get(name), str)}
+            {
+                "productId": fields.get("productId") or Order.product_id,
+                "skuCode": fields.get("skuCode") or Order.sku_code,
+            }
         ],
     }
     if str(fields.get("expireTime", "")).isdigit() and len(fields["expireTime"]) == 14:

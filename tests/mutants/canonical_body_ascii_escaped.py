@@ -44,4 +44,8 @@ MUTANT = mutant(
     catches="lifecycle.test-order",
     evidence="got resultCode 000001",
     rule="§2",
+    xfail=(
+        "no published V2 call carries a non-ASCII value (docs/protocol.md §4: newInstance has five "
+        "ID fields, A6), so no check can expose this canonical-form defect on the produce interface"
+    ),
 )

@@ -54,5 +54,4 @@ MUTANT = mutant(
     catches="sync.application-secret",
     evidence="a valid clientSecret",
     rule="§2.8, U26",
-    xfail="waits on docs/protocol.md §13 K18 (wire): koosim still encrypts with PKCS#1 v1.5",
 )

@@ -39,5 +39,4 @@ MUTANT = mutant(
     catches="lifecycle.full",
     evidence="got resultCode 000002",
     rule="§4.3",
-    xfail="waits on docs/protocol.md §13 K2 (wire): koosim still sends `upgrade`",
 )

@@ -38,5 +38,4 @@ MUTANT = mutant(
     catches="idempotency.user-sync-add",
     evidence="got resultCode 000002",
     rule="§7.1, A39",
-    xfail="waits on docs/protocol.md §13 K14 (wire): koosim still sends string flags",
 )

@@ -1,15 +1,15 @@
 """instanceId is longer than 64 characters.
 
-The bug: the merchant builds a "readable" instanceId from the ids it was given, customerId +
-orderId + orderLineId, 75 characters. Its own column is VARCHAR(255), so nothing fails
+The bug: the merchant builds a "readable" instanceId from the ids it was given, businessId +
+orderId + orderLineId, 79 characters. Its own column is VARCHAR(255), so nothing fails
 on its side; the marketplace stores at most 64 characters and rejects (or truncates) the id,
 after which no renewal, freeze or release can name the instance.
 
 Why it is tempting: a composite id is unique without a sequence or a UUID and tells support at
 a glance which order an instance belongs to.
 
-How the reference merchant avoids it: ``store.new_id`` makes ``inst-`` + 32 hex digits
-(37 characters), and ``contracts/v2/newInstance.response.json`` caps instanceId at 64.
+How the reference merchant avoids it: ``MerchantStore.new_instance_id`` makes ``inst-`` + 12 hex
+digits (17 characters), and ``contracts/v2/newInstance.response.json`` caps instanceId at 64.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ class CompositeIdStore(MerchantStore):
         instance = super().create_instance(fields, app_user_name, app_password)
         if not instance.instance_id.startswith("inst-"):
             return instance  # a resend: the row already carries the composite id
-        # The defect: customerId (32) + orderId + orderLineId makes 75 characters.
-        composite = f"{fields['customerId']}-{fields['orderId']}-{fields['orderLineId']}"
+        # The defect: businessId (36) + orderId + orderLineId makes 79 characters.
+        composite = f"{fields['businessId']}-{fields['orderId']}-{fields['orderLineId']}"
         # update_instance(…, instance_id=…) cannot rename: its first parameter has that name.
         with self._transaction() as db:
             db.execute(

@@ -33,7 +33,7 @@ class PlaintextPasswordMerchant(Merchant):
     def new_instance(self, fields: dict[str, str]) -> Answer:
         instance = self.store.create_instance(
             fields,
-            app_user_name=self._encrypt(f"admin-{fields['customerId'][:16]}"),
+            app_user_name=self._encrypt(f"admin-{fields['orderId'][-16:]}"),
             app_password=secrets.token_urlsafe(12),  # the defect: not encrypted
         )
         return answer(

@@ -46,7 +46,7 @@ MUTANT = mutant(
     __name__,
     build,
     catches="lifecycle.query-several",
-    evidence="queryInstance left out 2 of the 2 instances",
+    evidence="queryInstance left out 3 of the 3 instances just created",
     rule="§7",
     controls=("lifecycle.full",),
 )

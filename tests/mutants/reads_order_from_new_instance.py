@@ -45,5 +45,4 @@ MUTANT = mutant(
     catches="lifecycle.test-order",
     evidence="got resultCode 000002",
     rule="§4.1, A6",
-    xfail="waits on docs/protocol.md §13 K1 (wire): koosim still sends customerId/productId/skuCode",
 )

@@ -53,5 +53,4 @@ MUTANT = mutant(
     catches="lifecycle.full",
     evidence="refreshInstance RENEWAL of a live instance",
     rule="§4.2, A34",
-    xfail="waits on docs/protocol.md §13 K3 (wire): the renewal still reuses the purchase orderId",
 )

@@ -20,13 +20,12 @@ from flask import Flask, Response
 
 from simulator.checks import Verdict
 from simulator.protocol import ResultCode
+from simulator.protocol.vocabulary import ADD
 from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import answer
 from simulator.reference.produce import json_response, read_json_object
 
 from .base import mutant, wrap_view
-
-ADD = "1"
 
 
 def build(config: MerchantConfig) -> Flask:

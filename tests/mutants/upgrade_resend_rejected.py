@@ -1,14 +1,14 @@
-"""A resent upgrade (identical content) is refused because the instance already has that SKU.
+"""A resent upgradeInstance (identical content) is refused because that upgrade order was applied.
 
-The bug: the merchant refuses an upgrade to the SKU the instance already runs ("already on this
-plan", 000002). The first copy of the upgrade was applied; the marketplace's resend is refused,
+The bug: the merchant refuses an upgrade order it has already applied ("already on this plan",
+000002). The first copy of the upgrade was applied; the marketplace's resend is refused,
 and the buyer's paid upgrade shows as failed in the marketplace.
 
 Why it is tempting: "upgrade to the current plan" looks like a mistake worth refusing, and the
 check prevents double-charging in the merchant's own billing.
 
-How the reference merchant avoids it: ``Merchant.upgrade`` sets productId and skuCode to what
-the call says; the second identical call changes nothing and answers 000000 (practice:
+How the reference merchant avoids it: ``Merchant.upgrade_instance`` applies the upgrade order
+(docs/protocol.md §4.3); the second identical call changes nothing and answers 000000 (U8:
 reported as a warning).
 """
 
@@ -29,14 +29,14 @@ from .base import install_merchant, mutant
 @dataclass
 class SamePlanRefusedMerchant(Merchant):
     plans: dict[str, str] = field(default_factory=dict)
-    """The skuCode each instance was last upgraded to."""
+    """The upgrade order each instance was last upgraded by (docs/protocol.md §4.3)."""
 
-    def upgrade(self, fields: dict[str, str]) -> Answer:
-        if self.plans.get(fields["instanceId"]) == fields["skuCode"]:  # the defect
-            return answer(ResultCode.INVALID_PARAMETER, f"the instance is already on {fields['skuCode']}")
-        result = super().upgrade(fields)
+    def upgrade_instance(self, fields: dict[str, str]) -> Answer:
+        if self.plans.get(fields["instanceId"]) == fields["orderId"]:  # the defect
+            return answer(ResultCode.INVALID_PARAMETER, f"upgrade order {fields['orderId']} already applied")
+        result = super().upgrade_instance(fields)
         if result["resultCode"] == ResultCode.SUCCESS:
-            self.plans[fields["instanceId"]] = fields["skuCode"]
+            self.plans[fields["instanceId"]] = fields["orderId"]
         return result
 
 
@@ -50,7 +50,7 @@ MUTANT = mutant(
     __name__,
     build,
     catches="idempotency.upgrade-resend",
-    evidence="upgrade sent again with identical content must succeed",
+    evidence="upgradeInstance sent again with identical content must succeed",
     rule="§7 (practice)",
     verdict=Verdict.WARNED,
 )

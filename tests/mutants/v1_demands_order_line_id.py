@@ -39,5 +39,4 @@ MUTANT = mutant(
     evidence="got resultCode 000002",
     rule="§5.2, U22",
     protocol="v1",
-    xfail="waits on docs/protocol.md §13 K11 (wire): koosim's v1 newInstance still carries orderLineId",
 )
