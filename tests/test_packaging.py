@@ -68,7 +68,11 @@ def test_the_installed_wheel_verifies_from_an_empty_directory(wheel: Path, tmp_p
     # Plain directory lines: sys.path gets them after the venv's own site-packages, and the
     # editable install's .pth files in them are not run, so the wheel is what gets imported.
     (Path(purelib.stdout.strip()) / "test-environment.pth").write_text("\n".join(sorted(ours)) + "\n")
-    installed = run(python, "-m", "pip", "install", "--no-index", "--no-deps", wheel, cwd=tmp_path)
+    # --ignore-installed: the test environment's own copy (seen through the .pth) must not make
+    # pip call the wheel "already satisfied" (tox installs the package as a wheel, not editable)
+    installed = run(
+        python, "-m", "pip", "install", "--no-index", "--no-deps", "--ignore-installed", wheel, cwd=tmp_path
+    )
     assert installed.returncode == 0, installed.stdout + installed.stderr
 
     empty = tmp_path / "empty"
