@@ -511,7 +511,10 @@ class Transport:
         body = exchange.response_json
         if not isinstance(body, dict) or body.get("encryptType") not in tuple(EncryptType):
             return
-        for app_info in [body.get("appInfo"), *app_infos(body)]:
+        found = app_infos(body)  # a newInstance answer's own appInfo, or one per info[] item
+        if all(app_info is not body.get("appInfo") for app_info in found):
+            found.append(body.get("appInfo"))  # a queryInstance answer with a stray top-level one
+        for app_info in found:
             if isinstance(app_info, dict):
                 self._learn_plaintext(app_info.get("password"), (body["encryptType"],))
 
