@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from flask import Flask, request
 
 from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
 from simulator.serving import BackgroundServer
@@ -83,3 +85,22 @@ def reference_merchant(request: pytest.FixtureRequest) -> Iterator[ReferenceMerc
     config = MerchantConfig(access_key=request.module.ACCESS_KEY, sync_key=request.module.SYNC_KEY)
     with BackgroundServer(create_app(config)) as server:
         yield ReferenceMerchant(url=server.base_url + PRODUCE_PATH, config=config)
+
+
+@contextmanager
+def no_server_errors(app: Flask) -> Iterator[Flask]:
+    """``app`` for one test that must never see it answer a 5xx; its runs finished and closed after."""
+    from simulator.server import market_state
+
+    server_errors: list[str] = []
+
+    @app.after_request
+    def no_server_error(response: Any) -> Any:
+        if response.status_code >= 500:
+            server_errors.append(f"{request.method} {request.path}: {response.status_code}")
+        return response
+
+    yield app
+    assert market_state(app).wait_for_runs(30)
+    market_state(app).close()
+    assert server_errors == []

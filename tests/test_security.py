@@ -23,7 +23,8 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
-from flask import Flask, request
+from conftest import no_server_errors
+from flask import Flask
 from flask.testing import FlaskClient
 from test_server import ACCESS_KEY, SYNC_KEY, signed, usage_record
 
@@ -61,19 +62,8 @@ def merchant() -> Iterator[dict[str, Any]]:
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     """The server over a fresh history, run from ``tmp_path``; no test may see it answer a 5xx."""
     monkeypatch.chdir(tmp_path)
-    app = create_app(Store(tmp_path / "koosim.db"), token=TOKEN)
-    server_errors: list[str] = []
-
-    @app.after_request
-    def no_server_error(response: Any) -> Any:
-        if response.status_code >= 500:
-            server_errors.append(f"{request.method} {request.path}: {response.status_code}")
-        return response
-
-    yield app
-    assert market_state(app).wait_for_runs(30)
-    market_state(app).close()
-    assert server_errors == []
+    with no_server_errors(create_app(Store(tmp_path / "koosim.db"), token=TOKEN)) as app:
+        yield app
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 import requests
 from click.testing import CliRunner
+from conftest import no_server_errors
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask, request
@@ -70,19 +71,8 @@ def merchant(reference_merchant: Any) -> dict[str, Any]:
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[Flask]:
     """The server over a fresh history; no test may see it answer a 5xx."""
-    app = create_server(Store(tmp_path / "koosim.db"))
-    server_errors: list[str] = []
-
-    @app.after_request
-    def no_server_error(response: Any) -> Any:
-        if response.status_code >= 500:
-            server_errors.append(f"{request.method} {request.path}: {response.status_code}")
-        return response
-
-    yield app
-    assert market_state(app).wait_for_runs(30)
-    market_state(app).close()
-    assert server_errors == []
+    with no_server_errors(create_server(Store(tmp_path / "koosim.db"))) as app:
+        yield app
 
 
 @pytest.fixture
