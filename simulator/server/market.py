@@ -12,6 +12,7 @@ history, the reports). See :mod:`simulator.server.openapi` for the HTTP side.
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
@@ -54,6 +55,15 @@ def create_market_app(service: OpenApiService) -> Flask:
     return app
 
 
+def _check_free(port: int) -> None:
+    """Raise OSError when ``port`` cannot be bound on 127.0.0.1 (0 always can)."""
+    if port == 0:
+        return
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((HOST, port))
+
+
 class MarketServer:
     """The open API of one command: its orders, its inbound calls, its address.
 
@@ -85,10 +95,12 @@ class MarketServer:
             on_usage=lambda call, result: self.usage.append((call, result)),
         )
         try:
+            _check_free(port)
             self._server = BackgroundServer(create_market_app(self.service), HOST, port)
-        except OSError as exc:
+        except (OSError, SystemExit) as exc:  # werkzeug exits on a port in use instead of raising
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "the port is in use"
             raise UsageError(
-                f"cannot serve the marketplace open API on {HOST}:{port}: {exc.strerror or exc} "
+                f"cannot serve the marketplace open API on {HOST}:{port}: {reason} "
                 "(--market-port, KOOSIM_MARKET_PORT; 0 picks a free port)"
             ) from None
         self._stack = ExitStack()
