@@ -32,6 +32,7 @@ from simulator.openapi import MOCK_ORDERS, PREFIX, QUERY_ORDER_PATH, USAGE_PUSH_
 from simulator.protocol import apig
 from simulator.protocol.mkt import MktCode
 from simulator.protocol.usage_signature import sign_usage_push
+from simulator.protocol.usage_signature import signature as usage_signature
 from simulator.reference import PRODUCE_PATH, MerchantConfig
 from simulator.reference import create_app as create_merchant
 from simulator.server.market import MarketServer, create_market_app
@@ -428,3 +429,26 @@ def test_the_open_api_stops_with_the_command(tmp_path: Path, monkeypatch: pytest
                 return
         time.sleep(0.05)
     raise AssertionError("the open API still listens after the command ended")
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=bodies, query=st.lists(st.tuples(st.text(max_size=10), st.text(max_size=70)), max_size=3))
+def test_every_malformed_but_signed_request_gets_a_published_answer(
+    body: bytes, query: list[tuple[str, str]]
+) -> None:
+    """Past the authentication, a malformed body or query gets a §8.4 code, never MKT.0000 nor a crash."""
+    ts, nonce = str(int(time.time() * 1000)), uuid.uuid4().hex
+    headers = {"ts": ts, "nonce": nonce, "signature": usage_signature(USAGE_KEY, ts, nonce, body)}
+    client = FUZZ_APP.test_client()
+    pushed_answer = client.post(USAGE_PUSH_PATH, data=body, headers=headers, content_type="application/json")
+    url = f"http://localhost{QUERY_ORDER_PATH}" + (f"?{urlencode(query)}" if query else "")
+    signed = apig.sign("GET", url, AK, SK, headers={"X-Client-Request": uuid.uuid4().hex})  # no replay
+    queried = client.get(signed.url.removeprefix("http://localhost"), headers=signed.headers)
+    for answer in (pushed_answer, queried):
+        payload = answer.get_json(silent=True)
+        assert isinstance(payload, dict), answer.data[:200]
+        code = payload.get("resultCode") or payload.get("error_code")
+        assert (code in {c.value for c in MktCode} and code != "MKT.0000") or (
+            answer is queried and code == "MKT.0000"
+        ), payload
+        assert answer.status_code < 500 or code in PUBLISHED_500, payload
