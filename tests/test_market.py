@@ -219,6 +219,21 @@ def test_usage_push_limits(market: MarketServer) -> None:
     assert (wrong_key.status_code, wrong_key.json()["resultCode"]) == (401, "MKT.0154")
 
 
+def test_a_gateway_signature_on_a_usage_push_is_verified_when_present(market: MarketServer) -> None:
+    """A47: the 2024-05-09 edition also asks for the gateway's AK/SK; the others do not."""
+    data, headers = sign_usage_push(USAGE_KEY, {"usage_records": [usage_record()]})
+    url = market.base_url + USAGE_PUSH_PATH
+    both = apig.sign("POST", url, AK, SK, headers=headers | {"Content-Type": "application/json"}, body=data)
+    assert requests.post(both.url, data=data, headers=both.headers, timeout=10).status_code == 200
+    assert market.log.calls()[-1].warnings == ()
+    data, headers = sign_usage_push(USAGE_KEY, {"usage_records": [usage_record()]})
+    wrong = apig.sign("POST", url, AK, "wrong-secret-000000001", headers=headers, body=data)
+    refused = requests.post(wrong.url, data=data, headers=wrong.headers, timeout=10)
+    assert (refused.status_code, refused.json()["error_code"]) == (401, "APIGW.0303")
+    assert pushed(market, {"usage_records": [usage_record()]}).status_code == 200
+    assert any("A47" in warning for warning in market.log.calls()[-1].warnings)
+
+
 def test_a_replayed_usage_push_is_refused(market: MarketServer) -> None:
     data, headers = sign_usage_push(USAGE_KEY, {"usage_records": [usage_record()]})
     headers |= {"Content-Type": "application/json"}

@@ -136,7 +136,8 @@ def push(client: FlaskClient, body: Any, key: str = ACCESS_KEY, raw: bytes | Non
     else:
         ts, nonce = str(int(time.time() * 1000)), uuid.uuid4().hex
         data, headers = raw, {"ts": ts, "nonce": nonce, "signature": usage_signature(key, ts, nonce, raw)}
-    return client.post(USAGE_PATH, data=data, headers=headers, content_type="application/json")
+    merchant = client.application.test_client()  # a merchant's server has no console token
+    return merchant.post(USAGE_PATH, data=data, headers=headers, content_type="application/json")
 
 
 def query(
@@ -789,13 +790,17 @@ def test_usage_push_refuses_wrong_signatures_replays_and_oversized_or_misrouted_
     body = {"usage_records": [usage_record()]}
     wrong = push(configured, body, key="not-the-key-00001")
     assert wrong.status_code == 401 and wrong.json["resultCode"] == "MKT.0154"
-    unsigned = configured.post(USAGE_PATH, json=body)
+    unsigned = configured.application.test_client().post(USAGE_PATH, json=body)
     assert unsigned.status_code == 400 and unsigned.json["resultCode"] == "MKT.0101"
     data, headers = sign_usage_push(ACCESS_KEY, body)
-    first = configured.post(USAGE_PATH, data=data, headers=headers, content_type="application/json")
-    again = configured.post(USAGE_PATH, data=data, headers=headers, content_type="application/json")
+    first = configured.application.test_client().post(
+        USAGE_PATH, data=data, headers=headers, content_type="application/json"
+    )
+    again = configured.application.test_client().post(
+        USAGE_PATH, data=data, headers=headers, content_type="application/json"
+    )
     assert first.status_code == 200 and again.status_code == 401 and "nonce" in again.json["resultMsg"]
-    huge = configured.post(USAGE_PATH, data=b"x" * (2 << 20), headers=headers)
+    huge = configured.application.test_client().post(USAGE_PATH, data=b"x" * (2 << 20), headers=headers)
     assert huge.status_code == 413 and huge.json["error_msg"]
     assert configured.get(USAGE_PATH).status_code == 405
     assert configured.post(QUERY_ORDER_PATH).status_code == 405

@@ -191,7 +191,7 @@ def _dispatch(service: OpenApiService, raw: bytes, request_id: str) -> _Outcome:
     now = service.now()
     if api == "queryOrder":
         return _query_order(service, raw, now, request_id)
-    return _usage_push(service, raw, now)
+    return _usage_push(service, raw, now, request_id)
 
 
 def _gateway_body(message: str, code: str, request_id: str) -> dict[str, Any]:
@@ -232,11 +232,26 @@ def _problems(result: OpenApiAnswer) -> tuple[str, ...]:
     return () if result.code == MktCode.SUCCESS else (str(result.body.get("resultMsg", result.code)),)
 
 
-def _usage_push(service: OpenApiService, raw: bytes, now: datetime) -> _Outcome:
+def _usage_push(service: OpenApiService, raw: bytes, now: datetime, request_id: str) -> _Outcome:
     key = service.usage_key()
     if not key:
         refused = answer(MktCode.AUTH_FAILED, "the marketplace has no interconnection key for this merchant")
         return _Outcome(refused.status, refused.body, "usagePush", problems=(str(refused.body["resultMsg"]),))
+    gateway_note: tuple[str, ...] = ()
+    if request.headers.get("Authorization") is not None:  # A47: verified when present
+        inbound = InboundRequest(
+            request.method, request.path, tuple(_query_pairs()), tuple(request.headers.items()), raw
+        )
+        verdict = verify(inbound, service.keys(), now, service.gateway_replays)
+        if isinstance(verdict, GatewayRefusal):
+            return _Outcome(
+                verdict.status, verdict.body(request_id), "usagePush", verdict, problems=(verdict.message,)
+            )
+    else:
+        gateway_note = (
+            "no gateway AK/SK Authorization on the usage push: the 2024-05-09 intl edition asks for it, "
+            "the 2024-08-20 and zh editions do not (§2.6, A47)",
+        )
     signed = verify_usage_push(
         key, request.headers.items(), raw, now, service.usage_nonces, refuse_replays=True
     )
@@ -254,7 +269,7 @@ def _usage_push(service: OpenApiService, raw: bytes, now: datetime) -> _Outcome:
         "usagePush",
         signed,
         problems=_problems(result.answer),
-        warnings=tuple(signed.warnings) + result.warnings,
+        warnings=tuple(signed.warnings) + result.warnings + gateway_note,
         fields=fields if isinstance(fields, dict) else {},
         usage=result,
     )
