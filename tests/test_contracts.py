@@ -1057,7 +1057,7 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
         "does not match",
     ),
     (
-        "openapi usagePush answer in error_code style (K23)",
+        "openapi usagePush answer in error_code style (on no page)",
         "openapi",
         "usagePush",
         "response",
