@@ -55,8 +55,9 @@ SETTINGS = {
     "market_port": "KOOSIM_MARKET_PORT",
     "market_ak": "KOOSIM_MARKET_AK",
     "market_sk": "KOOSIM_MARKET_SK",
+    "market_tls": "KOOSIM_MARKET_TLS",
 }
-BOOLEAN_SETTINGS = frozenset({"optional"})
+BOOLEAN_SETTINGS = frozenset({"optional", "market_tls"})
 PROFILE_SETTINGS = ("product", "billing", "optional")
 """The product profile (docs/protocol.md §1.2): which interfaces the merchant must implement."""
 NUMERIC_SETTINGS: dict[str, tuple[type, ...]] = {
@@ -221,6 +222,13 @@ def parse_market_ak(value: object) -> str:
     return key
 
 
+def parse_market_tls(value: object) -> bool:
+    try:
+        return parse_optional(value)
+    except ValueError:
+        raise ValueError(f"market_tls must be true or false, not {value!r}") from None
+
+
 VALIDATORS: dict[str, Callable[[object], Any]] = {
     "access_key": parse_key,
     "sync_key": parse_key,
@@ -240,6 +248,7 @@ VALIDATORS: dict[str, Callable[[object], Any]] = {
     "market_port": parse_market_port,
     "market_ak": parse_market_ak,
     "market_sk": parse_key,
+    "market_tls": parse_market_tls,
 }
 
 
@@ -280,6 +289,9 @@ class Settings:
     """Where the marketplace open API of a command listens on 127.0.0.1; 0: a free port."""
     market_ak: str | None = None
     market_sk: str | None = None
+    market_tls: bool = False
+    """Serve the open API over HTTPS with a certificate from koosim's own CA
+    (``.koosim/market-ca/ca.pem``), for a merchant that validates certificates strictly (§8.1)."""
     """The AK/SK a merchant signs its open-API calls with (protocol.md §2.5); without them every
     call is refused with APIGW.0303."""
 

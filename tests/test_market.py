@@ -467,3 +467,26 @@ def test_every_malformed_but_signed_request_gets_a_published_answer(
             answer is queried and code == "MKT.0000"
         ), payload
         assert answer.status_code < 500 or code in PUBLISHED_500, payload
+
+
+def test_market_tls_serves_https_that_a_strict_client_trusts_through_koosims_ca(tmp_path: Path) -> None:
+    """K24: the pages make the merchant validate the certificate strictly; --market-tls gives it a
+    certificate it can validate, by trusting koosim's CA and nothing else."""
+    with MarketServer(market_ak=AK, market_sk=SK, tls_ca=tmp_path / "ca") as market:
+        assert market.base_url.startswith("https://127.0.0.1:")
+        assert f"trust the CA {tmp_path / 'ca' / 'ca.pem'}" in market.header()
+        url = f"{market.base_url}{QUERY_ORDER_PATH}?orderId=MOCKPERIODYEARNEW"
+        signed = apig.sign("GET", url, AK, SK)
+        trusted = requests.get(
+            signed.url, headers=signed.headers, timeout=10, verify=str(tmp_path / "ca" / "ca.pem")
+        )
+        assert trusted.status_code == 200 and trusted.json()["resultCode"] == "MKT.0000"
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(signed.url, headers=signed.headers, timeout=10)  # the system's trust store: refused
+    assert (tmp_path / "ca" / "ca-key.pem").stat().st_mode & 0o077 == 0
+    ca = (tmp_path / "ca" / "ca.pem").read_bytes()
+    with MarketServer(market_ak=AK, market_sk=SK, tls_ca=tmp_path / "ca") as again:  # the CA is reused
+        assert (tmp_path / "ca" / "ca.pem").read_bytes() == ca
+        localhost = again.base_url.replace("127.0.0.1", "localhost")
+        answer = requests.get(f"{localhost}/x", timeout=10, verify=str(tmp_path / "ca" / "ca.pem"))
+        assert answer.status_code == 404

@@ -61,6 +61,7 @@ TARGET_FLAGS = (
     "billing",
     "optional",
     "market_port",
+    "market_tls",
 )
 """The settings a command's flags can set, as :func:`simulator.settings.load_settings` names them."""
 
@@ -168,6 +169,13 @@ def target_options(function: F) -> F:
             help="Port of the marketplace open API (Querying an Order, usage push) the command serves "
             "on 127.0.0.1 for the merchant to call; AK/SK from KOOSIM_MARKET_AK / KOOSIM_MARKET_SK "
             "(env KOOSIM_MARKET_PORT, default 0: a free port, printed in the run header).",
+        ),
+        click.option(
+            "--market-tls/--no-market-tls",
+            default=None,
+            help="Serve the open API over HTTPS with a certificate of koosim's own CA, "
+            ".koosim/market-ca/ca.pem, for a merchant that validates certificates strictly "
+            "(env KOOSIM_MARKET_TLS, default off).",
         ),
     ]
     for option in reversed(options):

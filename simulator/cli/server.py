@@ -20,6 +20,7 @@ from simulator.cli.common import (
     with_target,
 )
 from simulator.cli.scenarios import scenarios_option
+from simulator.errors import KoosimError
 from simulator.redaction import printable
 
 
@@ -208,20 +209,19 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
             "  no access key yet: set KOOSIM_ACCESS_KEY or enter it on the Target page", highlight=False
         )
     open_api = base
-    if found.market_port:  # the open API alone on a fixed port too, for a merchant's CI
-        from simulator.server.market import create_market_app
+    if found.market_port or found.market_tls:  # the open API alone too: a fixed port, or HTTPS
+        from simulator.server.market import CA_DIR, market_alone
         from simulator.server.openapi import service_of
-        from simulator.serving import BackgroundServer
 
         try:
-            alone = BackgroundServer(
-                create_market_app(service_of(app)), "127.0.0.1", found.market_port
-            ).start()
-        except OSError as exc:
+            alone = market_alone(service_of(app), found.market_port, CA_DIR if found.market_tls else None)
+        except KoosimError as exc:
             market.close()
-            fail(f"cannot serve the marketplace open API on 127.0.0.1:{found.market_port}: {exc.strerror}", 2)
+            fail(exc.one_line(), exc.exit_code)
         market.on_close(closing(alone.start()))
         open_api = alone.base_url
+        if found.market_tls:
+            open_api += f" (HTTPS: trust the CA {CA_DIR / 'ca.pem'})"
     console.print(
         f"  marketplace open API: {open_api} — point your merchant's marketplace base URL here"
         + (

@@ -12,10 +12,14 @@ history, the reports). See :mod:`simulator.server.openapi` for the HTTP side.
 from __future__ import annotations
 
 import logging
+import os
 import socket
+import ssl
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
@@ -27,6 +31,11 @@ from simulator.openapi import USAGE_TIME_FORMAT, InboundCall, InboundLog, OrderB
 from simulator.server.openapi import OpenApiService, install
 from simulator.server.state import MarketState
 from simulator.serving import BackgroundServer
+
+CA_DIR = Path(".koosim") / "market-ca"
+"""Where ``--market-tls`` keeps koosim's own certificate authority (created once, reused): a
+merchant trusts ``ca.pem`` once, and every run's certificate is issued by it."""
+SERVER_CERT_DAYS = 7
 
 MAX_REQUEST_BYTES = 1 << 20
 """Largest body the open API reads: 1000 usage records fit in well under this."""
@@ -64,6 +73,101 @@ def _check_free(port: int) -> None:
         probe.bind((HOST, port))
 
 
+def tls_context(ca_dir: Path = CA_DIR) -> ssl.SSLContext:
+    """A server context with a fresh certificate for 127.0.0.1 and localhost issued by koosim's
+    CA in ``ca_dir`` (created on first use: ``ca.pem``, and ``ca-key.pem`` readable by its owner
+    only). A merchant that validates certificates strictly (§8.1) trusts ``ca.pem``."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca_cert_path, ca_key_path = ca_dir / "ca.pem", ca_dir / "ca-key.pem"
+    now = datetime.now(UTC)
+    if ca_cert_path.is_file() and ca_key_path.is_file():
+        ca_cert = x509.load_pem_x509_certificate(ca_cert_path.read_bytes())
+        ca_key = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
+    else:
+        ca_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "koosim marketplace test CA")])
+        ca_cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(ca_key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=5))
+            .not_valid_after(now + timedelta(days=3650))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        key_bytes = ca_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        descriptor = os.open(ca_key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(key_bytes)
+        ca_cert_path.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise UsageError(f"{ca_key_path} is not koosim's CA key: remove {ca_dir} to make a new CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=SERVER_CERT_DAYS))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    with tempfile.TemporaryDirectory(prefix="koosim-tls-") as scratch:
+        chain, key_file = Path(scratch) / "chain.pem", Path(scratch) / "key.pem"
+        chain.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        context.load_cert_chain(chain, key_file)
+    return context
+
+
+def market_alone(service: OpenApiService, port: int = 0, tls_ca: Path | None = None) -> BackgroundServer:
+    """A server (not started) of ``service``'s open APIs alone on 127.0.0.1:``port``, HTTPS
+    with a certificate of the CA in ``tls_ca`` when given; UsageError when the port is taken."""
+    try:
+        _check_free(port)
+        context = None if tls_ca is None else tls_context(tls_ca)
+        return BackgroundServer(create_market_app(service), HOST, port, context)
+    except (OSError, SystemExit) as exc:  # werkzeug exits on a port in use instead of raising
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "the port is in use"
+        raise UsageError(
+            f"cannot serve the marketplace open API on {HOST}:{port}: {reason} "
+            "(--market-port, KOOSIM_MARKET_PORT; 0 picks a free port)"
+        ) from None
+
+
 class MarketServer:
     """The open API of one command: its orders, its inbound calls, its address.
 
@@ -80,8 +184,11 @@ class MarketServer:
         billing: str = "period",
         port: int = 0,
         now: Callable[[], datetime] | None = None,
+        tls_ca: Path | None = None,
     ) -> None:
+        """``tls_ca``: serve HTTPS with a certificate of the CA in that directory (:func:`tls_context`)."""
         self.market_ak, self.market_sk = market_ak, market_sk
+        self.tls_ca = tls_ca
         self.usage_key: str | None = None
         self.book = OrderBook(billing, now)
         self.log = InboundLog()
@@ -94,15 +201,7 @@ class MarketServer:
             now=now or (lambda: datetime.now(UTC)),
             on_usage=lambda call, result: self.usage.append((call, result)),
         )
-        try:
-            _check_free(port)
-            self._server = BackgroundServer(create_market_app(self.service), HOST, port)
-        except (OSError, SystemExit) as exc:  # werkzeug exits on a port in use instead of raising
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "the port is in use"
-            raise UsageError(
-                f"cannot serve the marketplace open API on {HOST}:{port}: {reason} "
-                "(--market-port, KOOSIM_MARKET_PORT; 0 picks a free port)"
-            ) from None
+        self._server = market_alone(self.service, port, tls_ca)
         self._stack = ExitStack()
 
     def _keys(self) -> dict[str, str]:
@@ -119,6 +218,8 @@ class MarketServer:
     def header(self) -> str:
         """The run header's line: where the merchant's marketplace base URL must point."""
         line = f"marketplace open API: {self.base_url} — point your merchant's marketplace base URL here"
+        if self.tls_ca is not None:
+            line += f" (HTTPS: trust the CA {self.tls_ca / 'ca.pem'}; never turn certificate validation off)"
         if not self._keys():
             line += " (no KOOSIM_MARKET_AK / KOOSIM_MARKET_SK: every call is refused with APIGW.0303)"
         return line
@@ -140,6 +241,7 @@ def market_server(settings: Any) -> Iterator[MarketServer]:
         market_sk=settings.market_sk,
         billing=settings.profile.billing,
         port=settings.market_port,
+        tls_ca=CA_DIR if settings.market_tls else None,
     ) as server:
         yield server
 
