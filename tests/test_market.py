@@ -490,3 +490,32 @@ def test_market_tls_serves_https_that_a_strict_client_trusts_through_koosims_ca(
         localhost = again.base_url.replace("127.0.0.1", "localhost")
         answer = requests.get(f"{localhost}/x", timeout=10, verify=str(tmp_path / "ca" / "ca.pem"))
         assert answer.status_code == 404
+
+
+def test_koosim_serve_serves_the_open_api_alone_over_https_on_market_tls(tmp_path: Path) -> None:
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ) | {"KOOSIM_MARKET_AK": AK, "KOOSIM_MARKET_SK": SK, "COLUMNS": "200"}
+    command = [sys.executable, "-m", "simulator", "serve", "--port", "0", "--market-tls", "--db", "h.db"]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path
+    )
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(5)]
+        line = next(line for line in lines if "marketplace open API" in line)
+        base = re.search(r"https://127\.0\.0\.1:\d+", line).group(0)  # type: ignore[union-attr]
+        signed = apig.sign("GET", f"{base}{QUERY_ORDER_PATH}?orderId=MOCKONDEMAND", AK, SK)
+        ca = tmp_path / ".koosim" / "market-ca" / "ca.pem"
+        answer = requests.get(signed.url, headers=signed.headers, timeout=10, verify=str(ca))
+        assert answer.status_code == 200 and answer.json()["orderInfo"]["orderId"] == "MOCKONDEMAND"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=10)
+    assert process.returncode == 0
+    inbound = Store(tmp_path / "h.db").history.exchanges(direction=INBOUND)
+    assert [e["activity"] for e in inbound] == ["queryOrder"]
