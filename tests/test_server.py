@@ -902,3 +902,13 @@ def test_koosim_serve_names_an_unusable_history(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     result = CliRunner().invoke(cli_main, ["serve", "--port", "0", "--db", str(tmp_path / "file" / "h.db")])
     assert result.exit_code == 2 and "cannot create" in result.output
+
+
+def test_the_target_page_takes_the_market_keys_and_never_shows_them(configured: FlaskClient) -> None:
+    page = configured.get("/target").data.decode()
+    assert 'name="market_ak"' in page and 'name="market_sk"' in page
+    with_market_keys(configured)
+    page = configured.get("/target").data.decode()
+    assert MARKET_SK not in page and MARKET_AK not in page
+    cleared = configured.put("/api/target", json={"clear_keys": True}).json
+    assert cleared["market_ak"] == cleared["market_sk"] == "not set"

@@ -37,6 +37,8 @@ FORM_SETTINGS = (
     "sync_key",
     "notification_url",
     "notification_token",
+    "market_ak",
+    "market_sk",
     "contact",
 )
 
