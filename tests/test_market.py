@@ -519,3 +519,28 @@ def test_koosim_serve_serves_the_open_api_alone_over_https_on_market_tls(tmp_pat
     assert process.returncode == 0
     inbound = Store(tmp_path / "h.db").history.exchanges(direction=INBOUND)
     assert [e["activity"] for e in inbound] == ["queryOrder"]
+
+
+def test_play_shows_the_merchants_calls_after_their_step_and_records_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    port = free_port()
+    merchant = BackgroundServer(calling_merchant(f"http://127.0.0.1:{port}", AK, SK)).start()
+    try:
+        result = CliRunner().invoke(
+            cli_main,
+            ["play", "new-order", "--step", "--url", merchant.base_url + PRODUCE_PATH,
+             "--market-port", str(port), "--db", "h.db"],
+            env={"KOOSIM_ACCESS_KEY": ACCESS_KEY, "KOOSIM_MARKET_AK": AK, "KOOSIM_MARKET_SK": SK},
+            input="\n" * 20,
+        )  # fmt: skip
+    finally:
+        merchant.close()
+    assert result.exit_code == 0, result.output
+    assert f"marketplace open API: http://127.0.0.1:{port}" in result.output
+    assert "merchant → marketplace GET" in result.output and "MKT.0000; authenticated" in result.output
+    [run] = Store(tmp_path / "h.db").history.runs(kind="play")
+    stored = Store(tmp_path / "h.db").history.run(run["run_id"])
+    assert stored is not None and [call["activity"] for call in stored["inbound"]] == ["queryOrder"]
+    assert stored["inbound"][0]["verdict"]["gateway"]["authenticated"] is True
