@@ -626,11 +626,9 @@ def main(argv: list[str]) -> int:
     except MasterBindFailed as exc:
         return fail(str(exc), EXIT_USAGE)
     print_summary(console, summary)
-    calls = market.log.calls()
-    if calls:
-        refused = sum(1 for call in calls if not call.accepted)
+    if market.log.total:
         console.print(
-            f"merchant → marketplace: {len(calls)} call(s) to the open API, {refused} refused",
+            f"merchant → marketplace: {market.log.total} call(s) to the open API, {market.log.refused} refused",
             highlight=False,
         )
     return summary.exit_code

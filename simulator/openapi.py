@@ -25,6 +25,7 @@ import contextlib
 import json
 import re
 import threading
+from collections import OrderedDict, deque
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -601,6 +602,11 @@ FOLLOW_UPS: tuple[tuple[str, OrderType], ...] = (
 Querying an Order answers for them too, with the purchase's customer, product and SKU."""
 
 
+ORDER_BOOK_CAPACITY = 50_000
+"""Orders an :class:`OrderBook` answers for at most (with their follow-ups): the most recent ones.
+A load run sells thousands a minute; a merchant asks about an order while provisioning it."""
+
+
 class OrderBook:
     """Every order koosim sold in a run or a server's life, answerable by Querying an Order.
 
@@ -608,10 +614,16 @@ class OrderBook:
     is the target's billing profile; the clock ``now`` dates each order when it is added.
     """
 
-    def __init__(self, billing: str = "period", now: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self,
+        billing: str = "period",
+        now: Callable[[], datetime] | None = None,
+        capacity: int = ORDER_BOOK_CAPACITY,
+    ) -> None:
         self.billing = billing if billing in BILLING_TERMS else "period"
         self._now = now or (lambda: datetime.now(UTC))
-        self._sales: dict[str, list[Sale]] = {}
+        self._sales: OrderedDict[str, list[Sale]] = OrderedDict()
+        self._capacity = capacity * (1 + len(FOLLOW_UPS))
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -641,6 +653,8 @@ class OrderBook:
                 lines.append(sale)
             for follow in follow_ups:
                 self._sales.setdefault(follow.order.order_id, [follow])
+            while len(self._sales) > self._capacity:  # a long load run: the oldest orders go first
+                self._sales.popitem(last=False)
 
     def find(self, order_id: str) -> dict[str, Any] | None:
         """The ``orderInfo`` of ``order_id``, or None when koosim never sold it."""
@@ -746,6 +760,10 @@ class InboundCall:
         }
 
 
+INBOUND_LOG_CAPACITY = 10_000
+"""Calls an :class:`InboundLog` keeps (a listener sees every one): a flood cannot exhaust memory."""
+
+
 class InboundLog:
     """The inbound calls of one market server, in arrival order; thread-safe.
 
@@ -754,10 +772,14 @@ class InboundLog:
     raises is not the caller's problem: the merchant still gets its answer.
     """
 
-    def __init__(self) -> None:
-        self._calls: list[InboundCall] = []
+    def __init__(self, capacity: int = INBOUND_LOG_CAPACITY) -> None:
+        self._calls: deque[InboundCall] = deque(maxlen=capacity)
         self._listeners: list[Callable[[InboundCall], None]] = []
         self._lock = threading.Lock()
+        self.total = 0
+        """How many calls were ever added (the log keeps the most recent ``capacity``)."""
+        self.refused = 0
+        """How many of them were not answered ``MKT.0000``."""
 
     def __len__(self) -> int:
         with self._lock:
@@ -767,9 +789,17 @@ class InboundLog:
         with self._lock:
             return list(self._calls)
 
+    def since(self, mark: int) -> list[InboundCall]:
+        """The calls added after :attr:`total` was ``mark`` (those the log still keeps)."""
+        with self._lock:
+            newer = self.total - mark
+            return list(self._calls)[-newer:] if newer > 0 else []
+
     def add(self, call: InboundCall) -> None:
         with self._lock:
             self._calls.append(call)
+            self.total += 1
+            self.refused += 0 if call.accepted else 1
             listeners = list(self._listeners)
         for listener in listeners:
             with contextlib.suppress(Exception):

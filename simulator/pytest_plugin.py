@@ -372,7 +372,7 @@ class SimulatedMarketplace:
         self.market = market
         """The open API the merchant may call back (Querying an Order, usage push): its
         :attr:`~simulator.server.market.MarketServer.base_url` and inbound calls."""
-        self._heard_before = 0 if market is None else len(market.log)
+        self._heard_before = 0 if market is None else market.log.total
         self.exchanges: list[Exchange] = []
         self._transport = Transport(target)
         self._order_of_exchange: dict[str, Order] = {}
@@ -388,7 +388,7 @@ class SimulatedMarketplace:
     def inbound(self) -> list[InboundCall]:
         """The merchant's calls to the open API since this test began (direction merchant →
         marketplace), each with the gateway's verdict."""
-        return [] if self.market is None else self.market.log.calls()[self._heard_before :]
+        return [] if self.market is None else self.market.log.since(self._heard_before)
 
     # --- sending -----------------------------------------------------------------------------
 

@@ -544,3 +544,27 @@ def test_play_shows_the_merchants_calls_after_their_step_and_records_them(
     stored = Store(tmp_path / "h.db").history.run(run["run_id"])
     assert stored is not None and [call["activity"] for call in stored["inbound"]] == ["queryOrder"]
     assert stored["inbound"][0]["verdict"]["gateway"]["authenticated"] is True
+
+
+def test_the_order_book_keeps_the_most_recent_orders_only() -> None:
+    book = OrderBook(capacity=3)
+    orders = [OrderFactory(seed).order() for seed in range(5)]  # not watched: added by hand
+    for order in orders:
+        book.add(order)
+    assert [book.find(order.order_id) is not None for order in orders] == [False, False, True, True, True]
+    assert len(book) == 3 * 4  # each with its renewal, upgrade and trial-to-formal orders
+
+
+def test_the_inbound_log_keeps_the_most_recent_calls_and_counts_them_all() -> None:
+    from simulator.openapi import InboundCall, InboundLog
+
+    log = InboundLog(capacity=2)
+    heard: list[str] = []
+    with log.listen(lambda call: heard.append(call.id)):
+        for number in range(4):
+            code = "MKT.0000" if number % 2 else "APIGW.0303"
+            log.add(InboundCall(str(number), "queryOrder", "GET", "/", {}, b"", 0.0, 200, b"{}", code=code))
+    log.add(InboundCall("late", None, "GET", "/", {}, b"", 0.0, 404, b"{}"))
+    assert heard == ["0", "1", "2", "3"]  # the listener left with its block
+    assert [call.id for call in log.calls()] == ["3", "late"] and (log.total, log.refused) == (5, 3)
+    assert [call.id for call in log.since(3)] == ["3", "late"] and log.since(5) == []

@@ -419,7 +419,7 @@ def explore(
             highlight=False,
         )
         console.print(escape(info.market_line()), highlight=False)
-        heard_before = 0 if info.market is None else len(info.market.log)
+        heard_before = 0 if info.market is None else info.market.log.total
         if not target.sync_key:
             console.print("[dim]no sync key (KOOSIM_SYNC_KEY): user-sync calls are left out[/]")
         info.preflight(target, skip=no_preflight, seed=seed)
@@ -435,7 +435,7 @@ def explore(
             except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: the same, then 130 / 143
                 interrupted, found = exc, exploration.found
         if info.market is not None:
-            _print_inbound_summary(console, info.market.log.calls()[heard_before:])
+            _print_inbound_summary(console, info.market.log.since(heard_before))
     if interrupted is not None:
         console.print(
             f"[bold red]{interrupted_reason(interrupted)}[/] after {exploration.examples} sequences "

@@ -16,6 +16,7 @@ import os
 import socket
 import ssl
 import tempfile
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,14 @@ from werkzeug.exceptions import HTTPException
 
 from simulator.errors import UsageError
 from simulator.model import Order, watching_orders
-from simulator.openapi import USAGE_TIME_FORMAT, InboundCall, InboundLog, OrderBook, UsagePushResult
+from simulator.openapi import (
+    INBOUND_LOG_CAPACITY,
+    USAGE_TIME_FORMAT,
+    InboundCall,
+    InboundLog,
+    OrderBook,
+    UsagePushResult,
+)
 from simulator.server.openapi import OpenApiService, install
 from simulator.server.state import MarketState
 from simulator.serving import BackgroundServer
@@ -192,7 +200,8 @@ class MarketServer:
         self.usage_key: str | None = None
         self.book = OrderBook(billing, now)
         self.log = InboundLog()
-        self.usage: list[tuple[InboundCall, UsagePushResult]] = []
+        self.usage: deque[tuple[InboundCall, UsagePushResult]] = deque(maxlen=INBOUND_LOG_CAPACITY)
+        """The accepted usage pushes (the most recent ones) and the records each carried."""
         self.service = OpenApiService(
             keys=self._keys,
             usage_key=lambda: self.usage_key,
