@@ -626,9 +626,10 @@ def main(argv: list[str]) -> int:
     except MasterBindFailed as exc:
         return fail(str(exc), EXIT_USAGE)
     print_summary(console, summary)
-    if market.log.total:
+    heard = market.log
+    if heard.total:
         console.print(
-            f"merchant → marketplace: {market.log.total} call(s) to the open API, {market.log.refused} refused",
+            f"merchant → marketplace: {heard.total} call(s) to the open API, {heard.refused} refused",
             highlight=False,
         )
     return summary.exit_code
