@@ -404,7 +404,7 @@ def test_a_verify_run_shows_the_merchants_calls_in_every_report(
     else:
         assert gateway == gateway | {"authenticated": False, "reason": "SIGNATURE_MISMATCH"}
         assert call["verdict"]["code"] == "APIGW.0303" and "refused by the gateway" in result.output
-    assert SK not in result.output and SK not in json.dumps(record)
+    assert SK not in result.output and SK not in json.dumps(record) and AK not in json.dumps(record)
     assert "Merchant → marketplace" in (tmp_path / "r.html").read_text()
     assert 'name="inbound.calls" value="1"' in (tmp_path / "r.xml").read_text()
     stored = Store(tmp_path / "h.db").history.run(record["run_id"])
