@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
-from simulator.model import announce, query_fields, release_fields, status_fields
+from simulator.model import query_fields, release_fields, status_fields
 from simulator.protocol import ResultCode
 from simulator.resend import RESENDS_VARIABLE, resend_reason
 from simulator.transport import Exchange, Target, Transport
@@ -98,6 +98,8 @@ def new_instance_resend(ctx: Context) -> None:
         return
     # The key is the order *line*: a second line of the same order is a different instance.
     second_line = replace(order, order_line_id=f"{order.order_id}-000002")
+    from simulator.model import announce  # (here: one import line every branch edits)
+
     announce(second_line)  # Querying an Order knows both lines
     other = ctx.send(
         second_line.new_instance_fields(ctx.orders.business_id()), "newInstance (second order line)"
