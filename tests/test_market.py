@@ -410,6 +410,8 @@ def test_a_verify_run_shows_the_merchants_calls_in_every_report(
     stored = Store(tmp_path / "h.db").history.run(record["run_id"])
     assert stored is not None and [e["id"] for e in stored["inbound"]] == [call["id"]]
     assert all(e["id"] != call["id"] for e in stored["exchanges"])
+    [listed] = Store(tmp_path / "h.db").history.runs()
+    assert listed["exchange_count"] == len(record["exchanges"])  # koosim runs counts the outbound ones
     assert Store(tmp_path / "h.db").history.exchanges(direction=INBOUND)[0]["run_id"] == record["run_id"]
     shown = CliRunner().invoke(cli_main, ["show", record["run_id"], "--db", "h.db"])
     assert "merchant → marketplace: 1 call" in shown.output

@@ -229,7 +229,8 @@ class History:
     # --- reading runs ------------------------------------------------------------------------
 
     _RUN_COLUMNS = (
-        "r.*, (SELECT count(*) FROM exchanges e WHERE e.run_id = r.id) AS exchange_count, "
+        f"r.*, (SELECT count(*) FROM exchanges e WHERE e.run_id = r.id AND e.direction != '{INBOUND}')"
+        " AS exchange_count, "
         + ", ".join(
             f"(SELECT count(*) FROM results x WHERE x.run_id = r.id AND x.verdict = '{v.value}') AS {v.value}"
             for v in Verdict
