@@ -826,7 +826,9 @@ def test_every_inbound_call_is_recorded_whatever_its_outcome(configured: FlaskCl
     assert inbound[3]["verdict"]["code"] == "MKT.0000"
     assert inbound[2]["verdict"]["problems"][0].startswith("other request-parameter error")
     assert MARKET_SK not in json.dumps(inbound)
-    assert "queryOrder" in configured.get("/marketplace").data.decode()
+    page = configured.get("/marketplace").data.decode()
+    assert "queryOrder" in page and "MALFORMED_AUTHORIZATION" in page and "authenticated" in page
+    assert "SDK-HMAC-SHA256" in page and MARKET_SK not in page
 
 
 def test_a_merchant_pushes_usage_and_queries_an_order_against_a_running_server(
