@@ -154,15 +154,18 @@ class MerchantStore:
     # --- licences --------------------------------------------------------------------------
 
     def create_license(self, fields: dict[str, str]) -> str:
+        """The order's licence, created by the first getLicense: "for the same order number"
+        a resend gets the License created before (docs/protocol.md §6.1, [S75]). The key is the
+        order; an order line, when a call names one, is recorded as the order's."""
         with self._transaction() as db:
             db.execute(
                 """INSERT INTO licenses (license, order_id, order_line_id, expire_time) VALUES (?, ?, ?, ?)
                    ON CONFLICT (order_id, order_line_id) DO NOTHING""",
-                (new_id("LIC").upper(), fields["orderId"], fields["orderLineId"], fields.get("expireTime")),
+                (new_id("LIC").upper(), fields["orderId"], fields["orderId"], fields.get("expireTime")),
             )
             row = db.execute(
                 "SELECT license FROM licenses WHERE order_id = ? AND order_line_id = ?",
-                (fields["orderId"], fields["orderLineId"]),
+                (fields["orderId"], fields["orderId"]),
             ).fetchone()
         license_code: str = row["license"]
         return license_code
