@@ -479,10 +479,8 @@ def policy_for(
     if interface == PRODUCE and protocol == "v1":
         policy = _V1.get(activity, replace(V1_UNPUBLISHED, name=f"v1 {activity}"))
     elif interface == PRODUCE and protocol == "v2":
-        if activity == "getLicense":
-            policy = V2_GET_LICENSE
-        else:
-            policy = replace(V2_LICENSE if activity in _LICENSE_ACTIVITIES else V2_PRODUCE, name=f"v2 {activity}")
+        base = V2_LICENSE if activity in _LICENSE_ACTIVITIES else V2_PRODUCE
+        policy = V2_GET_LICENSE if activity == "getLicense" else replace(base, name=f"v2 {activity}")
     elif interface == SYNC:
         policy = replace(KIT_SYNC, name=f"sync {activity}")
     elif interface == NOTIFICATION:
