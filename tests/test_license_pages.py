@@ -259,3 +259,27 @@ def test_each_billing_item_is_sent_with_its_own_product() -> None:
     second = replace(order, product_id="OFFI000000000002", extra={"productId": "OFFI000000000002"})
     fields = second.new_instance_fields(orders.business_id())
     assert (fields["orderId"], fields["productId"]) == (order.order_id, "OFFI000000000002")
+
+
+# --- the merchant written from the pages alone (tests/page_merchant.py) ---------------------------
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [Profile(product="license"), Profile(product="saas", billing="on-demand")],
+    ids=["license", "on-demand"],
+)
+def test_the_page_merchant_passes_the_license_and_pay_per_use_profiles(profile: Profile) -> None:
+    from page_merchant import create_app as page_merchant
+
+    with BackgroundServer(page_merchant(ACCESS_KEY)) as server:
+        target = Target(url=server.base_url + "/produceAPI", access_key=ACCESS_KEY, profile=profile)
+        run = run_checks(target, select([]))
+    failing = [f"{r.check.id}: {f.message}" for r in run.results for f in r.findings if f.fails(r.check)]
+    assert not failing, "\n".join(failing)
+    if profile.product == "license":
+        license_runs = {r.check.id: r.verdict for r in run.results if r.check.id in LICENSE_CHECKS}
+        assert license_runs == dict.fromkeys(LICENSE_CHECKS, Verdict.PASSED)
+
+
+LICENSE_CHECKS = {"lifecycle.license", "idempotency.license-resend"}
