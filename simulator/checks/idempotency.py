@@ -239,7 +239,6 @@ def release_resend(ctx: Context) -> None:
     "idempotency.license-resend",
     rule="§6.1, U24",
     severity=Severity.WARNING,
-    protocols=("v2",),
     needs=("license",),
 )
 def license_resend(ctx: Context) -> None:

@@ -210,9 +210,7 @@ def after_release(ctx: Context) -> None:
         ctx.fail("queryInstance still lists a released instance", query)
 
 
-@check(
-    "lifecycle.license", rule="§6.1, U24", severity=Severity.WARNING, protocols=("v2",), needs=("license",)
-)
+@check("lifecycle.license", rule="§6.1, U24", severity=Severity.WARNING, needs=("license",))
 def license_lifecycle(ctx: Context) -> None:
     """getLicense → refreshLicense (validity update) → expireLicense → releaseLicense; unknown → 000003."""
     order = ctx.orders.order()

@@ -476,11 +476,13 @@ def policy_for(
 ) -> DeliveryPolicy:
     """The policy for one kind of call: ``interface`` ``produce``/``sync``/``notification``,
     ``protocol`` ``v1``/``v2`` (produce only), ``activity`` as sent; ``override`` applied."""
-    if interface == PRODUCE and protocol == "v1":
+    if interface == PRODUCE and activity == "getLicense":  # both forms (A56): the page's schedule
+        policy = V2_GET_LICENSE if protocol == "v2" else replace(V2_GET_LICENSE, name="v1 getLicense")
+    elif interface == PRODUCE and protocol == "v1":
         policy = _V1.get(activity, replace(V1_UNPUBLISHED, name=f"v1 {activity}"))
     elif interface == PRODUCE and protocol == "v2":
         base = V2_LICENSE if activity in _LICENSE_ACTIVITIES else V2_PRODUCE
-        policy = V2_GET_LICENSE if activity == "getLicense" else replace(base, name=f"v2 {activity}")
+        policy = replace(base, name=f"v2 {activity}")
     elif interface == SYNC:
         policy = replace(KIT_SYNC, name=f"sync {activity}")
     elif interface == NOTIFICATION:

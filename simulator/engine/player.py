@@ -47,7 +47,6 @@ from simulator.protocol.vocabulary import (
     INSTANCE_CHANGES,
     LICENSE_CHANGES,
     ORDERING_ACTIVITIES,
-    is_license,
 )
 from simulator.redaction import printable, redact
 from simulator.transport import Exchange, Target, Transport, send_at_once
@@ -121,8 +120,6 @@ def requirements(scenario: Scenario, target: Target) -> list[str]:
                 f"{where}: applicationSync encrypts a clientSecret with the merchant's RSA public key; "
                 "set KOOSIM_RSA_PUBLIC_KEY or give fields.clientSecret"
             )
-        if is_license(step.activity) and target.protocol != "v2":
-            problems.append(f"{where}: {step.activity} is a v2 call, the target speaks {target.protocol}")
         if step.expect.body_sign and target.protocol != "v1":
             problems.append(f"{where}: body_sign is a v1 expectation, the target speaks {target.protocol}")
     return problems

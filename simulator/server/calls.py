@@ -96,10 +96,8 @@ def family_of(activity: str, protocol: str) -> str:
     kinds = activities()
     if activity in kinds["sync"]:
         return SYNC
-    if activity in kinds["license"]:
-        if protocol != "v2":
-            raise CallError(f"{activity} is a license activity, which exists in v2 only")
-        return "v2"
+    if activity in kinds["license"]:  # both forms are published (docs/protocol.md §6.1, A56)
+        return protocol
     if activity in kinds["produce"]:
         return protocol
     known = ", ".join(name for names in kinds.values() for name in names)
