@@ -171,7 +171,7 @@ def verify(
                         on_result=finished,
                         on_begin=begin,
                         on_exchange=recorder.exchange,
-                        resend_policy=settings.resend_policy,
+                        delivery=settings.delivery,
                     )
         except FailFast as stop:
             run = started[0]
