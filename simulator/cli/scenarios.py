@@ -282,7 +282,7 @@ def _play_interactively(
 
     console.rule(f"step {number}/{total} · {escape(step.id)} · {escape(show.step_title(step))}", align="left")
     if step.activity is None:
-        console.print(f"a pause of {step.wait:g} s", highlight=False)
+        console.print(show.step_title(step), highlight=False, markup=False)
         return player.play_step(step), True
     try:
         prepared = player.prepare(step)
@@ -301,6 +301,7 @@ def _play_interactively(
     if step.wait:
         console.print(f"[dim]waiting {step.wait:g} s[/]", highlight=False)
         time.sleep(step.wait)
+    player.advance(step)
     outcome = player.perform(prepared)
     for exchange in outcome.exchanges:
         answer = show.response_text(exchange, player.target.secrets, limit=None)

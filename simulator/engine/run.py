@@ -70,6 +70,7 @@ class Run:
         """The figures the marketplace does not publish, as this run took them (protocol.md §10)."""
         return {
             "deadline": deadline_note(self.target.timeout),
+            "marketplace clock": self.clock,
             "resend schedule": delivery_note(self.delivery),
             "timestamp window": "60 s (doc)",
         }
