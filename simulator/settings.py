@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from simulator.clock import Clock, FrozenClock, RealClock, ScaledClock, parse_duration
+from simulator.clock import DEFAULT_TIME_SCALE, Clock, FrozenClock, RealClock, ScaledClock, parse_duration
 from simulator.delivery import MAX_POLICY_RESENDS, DeliveryOverride
 from simulator.errors import ConfigError, TargetUnreachable, TimeBudget
 from simulator.protocol import load_rsa_public_key
@@ -170,10 +170,6 @@ def parse_rsa_public_key(value: object) -> bytes:
 
 # --- the marketplace clock and delivery policies (issue 15) -----------------------------------
 
-DEFAULT_TIME_SCALE = 3600.0
-"""verify, play, explore and load run marketplace time ×3600 (an hour per wall second) unless told
-otherwise: the published 3-hour schedules (V1 newInstance 60 × 3 min, order notifications) play
-in 3 s, a 3-minute gap in 50 ms. ``serve`` runs in real time (:meth:`Settings.clock`)."""
 MAX_TIME_SCALE = 1_000_000.0
 FROZEN = "frozen"
 """``--time-scale frozen``: marketplace time moves only when advanced (docs/protocol.md §10)."""

@@ -39,7 +39,7 @@ import urllib3
 import urllib3.connection
 import urllib3.exceptions
 
-from simulator.clock import Clock, RealClock
+from simulator.clock import DEFAULT_TIME_SCALE, Clock, ScaledClock
 from simulator.errors import TimeBudget
 from simulator.model import kit_envelope, v1_fields
 from simulator.protocol import (
@@ -124,10 +124,11 @@ class Target:
     budget: TimeBudget | None = field(default=None, repr=False, compare=False)
     """The whole run's time budget (``--max-time``): once spent, :meth:`Transport.perform`
     raises :class:`~simulator.errors.BudgetSpent` instead of sending."""
-    clock: Clock = field(default_factory=RealClock, repr=False, compare=False)
+    clock: Clock = field(default_factory=lambda: ScaledClock(DEFAULT_TIME_SCALE), repr=False, compare=False)
     """The marketplace's clock (docs/protocol.md §10): every exchange is stamped with its
-    marketplace instant (:attr:`Exchange.market_at`). The settings build it (``--time-scale``);
-    signatures and timestamps on the wire stay wall time, which is what the merchant checks."""
+    marketplace instant (:attr:`Exchange.market_at`) and deliveries wait on it. The settings
+    build it (``--time-scale``, :meth:`simulator.settings.Settings.clock`); by default ×3600, as
+    verify's. Signatures and timestamps on the wire stay wall time: the merchant checks those."""
 
     def __repr__(self) -> str:  # keys never show up in a repr, a log line or a traceback
         return f"Target(url={self.url!r}, protocol={self.protocol!r}, sync_url={self.sync_url!r})"
