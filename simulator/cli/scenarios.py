@@ -169,6 +169,7 @@ def play(
             f"koosim play: {len(loaded)} scenario(s) against {where}, profile {target.profile}",
             highlight=False,
         )
+        console.print(f"[dim]{escape(target.clock.describe())}[/]", highlight=False)
         interrupted: KeyboardInterrupt | None = None
         with sigterm_interrupts():
             try:
@@ -385,6 +386,7 @@ def explore(
             f"against {escape(info.where(target))} ({target.protocol})",
             highlight=False,
         )
+        console.print(f"[dim]{escape(target.clock.describe())}[/]", highlight=False)
         if not target.sync_key:
             console.print("[dim]no sync key (KOOSIM_SYNC_KEY): user-sync calls are left out[/]")
         info.preflight(target, skip=no_preflight, seed=seed)

@@ -159,6 +159,7 @@ def verify(
                     f"koosim {__version__}: {plural(len(checks), 'check')} against {where} "
                     f"({target.protocol}, profile {target.profile}), seed {seed}"
                 )
+                console.print(f"[dim]{escape(target.clock.describe())}[/]", highlight=False)
                 first = info.preflight(target, skip=no_preflight, seed=seed)
                 sent_first.extend([] if first is None else [first])
                 progress = console_report.LiveProgress(console, len(checks), quiet=quiet)
