@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 
 from simulator.checks import REGISTRY, Verdict, select
 from simulator.contracts import validate
-from simulator.engine.delivery import policy_for
+from simulator.delivery import policy_for
 from simulator.engine.run import run_checks
 from simulator.model import OrderFactory
 from simulator.protocol import public_key_pem
