@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from simulator.checks.base import Context, Severity, check, describe
@@ -210,10 +211,19 @@ def after_release(ctx: Context) -> None:
         ctx.fail("queryInstance still lists a released instance", query)
 
 
+CUSTOMER_ID_MAX = 100
+"""getLicense's ``customerId``: M, String, at most 100 characters (docs/protocol.md §6.1, [S75])."""
+
+
 @check("lifecycle.license", rule="§6.1, U24", severity=Severity.WARNING, needs=("license",))
 def license_lifecycle(ctx: Context) -> None:
-    """getLicense → refreshLicense (validity update) → expireLicense → releaseLicense; unknown → 000003."""
+    """getLicense → refreshLicense (validity update) → expireLicense → releaseLicense; unknown → 000003.
+
+    The getLicense carries a ``customerId`` of 100 characters, the most the License page allows
+    (§6.1, [S75]): a merchant that stores it in a 64-character column refuses a real customer.
+    """
     order = ctx.orders.order()
+    order = replace(order, customer_id=(order.customer_id * 4)[:CUSTOMER_ID_MAX])
     issued = ctx.send(order.license_fields(ctx.orders.business_id()), "getLicense")
     ctx.require(issued, ResultCode.SUCCESS, "getLicense must succeed")
     code = issued.answer_field("license")

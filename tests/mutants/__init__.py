@@ -24,6 +24,7 @@ from . import (
     html_content_type,
     instance_per_order_only,
     kit_refuses_integer_flags,
+    license_customer_id_64,
     license_per_resend,
     license_unknown_refreshed,
     long_instance_id,
@@ -92,6 +93,7 @@ GALLERY: list[Mutant] = [
         query_single_id,
         unfreeze_after_release,
         license_unknown_refreshed,
+        license_customer_id_64,
         new_instance_busy_at_first,
         # idempotency (§7-§8)
         new_instance_per_resend,
