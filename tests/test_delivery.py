@@ -1,4 +1,4 @@
-"""Delivery policies and the Delivery state machine (simulator/engine/delivery.py).
+"""Delivery policies and the Delivery state machine (simulator/delivery.py).
 
 Every test runs on a frozen clock (or a scaled clock over a fake wall): the marketplace's
 three-hour schedules play in milliseconds and never sleep.
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from walls import FakeWall
 
 from simulator.clock import FrozenClock, ScaledClock
-from simulator.engine.delivery import (
+from simulator.delivery import (
     KIT_SYNC,
     MAX_POLICY_RESENDS,
     MAX_SCHEDULE_SPAN,
@@ -189,7 +189,10 @@ def test_v2_keeps_the_assumed_three_resends_after_1_2_4_seconds(activity: str) -
 
 
 def test_the_other_kinds_of_call() -> None:
-    assert policy_for("produce", "v2", "getLicense").rule == "§10.1, U11, U24"
+    assert policy_for("produce", "v2", "refreshLicense").rule == "§10.1, U11, U24"
+    opening = policy_for("produce", "v2", "getLicense")  # hourly for 3 h, then 重新启动 [S75]
+    assert (opening.rule, opening.assumed, opening.after_last) == ("§6.1, §10.1", False, DeliveryState.PARKED)
+    assert opening.schedule(T0) == tuple(T0 + timedelta(hours=h) for h in (0, 1, 2, 3))
     assert policy_for("produce", "v1", "instanceStatus").rule == "§10.1, U11"
     assert policy_for("produce", "v1", "upgrade").assumed
     sync = policy_for("sync", "sync", "authSync")

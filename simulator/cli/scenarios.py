@@ -170,6 +170,7 @@ def play(
             f"koosim play: {len(loaded)} scenario(s) against {where}, profile {target.profile}",
             highlight=False,
         )
+        console.print(f"[dim]{escape(target.clock.describe())}[/]", highlight=False)
         console.print(escape(info.market_line()), highlight=False)
         log = None if info.market is None else info.market.log
         interrupted: KeyboardInterrupt | None = None
@@ -316,7 +317,7 @@ def _play_interactively(
 
     console.rule(f"step {number}/{total} · {escape(step.id)} · {escape(show.step_title(step))}", align="left")
     if step.activity is None:
-        console.print(f"a pause of {step.wait:g} s", highlight=False)
+        console.print(show.step_title(step), highlight=False, markup=False)
         return player.play_step(step), True
     try:
         prepared = player.prepare(step)
@@ -335,6 +336,7 @@ def _play_interactively(
     if step.wait:
         console.print(f"[dim]waiting {step.wait:g} s[/]", highlight=False)
         time.sleep(step.wait)
+    player.advance(step)
     outcome = player.perform(prepared)
     for exchange in outcome.exchanges:
         answer = show.response_text(exchange, player.target.secrets, limit=None)
@@ -418,6 +420,7 @@ def explore(
             f"against {escape(info.where(target))} ({target.protocol})",
             highlight=False,
         )
+        console.print(f"[dim]{escape(target.clock.describe())}[/]", highlight=False)
         console.print(escape(info.market_line()), highlight=False)
         heard_before = 0 if info.market is None else info.market.log.total
         if not target.sync_key:
