@@ -508,8 +508,11 @@ def test_koosim_serve_serves_the_open_api_alone_over_https_on_market_tls(tmp_pat
     )
     try:
         assert process.stdout is not None
-        lines = [process.stdout.readline() for _ in range(5)]
-        line = next(line for line in lines if "marketplace open API" in line)
+        line = ""
+        for _ in range(30):  # the header's lines, up to the open API's
+            line = process.stdout.readline()
+            if "marketplace open API" in line or not line:
+                break
         base = re.search(r"https://127\.0\.0\.1:\d+", line).group(0)  # type: ignore[union-attr]
         signed = apig.sign("GET", f"{base}{QUERY_ORDER_PATH}?orderId=MOCKONDEMAND", AK, SK)
         ca = tmp_path / ".koosim" / "market-ca" / "ca.pem"
