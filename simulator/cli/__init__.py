@@ -2,7 +2,8 @@
 
 This module is the group and the registration of the command families, one module each
 (:mod:`~simulator.cli.verify`, :mod:`~simulator.cli.checks`, :mod:`~simulator.cli.scenarios`,
-:mod:`~simulator.cli.server`, :mod:`~simulator.cli.merchant`, :mod:`~simulator.cli.load`). They
+:mod:`~simulator.cli.server`, :mod:`~simulator.cli.merchant`, :mod:`~simulator.cli.load`,
+:mod:`~simulator.cli.watch`). They
 share :mod:`simulator.cli.common` (options, exit codes, the one error mapping, ``with_target``)
 and never import this module back.
 
@@ -24,6 +25,7 @@ from simulator.cli.merchant import merchant
 from simulator.cli.scenarios import explore, play, scenarios
 from simulator.cli.server import runs, serve, show
 from simulator.cli.verify import verify
+from simulator.cli.watch import watch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,7 +45,7 @@ def main(no_color: bool) -> None:
     OUTPUT["color"] = not no_color
 
 
-for command in (verify, list_checks, merchant, load, scenarios, play, explore, serve, runs, show):
+for command in (verify, watch, list_checks, merchant, load, scenarios, play, explore, serve, runs, show):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

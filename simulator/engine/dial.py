@@ -31,6 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from simulator.clock import Clock, Stamp, isoformat
+from simulator.engine.delisting import MARKETPLACE_TZ
 from simulator.engine.delivery import delivery_failure
 from simulator.engine.record import exchange_record
 from simulator.model import OrderFactory
@@ -84,7 +85,7 @@ class DialTest:
 
     def summary(self) -> str:
         """One line: passed, or which interface failed and why."""
-        when = isoformat(self.at.market)
+        when = self.at.market.astimezone(MARKETPLACE_TZ).isoformat(timespec="minutes")
         if self.passed:
             probed = ", ".join(f"{o.interface} ({o.activity})" for o in self.outcomes)
             return f"dial test at {when} (marketplace time): passed — {probed}"

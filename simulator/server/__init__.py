@@ -25,8 +25,9 @@ from flask import Flask, Response, jsonify, render_template, request
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
+from simulator.clock import Clock
 from simulator.redaction import printable
-from simulator.server import api, console, guard, openapi
+from simulator.server import api, console, dial, guard, openapi
 from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import ConsoleSettings, MarketState
 from simulator.store import Store, StoreError
@@ -42,12 +43,14 @@ def create_app(
     token: str | None = None,
     hosts: Iterable[str] = (),
     scenario_dirs: Iterable[Path] = (),
+    clock: Clock | None = None,
 ) -> Flask:
     """Build the marketplace server over ``store``; ``settings`` pre-configures the target.
 
     ``token`` is the secret every page and API call must present (random when not given: read
     it back with :func:`token`); ``hosts`` are the names besides loopback ones the server answers
-    to (its ``--host``); ``scenario_dirs`` are the merchant's scenario folders, before the library.
+    to (its ``--host``); ``scenario_dirs`` are the merchant's scenario folders, before the library;
+    ``clock`` is the marketplace's (default: real time), which the dial-test timer waits on.
     """
     app = Flask(__name__)
     app.config.update(
@@ -65,6 +68,7 @@ def create_app(
     app.register_blueprint(console.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
+    dial.install(app, clock)  # dial tests: /api/dial, /dial; the timer is started by `serve`
     app.add_template_filter(_when, "when")
     app.add_template_filter(_pretty, "pretty")
 
