@@ -422,3 +422,39 @@ def test_the_timer_refuses_a_clock_that_jumps(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="waits='block'"):
         service(app).start()
     assert not service(app).running
+
+
+def _answered(
+    exchange_id: str, activity: str, body: dict[str, Any], answer: dict[str, Any]
+) -> dict[str, Any]:
+    return _exchange(exchange_id, activity, body) | {
+        "response": {"status": 200, "result_code": answer.get("resultCode"), "body": json.dumps(answer)}
+    }
+
+
+def test_a_rule_broken_on_answered_calls_leads_to_no_published_consequence() -> None:
+    """A duplicate instance (each copy answered 000000) or a forged call accepted is an error of
+    its own, but the marketplace sees no failed call: no delisting rule is claimed for it."""
+    ok = {"resultCode": "000000", "instanceId": "i-1"}
+    exchanges = [
+        _answered("a", "newInstance", {"orderId": "O1"}, ok),
+        _answered("b", "newInstance", {"orderId": "O1"}, ok | {"instanceId": "i-2"}),
+        _answered("c", "newInstance", {"orderId": "O2"}, {"resultCode": "000005"}),
+        _answered("d", "newInstance", {"orderId": "O3"}, {"resultCode": "000000"}),  # no instanceId
+    ]
+    checks = [
+        _failed("idempotency.new-instance-resend", "a", "b"),
+        _failed("security.v2-signature-wrong", "c"),
+        _failed("lifecycle.full", "d"),
+    ]
+    verdict = run_verdict(checks, exchanges, "v2")
+    rules = {item.check: item.rule for item in verdict.consequences}
+    assert rules == {
+        "idempotency.new-instance-resend": Rule.NONE,
+        "security.v2-signature-wrong": Rule.NONE,
+        "lifecycle.full": Rule.FREQUENT_FAILURES,  # a success without instanceId fails the call (D4)
+    }
+    assert verdict.headline.startswith("Delisting verdict: 1 failed check counts")
+    only_answered = run_verdict(checks[:2], exchanges, "v2")
+    assert "no failure here leads to a published delisting consequence" in only_answered.headline
+    assert len(only_answered.lines()) == 2  # each failed check still says why it leads to none

@@ -57,6 +57,9 @@ class Rule(StrEnum):
     DIAL_TEST = "dial test"
     V1_ORDERS = "v1 failed orders"
     FREQUENT_FAILURES = "frequent failures"
+    NONE = "no published consequence"
+    """A broken rule the marketplace does not see as a failed call (§3.4): no delisting rule
+    applies to it (the check keeps its severity)."""
 
 
 @dataclass(frozen=True)
@@ -255,7 +258,12 @@ class RunVerdict:
     @property
     def counting(self) -> bool:
         """Something counts against the merchant: a failed check, or a failing dial-test day."""
-        return bool(self.consequences) or any(_warns(verdict) for verdict in self.verdicts)
+        return bool(self.counted) or any(_warns(verdict) for verdict in self.verdicts)
+
+    @property
+    def counted(self) -> tuple[Consequence, ...]:
+        """The failed checks that count toward a published rule."""
+        return tuple(item for item in self.consequences if item.rule is not Rule.NONE)
 
     @property
     def headline(self) -> str:
@@ -264,7 +272,7 @@ class RunVerdict:
             return "Delisting verdict: " + "; ".join(reached)
         if not self.counting:
             return "Delisting verdict: no failure here leads to a published delisting consequence (§10.3)"
-        counted = len(self.consequences)
+        counted = len(self.counted)
         if counted == 1:
             failures = "1 failed check counts"
         elif counted:
@@ -334,6 +342,29 @@ def _request_fields(exchange: Mapping[str, Any]) -> dict[str, Any]:
     return fields if isinstance(fields, dict) else {}
 
 
+def _failed_call(exchange: Mapping[str, Any]) -> bool:
+    """Whether the marketplace counts a recorded call as failed (§3.4), as far as its record
+    shows: no answer, not HTTP 200, a ``resultCode`` other than ``000000`` (or none, or a body
+    that does not parse), or a newInstance success without an ``instanceId`` (§10.4 D4)."""
+    response = exchange.get("response")
+    if not isinstance(response, dict) or response.get("status") != 200:
+        return True
+    if response.get("result_code") != "000000":
+        return True
+    if exchange.get("activity") == "newInstance":
+        try:
+            answer = json.loads(str(response.get("body") or ""))
+        except ValueError:
+            return True
+        return not (isinstance(answer, dict) and answer.get("instanceId"))
+    return False
+
+
+ANSWER_FAMILIES = frozenset({"contract", "timing"})
+"""Check families that judge answers by §3.4's other failure causes (a missing or over-long
+member, a missing Body-Sign, a late answer): a failure there is a failed call."""
+
+
 def consequence_of(
     check: Mapping[str, Any], exchanges: Mapping[str, Mapping[str, Any]], protocol: str
 ) -> Consequence:
@@ -344,17 +375,23 @@ def consequence_of(
       dial-test rule — five failing days in a row freeze and hide the product;
     - an order opened for real failing: the order fails — V1: the order is cancelled after the
       published resends and counts toward the five a month [S38]; V2: no number, "frequent";
-    - any other call (a renewal, a release, a query, a sync call, a refusal the merchant got
-      wrong): the interface fails, which the pages punish only when "frequent" (A42).
+    - any other failed call (§3.4): the pages remove a product whose interface fails
+      "frequently" (A42);
+    - a broken rule on calls the marketplace counts as answered (a duplicate instance, a forged
+      call accepted — the marketplace never sends one): no published delisting consequence.
     """
     check_id = str(check.get("id", "?"))
+    family = check_id.split(".", 1)[0]
     shown = [
         exchanges[exchange_id]
         for finding in check.get("findings", [])
         for exchange_id in finding.get("exchanges", [])
         if exchange_id in exchanges
     ]
-    orders = [e for e in shown if e.get("interface") == "produce" and e.get("activity") in ORDER_ACTIVITIES]
+    failed = (
+        [] if family == "security" else [e for e in shown if family in ANSWER_FAMILIES or _failed_call(e)]
+    )
+    orders = [e for e in failed if e.get("interface") == "produce" and e.get("activity") in ORDER_ACTIVITIES]
     if any(str(_request_fields(e).get("testFlag")) == "1" for e in orders):
         return Consequence(
             check_id,
@@ -378,13 +415,22 @@ def consequence_of(
             "a failed order: the delivery ends as a production-interface message (生产接口消息) until "
             "重新启动; the pages remove a product whose interface fails 'frequently' (no number)",
         )
-    activities = sorted({str(e.get("activity")) for e in shown if e.get("activity")})
-    what = f"a failed {'/'.join(activities[:3])} call" if activities else "a broken rule"
+    if failed:
+        activities = sorted({str(e.get("activity")) for e in failed if e.get("activity")})
+        what = f"a failed {'/'.join(activities[:3])} call" if activities else "a failed call"
+        return Consequence(
+            check_id,
+            Rule.FREQUENT_FAILURES,
+            f"{what} (§3.4): the pages remove a product whose interface fails 'frequently' (no number)",
+        )
+    if family == "security":
+        why = "the marketplace never sends such a call"
+    else:
+        why = "the marketplace counts these calls as answered (§3.4)"
     return Consequence(
         check_id,
-        Rule.FREQUENT_FAILURES,
-        f"{what}: the interface fails; the pages remove a product whose interface fails 'frequently' "
-        "(no number)",
+        Rule.NONE,
+        f"{why}: no published delisting consequence; the broken rule is still an error of its own",
     )
 
 
@@ -396,6 +442,8 @@ def _failed_orders(checks: Iterable[Mapping[str, Any]], exchanges: Mapping[str, 
             for exchange_id in finding.get("exchanges", []):
                 exchange = exchanges.get(exchange_id)
                 if exchange is None or exchange.get("activity") not in ORDER_ACTIVITIES:
+                    continue
+                if not _failed_call(exchange):
                     continue
                 orders.add(str(_request_fields(exchange).get("orderId") or exchange_id))
     return len(orders)
@@ -441,6 +489,11 @@ def run_verdict(
             for check in frequent
             for finding in check.get("findings", [])
             for exchange_id in finding.get("exchanges", [])
+            if exchange_id in by_id
+            and (
+                str(check.get("id", "")).split(".", 1)[0] in ANSWER_FAMILIES
+                or _failed_call(by_id[exchange_id])
+            )
         }
         verdicts.append(frequent_failures_verdict(len(calls) or len(frequent)))
     return RunVerdict(tuple(verdicts), consequences)
