@@ -6,16 +6,18 @@ with ``--checks``, that selection of the catalog as ``verify`` runs it — keeps
 the history file (per target URL), and prints the countdown computed from every dial test of
 that URL so far: "a dial test failed: 4 more failing days and the product is frozen and hidden".
 
-Time is the marketplace's :class:`~simulator.clock.Clock`: real time by default; ``--time-scale``
-runs it faster; ``--at`` freezes it at an instant, and each ``--every`` wait then moves it on at
-once — a week of dial tests replays in a second, and a test never sleeps through marketplace time.
+Time is the marketplace's :class:`~simulator.clock.Clock`: real time by default (as ``serve``);
+``--time-scale N`` runs it faster; ``--at`` (or ``--time-scale frozen``) freezes it, at that instant,
+and each ``--every`` wait then moves it on at once — a week of dial tests replays in a second,
+and a test never sleeps through marketplace time. ``--at`` with a number ``--time-scale`` starts
+the scaled clock there.
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -93,11 +95,6 @@ def _alert_url(_ctx: click.Context, _param: click.Parameter, value: str | None) 
     "dial test is recorded then, and each --every wait moves the clock on at once, without sleeping.",
 )
 @click.option(
-    "--time-scale",
-    type=click.FloatRange(min=0, min_open=True, max=1e9),
-    help="Marketplace time runs this many times faster than the wall (3600: an hour a second).",
-)
-@click.option(
     "--checks",
     "patterns",
     multiple=True,
@@ -122,7 +119,6 @@ def watch(
     once: bool,
     count: int | None,
     at: datetime | None,
-    time_scale: float | None,
     patterns: tuple[str, ...],
     strict: bool,
     alert_url: str | None,
@@ -136,7 +132,9 @@ def watch(
     is ASSUMPTION U14: a test order, testFlag=1), keeps every result in the history file per
     target URL, and counts the failing days. An unreachable merchant is a failed dial test.
     """
-    from simulator.clock import Clock, FrozenClock, RealClock, ScaledClock
+    from dataclasses import replace
+
+    from simulator.clock import Clock, FrozenClock
     from simulator.settings import open_target
     from simulator.store import Store
 
@@ -145,21 +143,22 @@ def watch(
     if count is not None and every is None:
         raise UsageError("--count needs --every")
     checks = _select(patterns) if patterns else []
+    settings = info.settings
     clock: Clock
-    if time_scale is not None:
-        clock = ScaledClock(time_scale, start=at)
-    elif at is not None:
-        clock = FrozenClock(at, waits="jump")
+    if (at is not None and settings.time_scale is None) or settings.time_scale == "frozen":
+        # frozen: each --every wait moves marketplace time on at once, nothing sleeps
+        clock = FrozenClock(at or datetime.now(UTC), waits="jump")
     else:
-        clock = RealClock()
+        clock = settings.clock(live=True, start=at)  # real time unless --time-scale says otherwise
     store = Store(db_path)
     console = make_console()
     exit_code = EXIT_PASSED
-    with open_target(info.settings) as target:
+    with open_target(settings) as opened:
+        target = replace(opened, clock=clock)
         rounds = 0
         first = clock.now()
         while True:
-            exit_code = _round(console, store, target, clock, checks, strict, alert_url, as_json, info)
+            exit_code = _round(console, store, target, opened, checks, strict, alert_url, as_json, info)
             rounds += 1
             if every is None or exit_code == EXIT_THRESHOLD or (count is not None and rounds >= count):
                 break
@@ -177,14 +176,17 @@ def _round(
     console: Any,
     store: Any,
     target: Any,
-    clock: Any,
+    checks_target: Any,
     checks: list[Any],
     strict: bool,
     alert_url: str | None,
     as_json: bool,
     info: TargetInfo,
 ) -> int:
-    """One dial test (and the selected checks): record, print, alert; returns the exit code."""
+    """One dial test (and the selected checks): record, print, alert; returns the exit code.
+
+    The dial test runs on ``target``'s clock (watch's); the checks on ``checks_target``, whose
+    clock is the one verify's settings give (scaled), so a resend schedule plays in seconds."""
     from rich.markup import escape
 
     from simulator.clock import isoformat
@@ -193,6 +195,7 @@ def _round(
     from simulator.redaction import printable, redact
 
     secrets = target.secrets
+    clock = target.clock
     test = dial_test(target, clock)
     record = test.as_dict(secrets)
     url = record["url"]
@@ -202,7 +205,7 @@ def _round(
     failed_checks: list[str] = []
     run_id = None
     if checks:
-        run_id, failed_checks, run_verdict = _run_checks(target, checks, store, info)
+        run_id, failed_checks, run_verdict = _run_checks(checks_target, checks, store, info)
         # the real dial tests' countdown replaces the run's "if the dial tests meet it" line
         others = tuple(item for item in run_verdict.verdicts if item.rule is not Rule.DIAL_TEST)
         verdict = RunVerdict((countdown, *others), run_verdict.consequences)
@@ -271,7 +274,7 @@ def _run_checks(target: Any, checks: list[Any], store: Any, info: TargetInfo) ->
         on_begin=recorder.begin,
         on_result=recorder.result,
         on_exchange=recorder.exchange,
-        resend_policy=info.settings.resend_policy,
+        delivery=info.settings.delivery,
     )
     recorder.finish(run)
     failed = [result.check.id for result in run.results if result.verdict is Verdict.FAILED]

@@ -26,7 +26,7 @@ gets the product frozen and hidden. It does not say what a probe sends. koosim's
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -133,7 +133,7 @@ def dial_test(target: Target, clock: Clock, *, seed: int | str | None = None) ->
     """
     at = clock.stamp()
     orders = OrderFactory(isoformat(at.market) if seed is None else seed, now=at.market)
-    transport = Transport(target)
+    transport = Transport(replace(target, clock=clock))  # its exchanges stamped on the same clock
     outcomes = []
     try:
         for interface, fields in dial_probes(target, orders):

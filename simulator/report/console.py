@@ -13,7 +13,7 @@ from rich.table import Table
 
 from simulator.checks import Check, Verdict
 from simulator.engine.delisting import RunVerdict, record_verdict
-from simulator.engine.record import run_record
+from simulator.engine.record import exchange_times, run_record
 from simulator.engine.run import CheckResult, Run
 from simulator.redaction import printable
 
@@ -180,6 +180,7 @@ def _exchange_lines(exchange: Mapping[str, Any]) -> str:
     text = f"  → {request['method']} {request['url']}"
     if exchange.get("attempt", 1) > 1:
         text += f" (attempt {exchange['attempt']})"
+    text += f"\n    sent {exchange_times(exchange)}"
     if request["body"]:
         text += "\n    " + request["body"]
     response = exchange["response"]

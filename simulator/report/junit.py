@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simulator.engine.delisting import record_verdict
+from simulator.engine.record import exchange_times
 from simulator.redaction import printable
 
 SUITE_NAME = "koosim verify"
@@ -115,7 +116,10 @@ def _details(check: Mapping[str, Any], exchanges: Mapping[str, Mapping[str, Any]
 
 def _exchange_lines(exchange: Mapping[str, Any]) -> list[str]:
     request, response = exchange["request"], exchange["response"]
-    lines = [f"  [{exchange['label']}]", f"  → {request['method']} {request['url']}"]
+    lines = [
+        f"  [{exchange['label']}] sent {exchange_times(exchange)}",
+        f"  → {request['method']} {request['url']}",
+    ]
     if request["body"]:
         lines.append(f"    {request['body']}")
     if response is None:

@@ -23,7 +23,7 @@ from typing import Any
 from flask import Blueprint, Flask, current_app, flash, jsonify, redirect, render_template, url_for
 from werkzeug.wrappers import Response
 
-from simulator.clock import Clock, FrozenClock, RealClock, isoformat
+from simulator.clock import Clock, FrozenClock, isoformat
 from simulator.engine.delisting import RunVerdict, dial_days, dial_test_verdict, next_dial_test
 from simulator.engine.dial import DialTest, dial_test
 from simulator.redaction import printable, redact
@@ -157,9 +157,11 @@ class _AtClock(Clock):
         return f"marketplace time: {isoformat(self._at)}"
 
 
-def install(app: Flask, clock: Clock | None = None) -> DialService:
-    """Give ``app`` its dial-test service (over its clock) and register the blueprint."""
-    service = DialService(app.extensions["koosim.marketplace"], clock or RealClock())
+def install(app: Flask) -> DialService:
+    """Give ``app`` its dial-test service (over the marketplace's clock, ``MarketState.clock``)
+    and register the blueprint."""
+    market: MarketState = app.extensions["koosim.marketplace"]
+    service = DialService(market, market.clock)
     app.extensions[EXTENSION] = service
     app.register_blueprint(bp)
     return service
