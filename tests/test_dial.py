@@ -458,3 +458,19 @@ def test_a_rule_broken_on_answered_calls_leads_to_no_published_consequence() -> 
     only_answered = run_verdict(checks[:2], exchanges, "v2")
     assert "no failure here leads to a published delisting consequence" in only_answered.headline
     assert len(only_answered.lines()) == 2  # each failed check still says why it leads to none
+
+
+def test_watch_on_a_scaled_clock_keeps_its_timetable(serve: Callable[[Any], str], tmp_path: Path) -> None:
+    """--time-scale 43200: 12 h of marketplace time pass in 1 s of wall time; round n starts no
+    earlier than the first + n × 12 h (a timetable, however long each dial test took)."""
+    url = serve(answering("000005"))
+    args = ("--every", "12h", "--count", "3", "--time-scale", "43200", "--at", _morning(1), "--json")
+    result = koosim(*args, db=tmp_path / "k.db", url=url)
+    assert result.exit_code == 0, result.output + result.stderr
+    rounds = [json.loads(line) for line in result.stdout.splitlines()]
+    markets = [datetime.fromisoformat(r["at"]["market"].replace("Z", "+00:00")) for r in rounds]
+    first = datetime.fromisoformat(_morning(1))
+    assert markets[0] >= first
+    assert all(market >= first + timedelta(hours=12 * n) for n, market in enumerate(markets))
+    days = {market.astimezone(MARKETPLACE_TZ).date() for market in markets}
+    assert rounds[-1]["delisting"]["rules"][0]["remaining"] == 5 - len(days)  # every day failed
