@@ -473,7 +473,8 @@ def run_verdict(
         verdicts.append(
             DelistingVerdict(
                 Rule.DIAL_TEST,
-                f"the test order a dial test places fails (U14): if the dial tests meet it, {one_day.text}",
+                "the test order a dial test places fails here (U14): if today's dial tests meet it, "
+                f"{one_day.remaining} more failing days and the product is frozen and hidden",
                 one_day.rule_ref,
                 reached=False,
                 remaining=one_day.remaining,
