@@ -474,3 +474,19 @@ def test_watch_on_a_scaled_clock_keeps_its_timetable(serve: Callable[[Any], str]
     assert all(market >= first + timedelta(hours=12 * n) for n, market in enumerate(markets))
     days = {market.astimezone(MARKETPLACE_TZ).date() for market in markets}
     assert rounds[-1]["delisting"]["rules"][0]["remaining"] == 5 - len(days)  # every day failed
+
+
+def test_advancing_the_servers_clock_through_its_api_drives_the_timer(
+    market: tuple[Flask, FrozenClock, Switchable],
+) -> None:
+    """The console/API's clock (/api/clock/advance) and the dial-test timer are one clock: five
+    marketplace days advanced by a script reach "frozen and hidden", four do not."""
+    app, _clock, merchant = market
+    dial = service(app)
+    dial.start()
+    client = _client(app)
+    for day in range(1, 6):
+        assert client.post("/api/clock/advance", json={"by": "1d"}).status_code == 200
+        assert dial.wait_for(2 * day, timeout=20)
+        assert client.get("/api/dial").json["delisting"]["reached"] is (day == 5)
+    assert len(merchant.calls) == 10
