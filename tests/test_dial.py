@@ -490,3 +490,13 @@ def test_advancing_the_servers_clock_through_its_api_drives_the_timer(
         assert dial.wait_for(2 * day, timeout=20)
         assert client.get("/api/dial").json["delisting"]["reached"] is (day == 5)
     assert len(merchant.calls) == 10
+
+
+def test_only_what_the_dial_test_judges_counts_as_a_dial_test_failure() -> None:
+    """An over-long field in the test order's answer fails a call (§3.4, a contract check), but the
+    dial test judges only the envelope and the instanceId (U14): "frequent", not the dial test."""
+    answer = {"resultCode": "000000", "instanceId": "i-1"}
+    exchanges = [_answered("t", "newInstance", {"orderId": "O1", "testFlag": "1"}, answer)]
+    verdict = run_verdict([_failed("contract.new-instance-answer", "t")], exchanges, "v2")
+    assert [item.rule for item in verdict.consequences] == [Rule.FREQUENT_FAILURES]
+    assert all(item.rule is not Rule.DIAL_TEST for item in verdict.verdicts)

@@ -392,7 +392,8 @@ def consequence_of(
         [] if family == "security" else [e for e in shown if family in ANSWER_FAMILIES or _failed_call(e)]
     )
     orders = [e for e in failed if e.get("interface") == "produce" and e.get("activity") in ORDER_ACTIVITIES]
-    if any(str(_request_fields(e).get("testFlag")) == "1" for e in orders):
+    # what the dial test itself judges (engine/dial.py: the envelope and the instanceId)
+    if any(str(_request_fields(e).get("testFlag")) == "1" and _failed_call(e) for e in orders):
         return Consequence(
             check_id,
             Rule.DIAL_TEST,
