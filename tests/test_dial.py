@@ -91,6 +91,24 @@ def test_a_dial_test_of_a_correct_merchant_passes(reference_merchant: Any) -> No
 
 
 @pytest.mark.parametrize(
+    ("protocol", "product", "billing"),
+    [
+        ("v2", "saas", "period"),
+        ("v1", "saas", "one-time"),
+        ("v2", "saas-kit", "on-demand"),
+        ("v2", "license", "period"),
+    ],
+)
+def test_the_reference_merchant_passes_every_profiles_dial_test(
+    reference_merchant: Any, protocol: str, product: str, billing: str
+) -> None:
+    """No false alarm: a merchant that follows the pages passes, whatever it sells."""
+    target = reference_merchant.target(protocol=protocol, profile=Profile(product=product, billing=billing))
+    test = dial_test(target, FrozenClock(DAY_ONE))
+    assert test.passed, test.summary()
+
+
+@pytest.mark.parametrize(
     ("app", "words"),
     [
         (answering("000005"), "Call interface failed. The production interface returns an error result code"),
