@@ -125,6 +125,19 @@ def test_a_failed_probe_says_why_in_the_faqs_words(
     assert "FAILED" in test.summary() and words in test.summary()
 
 
+def test_the_gallery_merchant_that_skips_test_orders_fails_its_dial_test(serve: Callable[[Any], str]) -> None:
+    """tests/mutants/debug_order_without_instance.py answers a testFlag=1 order 000000 with no
+    instance: exactly the order a dial test places (U14), so its dial tests fail (§10.4 D4)."""
+    from mutants import debug_order_without_instance
+
+    from simulator.reference import MerchantConfig
+
+    config = MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY)
+    url = serve(debug_order_without_instance.build(config))
+    test = dial_test(Target(url, ACCESS_KEY), FrozenClock(DAY_ONE))
+    assert [outcome.failure for outcome in test.outcomes] == [NO_INSTANCE_ID]
+
+
 def test_an_unreachable_merchant_fails_its_dial_test() -> None:
     test = dial_test(Target("http://127.0.0.1:9/produceAPI", ACCESS_KEY, timeout=1), FrozenClock(DAY_ONE))
     assert not test.passed
