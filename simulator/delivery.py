@@ -12,7 +12,8 @@ caller; nothing here sends HTTP or reads the environment):
   last attempt: V1 newInstance orders are **cancelled automatically** [S38]; every other
   delivery is **parked** as a production-interface message (生产接口消息) until the seller
   presses 重新启动 (§10.5). :func:`policy_for` looks one up; :class:`DeliveryOverride` is the
-  user's change to it (what ``KOOSIM_RESENDS``/``KOOSIM_BACKOFF`` used to set);
+  user's change to it (``KOOSIM_DELIVERY_RESENDS``/``KOOSIM_DELIVERY_INTERVAL``, which replaced
+  ``KOOSIM_RESENDS``/``KOOSIM_BACKOFF``);
 - :class:`Delivery` — one call's delivery as a state machine, pending → delivered | parked |
   cancelled, driven by the clock and by the outcome of each attempt; :meth:`Delivery.restart`
   is the manual 重新启动. :func:`deliver` plays one to its end.
@@ -256,7 +257,7 @@ AFTER_LAST = {
 
 @dataclass(frozen=True)
 class DeliveryOverride:
-    """The user's change to every delivery policy (``KOOSIM_RESENDS``/``KOOSIM_BACKOFF`` before).
+    """The user's change to every delivery policy (``KOOSIM_DELIVERY_RESENDS``/``_INTERVAL``).
 
     Each field left None keeps the policy's own value. Reading it from flags, environment or
     koosim.toml is the settings layer's job; this is the value.

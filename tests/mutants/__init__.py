@@ -27,6 +27,7 @@ from . import (
     license_unknown_refreshed,
     long_instance_id,
     lowercase_body_sign,
+    new_instance_busy_at_first,
     new_instance_per_resend,
     no_front_end_url,
     numeric_result_code,
@@ -89,6 +90,7 @@ GALLERY: list[Mutant] = [
         query_single_id,
         unfreeze_after_release,
         license_unknown_refreshed,
+        new_instance_busy_at_first,
         # idempotency (§7-§8)
         new_instance_per_resend,
         check_then_insert_race,
