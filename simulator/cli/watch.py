@@ -24,7 +24,17 @@ from urllib.parse import urlsplit
 
 import click
 
-from simulator.cli.common import TargetInfo, UsageError, db_option, make_console, with_target
+from simulator.cli.common import (
+    TargetInfo,
+    UsageError,
+    db_option,
+    fail,
+    interrupted_code,
+    interrupted_reason,
+    make_console,
+    sigterm_interrupts,
+    with_target,
+)
 
 EXIT_PASSED = 0
 EXIT_CHECK_FAILED = 1
@@ -37,7 +47,8 @@ EXIT_CODES_HELP = (
     "Exit codes: 0 the last dial test passed, or failed with the countdown still running; "
     "1 a --checks check failed; 2 usage; 4 (--strict only) the last dial test failed; "
     "5 the published threshold is reached (five failing days in a row: the product is frozen "
-    "and hidden) — watch stops there."
+    "and hidden) — watch stops there; 130/143 interrupted by Ctrl-C/SIGTERM (the dial tests "
+    "run so far are kept)."
 )
 
 
@@ -153,16 +164,22 @@ def watch(
     store = Store(db_path)
     console = make_console()
     exit_code = EXIT_PASSED
-    with open_target(settings) as opened:
-        target = replace(opened, clock=clock)
-        rounds = 0
-        first = clock.now()
-        while True:
-            exit_code = _round(console, store, target, opened, checks, strict, alert_url, as_json, info)
-            rounds += 1
-            if every is None or exit_code == EXIT_THRESHOLD or (count is not None and rounds >= count):
-                break
-            clock.sleep_until(first + every * rounds)
+    rounds = 0
+    try:
+        with sigterm_interrupts(), open_target(settings) as opened:
+            target = replace(opened, clock=clock)
+            first = clock.now()
+            while True:
+                exit_code = _round(console, store, target, opened, checks, strict, alert_url, as_json, info)
+                rounds += 1
+                if every is None or exit_code == EXIT_THRESHOLD or (count is not None and rounds >= count):
+                    break
+                clock.sleep_until(first + every * rounds)
+    except KeyboardInterrupt as interruption:  # Ctrl-C or SIGTERM between (or during) dial tests
+        fail(
+            f"{interrupted_reason(interruption)} after {rounds} dial test(s); each one is kept",
+            interrupted_code(interruption),
+        )
     sys.exit(exit_code)
 
 
