@@ -10,8 +10,9 @@ and never import this module back.
 Exit codes, for every command that talks to a merchant: 0 all selected checks passed, 1 at least
 one failed (or the whole-run time budget left some unrun), 2 a usage or configuration error,
 3 the target could not be reached at all (or the preflight found a wrong key, a wrong path or a
-web page), 130/143 interrupted by Ctrl-C/SIGTERM (what ran is reported and recorded). ``watch`` adds 4 (``--strict``: a dial
-test failed) and 5 (the published delisting threshold is reached: docs/watch.md).
+web page), 130/143 interrupted by Ctrl-C/SIGTERM (what ran is reported and recorded).
+``watch`` adds 4 (``--strict``: a dial test failed) and 5 (the published delisting threshold is
+reached: docs/watch.md).
 """
 
 from __future__ import annotations
