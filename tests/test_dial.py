@@ -531,3 +531,30 @@ def test_only_what_the_dial_test_judges_counts_as_a_dial_test_failure() -> None:
     verdict = run_verdict([_failed("contract.new-instance-answer", "t")], exchanges, "v2")
     assert [item.rule for item in verdict.consequences] == [Rule.FREQUENT_FAILURES]
     assert all(item.rule is not Rule.DIAL_TEST for item in verdict.verdicts)
+
+
+def test_sigterm_ends_watch_with_one_line_and_keeps_the_dial_tests(
+    serve: Callable[[Any], str], tmp_path: Path
+) -> None:
+    """watch --every on real time waits 12 h for its second dial test: SIGTERM ends it (143)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    url = serve(answering("000005"))
+    db = tmp_path / "k.db"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("KOOSIM_")}
+    env |= {"KOOSIM_ACCESS_KEY": ACCESS_KEY}
+    command = [sys.executable, "-m", "simulator", "watch", "--url", url, "--every", "12h", "--db", str(db)]
+    with subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as watch:
+        assert watch.stdout is not None
+        first = watch.stdout.readline()  # the first dial test's line: then it waits
+        assert "FAILED" in first
+        watch.send_signal(signal.SIGTERM)
+        _out, err = watch.communicate(timeout=30)
+    assert watch.returncode == 143
+    assert err.strip() == "koosim: interrupted by SIGTERM after 1 dial test(s); each one is kept"
+    assert len(Store(db).dial.results(url)) == 1

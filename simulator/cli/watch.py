@@ -165,19 +165,23 @@ def watch(
     console = make_console()
     exit_code = EXIT_PASSED
     rounds = 0
+    kept: list[int] = []  # the id of each dial test recorded, as soon as it is (an interruption
+    # may come mid-round, after the dial test was kept and before the round ends)
     try:
         with sigterm_interrupts(), open_target(settings) as opened:
             target = replace(opened, clock=clock)
             first = clock.now()
             while True:
-                exit_code = _round(console, store, target, opened, checks, strict, alert_url, as_json, info)
+                exit_code = _round(
+                    console, store, target, opened, checks, strict, alert_url, as_json, info, kept
+                )
                 rounds += 1
                 if every is None or exit_code == EXIT_THRESHOLD or (count is not None and rounds >= count):
                     break
                 clock.sleep_until(first + every * rounds)
     except KeyboardInterrupt as interruption:  # Ctrl-C or SIGTERM between (or during) dial tests
         fail(
-            f"{interrupted_reason(interruption)} after {rounds} dial test(s); each one is kept",
+            f"{interrupted_reason(interruption)} after {len(kept)} dial test(s); each one is kept",
             interrupted_code(interruption),
         )
     sys.exit(exit_code)
@@ -199,6 +203,7 @@ def _round(
     alert_url: str | None,
     as_json: bool,
     info: TargetInfo,
+    kept: list[int],
 ) -> int:
     """One dial test (and the selected checks): record, print, alert; returns the exit code.
 
@@ -216,7 +221,7 @@ def _round(
     test = dial_test(target, clock)
     record = test.as_dict(secrets)
     url = record["url"]
-    store.dial.add(url, test.market_at, test.at.wall.timestamp(), test.passed, record)
+    kept.append(store.dial.add(url, test.market_at, test.at.wall.timestamp(), test.passed, record))
     countdown = dial_test_verdict(dial_days(store.dial.results(url)))
     verdict = RunVerdict((countdown,))
     failed_checks: list[str] = []
