@@ -1,6 +1,6 @@
 """The dial-test history: every dial test of every target, for the delisting countdown
 (docs/protocol.md §10.3). Written by ``koosim watch`` and by ``serve``'s timer and
-``POST /api/dial``; the table is created by :mod:`~simulator.store.schema` (version 3).
+``POST /api/dial``; the table is created by a migration of :mod:`~simulator.store.schema`.
 
 A target is its produce-interface URL as the user gave it (redacted), so ``watch`` against
 staging and ``serve`` against a local merchant keep separate countdowns in one file.

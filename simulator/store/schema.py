@@ -213,8 +213,9 @@ def _marketplace_tables(db: sqlite3.Connection) -> None:
 
 
 def _dial_tables(db: sqlite3.Connection) -> None:
-    """Version 3: the dial tests of each target (store/dial.py). ``IF NOT EXISTS``: safe to
-    reorder among migrations added on other branches."""
+    """The dial tests of each target (store/dial.py): the last migration of the dial branch.
+    ``IF NOT EXISTS`` throughout, so it is safe wherever it lands among the migrations other
+    branches add (after outbox's deliveries tables: keep it last when merging)."""
     _script(
         db,
         """
