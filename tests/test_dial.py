@@ -216,7 +216,7 @@ def test_v1_failed_orders_count_toward_the_monthly_limit() -> None:
     verdict = run_verdict(checks, exchanges, "v1")
     assert {item.rule for item in verdict.consequences} == {Rule.V1_ORDERS}
     (v1,) = [item for item in verdict.verdicts if item.rule is Rule.V1_ORDERS]
-    assert v1.text == "3 failed orders this month, the v1 limit is 5"  # three distinct orders
+    assert v1.text == "3 failed orders in this run, the v1 limit is 5 a month"  # three distinct orders
     assert not v1.reached
 
 
@@ -558,3 +558,13 @@ def test_sigterm_ends_watch_with_one_line_and_keeps_the_dial_tests(
     assert watch.returncode == 143
     assert err.strip() == "koosim: interrupted by SIGTERM after 1 dial test(s); each one is kept"
     assert len(Store(db).dial.results(url)) == 1
+
+
+def test_six_failed_v1_orders_in_one_run_remove_the_product() -> None:
+    exchanges = [_exchange(f"e{n}", "newInstance", {"orderId": f"O{n}"}) for n in range(6)]
+    verdict = run_verdict([_failed("lifecycle.full", *(f"e{n}" for n in range(6)))], exchanges, "v1")
+    assert verdict.reached
+    assert verdict.headline == (
+        "Delisting verdict: 6 failed orders in this run, more than the v1 limit of 5 a month: "
+        "the product is removed"
+    )

@@ -187,20 +187,23 @@ def failed_orders_this_month(
     return sum(1 for instant in failures if marketplace_day(instant, tz).replace(day=1) == month)
 
 
-def v1_orders_verdict(failed_orders: int) -> DelistingVerdict:
+def v1_orders_verdict(failed_orders: int, *, scope: str = "this month") -> DelistingVerdict:
     """The V1 rule's verdict for this month's failed orders: "3 failed orders this month, the
-    v1 limit is 5"; removal when there are more than 5 [S38]."""
+    v1 limit is 5"; removal when there are more than 5 [S38]. ``scope`` names where the orders
+    were counted when it is not the month ("in this run": a run sees only its own orders, and
+    they are this month's, so more than 5 there is more than 5 this month)."""
     if isinstance(failed_orders, bool) or failed_orders < 0:
         raise ValueError(f"a number of failed orders is a whole number >= 0, not {failed_orders!r}")
     limit = V1_FAILED_ORDER_LIMIT
     orders = "order" if failed_orders == 1 else "orders"
+    per = "" if scope == "this month" else " a month"
     if failed_orders > limit:
         text = (
-            f"{failed_orders} failed {orders} this month, more than the v1 limit of {limit}: "
+            f"{failed_orders} failed {orders} {scope}, more than the v1 limit of {limit}{per}: "
             "the product is removed"
         )
         return DelistingVerdict(Rule.V1_ORDERS, text, "§10.3", reached=True, remaining=0)
-    text = f"{failed_orders} failed {orders} this month, the v1 limit is {limit}"
+    text = f"{failed_orders} failed {orders} {scope}, the v1 limit is {limit}{per}"
     return DelistingVerdict(Rule.V1_ORDERS, text, "§10.3", reached=False, remaining=limit + 1 - failed_orders)
 
 
@@ -483,7 +486,7 @@ def run_verdict(
         )
     order_checks = [c for c, q in zip(failed, consequences, strict=True) if q.rule is Rule.V1_ORDERS]
     if order_checks:
-        verdicts.append(v1_orders_verdict(_failed_orders(order_checks, by_id)))
+        verdicts.append(v1_orders_verdict(_failed_orders(order_checks, by_id), scope="in this run"))
     frequent = [c for c, q in zip(failed, consequences, strict=True) if q.rule is Rule.FREQUENT_FAILURES]
     if frequent:
         calls = {
