@@ -492,4 +492,5 @@ def test_the_wrong_authtoken_probe_covers_every_v1_activity(serve: Any, app: Fla
     result = _run_v1(serve, app, "security.v1-authtoken-wrong")
     assert result.verdict is Verdict.FAILED
     refused = {finding.message.split(" with a wrong authToken")[0] for finding in result.findings}
-    assert refused == {"refreshInstance", "upgrade", "updateInstanceStatus", "releaseInstance"}
+    # The default profile is yearly/monthly: its V1 set has expireInstance, not instanceStatus (§1.2, §5.1).
+    assert refused == {"refreshInstance", "upgrade", "expireInstance", "releaseInstance"}

@@ -36,6 +36,7 @@ from simulator.model import (
     kit_user,
     org_info,
     query_fields,
+    release_call,
     release_fields,
     single_org_fields,
     status_fields,
@@ -304,7 +305,9 @@ class Player:
             return query_fields(*instance_ids)
         if activity == "updateInstanceStatus":
             return status_fields(instance_id, str(extra.get("status", "")))
-        if activity == "releaseInstance":
+        if activity == "releaseInstance":  # V1 names the subscription order, mandatory (§5.5)
+            if order is not None:
+                return release_call(self.target.protocol, instance_id, order.order_id)
             return release_fields(instance_id)
         if order is None:  # an instance the scenario did not create: only what the step gives
             return {"instanceId": instance_id}
