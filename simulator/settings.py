@@ -27,7 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.errors import ConfigError, TargetUnreachable, TimeBudget
-from simulator.protocol import load_rsa_public_key
+from simulator.protocol import EncryptType, load_rsa_public_key
 from simulator.protocol.profiles import DEFAULT_PROFILE, Profile, parse_billing, parse_optional, parse_product
 from simulator.redaction import secret_problem
 from simulator.resend import BACKOFF_VARIABLE, DEFAULT_POLICY, MAX_RESENDS, RESENDS_VARIABLE, ResendPolicy
@@ -375,7 +375,7 @@ def open_target(settings: Settings, *, budget: TimeBudget | None = None) -> Iter
     from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
     from simulator.serving import BackgroundServer
 
-    config = MerchantConfig()
+    config = MerchantConfig(encrypt_type=EncryptType(settings.encrypt_type))  # the seller's choice (U20)
     for name in ("access_key", "sync_key"):
         if getattr(settings, name):
             setattr(config, name, getattr(settings, name))
