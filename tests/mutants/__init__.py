@@ -22,6 +22,8 @@ from . import (
     freeze_resend_rejected,
     handles_only_upgrade,
     html_content_type,
+    kit_answers_unsigned,
+    kit_refuses_empty_instance,
     kit_refuses_integer_flags,
     license_per_resend,
     license_unknown_refreshed,
@@ -49,6 +51,7 @@ from . import (
     unknown_instance_crash,
     upgrade_resend_rejected,
     user_add_not_idempotent,
+    user_delete_needs_instance,
     user_delete_not_idempotent,
     v1_authtoken_optional,
     v1_body_sign_reserialised,
@@ -121,6 +124,9 @@ GALLERY: list[Mutant] = [
         client_secret_pkcs1_only,
         answers_in_six_seconds,
         lowercase_body_sign,
+        kit_refuses_empty_instance,
+        user_delete_needs_instance,
+        kit_answers_unsigned,
     )
 ]
 
