@@ -289,7 +289,10 @@ def test_koosim_bodies_are_canonical_and_signatures_alternate_hex_case(serve: An
 
     def capture() -> Response:
         sent.append((request.get_data(), request.args.get("signature", "")))
+        nonces.append(request.args.get("nonce", ""))
         return view()  # type: ignore[no-any-return]
+
+    nonces: list[str] = []
 
     app.view_functions["produce.produce_v2"] = capture
     url = serve(app)
@@ -309,6 +312,11 @@ def test_koosim_bodies_are_canonical_and_signatures_alternate_hex_case(serve: An
     # testFlag varied between absent and "0" (A14)
     flags = [json.loads(payload).get("testFlag") for payload, _ in sent]
     assert None in flags and "0" in flags
+    # the nonce in both published shapes (A19): 64 upper-case hex [S1][S7][S12], 16 alphanumerics [S19][S21]
+    hex64 = [n for n in nonces if len(n) == 64 and all(c in "0123456789ABCDEF" for c in n)]
+    alnum16 = [n for n in nonces if len(n) == 16 and n.isalnum() and n.isascii()]
+    assert hex64 and alnum16 and len(hex64) + len(alnum16) == len(nonces)
+    assert len(set(nonces)) == len(nonces)
 
 
 def _hashes_the_received_bytes(app: Flask) -> None:
