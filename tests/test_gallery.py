@@ -52,6 +52,8 @@ def profile_for(patterns: list[str]) -> Profile:
     needs = {need for check in select(patterns) if not check.per_exchange for need in check.needs}
     if "license" in needs:
         return Profile(product="license")
+    if "instanceStatus" in needs:  # V1 pay-per-use (§1.2)
+        return Profile(product="saas", billing="on-demand")
     return Profile(product="saas-kit" if "kit" in needs else "saas")
 
 

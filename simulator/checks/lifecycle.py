@@ -239,17 +239,15 @@ def license_lifecycle(ctx: Context) -> None:
     code = issued.answer_field("license")
     if not isinstance(code, str) or not code:
         ctx.abort("getLicense succeeded without a license code", issued)
-    line = {"orderId": order.order_id, "orderLineId": order.order_line_id, "license": code}
+    renewal = ctx.orders.expire_time(days=365)
     steps = [
-        (
-            "refreshLicense",
-            {"activity": "refreshLicense", **line, "expireTime": ctx.orders.expire_time(days=365)},
-        ),
-        ("expireLicense", {"activity": "expireLicense", **line}),
-        ("releaseLicense", {"activity": "releaseLicense", **line}),
+        ("refreshLicense", order.license_change_fields("refreshLicense", code) | {"expireTime": renewal}),
+        ("expireLicense", order.license_change_fields("expireLicense", code)),
+        ("releaseLicense", order.license_change_fields("releaseLicense", code)),
     ]
     for label, fields in steps:
         ctx.expect(ctx.send(fields, label), ResultCode.SUCCESS, f"{label} of a license just issued")
-    unknown = {**line, "license": "LIC-KOOSIM-UNKNOWN", "expireTime": ctx.orders.expire_time(days=30)}
-    exchange = ctx.send({"activity": "refreshLicense", **unknown}, "refreshLicense of an unknown license")
+    unknown = order.license_change_fields("refreshLicense", "LIC-KOOSIM-UNKNOWN")
+    unknown["expireTime"] = ctx.orders.expire_time(days=30)
+    exchange = ctx.send(unknown, "refreshLicense of an unknown license")
     ctx.expect(exchange, ResultCode.INSTANCE_NOT_FOUND, "refreshLicense of an unknown license")

@@ -294,8 +294,11 @@ class Player:
         activity = step.activity or ""
         instance_id = instance_ids[0] if instance_ids else ""
         if activity in LICENSE_CHANGES:
-            line = {"orderId": order.order_id, "orderLineId": order.order_line_id} if order else {}
-            fields = {"activity": activity, **line, "license": license_code}
+            fields = (
+                order.license_change_fields(activity, license_code or "")
+                if order
+                else {"activity": activity, "license": license_code}
+            )
             if activity == "refreshLicense":
                 fields["expireTime"] = self.orders.expire_time(days=365)
             return fields

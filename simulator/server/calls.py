@@ -113,11 +113,7 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
     instance_id = market.store.marketplace.latest_instance_id() or PLACEHOLDER_INSTANCE
     scope = {"instanceId": instance_id, "tenantId": "tenant-001"}
     rsa_public_key = market.settings.rsa_public_key
-    license_fields = {
-        "orderId": order.order_id,
-        "orderLineId": order.order_line_id,
-        "license": PLACEHOLDER_LICENSE,
-    }
+    license_fields = {"orderId": order.order_id, "license": PLACEHOLDER_LICENSE}
     templates: dict[str, Any] = {
         "newInstance": lambda: order.new_instance_fields(orders.business_id()) | {"testFlag": "1"},
         "refreshInstance": lambda: order.refresh_fields(instance_id, orders.expire_time(days=60)),
