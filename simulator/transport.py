@@ -22,8 +22,8 @@ import http.client
 import itertools
 import json
 import secrets
-import string
 import socket
+import string
 import threading
 import time
 import uuid

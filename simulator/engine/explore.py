@@ -46,7 +46,7 @@ from simulator.contracts import schema_for
 from simulator.engine.explore_defaults import DATABASE_DIR, DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS
 from simulator.engine.player import Judgement, Player, StepOutcome
 from simulator.engine.scenario import Expect, Scenario, Step
-from simulator.model import InstanceState, kit_user, status_fields
+from simulator.model import QUERY_INSTANCE_MAX, InstanceState, kit_user, status_fields
 from simulator.protocol import ResultCode
 from simulator.protocol.vocabulary import ADD, DELETE, LICENSE_CALLS
 from simulator.transport import Target, Transport
@@ -193,6 +193,26 @@ class Exploration:
 
 
 # --- values drawn from the contracts ------------------------------------------------------------
+
+
+UNKNOWN_QUERY_ID = "koosim-unknown-0001"
+"""An instanceId no merchant created, asked for beside real ones in a queryInstance."""
+
+
+def nothing_to_explore(target: Target) -> str | None:
+    """Why the target's profile leaves explore nothing to draw on this generation (None: it has
+    something): no produce interface, no License activity on V2, no Kit with a sync key."""
+    profile = target.profile
+    if profile.requires("newInstance", target.protocol):
+        return None
+    if target.protocol == "v2" and profile.requires("license", "v2"):
+        return None
+    if profile.requires("kit", target.protocol) and target.sync_key:
+        return None
+    return (
+        f"profile {profile} has no interface explore draws on {target.protocol} (License activities "
+        "are sent V2-signed only, docs/protocol.md §13 K34)"
+    )
 
 
 @cache
@@ -391,17 +411,32 @@ class MarketplaceMachine(RuleBasedStateMachine):
     def release(self, order: str) -> None:
         self._instance_call("release", "releaseInstance", order, {})
 
+    def _within_query_limit(self, chosen: list[str], unknown: bool) -> list[str]:
+        """The first of ``chosen`` whose instanceIds (and the unknown one) fit the 100 characters
+        of queryInstance's instanceId (docs/protocol.md §4.5, A9): a longer query is koosim's
+        fault, not the merchant's."""
+        extra = [UNKNOWN_QUERY_ID] if unknown else []
+        kept: list[str] = []
+        for step_id in chosen:
+            ids = [self.player.instance_id(s) or "" for s in (*kept, step_id)]
+            if len(",".join([*ids, *extra])) > QUERY_INSTANCE_MAX:
+                break
+            kept.append(step_id)
+        return kept
+
     @precondition(lambda self: self.has("queryInstance"))
     @rule(chosen=st.lists(orders, min_size=1, max_size=4), unknown=st.booleans())
     def query(self, chosen: list[str], unknown: bool) -> None:
         """queryInstance of several instances, released ones included: it lists exactly the live ones."""
-        chosen = list(dict.fromkeys(chosen))
+        chosen = self._within_query_limit(list(dict.fromkeys(chosen)), unknown)
+        if not chosen:
+            return
         released = tuple(o for o in chosen if self.player.state_of(o) is InstanceState.RELEASED)
         live = tuple(o for o in chosen if o not in released)
         fields = {}
         if unknown:
             ids = [f"${{{o}.instanceId}}" for o in chosen]
-            fields["instanceId"] = ",".join([*ids, "koosim-unknown-0001"])
+            fields["instanceId"] = ",".join([*ids, UNKNOWN_QUERY_ID])
         step = Step(
             id=self._step_id("query"),
             activity="queryInstance",
