@@ -456,6 +456,46 @@ def test_single_and_all_org_sync_as_published(client: FlaskClient) -> None:
     assert post_kit(client, "/produceAPI/allOrgSync", all_orgs)["resultCode"] == "000000"
 
 
+def test_kit_calls_with_an_empty_instance_id_are_accepted_and_signed(client: FlaskClient) -> None:
+    # §7.1, A40: instanceId (and tenantSync's orderId) sent empty when the seller applies for
+    # application credentials; [S56]: the example answer carries Body-Sign (key: U25).
+    body = TENANT_SYNC_EXAMPLE | {"instanceId": "", "orderId": ""}
+    assert validate(body, "sync", "tenantSync", "request") == []
+    timestamp, nonce = independent.now_ms(), independent.nonce()
+    response = client.post(
+        "/produceAPI/tenantSync",
+        data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+        headers={
+            "Content-Type": "application/json;charset=UTF-8",
+            "x-timestamp": timestamp,
+            "x-nonce": nonce,
+            "x-sign": independent.sync_signature(body, SYNC_KEY, timestamp, nonce),
+        },
+    )
+    assert response.get_json()["resultCode"] == "000000"
+    assert independent.body_sign_ok(response.get_data(), response.headers.get("Body-Sign"), ACCESS_KEY)
+
+
+@pytest.mark.parametrize("flag", [0, 3], ids=["delete", "cancel"])
+def test_auth_sync_delete_needs_no_instance(client: FlaskClient, flag: int) -> None:
+    # §7.4 [S54][S55]: "a delete must not depend on the instance from the subscription call existing".
+    body = {
+        "instanceId": "inst-never-subscribed",
+        "tenantId": "t-001",
+        "appId": "app-001",
+        "userList": [
+            {"userName": "bob", "name": "Bob", "orgCode": "org-001", "role": "user", "enable": "false"}
+        ],
+        "currentSyncTime": "20220420114117642",
+        "flag": flag,
+        "testFlag": 1,
+        "timeStamp": "20220420114117642",
+    }
+    assert validate(body, "sync", "authSync", "request") == []
+    for _ in range(2):  # and a repeat succeeds too
+        assert post_kit(client, "/produceAPI/v2/authSync", body)["resultCode"] == "000000"
+
+
 def test_client_secret_is_rsa_oaep_sha256_mgf1_sha1_with_a_3072_bit_key(rsa_key: bytes) -> None:
     key = load_rsa_private_key(rsa_key)
     assert key.key_size >= 3072 == RSA_KEY_BITS  # §2.8, U26
