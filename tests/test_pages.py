@@ -708,3 +708,26 @@ def test_the_console_target_page_offers_and_saves_the_encrypt_type(tmp_path: Any
         assert "encrypt_type must be 1 (AES-256) or 2 (AES-128)" in refused.get_data(as_text=True)
     finally:
         server.extensions["koosim.marketplace"].close()
+
+
+def test_the_console_offers_the_v1_activities_for_a_v1_target(tmp_path: Any) -> None:
+    # §5.1: expireInstance and instanceStatus exist on V1 only; the console's hand-made calls offer
+    # them and refuse them for a V2 target.
+    from simulator.server import calls
+    from simulator.server import create_app as create_server
+    from simulator.store import Store
+
+    produce = calls.activities()["produce"]
+    assert {"expireInstance", "instanceStatus"} <= set(produce)
+    assert calls.family_of("expireInstance", "v1") == "v1"
+    with pytest.raises(calls.CallError, match="V1 activity"):
+        calls.family_of("instanceStatus", "v2")
+    server = create_server(Store(tmp_path / "koosim.db"))
+    try:
+        market = server.extensions["koosim.marketplace"]
+        expire = calls.template("expireInstance", market)
+        assert set(expire) == {"activity", "instanceId", "orderId"}
+        status = calls.template("instanceStatus", market)
+        assert status["instanceStatus"] in ("FREEZE", "NORMAL")
+    finally:
+        server.extensions["koosim.marketplace"].close()
