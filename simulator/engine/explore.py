@@ -321,7 +321,11 @@ class MarketplaceMachine(RuleBasedStateMachine):
     def _expected(self, activity: str, order: str, fields: dict[str, str]) -> str:
         """What the lifecycle requires the merchant to answer to ``activity`` on ``order``'s instance."""
         instance_id = self.player.instance_id(order) or ""
-        call = status_fields(instance_id, fields["status"]) if "status" in fields else {"activity": activity}
+        call = (
+            status_fields(instance_id, fields["status"])
+            if "status" in fields
+            else {"activity": activity, **fields}
+        )
         return self.player.lifecycle.expected_code(call | {"instanceId": instance_id}).value
 
     def _instance_call(self, kind: str, activity: str, order: str, fields: dict[str, str]) -> None:
@@ -388,11 +392,25 @@ class MarketplaceMachine(RuleBasedStateMachine):
         fields = {} if scene == "RENEWAL" else {"scene": scene}
         self._instance_call("refresh", "refreshInstance", order, fields)
 
-    @precondition(lambda self: self.has("updateInstanceStatus"))
+    def _freezes(self) -> bool:
+        return any(self.has(name) for name in ("updateInstanceStatus", "instanceStatus", "expireInstance"))
+
+    @precondition(_freezes)
     @rule(order=orders, status=st.sampled_from(_enum("v2", "updateInstanceStatus", "status")))
     def change_status(self, order: str, status: str) -> None:
-        """FREEZE or UNFREEZE: each succeeds on a live instance, and gets 000003 on a released one."""
-        self._instance_call(status.lower(), "updateInstanceStatus", order, {"status": status})
+        """FREEZE or UNFREEZE: each succeeds on a live instance, and gets 000003 on a released one.
+
+        In the generation's own words: V2 updateInstanceStatus (§4.4); V1 instanceStatus FREEZE /
+        NORMAL for pay-per-use (§5.6), expireInstance for a yearly/monthly freeze (§5.4). One rule
+        for all, so the V2 draws are what they were.
+        """
+        if self.has("updateInstanceStatus"):
+            self._instance_call(status.lower(), "updateInstanceStatus", order, {"status": status})
+        elif self.has("instanceStatus"):
+            v1_status = "NORMAL" if status == "UNFREEZE" else "FREEZE"
+            self._instance_call(v1_status.lower(), "instanceStatus", order, {"instanceStatus": v1_status})
+        else:
+            self._instance_call("expire", "expireInstance", order, {})
 
     @precondition(lambda self: self.has("upgradeInstance"))
     @rule(order=orders, ask_first=st.booleans())
