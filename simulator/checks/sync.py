@@ -153,7 +153,8 @@ def sync_body_sign(ctx: Context) -> None:
         ctx.sync("tenantSync", {**tenant, "flag": DELETE}, "tenantSync delete"),
     ]
     for exchange in (e for e in exchanges if e.answered):
-        problems = [body_sign_problem(exchange, key) for key in (ctx.target.access_key, ctx.target.sync_key)]
+        keys = [key for key in (ctx.target.access_key, ctx.target.sync_key) if key]
+        problems = [body_sign_problem(exchange, key) for key in keys]
         if all(problems):
             ctx.fail(
                 f"{exchange.label}: {problems[0]} (the tenantSync page's example answer is signed [S56]; "
