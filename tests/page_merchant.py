@@ -18,6 +18,7 @@ cannot pass it off as a failure:
   expireInstance, releaseInstance, instanceStatus, upgrade) with their tables; one instance per
   order (§5.1); every answer signed with ``Body-Sign`` (§2.3); no freshness window (none is
   published, U17); the encrypted e-mail/mobile are not read (the scheme is on no page, U20);
+- §6.1 on V1: the License activities in the access guide's authToken form (A56), signed answers;
 - §7 (Kit): the five calls on their paths, ``flag``/``testFlag`` integers, ``instanceId`` possibly
   empty (A40), adds and deletes idempotent and deletes independent of any instance (§7.4); the
   answers signed like V1's ([S56]); the request signature is on no page (U25): not verified;
@@ -295,6 +296,11 @@ def create_app(access_key: str) -> Flask:
         if not hmac.compare_digest(params.get("authToken", ""), v1_token(params, access_key, time_stamp)):
             return answer(AUTH_FAILED, "authToken", signed=True)
         activity = params.get("activity")
+        if activity in LICENSE_ACTIVITIES:  # the access guide's authToken form (§6.1, A56)
+            tables = {activity: LICENSE_ACTIVITIES[activity] | V1_COMMON}
+            if (problem := invalid(params, tables)) is not None:
+                return answer(INVALID, problem, signed=True)
+            return V1_LICENSE_HANDLERS[activity](params)
         if activity not in V1_ACTIVITIES:
             return answer(INVALID, "unknown activity", signed=True)
         tables = {activity: V1_ACTIVITIES[activity] | V1_COMMON}
@@ -337,6 +343,7 @@ def create_app(access_key: str) -> Flask:
         instance.released = True
         return answer(SUCCESS, signed=True)
 
+    V1_LICENSE_HANDLERS = license_handlers(lambda *args, **members: answer(*args, signed=True, **members))
     V1_HANDLERS = {
         "newInstance": v1_new_instance,
         "refreshInstance": lambda params: v1_live(params),

@@ -21,7 +21,7 @@ from flask.testing import FlaskClient
 
 from simulator.checks import REGISTRY, Verdict, select
 from simulator.contracts import validate
-from simulator.engine.delivery import policy_for
+from simulator.delivery import policy_for
 from simulator.engine.run import run_checks
 from simulator.model import OrderFactory
 from simulator.protocol import public_key_pem
@@ -283,3 +283,34 @@ def test_the_page_merchant_passes_the_license_and_pay_per_use_profiles(profile: 
 
 
 LICENSE_CHECKS = {"lifecycle.license", "idempotency.license-resend"}
+
+
+def test_the_authtoken_form_of_get_license_is_the_page_table(client: FlaskClient) -> None:
+    """The access guide's getLicense with its authToken and timeStamp rows [S75] (A56): GET,
+    every field a query parameter, authToken per §2.2. Same order, same License."""
+    body = {**PAGE_GET_LICENSE, "orderId": f"CS{uuid.uuid4().hex[:14].upper()}"}
+    first = post_v1(client, body)
+    assert first["resultCode"] == "000000" and first["license"]
+    assert post_v1(client, {**body, "businessId": str(uuid.uuid4())})["license"] == first["license"]
+    signed = {**body, "timeStamp": independent.v1_timestamp(), "authToken": "x" * 44}
+    assert validate(signed, "v1", "getLicense", "request") == []
+    assert validate({**signed, "authToken": "x" * 51}, "v1", "getLicense", "request")  # M, String, 50
+    assert validate({k: v for k, v in signed.items() if k != "timeStamp"}, "v1", "getLicense", "request")
+    assert post_v1(client, {k: v for k, v in body.items() if k != "customerId"})["resultCode"] == "000002"
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_the_reference_merchant_passes_the_license_checks_in_both_forms(
+    rsa_key: bytes, protocol: str
+) -> None:
+    config = merchant(rsa_key)
+    with BackgroundServer(create_app(config)) as server:
+        target = _target(server, config, protocol, Profile(product="license"))
+        run = run_checks(target, select(sorted(LICENSE_CHECKS)))
+    assert {r.check.id: r.verdict for r in run.results} == dict.fromkeys(LICENSE_CHECKS, Verdict.PASSED)
+    sent = [e for e in run.exchanges if e.activity == "getLicense"]
+    assert sent and all(e.method == ("GET" if protocol == "v1" else "POST") for e in sent)
+    if protocol == "v1":
+        assert all(
+            {"authToken", "timeStamp", "customerId", "businessId", "orderId"} <= set(e.fields) for e in sent
+        )

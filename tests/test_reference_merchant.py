@@ -371,7 +371,7 @@ def test_v1_email_that_does_not_decrypt_is_refused_with_000002(client: FlaskClie
 
 
 def test_v1_unknown_activity_is_refused_with_000002(client: FlaskClient) -> None:
-    response = get_v1(client, v1_params(activity="getLicense"))
+    response = get_v1(client, v1_params(activity="getLicenseAsync"))
     assert as_json(response)["resultCode"] == "000002"
 
 

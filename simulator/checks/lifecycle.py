@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from simulator.checks.base import Context, Severity, check, describe
@@ -146,8 +147,9 @@ def invalid_parameters(ctx: Context) -> None:
     if ctx.applies(malformed):
         exchange = ctx.send(malformed, "refreshInstance, expireTime not yyyyMMddHHmmss")
         if exchange.result_code != ResultCode.INVALID_PARAMETER.value:
+            where = "§5.3, U23" if ctx.target.protocol == "v1" else "§4.2"  # V1's format text is cut off
             ctx.warn(
-                "a malformed expireTime (§4.2: yyyyMMddHHmmss) should be refused with 000002, got "
+                f"a malformed expireTime ({where}: yyyyMMddHHmmss) should be refused with 000002, got "
                 f"{describe(exchange)} (ASSUMPTION U2)",
                 exchange,
             )
@@ -228,12 +230,19 @@ def after_release(ctx: Context) -> None:
         ctx.fail("queryInstance still lists a released instance", query)
 
 
-@check(
-    "lifecycle.license", rule="§6.1, U24", severity=Severity.WARNING, protocols=("v2",), needs=("license",)
-)
+CUSTOMER_ID_MAX = 100
+"""getLicense's ``customerId``: M, String, at most 100 characters (docs/protocol.md §6.1, [S75])."""
+
+
+@check("lifecycle.license", rule="§6.1, U24", severity=Severity.WARNING, needs=("license",))
 def license_lifecycle(ctx: Context) -> None:
-    """getLicense → refreshLicense (validity update) → expireLicense → releaseLicense; unknown → 000003."""
+    """getLicense → refreshLicense (validity update) → expireLicense → releaseLicense; unknown → 000003.
+
+    The getLicense carries a ``customerId`` of 100 characters, the most the License page allows
+    (§6.1, [S75]): a merchant that stores it in a 64-character column refuses a real customer.
+    """
     order = ctx.orders.order()
+    order = replace(order, customer_id=(order.customer_id * 4)[:CUSTOMER_ID_MAX])
     issued = ctx.send(order.license_fields(ctx.orders.business_id()), "getLicense")
     ctx.require(issued, ResultCode.SUCCESS, "getLicense must succeed")
     code = issued.answer_field("license")

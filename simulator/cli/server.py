@@ -164,7 +164,12 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
     store = _open_store(db_path)
     app = create_app(
         store,
-        ConsoleSettings(protocol=found.protocol, timeout=found.timeout, resend_policy=found.resend_policy),
+        ConsoleSettings(
+            protocol=found.protocol,
+            timeout=found.timeout,
+            time_scale=found.time_scale,
+            delivery=found.delivery,
+        ),
         token=token,
         hosts=[host],
         scenario_dirs=scenario_dirs,
@@ -198,6 +203,7 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
     console.print(
         "  scripts send the token as 'Authorization: Bearer <token>' (the token= above)", highlight=False
     )
+    console.print(f"  {market.clock.describe()} (GET {base}/api/clock)", highlight=False, markup=False)
     where = "the bundled reference merchant" if settings.bundled else printable(settings.url or "")
     console.print(f"  target: {where} ({settings.protocol})", highlight=False, markup=False)
     if settings.url and not settings.access_key:

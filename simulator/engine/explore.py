@@ -201,18 +201,15 @@ UNKNOWN_QUERY_ID = "koosim-unknown-0001"
 
 def nothing_to_explore(target: Target) -> str | None:
     """Why the target's profile leaves explore nothing to draw on this generation (None: it has
-    something): no produce interface, no License activity on V2, no Kit with a sync key."""
+    something): no produce interface, no License activity, no Kit with a sync key."""
     profile = target.profile
     if profile.requires("newInstance", target.protocol):
         return None
-    if target.protocol == "v2" and profile.requires("license", "v2"):
+    if profile.requires("license", target.protocol):
         return None
     if profile.requires("kit", target.protocol) and target.sync_key:
         return None
-    return (
-        f"profile {profile} has no interface explore draws on {target.protocol} (License activities "
-        "are sent V2-signed only, docs/protocol.md §13 K34)"
-    )
+    return f"profile {profile} has no interface explore draws on {target.protocol} (docs/protocol.md §1.2)"
 
 
 @cache
@@ -467,7 +464,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
     # --- licenses --------------------------------------------------------------------------------
 
     def _licenses_apply(self) -> bool:
-        return self.exploration.target.protocol == "v2" and self.has("license")
+        return self.has("license")
 
     @precondition(_licenses_apply)
     @rule(target=licenses)

@@ -23,6 +23,7 @@ from typing import Any
 
 from simulator.checks import REGISTRY, Check, Finding, Severity, Verdict
 from simulator.checks.base import describe
+from simulator.clock import FrozenClock
 from simulator.engine.expectations import Expectations, Judgement, Prepared, Record
 from simulator.engine.run import CheckResult
 from simulator.engine.scenario import Scenario, Step, Unresolved, dig, resolve
@@ -50,7 +51,6 @@ from simulator.protocol.vocabulary import (
     INSTANCE_CHANGES,
     LICENSE_CHANGES,
     ORDERING_ACTIVITIES,
-    is_license,
 )
 from simulator.redaction import printable, redact
 from simulator.transport import Exchange, Target, Transport, send_at_once
@@ -124,8 +124,6 @@ def requirements(scenario: Scenario, target: Target) -> list[str]:
                 f"{where}: applicationSync encrypts a clientSecret with the merchant's RSA public key; "
                 "set KOOSIM_RSA_PUBLIC_KEY or give fields.clientSecret"
             )
-        if is_license(step.activity) and target.protocol != "v2":
-            problems.append(f"{where}: {step.activity} is a v2 call, the target speaks {target.protocol}")
         if step.expect.body_sign and target.protocol != "v1":
             problems.append(f"{where}: body_sign is a v1 expectation, the target speaks {target.protocol}")
     return problems
@@ -171,6 +169,7 @@ class Player:
         """Prepare, wait, send and judge one step."""
         if step.activity is None:
             time.sleep(step.wait)
+            self.advance(step)
             return StepOutcome(step, None)
         try:
             prepared = self.prepare(step)
@@ -178,7 +177,19 @@ class Player:
             return StepOutcome(step, None, blocked=redact(str(problem), self.target.secrets))
         if step.wait:
             time.sleep(step.wait)
+        self.advance(step)
         return self.perform(prepared)
+
+    def advance(self, step: Step) -> None:
+        """Let ``step.advance`` of marketplace time pass on the run's clock (the target's): a
+        frozen clock jumps at once, a scaled one waits the scaled time (1h: 1 s at ×3600)."""
+        if step.advance is None:
+            return
+        clock = self.target.clock
+        if isinstance(clock, FrozenClock):
+            clock.advance(step.advance)
+        else:
+            clock.sleep(step.advance)
 
     def prepare(self, step: Step) -> Prepared:
         """The calls ``step`` will send; raises :class:`Unresolved` when an earlier value is missing."""

@@ -25,8 +25,10 @@ from flask import Flask, Response, jsonify, render_template, request
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
+from simulator.clock import Clock
 from simulator.redaction import printable
 from simulator.server import api, console, guard, openapi
+from simulator.server import clock as clock_routes
 from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import ConsoleSettings, MarketState
 from simulator.store import Store, StoreError
@@ -42,12 +44,15 @@ def create_app(
     token: str | None = None,
     hosts: Iterable[str] = (),
     scenario_dirs: Iterable[Path] = (),
+    clock: Clock | None = None,
 ) -> Flask:
     """Build the marketplace server over ``store``; ``settings`` pre-configures the target.
 
     ``token`` is the secret every page and API call must present (random when not given: read
     it back with :func:`token`); ``hosts`` are the names besides loopback ones the server answers
-    to (its ``--host``); ``scenario_dirs`` are the merchant's scenario folders, before the library.
+    to (its ``--host``); ``scenario_dirs`` are the merchant's scenario folders, before the library;
+    ``clock`` is the marketplace's (default: ``settings.clock(live=True)``, real time), read back
+    as ``market_state(app).clock``.
     """
     app = Flask(__name__)
     app.config.update(
@@ -60,11 +65,12 @@ def create_app(
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     # every value a page shows may come from a merchant: no bidi override or control byte
     app.jinja_env.finalize = _shown
-    app.extensions["koosim.marketplace"] = MarketState(store, settings)
+    app.extensions["koosim.marketplace"] = MarketState(store, settings, clock)
     guard.install(app, app.config["KOOSIM_TOKEN"], hosts)
     app.register_blueprint(console.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(clock_routes.bp)
     app.add_template_filter(_when, "when")
     app.add_template_filter(_pretty, "pretty")
 

@@ -103,10 +103,8 @@ def family_of(activity: str, protocol: str) -> str:
     kinds = activities()
     if activity in kinds["sync"]:
         return SYNC
-    if activity in kinds["license"]:
-        if protocol != "v2":
-            raise CallError(f"{activity} is a license activity, which exists in v2 only")
-        return "v2"
+    if activity in kinds["license"]:  # both forms are published (docs/protocol.md §6.1, A56)
+        return protocol
     if activity in V1_OWN and protocol != "v1":
         raise CallError(f"{activity} is a V1 activity (docs/protocol.md §5.1); the target speaks {protocol}")
     if activity in kinds["produce"]:
