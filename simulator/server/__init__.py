@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException
 
 from simulator.clock import Clock
 from simulator.redaction import printable
-from simulator.server import api, console, guard, openapi
+from simulator.server import api, console, dial, guard, openapi
 from simulator.server import clock as clock_routes
 from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import ConsoleSettings, MarketState
@@ -52,7 +52,7 @@ def create_app(
     it back with :func:`token`); ``hosts`` are the names besides loopback ones the server answers
     to (its ``--host``); ``scenario_dirs`` are the merchant's scenario folders, before the library;
     ``clock`` is the marketplace's (default: ``settings.clock(live=True)``, real time), read back
-    as ``market_state(app).clock``.
+    as ``market_state(app).clock``; the dial-test timer waits on it.
     """
     app = Flask(__name__)
     app.config.update(
@@ -71,6 +71,7 @@ def create_app(
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(clock_routes.bp)
+    dial.install(app)  # dial tests on the app's clock: /api/dial, /dial; `serve` starts the timer
     app.add_template_filter(_when, "when")
     app.add_template_filter(_pretty, "pretty")
 
