@@ -78,6 +78,7 @@ _TARGET = {
         "protocol": {"type": "string", "enum": ["v2", "v1"]},
         "sync_url": {"type": ["string", "null"]},
         "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
+        "encrypt_type": {"type": "string", "enum": ["1", "2"]},
         "access_key": _STRING,
         "sync_key": _STRING,
         "rsa_public_key": _STRING,

@@ -31,6 +31,8 @@ from simulator.model import (
     TENANT_DOMAIN,
     OrderFactory,
     change_check_fields,
+    expire_fields,
+    instance_status_fields,
     kit_user,
     org_info,
     query_fields,
@@ -48,6 +50,9 @@ PRODUCE_FAMILIES = ("v2", "v1")
 SYNC = "sync"
 PLACEHOLDER_INSTANCE = "replace-with-an-instanceId"
 PLACEHOLDER_LICENSE = "replace-with-a-license-from-getLicense"
+PLACEHOLDER_SUBSCRIPTION = "replace-with-the-subscription-orderId"
+V1_OWN = frozenset({"expireInstance", "instanceStatus"})
+"""V1 activities with no V2 counterpart (docs/protocol.md §5.4, §5.6): offered for a V1 target."""
 
 
 class CallError(ValueError):
@@ -58,6 +63,8 @@ LIFECYCLE_ORDER = (
     "newInstance",
     "refreshInstance",
     "updateInstanceStatus",
+    "expireInstance",
+    "instanceStatus",
     "upgradeInstance",
     "queryInstance",
     "changeInstanceCheck",
@@ -85,7 +92,7 @@ def activities() -> dict[str, list[str]]:
 
     v2 = [name for family, name in requests if family == "v2"]
     return {
-        "produce": ordered([name for name in v2 if not is_license(name)]),
+        "produce": ordered([name for name in v2 if not is_license(name)] + sorted(V1_OWN)),
         "license": ordered([name for name in v2 if is_license(name)]),
         "sync": ordered([name for family, name in requests if family == SYNC]),
     }
@@ -98,6 +105,8 @@ def family_of(activity: str, protocol: str) -> str:
         return SYNC
     if activity in kinds["license"]:  # both forms are published (docs/protocol.md §6.1, A56)
         return protocol
+    if activity in V1_OWN and protocol != "v1":
+        raise CallError(f"{activity} is a V1 activity (docs/protocol.md §5.1); the target speaks {protocol}")
     if activity in kinds["produce"]:
         return protocol
     known = ", ".join(name for names in kinds.values() for name in names)
@@ -116,6 +125,8 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
         "newInstance": lambda: order.new_instance_fields(orders.business_id()) | {"testFlag": "1"},
         "refreshInstance": lambda: order.refresh_fields(instance_id, orders.expire_time(days=60)),
         "updateInstanceStatus": lambda: status_fields(instance_id, "FREEZE"),
+        "expireInstance": lambda: expire_fields(instance_id, PLACEHOLDER_SUBSCRIPTION),
+        "instanceStatus": lambda: instance_status_fields(instance_id, "FREEZE"),
         "releaseInstance": lambda: release_fields(instance_id),
         "upgradeInstance": lambda: order.upgrade_fields(instance_id),
         "queryInstance": lambda: query_fields(instance_id),

@@ -71,6 +71,7 @@ class ConsoleSettings(Settings):
             "billing": self.profile.billing,
             "optional": self.profile.optional,
             "profile": str(self.profile),
+            "encrypt_type": self.encrypt_type,
             "notification_url": self.notification_url,
             "contact": self.contact,
             "bundled": self.bundled,
@@ -85,7 +86,7 @@ class ConsoleSettings(Settings):
 
 CONFIGURABLE = frozenset(
     {"url", "sync_url", "notification_url", "protocol", "timeout", "contact", "bundled", "clear_keys"}
-    | {"product", "billing", "optional"}
+    | {"product", "billing", "optional", "encrypt_type"}
     | {"rsa_public_key", *SECRET_SETTINGS}
 )
 """What the console and the API may change (the resend policy and time budget are the CLI's)."""
@@ -178,6 +179,8 @@ class MarketState:
             values["protocol"] = _checked("protocol", changes["protocol"])
         if changes.get("timeout") not in (None, ""):
             values["timeout"] = _checked("timeout", changes["timeout"])
+        if changes.get("encrypt_type") not in (None, ""):  # the seller's choice (§2.7, U20)
+            values["encrypt_type"] = _checked("encrypt_type", changes["encrypt_type"])
         profile = {
             name: _checked(name, changes[name])
             for name in PROFILE_SETTINGS
@@ -219,10 +222,15 @@ class MarketState:
         return settings
 
     def _use_bundled(self, settings: ConsoleSettings) -> ConsoleSettings:
+        if self._bundled is not None and self._bundled[1].encrypt_type != settings.encrypt_type:
+            # the bundled merchant decrypts with the seller's choice (§2.7, U20): restart it
+            self._bundled[0].close()
+            self._bundled = None
         if self._bundled is None:
             # the reference merchant every command falls back on, kept running until close()
             stack = ExitStack()
-            self._bundled = stack, stack.enter_context(open_target(Settings()))
+            started = open_target(Settings(encrypt_type=settings.encrypt_type))
+            self._bundled = stack, stack.enter_context(started)
         bundled = self._bundled[1]
         return replace(
             settings,

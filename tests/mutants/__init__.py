@@ -23,6 +23,8 @@ from . import (
     handles_only_upgrade,
     html_content_type,
     instance_per_order_only,
+    kit_answers_unsigned,
+    kit_refuses_empty_instance,
     kit_refuses_integer_flags,
     license_customer_id_64,
     license_per_resend,
@@ -53,6 +55,7 @@ from . import (
     unknown_instance_crash,
     upgrade_resend_rejected,
     user_add_not_idempotent,
+    user_delete_needs_instance,
     user_delete_not_idempotent,
     v1_authtoken_optional,
     v1_body_sign_reserialised,
@@ -129,6 +132,9 @@ GALLERY: list[Mutant] = [
         client_secret_pkcs1_only,
         answers_in_six_seconds,
         lowercase_body_sign,
+        kit_refuses_empty_instance,
+        user_delete_needs_instance,
+        kit_answers_unsigned,
     )
 ]
 
