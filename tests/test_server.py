@@ -575,10 +575,11 @@ def test_order_notifications_are_sent_signed_and_judged(configured: FlaskClient)
     ("body", "message"),
     [
         ({"fields": [1]}, "JSON object of strings"),
-        ({"fields": {"orderId": "o", "orderType": "NEW", "n": 1}}, "JSON object of strings"),
-        ({"fields": {"orderId": "o", "orderType": "SOLD"}}, "orderType must be one of"),
-        ({"fields": {"orderType": "NEW"}}, "orderId is required"),
-        ({"fields": {"orderId": "o", "orderType": "NEW"}, "check_token": "yes"}, "check_token must be"),
+        ({"fields": {"orderId": "o", "n": 1}}, "JSON object of strings"),
+        ({"fields": {"orderId": "o", "orderType": "NEW"}}, "the order number only"),
+        ({"fields": {"orderId": "o" * 65}}, "at most 64"),
+        ({"fields": {"orderLineId": "l"}}, "orderId is required"),
+        ({"fields": {"orderId": "o"}, "check_token": "yes"}, "check_token must be"),
     ],
 )
 def test_the_api_notification_names_bad_input(configured: FlaskClient, body: Any, message: str) -> None:

@@ -136,10 +136,24 @@ def show(run_id: str, as_json: bool, db_path: Path) -> None:
 @click.option(
     "--port", default=5000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on."
 )
+@click.option(
+    "--time-scale",
+    type=click.FloatRange(min=1, max=1_000_000),
+    default=None,
+    help="Marketplace time runs this many times faster than the wall (3600: an hour a second), "
+    "continuing the timeline the history file keeps; default real time.",
+)
 @with_target()
 @scenarios_option
 @db_option
-def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...], db_path: Path) -> None:
+def serve(
+    info: TargetInfo,
+    host: str,
+    port: int,
+    time_scale: float | None,
+    scenario_dirs: tuple[Path, ...],
+    db_path: Path,
+) -> None:
     """Run the fake marketplace: web console, JSON API, and the APIs a merchant calls.
 
     The target starts as --url (keys from KOOSIM_ACCESS_KEY / KOOSIM_SYNC_KEY or koosim.toml) or,
@@ -148,7 +162,8 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
     than a loopback one needs KOOSIM_SERVE_TOKEN.
     """
 
-    from simulator.server import create_app, market_state
+    from simulator.server import create_app, market_state, start_scheduler
+    from simulator.server.deliveries import durable_clock
     from simulator.server.guard import TokenError, bind_problem, console_url, server_token
     from simulator.server.state import ConsoleSettings, SettingsError
     from simulator.server.wsgi import Server
@@ -168,6 +183,7 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
         token=token,
         hosts=[host],
         scenario_dirs=scenario_dirs,
+        clock=durable_clock(store, time_scale),
     )
     market = market_state(app)
     try:
@@ -204,7 +220,9 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
         console.print(
             "  no access key yet: set KOOSIM_ACCESS_KEY or enter it on the Target page", highlight=False
         )
+    console.print(f"  {market.clock.describe()}", highlight=False, markup=False)
     console.print("  Ctrl+C stops it", highlight=False)
+    start_scheduler(app)
     try:
         server.run()
     finally:

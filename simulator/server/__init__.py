@@ -25,8 +25,9 @@ from flask import Flask, Response, jsonify, render_template, request
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
+from simulator.clock import Clock
 from simulator.redaction import printable
-from simulator.server import api, console, guard, openapi
+from simulator.server import api, console, deliveries, guard, messages, openapi
 from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import ConsoleSettings, MarketState
 from simulator.store import Store, StoreError
@@ -42,12 +43,15 @@ def create_app(
     token: str | None = None,
     hosts: Iterable[str] = (),
     scenario_dirs: Iterable[Path] = (),
+    clock: Clock | None = None,
 ) -> Flask:
     """Build the marketplace server over ``store``; ``settings`` pre-configures the target.
 
     ``token`` is the secret every page and API call must present (random when not given: read
     it back with :func:`token`); ``hosts`` are the names besides loopback ones the server answers
-    to (its ``--host``); ``scenario_dirs`` are the merchant's scenario folders, before the library.
+    to (its ``--host``); ``scenario_dirs`` are the merchant's scenario folders, before the library;
+    ``clock`` is the marketplace clock (default: real time). The scheduler that sends due
+    deliveries is not started here: ``koosim serve`` starts it (:func:`start_scheduler`).
     """
     app = Flask(__name__)
     app.config.update(
@@ -60,11 +64,12 @@ def create_app(
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     # every value a page shows may come from a merchant: no bidi override or control byte
     app.jinja_env.finalize = _shown
-    app.extensions["koosim.marketplace"] = MarketState(store, settings)
+    app.extensions["koosim.marketplace"] = MarketState(store, settings, clock)
     guard.install(app, app.config["KOOSIM_TOKEN"], hosts)
     app.register_blueprint(console.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(messages.bp)
     app.add_template_filter(_when, "when")
     app.add_template_filter(_pretty, "pretty")
 
@@ -100,6 +105,14 @@ def market_state(app: Flask) -> MarketState:
     return app.extensions["koosim.marketplace"]
 
 
+def start_scheduler(app: Flask) -> deliveries.Scheduler:
+    """Start the background thread that sends due deliveries; :meth:`MarketState.close` stops it."""
+    market = market_state(app)
+    if market.scheduler is None:
+        market.scheduler = deliveries.Scheduler(market).start()
+    return market.scheduler
+
+
 def token(app: Flask) -> str:
     """The token clients of an app made by :func:`create_app` must present."""
     return str(app.config["KOOSIM_TOKEN"])
@@ -129,4 +142,4 @@ def _pretty(text: str | None) -> str:
         return text
 
 
-__all__ = ["create_app", "market_state", "token"]
+__all__ = ["create_app", "market_state", "start_scheduler", "token"]

@@ -196,7 +196,6 @@ def notification() -> str | Response | tuple[str, int]:
             fields=text,
             error=error,
             settings=market.settings.public(),
-            order_types=notify.ORDER_TYPES,
         )
         return page, 400
     text = json.dumps(notify.template(market), ensure_ascii=False, indent=2)
@@ -205,7 +204,6 @@ def notification() -> str | Response | tuple[str, int]:
         fields=text,
         error=None,
         settings=market.settings.public(),
-        order_types=notify.ORDER_TYPES,
     )
 
 

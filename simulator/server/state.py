@@ -7,6 +7,9 @@ record that leaves the server is redacted with them.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import threading
 from collections.abc import Mapping
 from contextlib import ExitStack
@@ -14,6 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from simulator.clock import Clock, RealClock
 from simulator.settings import (
     PROFILE_SETTINGS,
     VALIDATORS,
@@ -127,8 +131,16 @@ def _forget_keys_of_other_hosts(
 class MarketState:
     """The server's state, shared by every request and every background run of one app."""
 
-    def __init__(self, store: Store, settings: ConsoleSettings | None = None) -> None:
+    def __init__(
+        self, store: Store, settings: ConsoleSettings | None = None, clock: Clock | None = None
+    ) -> None:
         self.store = store
+        self.clock: Clock = clock or RealClock()
+        """The marketplace clock (docs/protocol.md §10): real time unless ``serve`` was given a scale."""
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        """This process's name on the deliveries it claims (store/deliveries.py)."""
+        self.scheduler: Any = None
+        """The background sender of due deliveries, when ``serve`` started one (server/deliveries.py)."""
         self._settings = settings or ConsoleSettings()
         self._lock = threading.Lock()
         self._learned_secrets = LearnedSecrets()
@@ -224,6 +236,14 @@ class MarketState:
             bundled=True,
         )
 
+    def delivery_urls(self) -> tuple[str, ...]:
+        """The URLs this server holds keys for: it sends stored deliveries to these only."""
+        settings = self.settings
+        urls = [settings.url] if settings.url and settings.access_key else []
+        if settings.notification_url and settings.notification_token:
+            urls.append(settings.notification_url)
+        return tuple(urls)
+
     def target(self) -> Target:
         """The configured merchant as a transport target; NotConfigured if it has no URL or key."""
         settings = self.settings
@@ -249,7 +269,11 @@ class MarketState:
         return not any(thread.is_alive() for thread in threads)
 
     def close(self) -> None:
-        """Finish the scenario sessions and stop the bundled reference merchant, if any."""
+        """Stop the delivery scheduler, finish the scenario sessions and stop the bundled
+        reference merchant, if any."""
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            scheduler.stop()
         for session in list(self.plays.values()):
             session.finish()
         with self._lock:

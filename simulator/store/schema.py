@@ -212,7 +212,50 @@ def _marketplace_tables(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_history_tables, _marketplace_tables]
+def _delivery_tables(db: sqlite3.Connection) -> None:
+    """Version 3: scheduled deliveries (the outbox generalised, docs/protocol.md §10.1, §10.5) and
+    the marketplace clock's anchor, so a schedule survives a restart of ``koosim serve``."""
+    _script(
+        db,
+        """
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            interface TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            activity TEXT NOT NULL,
+            label TEXT NOT NULL,
+            target_url TEXT NOT NULL,
+            body TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            state TEXT NOT NULL,
+            first_due REAL NOT NULL,
+            next_due REAL,
+            manual_due REAL,
+            attempts TEXT NOT NULL,
+            in_flight INTEGER,
+            claimed_by TEXT,
+            claimed_until REAL,
+            summary TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX deliveries_due ON deliveries (state, next_due);
+        CREATE TABLE market_clock (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            scale REAL NOT NULL,
+            market REAL NOT NULL,
+            wall REAL NOT NULL
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _history_tables,
+    _marketplace_tables,
+    _delivery_tables,
+]
 """One function per schema version, applied in order; append, never edit a released one."""
 
 
