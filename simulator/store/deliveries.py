@@ -73,7 +73,7 @@ class DeliveryRecords:
                 "INSERT INTO deliveries (created_at, updated_at, kind, interface, protocol, activity,"
                 " label, target_url, body, policy, state, first_due, next_due, manual_due, attempts,"
                 " in_flight, claimed_by, claimed_until) VALUES"
-                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, '[]', 1, ?, ?)",
+                " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, '[]', 1, ?, ?)",
                 (
                     now,
                     now,
@@ -86,6 +86,7 @@ class DeliveryRecords:
                     dump(redact_data(dict(body), secrets)),
                     policy,
                     PENDING,
+                    first_due,
                     first_due,
                     owner,
                     now + lease,
