@@ -103,7 +103,9 @@ def test_a_failed_call_is_resent_on_its_schedule_and_shown_until_delivered(
     clock.advance(timedelta(seconds=2))
     assert run_due(market) == 1 and run_due(market) == 0
     message = client.get("/api/messages/1").json
-    assert message["state"] == "delivered" and message["attempts_made"] == 3 and message["next_attempt"] is None
+    assert (
+        message["state"] == "delivered" and message["attempts_made"] == 3 and message["next_attempt"] is None
+    )
     assert [a["sent"]["market"] for a in message["attempts"]] == [
         "2026-11-30T08:00:00.000Z",
         "2026-11-30T08:00:01.000Z",
@@ -175,7 +177,9 @@ def test_order_notifications_carry_the_order_number_and_are_retried_for_3_hours(
     url = serve(merchant.app).replace("/produceAPI", "/notify")
     client.put("/api/target", json={"notification_url": url, "notification_token": NOTIFY_TOKEN})
     assert client.get("/api/notifications/template").json["fields"] == {"orderId": "MOCKPERIODYEARNEW"}
-    sent = client.post("/api/notifications", json={"fields": {"orderId": "CS2611300800001"}, "check_token": False})
+    sent = client.post(
+        "/api/notifications", json={"fields": {"orderId": "CS2611300800001"}, "check_token": False}
+    )
     assert sent.status_code == 200 and sent.json["kind"] == "notification"
     assert merchant.received[0]["body"] == {"orderId": "CS2611300800001"}
     market = market_state(app)
@@ -265,7 +269,9 @@ def test_an_attempt_lost_in_flight_is_recorded_once_and_the_schedule_goes_on(
     clock.advance(timedelta(seconds=1))  # U11 resends a lost answer (no answer) after 1 s
     assert run_due(market) == 1 and run_due(market) == 0
     row = store.deliveries.get(delivery_id)
-    assert row is not None and row["state"] == "delivered" and [a["number"] for a in row["attempts"]] == [1, 2]
+    assert (
+        row is not None and row["state"] == "delivered" and [a["number"] for a in row["attempts"]] == [1, 2]
+    )
     assert [r["body"]["orderId"] for r in merchant.received] == ["o-1"]
 
 

@@ -89,7 +89,9 @@ class Koosim:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
-                raise AssertionError(f"koosim serve did not stop on SIGINT:\n{self.log.read_text()}") from None
+                raise AssertionError(
+                    f"koosim serve did not stop on SIGINT:\n{self.log.read_text()}"
+                ) from None
 
 
 def wait_for(condition: Callable[[], bool], timeout: float, why: Callable[[], str]) -> None:
