@@ -1,8 +1,10 @@
-"""Order notification (订单通知): the console tells the merchant's notification URL that an order
-event happened, signed with the interface security token (signature scheme: ASSUMPTION, like the
-user-authorization sync, protocol.md §4). These rules judge the merchant's answers to those
-notices; ``verify`` does not run them (they are about the console's notices, not the merchant's
-produce or sync interfaces), :mod:`simulator.server.notify` applies them.
+"""Order notification (订单通知, docs/protocol.md §9): the marketplace pushes an order's number to
+the merchant's notification address, signed with the interface security token, retried for 3 hours
+when it fails. The page publishes the order number and the 3 hours; the body's JSON name, the
+signature scheme (koosim: like a Kit sync call, §2.4) and the expected answer are ASSUMPTION U41,
+so both rules are warnings. ``verify`` does not run them (they are about the notices ``koosim
+serve`` sends, not the merchant's produce or sync interfaces): :mod:`simulator.server.notify`
+applies them to every attempt.
 """
 
 from __future__ import annotations
