@@ -5,6 +5,7 @@ policy. The subprocess tests (SIGKILL, two servers) are in test_serve_durable.py
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -146,7 +147,12 @@ def test_a_parked_delivery_is_restarted_by_hand(
 ) -> None:
     merchant = Scripted("000002", "000000")  # U11 does not resend a refusal: parked at once
     _target(client, serve(merchant.app))
-    _new_instance(client)
+    assert "0 delivery(ies) pending after a failure or parked" in client.get("/").data.decode()
+    fields = client.get("/api/activities/newInstance/template").json["fields"]
+    form = {"activity": "newInstance", "fields": json.dumps(fields)}
+    call_page = client.post("/call", data=form).data.decode()  # the console's Send a call
+    assert "生产接口消息 #1" in call_page and "parked" in call_page
+    assert "1 delivery(ies) pending after a failure or parked" in client.get("/").data.decode()
     [message] = client.get("/api/messages?state=parked").json["messages"]
     assert message["restartable"] and message["next_attempt"] is None
     assert client.get("/api/messages?state=pending").json["messages"] == []

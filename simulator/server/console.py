@@ -72,6 +72,7 @@ def overview() -> str:
         settings=market.settings.public(),
         runs=market.store.history.runs(limit=8),
         pending=len(market.store.marketplace.outbox(status=OUTBOX_PENDING)),
+        failing=market.store.deliveries.failing(),
         inbound=market.store.history.exchanges(direction=INBOUND, limit=5),
     )
 

@@ -43,6 +43,7 @@ from simulator.engine.delivery import (
     delivery_failure,
     policy_for,
 )
+from simulator.store.deliveries import CLAIM_LEASE_S
 from simulator.transport import Exchange
 
 if TYPE_CHECKING:
@@ -175,6 +176,11 @@ class Started:
         self.number = number
 
 
+def lease(market: MarketState) -> float:
+    """How long a claim holds: the store's lease, or longer when the deadline is (up to 300 s)."""
+    return max(CLAIM_LEASE_S, float(market.settings.timeout) + 30.0)
+
+
 def begin_new(
     market: MarketState,
     *,
@@ -201,6 +207,7 @@ def begin_new(
         policy=policy.name,
         first_due=delivery.first_due.timestamp(),
         secrets=market.secrets,
+        lease=lease(market),
     )
     return Started(delivery_id, delivery, delivery.begin())
 
@@ -233,7 +240,11 @@ def send_due(market: MarketState, delivery_id: int) -> bool:
     process (or thread) has it."""
     store = market.store.deliveries
     row = store.claim(
-        delivery_id, market.owner, market_now=market.clock.now().timestamp(), urls=market.delivery_urls()
+        delivery_id,
+        market.owner,
+        market_now=market.clock.now().timestamp(),
+        urls=market.delivery_urls(),
+        lease=lease(market),
     )
     if row is None:
         return False

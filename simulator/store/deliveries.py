@@ -280,6 +280,16 @@ class DeliveryRecords:
             ).fetchall()
         return [_row(row) for row in rows]
 
+    def failing(self) -> int:
+        """How many deliveries wait after a failure: pending with a failed attempt, or parked."""
+        with self.db.connect() as db:
+            row = db.execute(
+                "SELECT count(*) AS n FROM deliveries WHERE state = ? OR (state = ? AND EXISTS"
+                " (SELECT 1 FROM json_each(attempts) WHERE json_extract(value, '$.failure') IS NOT NULL))",
+                (PARKED, PENDING),
+            ).fetchone()
+        return int(row["n"])
+
     # --- the marketplace clock's anchor --------------------------------------------------------
 
     def clock_anchor(self) -> tuple[float, float, float] | None:
