@@ -196,7 +196,7 @@ class KoosimSession:
             self._transport = Transport(target)
             self._resources.callback(self._transport.close)
         return run_check(
-            check, target, self._transport, self.orders, self.exchanges, self.settings().resend_policy
+            check, target, self._transport, self.orders, self.exchanges, self.settings().delivery
         )
 
     def reproduce(self, check_id: str) -> str:

@@ -19,7 +19,7 @@ from flask import Flask, request
 from flask.testing import FlaskClient
 
 from simulator.clock import FrozenClock
-from simulator.engine.delivery import ORDER_NOTIFICATION, V1_NEW_INSTANCE
+from simulator.delivery import ORDER_NOTIFICATION, V1_NEW_INSTANCE
 from simulator.server import create_app, market_state
 from simulator.server import token as server_token
 from simulator.server.deliveries import durable_clock, run_due

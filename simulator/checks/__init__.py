@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
-from simulator.checks import contract, idempotency, lifecycle, notification, security, sync  # noqa: F401 - registers
+from simulator.checks import contract, idempotency, lifecycle, notification, schedule, security, sync  # noqa: F401 - registers
 from simulator.checks.answers import judge_exchange
 from simulator.checks.base import (
     FAMILY_ORDER,

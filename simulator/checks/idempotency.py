@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -11,9 +10,9 @@ from dataclasses import replace
 from typing import Any
 
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
+from simulator.delivery import Delivery, Failure, FailureKind, delivery_failure
 from simulator.model import query_fields, release_fields, status_fields
 from simulator.protocol import ResultCode
-from simulator.resend import RESENDS_VARIABLE, resend_reason
 from simulator.transport import Exchange, Target, Transport
 
 RESENDS = 3
@@ -202,9 +201,15 @@ ABANDON_AFTER = 0.001
 """How long the marketplace waits for the first deliveries in ``converges-after-failures``: far
 below any merchant's processing time, so those deliveries count as failed while the merchant
 still processes them."""
-CHECK_BACKOFF = 0.05
-"""The first resend delay inside ``converges-after-failures``: the configured resend schedule
-scaled to start at 50 ms (50, 100, 200 ms by default) so that the check stays fast."""
+
+
+ABANDONED = Failure(
+    FailureKind.LATE,
+    f"Call interface failed: the marketplace stopped waiting after {ABANDON_AFTER * 1000:g} ms",
+    "§3.3",
+    transient=True,
+)
+"""A delivery the marketplace gave up on while the merchant still processed it."""
 
 
 @check("idempotency.converges-after-failures", rule="§4.1")
@@ -214,22 +219,29 @@ def converges_after_failures(ctx: Context) -> None:
     The marketplace sends newInstance and stops waiting after 1 ms, while the merchant is still
     processing it: the first delivery's connection is closed unread; for the second the
     simulator keeps listening (the marketplace does not) to learn what it created. It resends
-    per the resend policy (KOOSIM_RESENDS, KOOSIM_BACKOFF; the backoff scaled to 50 ms steps)
-    until an answer arrives, then one late copy comes. Every answer and queryInstance must
+    per newInstance's delivery policy (docs/protocol.md §10.1: V1 every 3 minutes, V2 after 1 s,
+    2 s, 4 s, U11), on the marketplace clock (``--time-scale``, ×3600 by default: 3 minutes
+    pass in 50 ms), until an answer arrives, then one late copy comes. Every answer and queryInstance must
     show a single instance for the order. The first delivery's exchange appears only as
     evidence of a failure: it has no answer by design.
     """
-    policy = ctx.resend_policy.scaled(CHECK_BACKOFF)
-    if not policy.resends:
-        ctx.skip(f"the resend policy allows no resend ({RESENDS_VARIABLE}=0)")
+    policy = ctx.policy("newInstance")
+    if not policy.cadence.resends:
+        ctx.skip(f"the delivery policy allows no resend ({policy.describe()})")
+    # Every delivery here counts as failed (abandoned, or not yet answered) until one is
+    # accepted, so the schedule goes on whatever the failure: the policy's cadence, not its
+    # trigger (U11 resends only after a timeout or no answer, which an abandoned call is).
+    delivery = Delivery(policy, ctx.clock)
     order = ctx.orders.order()
-    abandoned = min(2, policy.resends)  # at least one delivery left for an answer
+    abandoned = min(2, policy.cadence.resends)  # at least one delivery left for an answer
     given_up: list[Exchange] = []
     listening: list[Future[Exchange]] = []
     answered: list[Exchange] = []
     outcome: Exchange | None = None
     with ThreadPoolExecutor(max_workers=abandoned) as pool:
-        for attempt in range(1, policy.attempts + 1):
+        while (due := delivery.next_due) is not None:
+            ctx.clock.sleep_until(due)
+            attempt = delivery.begin()
             fields = order.new_instance_fields(ctx.orders.business_id())
             label = f"newInstance (attempt {attempt})"
             seen: Exchange | None
@@ -250,18 +262,18 @@ def converges_after_failures(ctx: Context) -> None:
                 seen = ctx.transport.send(fields, label=label, attempt=attempt)
                 answered.append(seen)
                 ctx.exchanges.append(seen)
-            if seen is not None and resend_reason(seen) is None:
+            failure = delivery_failure(seen, deadline=ctx.target.timeout) if seen is not None else ABANDONED
+            delivery.finish(failure)
+            if failure is None:
                 outcome = seen
                 break
-            if attempt < policy.attempts:
-                time.sleep(policy.delays[attempt - 1])
         overheard = [future.result() for future in listening]  # each bounded by the call's deadline
     ctx.exchanges[:0] = overheard
     deliveries = [*given_up, *overheard, *answered]
     if outcome is None:
         ctx.abort(
             f"newInstance was not accepted after {len(deliveries)} deliveries "
-            f"({policy.describe()}): last {describe(deliveries[-1])}",
+            f"({policy.describe()}): last {describe(deliveries[-1])}; {delivery.summary()}",
             *deliveries[-2:],
         )
     ctx.require(outcome, ResultCode.SUCCESS, "newInstance resent after failed deliveries must succeed")

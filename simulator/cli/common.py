@@ -50,7 +50,17 @@ MAX_TIMEOUT, MAX_MAX_TIME = 300.0, 86400.0
 """settings.MAX_TIMEOUT and settings.MAX_MAX_TIME (a test keeps them equal), here so that the
 help needs no import of the settings."""
 
-TARGET_FLAGS = ("url", "protocol", "sync_url", "timeout", "encrypt_type", "product", "billing", "optional")
+TARGET_FLAGS = (
+    "url",
+    "protocol",
+    "sync_url",
+    "timeout",
+    "encrypt_type",
+    "product",
+    "billing",
+    "optional",
+    "time_scale",
+)
 """The settings a command's flags can set, as :func:`simulator.settings.load_settings` names them."""
 
 
@@ -150,6 +160,14 @@ def target_options(function: F) -> F:
             help="Whether the product allows specification changes, so upgradeInstance and "
             "changeInstanceCheck are exercised (env KOOSIM_OPTIONAL, default on).",
         ),
+        click.option(
+            "--time-scale",
+            metavar="SCALE|frozen",
+            help="The marketplace clock: marketplace time runs SCALE times the wall (3600 = an hour "
+            "per second; real = 1), or 'frozen' (moves only when advanced: scenario `advance` steps, "
+            "each wait in verify/play/explore, POST /api/clock/advance in serve). Default 3600, "
+            "real time in serve (env KOOSIM_TIME_SCALE; docs/protocol.md §10).",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -212,6 +230,8 @@ class TargetInfo:
             from simulator.settings import load_settings
 
             self._settings = load_settings(self.flags)
+            for line in self._settings.deprecations:
+                make_console(stderr=True).print(f"koosim: warning: {line}", markup=False, soft_wrap=True)
         return self._settings
 
     @contextmanager

@@ -136,24 +136,10 @@ def show(run_id: str, as_json: bool, db_path: Path) -> None:
 @click.option(
     "--port", default=5000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on."
 )
-@click.option(
-    "--time-scale",
-    type=click.FloatRange(min=1, max=1_000_000),
-    default=None,
-    help="Marketplace time runs this many times faster than the wall (3600: an hour a second), "
-    "continuing the timeline the history file keeps; default real time.",
-)
 @with_target()
 @scenarios_option
 @db_option
-def serve(
-    info: TargetInfo,
-    host: str,
-    port: int,
-    time_scale: float | None,
-    scenario_dirs: tuple[Path, ...],
-    db_path: Path,
-) -> None:
+def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...], db_path: Path) -> None:
     """Run the fake marketplace: web console, JSON API, and the APIs a merchant calls.
 
     The target starts as --url (keys from KOOSIM_ACCESS_KEY / KOOSIM_SYNC_KEY or koosim.toml) or,
@@ -179,11 +165,16 @@ def serve(
     store = _open_store(db_path)
     app = create_app(
         store,
-        ConsoleSettings(protocol=found.protocol, timeout=found.timeout, resend_policy=found.resend_policy),
+        ConsoleSettings(
+            protocol=found.protocol,
+            timeout=found.timeout,
+            time_scale=found.time_scale,
+            delivery=found.delivery,
+        ),
         token=token,
         hosts=[host],
         scenario_dirs=scenario_dirs,
-        clock=durable_clock(store, time_scale),
+        clock=durable_clock(store, found.time_scale),
     )
     market = market_state(app)
     try:
@@ -214,6 +205,7 @@ def serve(
     console.print(
         "  scripts send the token as 'Authorization: Bearer <token>' (the token= above)", highlight=False
     )
+    console.print(f"  {market.clock.describe()} (GET {base}/api/clock)", highlight=False, markup=False)
     where = "the bundled reference merchant" if settings.bundled else printable(settings.url or "")
     console.print(f"  target: {where} ({settings.protocol})", highlight=False, markup=False)
     if settings.url and not settings.access_key:

@@ -159,6 +159,7 @@ def verify(
                     f"koosim {__version__}: {plural(len(checks), 'check')} against {where} "
                     f"({target.protocol}, profile {target.profile}), seed {seed}"
                 )
+                console.print(f"[dim]{escape(target.clock.describe())}[/]", highlight=False)
                 first = info.preflight(target, skip=no_preflight, seed=seed)
                 sent_first.extend([] if first is None else [first])
                 progress = console_report.LiveProgress(console, len(checks), quiet=quiet)
@@ -171,7 +172,7 @@ def verify(
                         on_result=finished,
                         on_begin=begin,
                         on_exchange=recorder.exchange,
-                        resend_policy=settings.resend_policy,
+                        delivery=settings.delivery,
                     )
         except FailFast as stop:
             run = started[0]

@@ -23,6 +23,7 @@ from typing import Any
 
 from simulator.checks import REGISTRY, Check, Finding, Severity, Verdict
 from simulator.checks.base import describe
+from simulator.clock import FrozenClock
 from simulator.engine.expectations import Expectations, Judgement, Prepared, Record
 from simulator.engine.run import CheckResult
 from simulator.engine.scenario import Scenario, Step, Unresolved, dig, resolve
@@ -168,6 +169,7 @@ class Player:
         """Prepare, wait, send and judge one step."""
         if step.activity is None:
             time.sleep(step.wait)
+            self.advance(step)
             return StepOutcome(step, None)
         try:
             prepared = self.prepare(step)
@@ -175,7 +177,19 @@ class Player:
             return StepOutcome(step, None, blocked=redact(str(problem), self.target.secrets))
         if step.wait:
             time.sleep(step.wait)
+        self.advance(step)
         return self.perform(prepared)
+
+    def advance(self, step: Step) -> None:
+        """Let ``step.advance`` of marketplace time pass on the run's clock (the target's): a
+        frozen clock jumps at once, a scaled one waits the scaled time (1h: 1 s at ×3600)."""
+        if step.advance is None:
+            return
+        clock = self.target.clock
+        if isinstance(clock, FrozenClock):
+            clock.advance(step.advance)
+        else:
+            clock.sleep(step.advance)
 
     def prepare(self, step: Step) -> Prepared:
         """The calls ``step`` will send; raises :class:`Unresolved` when an earlier value is missing."""

@@ -7,10 +7,12 @@ is scrubbed of the target's keys (by :mod:`simulator.redaction`) before it leave
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from simulator.checks import Verdict
+from simulator.clock import isoformat
 from simulator.engine.run import CheckResult, Run
 from simulator.redaction import printable, readable_body, redact, redact_each
 from simulator.transport import Exchange
@@ -61,11 +63,20 @@ def exchange_record(exchange: Exchange, secrets: Iterable[str]) -> dict[str, Any
         "activity": activity,
         "attempt": exchange.attempt,
         "started_at": exchange.started_at,
+        "market_at": None if exchange.market_at is None else isoformat(exchange.market_at),
         "elapsed_ms": round(exchange.elapsed * 1000, 1),
         "request": request,
         "response": response,
         "error": None if exchange.error is None else error,
     }
+
+
+def exchange_times(record: Mapping[str, Any]) -> str:
+    """When an exchange was sent, on both clocks, for every report: ``wall 2026-11-30T00:50:01.250Z,
+    marketplace 2026-11-30T03:50:01.250Z`` (the marketplace one only when it was recorded)."""
+    wall = isoformat(datetime.fromtimestamp(record["started_at"], UTC))
+    market = record.get("market_at")
+    return f"wall {wall}, marketplace {market}" if market else f"wall {wall}"
 
 
 def result_record(result: CheckResult, secrets: Iterable[str]) -> dict[str, Any]:
@@ -109,6 +120,7 @@ def run_record(run: Run, reproduce: dict[str, str] | None = None) -> dict[str, A
             "timeout_s": run.target.timeout,
         },
         "seed": run.seed,
+        "clock": run.clock,
         "assumptions": run.assumptions,
         "summary": {verdict.value: run.count(verdict) for verdict in Verdict},
         "exit_code": run.exit_code,

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from simulator.checks import Check, Verdict
-from simulator.engine.record import run_record
+from simulator.engine.record import exchange_times, run_record
 from simulator.engine.run import CheckResult, Run
 from simulator.redaction import printable
 
@@ -177,6 +177,7 @@ def _exchange_lines(exchange: Mapping[str, Any]) -> str:
     text = f"  → {request['method']} {request['url']}"
     if exchange.get("attempt", 1) > 1:
         text += f" (attempt {exchange['attempt']})"
+    text += f"\n    sent {exchange_times(exchange)}"
     if request["body"]:
         text += "\n    " + request["body"]
     response = exchange["response"]

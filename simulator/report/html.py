@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simulator import __version__
+from simulator.engine.record import exchange_times
 from simulator.redaction import printable
 
 STYLE = """
@@ -202,7 +203,12 @@ def _exchange(exchange: Mapping[str, Any], anchor: str, *, open_: bool) -> str:
         f'{outcome} · <span class="muted">{_e(exchange["elapsed_ms"])} ms{attempt}</span>'
     )
     request_part = _fields(
-        [("URL", request["url"]), ("headers", _headers(request["headers"])), ("body", request["body"])]
+        [
+            ("sent", exchange_times(exchange)),
+            ("URL", request["url"]),
+            ("headers", _headers(request["headers"])),
+            ("body", request["body"]),
+        ]
     )
     if response is None:
         response_part = _fields([("error", exchange["error"] or "no answer")])

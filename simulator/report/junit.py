@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from simulator.engine.record import exchange_times
 from simulator.redaction import printable
 
 SUITE_NAME = "koosim verify"
@@ -111,7 +112,10 @@ def _details(check: Mapping[str, Any], exchanges: Mapping[str, Mapping[str, Any]
 
 def _exchange_lines(exchange: Mapping[str, Any]) -> list[str]:
     request, response = exchange["request"], exchange["response"]
-    lines = [f"  [{exchange['label']}]", f"  → {request['method']} {request['url']}"]
+    lines = [
+        f"  [{exchange['label']}] sent {exchange_times(exchange)}",
+        f"  → {request['method']} {request['url']}",
+    ]
     if request["body"]:
         lines.append(f"    {request['body']}")
     if response is None:

@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from simulator.clock import Clock
 from simulator.redaction import printable
 from simulator.server import api, console, deliveries, guard, messages, openapi
+from simulator.server import clock as clock_routes
 from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import ConsoleSettings, MarketState
 from simulator.store import Store, StoreError
@@ -50,8 +51,9 @@ def create_app(
     ``token`` is the secret every page and API call must present (random when not given: read
     it back with :func:`token`); ``hosts`` are the names besides loopback ones the server answers
     to (its ``--host``); ``scenario_dirs`` are the merchant's scenario folders, before the library;
-    ``clock`` is the marketplace clock (default: real time). The scheduler that sends due
-    deliveries is not started here: ``koosim serve`` starts it (:func:`start_scheduler`).
+    ``clock`` is the marketplace's (default: ``settings.clock(live=True)``, real time), read back
+    as ``market_state(app).clock``. The scheduler that sends due deliveries is not started here:
+    ``koosim serve`` starts it (:func:`start_scheduler`).
     """
     app = Flask(__name__)
     app.config.update(
@@ -69,6 +71,7 @@ def create_app(
     app.register_blueprint(console.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(clock_routes.bp)
     app.register_blueprint(messages.bp)
     app.add_template_filter(_when, "when")
     app.add_template_filter(_pretty, "pretty")

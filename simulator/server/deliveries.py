@@ -2,8 +2,8 @@
 file (:mod:`simulator.store.deliveries`), and a background :class:`Scheduler` sends each attempt
 when it falls due on the marketplace clock (docs/protocol.md §10.1, §10.5; issue 15 item 3).
 
-A console or API call, and an order notification, is a :class:`~simulator.engine.delivery.Delivery`
-with the published policy of its kind (:func:`~simulator.engine.delivery.policy_for`): the first
+A console or API call, and an order notification, is a :class:`~simulator.delivery.Delivery`
+with the published policy of its kind (:func:`~simulator.delivery.policy_for`): the first
 attempt is sent at once, in the request that asked for it; when it fails and the policy resends,
 the row stays *pending* with its next attempt's marketplace instant, and whichever ``serve``
 process finds it due first claims it atomically and sends it. After the last attempt the delivery
@@ -30,8 +30,8 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from simulator.clock import Clock, RealClock, ScaledClock, Stamp, isoformat
-from simulator.engine.delivery import (
+from simulator.clock import Clock, FrozenClock, RealClock, ScaledClock, Stamp, isoformat
+from simulator.delivery import (
     Attempt,
     Delivery,
     DeliveryError,
@@ -80,12 +80,16 @@ def register(kind: str, sender: Sender) -> None:
 # --- the clock ---------------------------------------------------------------------------------
 
 
-def durable_clock(store: Store, scale: float | None) -> Clock:
-    """The marketplace clock of a ``serve`` process: real time without ``scale`` (or at 1), else a
-    scaled clock continuing the timeline the history file records, so that marketplace time never
-    jumps back or forth across restarts and every server on one file shares it."""
+def durable_clock(store: Store, scale: float | str | None) -> Clock:
+    """The marketplace clock of a ``serve`` process (``scale`` as the ``time_scale`` setting):
+    real time without one (or at 1); ``frozen`` a clock that moves only when advanced (it starts
+    at the wall's now: a frozen timeline is not kept across restarts); any other scale a scaled
+    clock continuing the timeline the history file records, so that marketplace time never jumps
+    back or forth across restarts and every server on one file shares it."""
     if scale is None or scale == 1:
         return RealClock()
+    if isinstance(scale, str):  # "frozen", the one word parse_time_scale leaves a string
+        return FrozenClock(datetime.now(UTC), waits="block")
     wall = datetime.now(UTC).timestamp()
     anchor = store.deliveries.clock_anchor()
     if anchor is None:
@@ -150,8 +154,9 @@ def _attempt(record: Mapping[str, Any]) -> Attempt:
     )
 
 
-def policy_of(row: Mapping[str, Any]) -> DeliveryPolicy:
-    return policy_for(row["interface"], row["protocol"], row["activity"])
+def policy_of(market: MarketState, row: Mapping[str, Any]) -> DeliveryPolicy:
+    """The policy of a stored delivery, with the user's override (``delivery_resends`` …) applied."""
+    return policy_for(row["interface"], row["protocol"], row["activity"], market.settings.delivery)
 
 
 def delivery_of(market: MarketState, row: Mapping[str, Any]) -> Delivery:
@@ -159,7 +164,7 @@ def delivery_of(market: MarketState, row: Mapping[str, Any]) -> Delivery:
     first_due = _dt(row["first_due"])
     assert first_due is not None
     return Delivery(
-        policy_of(row),
+        policy_of(market, row),
         market.clock,
         first_due=first_due,
         attempts=[_attempt(record) for record in row["attempts"]],
@@ -193,7 +198,7 @@ def begin_new(
     body: Mapping[str, Any],
 ) -> Started:
     """Record a new delivery, its first attempt claimed by this process and due now."""
-    policy = policy_for(interface, protocol, activity)
+    policy = policy_for(interface, protocol, activity, market.settings.delivery)
     delivery = Delivery(policy, market.clock)
     delivery_id = market.store.deliveries.add_claimed(
         owner=market.owner,
@@ -403,7 +408,7 @@ def get_message(market: MarketState, delivery_id: int) -> dict[str, Any]:
 
 def restart(market: MarketState, delivery_id: int) -> dict[str, Any]:
     """The manual 重新启动 (§10.5): one more attempt, due now, sent at once when this server may
-    send it. Raises :class:`~simulator.engine.delivery.NothingToRestart` when it is delivered,
+    send it. Raises :class:`~simulator.delivery.NothingToRestart` when it is delivered,
     cancelled automatically, or an attempt is in flight."""
     row = market.store.deliveries.get(delivery_id)
     if row is None:

@@ -22,7 +22,7 @@ from flask import (
 )
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from simulator.engine.delivery import NothingToRestart
+from simulator.delivery import NothingToRestart
 from simulator.redaction import printable, redact
 from simulator.server import deliveries
 from simulator.server.inputs import MAX_ID

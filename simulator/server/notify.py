@@ -6,7 +6,7 @@ What the page publishes [S59], and koosim plays:
 
 - the marketplace pushes the **order number**: the notice koosim sends carries ``orderId``;
 - a failed notification is retried for **3 hours**, then stops: each notice is a delivery with
-  :data:`~simulator.engine.delivery.ORDER_NOTIFICATION`'s policy, durable in ``koosim serve``
+  :data:`~simulator.delivery.ORDER_NOTIFICATION`'s policy, durable in ``koosim serve``
   (:mod:`~simulator.server.deliveries`);
 - the failure and its 异常信息 appear under 生产接口消息, where 重新启动 sends it again by hand
   (the console's 生产接口消息 page, ``/api/messages``).

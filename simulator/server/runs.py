@@ -54,7 +54,7 @@ def start_verify(market: MarketState, patterns: Iterable[str] = (), seed: int = 
                 on_result=recorder.result,
                 on_begin=on_begin,
                 on_exchange=recorder.exchange,
-                resend_policy=market.settings.resend_policy,
+                delivery=market.settings.delivery,
             )
         except Exception as exc:  # the history must say why the run stopped, not leave it "running"
             failure.append(f"{type(exc).__name__}: {exc}")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from simulator.clock import Clock, RealClock
+from simulator.clock import Clock
 from simulator.settings import (
     PROFILE_SETTINGS,
     VALIDATORS,
@@ -135,13 +135,14 @@ class MarketState:
         self, store: Store, settings: ConsoleSettings | None = None, clock: Clock | None = None
     ) -> None:
         self.store = store
-        self.clock: Clock = clock or RealClock()
-        """The marketplace clock (docs/protocol.md §10): real time unless ``serve`` was given a scale."""
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         """This process's name on the deliveries it claims (store/deliveries.py)."""
         self.scheduler: Any = None
         """The background sender of due deliveries, when ``serve`` started one (server/deliveries.py)."""
         self._settings = settings or ConsoleSettings()
+        self.clock: Clock = clock if clock is not None else self._settings.clock(live=True)
+        """The marketplace's one clock in ``serve`` (docs/protocol.md §10): every target, run and
+        scheduled delivery reads it; a frozen one is advanced by /api/clock/advance."""
         self._lock = threading.Lock()
         self._learned_secrets = LearnedSecrets()
         """Plaintexts decrypted in any call, redacted in every later one (a fresh Target each call)."""
@@ -251,7 +252,7 @@ class MarketState:
             raise NotConfigured("no target configured: set the merchant's URL and keys first")
         if not settings.access_key:
             raise NotConfigured("the target has no access key: set it first")
-        return build_target(settings, learned_secrets=self._learned_secrets)
+        return build_target(settings, learned_secrets=self._learned_secrets, clock=self.clock)
 
     # --- background runs ---------------------------------------------------------------------
 
