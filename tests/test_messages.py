@@ -292,3 +292,25 @@ def test_a_scaled_marketplace_clock_continues_its_timeline_across_restarts(tmp_p
     assert abs(second.now() - first.now()) < timedelta(minutes=10)
     slower = durable_clock(store, 60)  # another scale goes on from where the timeline is
     assert slower.now() - datetime.now(UTC) >= timedelta(minutes=50)
+
+
+def test_a_delivery_is_not_resent_to_a_target_that_changed(
+    client: FlaskClient, app: Flask, clock: FrozenClock, serve: Serve
+) -> None:
+    merchant = Scripted("000005", "000000")
+    url = serve(merchant.app)
+    _target(client, url)
+    _new_instance(client)
+    market = market_state(app)
+    client.put("/api/target", json={"protocol": "v1"})  # same URL, another generation: not this body's
+    clock.advance(timedelta(seconds=5))
+    assert run_due(market) == 0 and run_due(market) == 0 and len(merchant.received) == 1
+    assert list(market.held_deliveries) == [1]  # left alone for a while, not retried every pass
+    other = serve(Scripted("000000").app)
+    client.put("/api/target", json={"url": other, "protocol": "v2", "access_key": ACCESS_KEY})
+    market.held_deliveries.clear()
+    assert run_due(market) == 0  # keys are for the new URL only: the old delivery waits
+    assert "another URL" in client.get("/api/messages/1").json["waiting"]
+    _target(client, url)
+    assert run_due(market) == 1 and client.get("/api/messages/1").json["state"] == "delivered"
+    assert len(merchant.received) == 2

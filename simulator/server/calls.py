@@ -354,8 +354,10 @@ def _resend(market: MarketState, row: Mapping[str, Any], number: int) -> Exchang
     """Attempt ``number`` of a stored call (the scheduler's, or a 重新启动): fresh signature,
     timestamp and nonce, the body as first sent."""
     target = market.target()
-    if target.url != row["target_url"]:
-        raise NotConfigured(f"the target is {target.url} now, not {row['target_url']}")
+    if target.url != row["target_url"] or target.protocol != row["protocol"]:
+        raise NotConfigured(
+            f"the target is {target.url} ({target.protocol}) now, not {row['target_url']} ({row['protocol']})"
+        )
     family = family_of(row["activity"], target.protocol)
     label = f"{row['label']} (attempt {number}, delivery #{row['id']})"
     return _send_once(

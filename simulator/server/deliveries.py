@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -55,6 +56,9 @@ log = logging.getLogger(__name__)
 POLL_S = 0.2
 """How often (wall seconds) the scheduler looks for due attempts: a scaled clock's attempt goes
 out at most this much wall time late."""
+HOLD_S = 30.0
+"""How long (wall seconds) the scheduler leaves a delivery alone after it could not be sent at all
+(the target's protocol changed, a key was removed): one warning, not one every pass."""
 BATCH = 20
 """The most attempts one scheduler pass sends (one after the other, in its one thread)."""
 
@@ -268,8 +272,9 @@ def send_due(market: MarketState, delivery_id: int) -> bool:
     try:
         exchange = sender(market, row, number)
     except Exception as exc:  # not configured any more, or a bug: nothing was sent
-        log.warning("delivery #%s attempt %s not sent: %s", delivery_id, number, exc)
+        log.warning("delivery #%s attempt %s not sent (again in %g s): %s", delivery_id, number, HOLD_S, exc)
         store.release(delivery_id, market.owner)
+        market.held_deliveries[delivery_id] = time.monotonic() + HOLD_S
         return False
     finish(market, started, exchange, judge(exchange))
     return True
@@ -298,9 +303,14 @@ def run_due(market: MarketState, *, limit: int = BATCH) -> int:
     """One scheduler pass: recover lost attempts, send what is due; returns the attempts sent."""
     recover_lost(market)
     now = market.clock.now().timestamp()
+    wall = time.monotonic()
+    held = market.held_deliveries
+    for delivery_id in [key for key, until in held.items() if until <= wall]:
+        held.pop(delivery_id, None)
     sent = 0
-    for delivery_id in market.store.deliveries.due(now, urls=market.delivery_urls(), limit=limit):
-        sent += send_due(market, delivery_id)
+    for delivery_id in market.store.deliveries.due(now, urls=market.delivery_urls(), limit=limit + len(held)):
+        if delivery_id not in held:
+            sent += send_due(market, delivery_id)
     return sent
 
 

@@ -137,6 +137,8 @@ class MarketState:
         self.store = store
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         """This process's name on the deliveries it claims (store/deliveries.py)."""
+        self.held_deliveries: dict[int, float] = {}
+        """Deliveries the scheduler could not send, until when (monotonic) it leaves them alone."""
         self.scheduler: Any = None
         """The background sender of due deliveries, when ``serve`` started one (server/deliveries.py)."""
         self._settings = settings or ConsoleSettings()
