@@ -140,14 +140,17 @@ class DeliveryRecords:
     def due(self, market_now: float, *, urls: Sequence[str] = (), limit: int = 20) -> list[int]:
         """The ids of deliveries with an attempt due and unclaimed (a claim may still lose)."""
         url_clause = f" AND target_url IN ({', '.join('?' * len(urls))})" if urls else ""
-        with self.db.connect() as db:
+        free = " AND in_flight IS NULL AND (claimed_by IS NULL OR claimed_until < ?)" + url_clause
+        wall_now = time.time()
+        with self.db.connect() as db:  # two indexed halves: scheduled and restarted by hand
             rows = db.execute(
-                "SELECT id FROM deliveries WHERE state = ? AND in_flight IS NULL"
-                " AND min(coalesce(next_due, 1e300), coalesce(manual_due, 1e300)) <= ?"
-                " AND (claimed_by IS NULL OR claimed_until < ?)" + url_clause + " ORDER BY next_due LIMIT ?",
-                (PENDING, market_now, time.time(), *urls, limit),
+                "SELECT id, next_due AS due FROM deliveries WHERE state = 'pending' AND next_due <= ?"
+                + free
+                + " UNION SELECT id, manual_due AS due FROM deliveries WHERE manual_due IS NOT NULL"
+                " AND manual_due <= ? AND state = 'pending'" + free + " ORDER BY due LIMIT ?",
+                (market_now, wall_now, *urls, market_now, wall_now, *urls, limit),
             ).fetchall()
-        return [row["id"] for row in rows]
+        return list(dict.fromkeys(row["id"] for row in rows))
 
     def next_due(self, *, urls: Sequence[str] = ()) -> float | None:
         """The earliest marketplace instant an unclaimed pending delivery is due (None: none)."""
@@ -167,12 +170,13 @@ class DeliveryRecords:
         """Claim the deliveries whose attempt was in flight when its sender stopped (the lease ran
         out without an outcome): the caller records that attempt as failed with no answer."""
         wall_now = time.time()
-        claimed = []
+        claimed: list[dict[str, Any]] = []
+        lost = "SELECT id FROM deliveries WHERE in_flight IS NOT NULL AND claimed_until < ? LIMIT ?"
+        with self.db.connect() as db:  # the usual answer, none, without taking the write lock
+            if db.execute(lost, (wall_now, 1)).fetchone() is None:
+                return claimed
         with self.db.write() as db:
-            rows = db.execute(
-                "SELECT id FROM deliveries WHERE in_flight IS NOT NULL AND claimed_until < ? LIMIT ?",
-                (wall_now, limit),
-            ).fetchall()
+            rows = db.execute(lost, (wall_now, limit)).fetchall()
             for row in rows:
                 cursor = db.execute(
                     "UPDATE deliveries SET claimed_by = ?, claimed_until = ?, updated_at = ?"

@@ -240,7 +240,9 @@ def _delivery_tables(db: sqlite3.Connection) -> None:
             claimed_until REAL,
             summary TEXT NOT NULL DEFAULT ''
         );
-        CREATE INDEX deliveries_due ON deliveries (state, next_due);
+        CREATE INDEX deliveries_due ON deliveries (next_due) WHERE state = 'pending';
+        CREATE INDEX deliveries_restarted ON deliveries (manual_due) WHERE manual_due IS NOT NULL;
+        CREATE INDEX deliveries_in_flight ON deliveries (claimed_until) WHERE in_flight IS NOT NULL;
         CREATE TABLE market_clock (
             id INTEGER PRIMARY KEY CHECK (id = 1),
             scale REAL NOT NULL,
