@@ -187,6 +187,8 @@ def test_order_notifications_carry_the_order_number_and_are_retried_for_3_hours(
         "/api/notifications", json={"fields": {"orderId": "CS2611300800001"}, "check_token": False}
     )
     assert sent.status_code == 200 and sent.json["kind"] == "notification"
+    verdicts = {check["id"]: check["verdict"] for check in sent.json["checks"]}
+    assert verdicts == {"notification.accepted": "warned", "notification.repeat": "skipped"}
     assert merchant.received[0]["body"] == {"orderId": "CS2611300800001"}
     market = market_state(app)
     for _ in range(ORDER_NOTIFICATION.cadence.resends):
@@ -314,3 +316,23 @@ def test_a_delivery_is_not_resent_to_a_target_that_changed(
     _target(client, url)
     assert run_due(market) == 1 and client.get("/api/messages/1").json["state"] == "delivered"
     assert len(merchant.received) == 2
+
+
+def test_a_merchant_refusing_a_repeated_notice_is_warned(client: FlaskClient, serve: Serve) -> None:
+    seen: set[str] = set()
+    merchant = Flask("forgetful-merchant")
+
+    @merchant.post("/notify")
+    def notify() -> dict[str, str]:
+        order = request.get_json()["orderId"]
+        if order in seen:  # "already processed": a failed call to the marketplace (§3.4)
+            return {"resultCode": "000005", "resultMsg": "duplicate order"}
+        seen.add(order)
+        return {"resultCode": "000000", "resultMsg": "ok"}
+
+    url = serve(merchant).replace("/produceAPI", "/notify")
+    client.put("/api/target", json={"notification_url": url, "notification_token": NOTIFY_TOKEN})
+    record = client.post("/api/notifications", json={"fields": {"orderId": "CS1"}, "check_token": False}).json
+    verdicts = {check["id"]: check["verdict"] for check in record["checks"]}
+    assert verdicts == {"notification.accepted": "passed", "notification.repeat": "warned"}
+    assert client.get("/api/messages").json["messages"] == []  # the delivery itself succeeded

@@ -43,3 +43,17 @@ def token(exchange: Exchange, target: Target) -> str | None:
     if exchange.result_code == ResultCode.AUTH_FAILED.value:
         return None
     return f"a notice with a wrong x-sign must be refused with 000001, got {describe(exchange)}"
+
+
+@exchange_check("notification.repeat", rule="§9, U41", severity=Severity.WARNING, interfaces=(NOTIFICATION,))
+def repeat(exchange: Exchange, target: Target) -> str | None:
+    """A repeated order notification is accepted again.
+
+    Applied to a second copy of an accepted notice (same order number, fresh signature): the
+    marketplace keeps calling for 3 hours when it sees no success [S59], so a merchant that
+    refuses a notice it already knows gets it again and again, and the order is reported under
+    生产接口消息 (what a success looks like: ASSUMPTION U41, resultCode 000000).
+    """
+    if exchange.result_code == ResultCode.SUCCESS.value and not judge_exchange(exchange, target):
+        return None
+    return f"a repeated notice must be accepted like the first, got {describe(exchange)}"

@@ -176,6 +176,7 @@ def document() -> dict[str, Any]:
                                     "properties": {"orderId": {"type": "string", "maxLength": 64}},
                                 },
                                 "check_token": {"type": "boolean"},
+                                "check_repeat": {"type": "boolean"},
                             },
                         }
                     ),

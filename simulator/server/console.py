@@ -186,7 +186,10 @@ def notification() -> str | Response | tuple[str, int]:
         if fields is not None:
             try:
                 run_id = notify.send_notification(
-                    market, fields, check_token=request.form.get("check_token") == "on"
+                    market,
+                    fields,
+                    check_token=request.form.get("check_token") == "on",
+                    check_repeat=request.form.get("check_repeat") == "on",
                 )
             except (notify.NotificationError, NotConfigured) as exc:
                 error = _said(exc)

@@ -19,7 +19,9 @@ answer the marketplace expects (HTTP 200 JSON with ``resultCode`` ``000000``, li
 interface, §3.4); the cadence inside the 3 hours (every 3 minutes); the timeout (§3.3's).
 
 Each attempt is recorded as a run of kind ``notification`` judged by ``notification.accepted``;
-the first also sends a copy with a wrong ``x-sign``, judged by ``notification.token``.
+with the first go, when asked, a copy with a wrong ``x-sign`` (``notification.token``: refused)
+and the same notice again (``notification.repeat``: accepted again, as the marketplace's 3 hours
+of retries demand). Neither copy is an attempt of the delivery.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from simulator.checks import REGISTRY
+from simulator.checks import REGISTRY, Verdict
 from simulator.checks.notification import NOTIFICATION
 from simulator.checks.security import WRONG_SIGNATURE
+from simulator.engine.run import CheckResult
 from simulator.server import deliveries
 from simulator.server.state import MarketState, NotConfigured
 from simulator.store import RunRecorder
@@ -55,6 +58,7 @@ def template(market: MarketState) -> dict[str, str]:
 
 ACCEPTED = REGISTRY["notification.accepted"]
 TOKEN = REGISTRY["notification.token"]
+REPEAT = REGISTRY["notification.repeat"]
 
 
 def _target(market: MarketState) -> Target:
@@ -87,9 +91,11 @@ def _checked(body: Any) -> dict[str, str]:
     return {"orderId": order_id}
 
 
-def send_notification(market: MarketState, body: Any, *, check_token: bool = True) -> str:
-    """Send one order notice as the first attempt of its delivery (and a wrongly signed copy);
-    return the id of the recorded run."""
+def send_notification(
+    market: MarketState, body: Any, *, check_token: bool = True, check_repeat: bool = True
+) -> str:
+    """Send one order notice as the first attempt of its delivery (then, when asked, a wrongly
+    signed copy and a repeat of it, which are checks, not attempts); return the recorded run's id."""
     notice = _checked(body)
     target = _target(market)
     started = deliveries.begin_new(
@@ -103,7 +109,9 @@ def send_notification(market: MarketState, body: Any, *, check_token: bool = Tru
         body=notice,
     )
     try:
-        run_id, exchange = _send(market, target, notice, number=1, check_token=check_token)
+        run_id, exchange = _send(
+            market, target, notice, number=1, check_token=check_token, check_repeat=check_repeat
+        )
     except BaseException:
         market.store.deliveries.release(started.id, market.owner)
         raise
@@ -112,18 +120,30 @@ def send_notification(market: MarketState, body: Any, *, check_token: bool = Tru
 
 
 def _send(
-    market: MarketState, target: Target, notice: Mapping[str, str], *, number: int, check_token: bool
+    market: MarketState,
+    target: Target,
+    notice: Mapping[str, str],
+    *,
+    number: int,
+    check_token: bool = False,
+    check_repeat: bool = False,
 ) -> tuple[str, Exchange]:
-    """One attempt (plus, when asked, the wrongly signed copy); returns the run id and the
-    attempt's exchange."""
+    """One attempt (plus, when asked, the wrongly signed copy and the repeat); returns the run id
+    and the attempt's exchange."""
     label = f"order notification {notice['orderId']}" + (f", attempt {number}" if number > 1 else "")
     plan = [(ACCEPTED, Tamper(), label)]
     if check_token:
         plan.append((TOKEN, Tamper(signature=WRONG_SIGNATURE), "order notification, wrong x-sign"))
+    if check_repeat:
+        plan.append((REPEAT, Tamper(), "order notification, sent again"))
     recording = RunRecorder.start(market.store, target, kind=NOTIFICATION, planned=len(plan))
-    exchanges = []
+    exchanges: list[Exchange] = []
     try:
         for check, tamper, text in plan:
+            if check is REPEAT and deliveries.judge(exchanges[0]) is not None:
+                reason = "the notice was not accepted the first time: nothing to repeat"
+                recording.add(CheckResult(check, Verdict.SKIPPED, skip_reason=reason))
+                continue
             exchange = recording.transport.post_signed(
                 target.url,
                 dict(notice),
@@ -147,7 +167,7 @@ def _resend(market: MarketState, row: Mapping[str, Any], number: int) -> Exchang
     target = _target(market)
     if target.url != row["target_url"]:
         raise NotConfigured(f"the notification URL is {target.url} now, not {row['target_url']}")
-    return _send(market, target, _checked(row["body"]), number=number, check_token=False)[1]
+    return _send(market, target, _checked(row["body"]), number=number)[1]
 
 
 deliveries.register(NOTIFICATION, _resend)
