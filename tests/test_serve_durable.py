@@ -35,7 +35,7 @@ GAP_MINUTES = 3  # V1 newInstance: 60 resends, every 3 minutes [S38]
 class Koosim:
     """One ``koosim serve`` subprocess and a client for its JSON API."""
 
-    def __init__(self, tmp_path: Path, merchant_url: str, scale: float, name: str) -> None:
+    def __init__(self, tmp_path: Path, merchant_url: str, scale: float | str, name: str) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.log = tmp_path / f"serve-{name}.log"
@@ -178,3 +178,28 @@ def test_two_servers_on_one_history_never_deliver_the_same_attempt_twice(
     for server in (one, two):
         server.stop()
         assert server.process.returncode == 0, server.log.read_text()
+
+
+def test_a_frozen_clock_advanced_through_the_api_fires_the_attempt_due(
+    tmp_path: Path, serve: Serve, servers: list[Koosim]
+) -> None:
+    merchant = Scripted("000005", "000000")
+    koosim = Koosim(tmp_path, serve(merchant.app), "frozen", "frozen")
+    servers.append(koosim)
+    fields = koosim.get("/api/activities/newInstance/template")["fields"]
+    outcome = koosim.post("/api/calls", {"activity": "newInstance", "fields": fields})
+    koosim.post("/api/clock/advance", {"by": "2m"})
+    time.sleep(1)  # five scheduler passes: attempt 2 is not due before +3m
+    assert len(merchant.received) == 1
+    koosim.post("/api/clock/advance", {"by": "1m"})
+    wait_for(lambda: len(merchant.received) == 2, 20, lambda: koosim.log.read_text())
+    message = koosim.get(f"/api/messages/{outcome['delivery_id']}")
+    wait_for(
+        lambda: koosim.get(f"/api/messages/{outcome['delivery_id']}")["state"] == "delivered",
+        10,
+        lambda: str(message),
+    )
+    message = koosim.get(f"/api/messages/{outcome['delivery_id']}")
+    sent = [_market(a["sent"]["market"]) for a in message["attempts"]]
+    assert (sent[1] - sent[0]).total_seconds() == GAP_MINUTES * 60  # exactly: the clock stood still
+    koosim.stop()
