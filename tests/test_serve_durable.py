@@ -130,6 +130,7 @@ def test_a_sigkill_between_two_attempts_loses_nothing_and_repeats_nothing(
     second = Koosim(tmp_path, url, scale, "second")
     servers.append(second)
     assert len(merchant.received) == 1  # restarted before attempt 2 was due: not sent early
+    assert "1 scheduled delivery(ies) pending in the history" in second.log.read_text()
     gap_wall = GAP_MINUTES * 60 / scale
     wait_for(lambda: len(merchant.received) >= 2, gap_wall + 30, lambda: second.log.read_text())
     message = second.get(f"/api/messages/{outcome['delivery_id']}")

@@ -213,6 +213,13 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
             "  no access key yet: set KOOSIM_ACCESS_KEY or enter it on the Target page", highlight=False
         )
     console.print(f"  {market.clock.describe()}", highlight=False, markup=False)
+    pending = store.deliveries.pending()
+    if pending:
+        console.print(
+            f"  {pending} scheduled delivery(ies) pending in the history: sent when due ({base}/messages)",
+            highlight=False,
+            markup=False,
+        )
     console.print("  Ctrl+C stops it", highlight=False)
     start_scheduler(app)
     try:

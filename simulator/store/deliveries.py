@@ -284,6 +284,12 @@ class DeliveryRecords:
             ).fetchall()
         return [_row(row) for row in rows]
 
+    def pending(self) -> int:
+        """How many deliveries are pending (an attempt due now or later, or in flight)."""
+        with self.db.connect() as db:
+            row = db.execute("SELECT count(*) AS n FROM deliveries WHERE state = ?", (PENDING,)).fetchone()
+        return int(row["n"])
+
     def failing(self) -> int:
         """How many deliveries wait after a failure: pending with a failed attempt, or parked."""
         with self.db.connect() as db:
