@@ -12,15 +12,17 @@ caller; nothing here sends HTTP or reads the environment):
   last attempt: V1 newInstance orders are **cancelled automatically** [S38]; every other
   delivery is **parked** as a production-interface message (生产接口消息) until the seller
   presses 重新启动 (§10.5). :func:`policy_for` looks one up; :class:`DeliveryOverride` is the
-  user's change to it (what ``KOOSIM_RESENDS``/``KOOSIM_BACKOFF`` used to set);
+  user's change to it (``KOOSIM_DELIVERY_RESENDS``/``KOOSIM_DELIVERY_INTERVAL``, which replaced
+  ``KOOSIM_RESENDS``/``KOOSIM_BACKOFF``);
 - :class:`Delivery` — one call's delivery as a state machine, pending → delivered | parked |
   cancelled, driven by the clock and by the outcome of each attempt; :meth:`Delivery.restart`
   is the manual 重新启动. :func:`deliver` plays one to its end.
 
 Where this spec and issue 15 differ, the spec wins: the issue's "V2 newInstance hourly for 3 h,
-then automatic unsubscription", "License opening hourly for 3 h" and "renewal/expiry 1 h" are
-on no stored page for V2 (§10.1, U12); only V1 and the order notification have published
-schedules. V2 keeps koosim's ASSUMPTION U11 (3 resends after 1 s, 2 s, 4 s).
+then automatic unsubscription" and "renewal/expiry 1 h" are on no stored page for V2 (§10.1,
+U12); only V1, the License opening call (getLicense: hourly for 3 h [S75], §6.1) and the order
+notification have published schedules. The rest of V2 keeps koosim's ASSUMPTION U11 (3 resends
+after 1 s, 2 s, 4 s).
 """
 
 from __future__ import annotations
@@ -256,7 +258,7 @@ AFTER_LAST = {
 
 @dataclass(frozen=True)
 class DeliveryOverride:
-    """The user's change to every delivery policy (``KOOSIM_RESENDS``/``KOOSIM_BACKOFF`` before).
+    """The user's change to every delivery policy (``KOOSIM_DELIVERY_RESENDS``/``_INTERVAL``).
 
     Each field left None keeps the policy's own value. Reading it from flags, environment or
     koosim.toml is the settings layer's job; this is the value.
@@ -414,8 +416,18 @@ V2_LICENSE = replace(
     V2_PRODUCE,
     name="v2 license",
     rule="§10.1, U11, U24",
-    basis="getLicenseAsync 'may resend' [S52]; no License page read states a schedule (U24; the "
-    "'hourly for 3 h' of issue 15 is U12): koosim plays U11, 3 resends after 1 s, 2 s, 4 s.",
+    basis="refreshLicense, expireLicense, releaseLicense and getLicenseAsync: 'may resend' [S52]; "
+    "no page read states their schedule (U24): koosim plays U11, 3 resends after 1 s, 2 s, 4 s.",
+)
+V2_GET_LICENSE = DeliveryPolicy(
+    name="v2 getLicense",
+    cadence=Cadence(resends=3, first_gap=60 * _MINUTE),
+    resend_on=ResendOn.ANY_FAILURE,
+    after_last=DeliveryState.PARKED,
+    rule="§6.1, §10.1",
+    basis="[S75]: a failed License opening call is called again for 3 hours, once an hour, then "
+    "calls stop; the seller restarts it (重新启动) or delivers by hand.",
+    assumed=False,
 )
 KIT_SYNC = DeliveryPolicy(
     name="sync (Kit)",
@@ -448,6 +460,7 @@ POLICIES = (
     V1_UNPUBLISHED,
     V2_PRODUCE,
     V2_LICENSE,
+    V2_GET_LICENSE,
     KIT_SYNC,
     ORDER_NOTIFICATION,
 )
@@ -466,10 +479,13 @@ def policy_for(
 ) -> DeliveryPolicy:
     """The policy for one kind of call: ``interface`` ``produce``/``sync``/``notification``,
     ``protocol`` ``v1``/``v2`` (produce only), ``activity`` as sent; ``override`` applied."""
-    if interface == PRODUCE and protocol == "v1":
+    if interface == PRODUCE and activity == "getLicense":  # both forms (A56): the page's schedule
+        policy = V2_GET_LICENSE if protocol == "v2" else replace(V2_GET_LICENSE, name="v1 getLicense")
+    elif interface == PRODUCE and protocol == "v1":
         policy = _V1.get(activity, replace(V1_UNPUBLISHED, name=f"v1 {activity}"))
     elif interface == PRODUCE and protocol == "v2":
-        policy = replace(V2_LICENSE if activity in _LICENSE_ACTIVITIES else V2_PRODUCE, name=f"v2 {activity}")
+        base = V2_LICENSE if activity in _LICENSE_ACTIVITIES else V2_PRODUCE
+        policy = replace(base, name=f"v2 {activity}")
     elif interface == SYNC:
         policy = replace(KIT_SYNC, name=f"sync {activity}")
     elif interface == NOTIFICATION:

@@ -42,7 +42,7 @@ from rich.table import Table
 
 from simulator.checks.base import describe
 from simulator.checks.idempotency import answered_ids
-from simulator.delivery import Delivery, DeliveryOverride, deliver, policy_for
+from simulator.delivery import Delivery, DeliveryOverride, deliver, delivery_failure, policy_for
 from simulator.engine.run import delivery_note
 from simulator.model import Order, OrderFactory, query_fields, within_query_limit
 from simulator.protocol import ResultCode
@@ -236,7 +236,12 @@ class MarketplaceUser(locust.User):
             )
 
         policy = policy_for(PRODUCE, self.target.protocol, activity, self.plan.delivery)
-        return deliver(Delivery(policy, self.target.clock), send)
+        deadline = self.target.timeout
+        return deliver(
+            Delivery(policy, self.target.clock),
+            send,
+            lambda exchange: delivery_failure(exchange, deadline=deadline),
+        )
 
     def _remember(self, order: Order, exchanges: list[Exchange], new: bool) -> None:
         """Put every instanceId the answers gave in the ledger; keep a new order for later."""

@@ -332,3 +332,28 @@ def test_serve_in_real_time_refuses_to_advance(tmp_path: Path) -> None:
         assert client.get("/api/clock").json["kind"] == "real"
         refused = client.post("/api/clock/advance", json={"by": "1h"})
         assert refused.status_code == 409 and "--time-scale frozen" in refused.json["error"]
+
+
+def test_every_command_that_talks_to_a_merchant_takes_the_clock_flag() -> None:
+    runner = CliRunner()
+    for command in ("verify", "play", "explore", "serve", "load"):
+        shown = runner.invoke(cli_main, [command, "--help"], terminal_width=200)
+        assert shown.exit_code == 0 and "--time-scale" in shown.output, command
+    load_help = runner.invoke(cli_main, ["load", "--help"], terminal_width=200).output
+    assert "--delivery-resends" in load_help and "--delivery-interval" in load_help
+    assert "--backoff" not in load_help  # deprecated: still accepted, no longer advertised
+
+
+def test_a_run_started_from_serve_has_a_clock_of_its_own(tmp_path: Path) -> None:
+    """serve's marketplace runs in real time; a verify run started there plays V1's 3-minute gaps
+    at ×3600 from the marketplace's now, and a frozen marketplace clock does not block it."""
+    from simulator.server import create_app, market_state
+
+    clock = FrozenClock(START)
+    with no_server_errors(create_app(Store(tmp_path / "koosim.db"), clock=clock)) as app:
+        market = market_state(app)
+        market.configure({"bundled": True})
+        run_target = market.run_target()
+        assert run_target.clock is not clock and isinstance(run_target.clock, ScaledClock)
+        assert run_target.clock.now() >= START
+        assert market.target().clock is clock

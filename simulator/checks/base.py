@@ -18,7 +18,14 @@ from enum import StrEnum
 from typing import Any, NoReturn, Protocol
 
 from simulator.clock import Clock
-from simulator.delivery import Delivery, DeliveryOverride, DeliveryPolicy, deliver, policy_for
+from simulator.delivery import (
+    Delivery,
+    DeliveryOverride,
+    DeliveryPolicy,
+    deliver,
+    delivery_failure,
+    policy_for,
+)
 from simulator.model import Order, OrderFactory
 from simulator.protocol import ResultCode
 from simulator.protocol.profiles import KIT
@@ -207,7 +214,10 @@ class Context:
             shown = label if number == 1 else f"{label} (delivery {number})"
             return self._record(self.transport.send(fields, label=shown, attempt=number))
 
-        return delivery, deliver(delivery, send)
+        deadline = self.target.timeout
+        return delivery, deliver(
+            delivery, send, lambda exchange: delivery_failure(exchange, deadline=deadline)
+        )
 
     # --- sending -------------------------------------------------------------------------------
 

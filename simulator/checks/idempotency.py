@@ -106,6 +106,66 @@ def new_instance_resend(ctx: Context) -> None:
         ctx.fail("a second orderLineId of the same orderId got the first line's instanceId", other)
 
 
+SECOND_PRODUCT = "OFFI000000000002"
+"""The productId of a pay-per-use order's second billing item in ``per-product-instances``."""
+
+
+@check(
+    "idempotency.per-product-instances",
+    rule="§5.1, A21",
+    severity=Severity.WARNING,
+    protocols=("v1",),
+    needs=("newInstance", "instanceStatus"),
+)
+def per_product_instances(ctx: Context) -> None:
+    """A pay-per-use order gets one instance per billing item (productId), each resend-safe.
+
+    One specification with several billing items opens one instance per item: the calls share
+    the ``orderId`` and differ in ``productId``, so the idempotency key is orderId + productId
+    (§5.1, [S38] 2024-08-20; §4.1-d [S2][S3]). koosim sends the first item's subscription and a
+    resend (new businessId), then the second item's and a resend. The two items must get two
+    instanceIds, and each resend the instanceId of its own item. The rule is in the newer
+    editions only (A21): a warning. V1 only: the V2 newInstance carries no productId (A21).
+    """
+    order = ctx.orders.order()
+    items = {
+        order.product_id: replace(order, extra={**order.extra, "productId": order.product_id}),
+        SECOND_PRODUCT: replace(
+            order, product_id=SECOND_PRODUCT, extra={**order.extra, "productId": SECOND_PRODUCT}
+        ),
+    }
+    instances: dict[str, list[str]] = {}
+    sent: list[Exchange] = []
+    for product_id, item in items.items():
+        copies = [
+            ctx.send(
+                item.new_instance_fields(ctx.orders.business_id()),
+                f"newInstance productId {product_id} ({kind})",
+            )
+            for kind in ("first", "resend")
+        ]
+        if not all(
+            ctx.expect(e, ResultCode.SUCCESS, f"newInstance for billing item {product_id}") for e in copies
+        ):
+            return
+        for index in succeeded_without(copies):
+            ctx.fail(f"newInstance for productId {product_id} succeeded without an instanceId", copies[index])
+        ids = answered_ids(copies)
+        if len(ids) > 1:
+            ctx.fail(
+                f"a resend for the same orderId + productId {product_id} got a different instance", *copies
+            )
+        instances[product_id] = ids
+        sent.extend(copies)
+    first, second = (instances[p] for p in items)
+    if shared := sorted(set(first) & set(second)):
+        ctx.fail(
+            f"two productIds of one pay-per-use order got the same instance {shared[0]}:"
+            " the key is orderId + productId",
+            *sent,
+        )
+
+
 @check("idempotency.new-instance-concurrent", rule="§4.1, U44", severity=Severity.WARNING)
 def new_instance_concurrent(ctx: Context) -> None:
     """Copies of one newInstance arriving at the same moment yield one instanceId.
@@ -178,11 +238,16 @@ def release_resend(ctx: Context) -> None:
     "idempotency.license-resend",
     rule="§6.1, U24",
     severity=Severity.WARNING,
-    protocols=("v2",),
     needs=("license",),
 )
 def license_resend(ctx: Context) -> None:
-    """A resent getLicense for the same order line returns the same license code."""
+    """A resent getLicense for the same order returns the License created before.
+
+    The rule is the License page's: "for the same order number" the merchant answers success
+    with the License it created and creates no new one (§6.1, [S75]); each copy carries a new
+    ``businessId``, as the page says every request does. The answer table was not read: the
+    member koosim compares, ``license``, is U24, so the check reports a warning.
+    """
     order = ctx.orders.order()
     copies = [
         ctx.send(order.license_fields(ctx.orders.business_id()), f"getLicense (copy {n + 1})")

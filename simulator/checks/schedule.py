@@ -20,7 +20,7 @@ def delivered_on_schedule(ctx: Context) -> None:
     60 times, then the order is cancelled automatically [S38]; V2 after 1 s, 2 s, 4 s on a
     timeout, HTTP 5xx, 000004 or 000005 (ASSUMPTION U11), then it is parked. The order must end
     delivered, and queryInstance must list its one instance. A delivery that needed resends is a
-    warning with its timeline: every failed attempt was a failed call the marketplace counts.
+    warning with its timeline: the order went through, but every failed attempt was a failed call.
     """
     order = ctx.orders.order()
     delivery, exchanges = ctx.deliver(order.new_instance_fields(ctx.orders.business_id()), "newInstance")
@@ -43,8 +43,8 @@ def delivered_on_schedule(ctx: Context) -> None:
     if failed:
         ctx.warn(
             f"newInstance was accepted on delivery {len(exchanges)} after {failed} failed call(s) "
-            f"({policy.name}: {policy.cadence.describe()}; every failed call counts against the "
-            f"product, §10.3). Timeline: {timeline}",
+            f"({policy.name}: {policy.cadence.describe()}); each was a failed call (§3.4), and "
+            f"frequent interface failures can get a product removed (§10.3, A42). Timeline: {timeline}",
             *exchanges,
         )
     instance_id = accepted.answer_field("instanceId")

@@ -37,12 +37,25 @@ def _url_host(host: str) -> str:
     help="PEM private key for applicationSync secrets (default: a new key each start).",
 )
 @click.option(
+    "--billing",
+    type=click.Choice(["period", "one-time", "on-demand"]),
+    default="period",
+    show_default=True,
+    help="The product's billing mode; on-demand (pay-per-use) reports usage in queryInstance answers.",
+)
+@click.option(
     "--write-public-key",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the merchant's RSA public key here (for KOOSIM_RSA_PUBLIC_KEY).",
 )
 def merchant(
-    host: str, port: int, protocol: str, db: str, rsa_key: Path | None, write_public_key: Path | None
+    host: str,
+    port: int,
+    protocol: str,
+    db: str,
+    rsa_key: Path | None,
+    billing: str,
+    write_public_key: Path | None,
 ) -> None:
     """Run the bundled reference merchant, a model of a correct server.
 
@@ -59,6 +72,7 @@ def merchant(
     config = MerchantConfig(
         database=db,
         protocols=frozenset({"v1", "v2"} if protocol == "both" else {protocol}),
+        billing=billing,
     )
     notes = []
     exports = []

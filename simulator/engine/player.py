@@ -48,7 +48,6 @@ from simulator.protocol.vocabulary import (
     INSTANCE_CHANGES,
     LICENSE_CHANGES,
     ORDERING_ACTIVITIES,
-    is_license,
 )
 from simulator.redaction import printable, redact
 from simulator.transport import Exchange, Target, Transport, send_at_once
@@ -122,8 +121,6 @@ def requirements(scenario: Scenario, target: Target) -> list[str]:
                 f"{where}: applicationSync encrypts a clientSecret with the merchant's RSA public key; "
                 "set KOOSIM_RSA_PUBLIC_KEY or give fields.clientSecret"
             )
-        if is_license(step.activity) and target.protocol != "v2":
-            problems.append(f"{where}: {step.activity} is a v2 call, the target speaks {target.protocol}")
         if step.expect.body_sign and target.protocol != "v1":
             problems.append(f"{where}: body_sign is a v1 expectation, the target speaks {target.protocol}")
     return problems
@@ -307,8 +304,11 @@ class Player:
         activity = step.activity or ""
         instance_id = instance_ids[0] if instance_ids else ""
         if activity in LICENSE_CHANGES:
-            line = {"orderId": order.order_id, "orderLineId": order.order_line_id} if order else {}
-            fields = {"activity": activity, **line, "license": license_code}
+            fields = (
+                order.license_change_fields(activity, license_code or "")
+                if order
+                else {"activity": activity, "license": license_code}
+            )
             if activity == "refreshLicense":
                 fields["expireTime"] = self.orders.expire_time(days=365)
             return fields

@@ -43,6 +43,9 @@ class MerchantConfig:
     encrypt_type: EncryptType = EncryptType.AES256
     public_url: str = "https://merchant.example"
     rsa_private_key: bytes = field(default_factory=generate_rsa_private_key, repr=False)
+    billing: str = "period"
+    """The product's billing mode, as ``--billing`` names it (``period``, ``one-time``,
+    ``on-demand``): a pay-per-use merchant reports usage in queryInstance answers (§4.5)."""
 
 
 def create_app(config: MerchantConfig | None = None) -> Flask:
@@ -61,6 +64,7 @@ def create_app(config: MerchantConfig | None = None) -> Flask:
         access_key=config.access_key,
         base_url=config.public_url,
         encrypt_type=config.encrypt_type,
+        metered=config.billing == "on-demand",
     )
     app.register_blueprint(produce.bp)
     app.register_blueprint(sync.bp)

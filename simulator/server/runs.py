@@ -21,7 +21,7 @@ def start_verify(market: MarketState, patterns: Iterable[str] = (), seed: int = 
     Raises NotConfigured without a target, LookupError when no check matches, and
     TargetUnreachable when nothing listens at the target's address (then no run is recorded).
     """
-    target = market.target()
+    target = market.run_target()
     checks = select(list(patterns))
     probe(target)
     flags = {

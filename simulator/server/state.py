@@ -256,6 +256,13 @@ class MarketState:
             raise NotConfigured("the target has no access key: set it first")
         return build_target(settings, learned_secrets=self._learned_secrets, clock=self.clock)
 
+    def run_target(self) -> Target:
+        """:meth:`target` for a verify run or a scenario played from the server: on a clock of its
+        own, as ``koosim verify``'s (×3600 unless ``--time-scale`` says otherwise; a frozen one
+        jumps at each wait), starting at the marketplace's current instant. A run never sleeps
+        through real marketplace time (V1's 3-minute resend gaps) nor blocks on a frozen clock."""
+        return replace(self.target(), clock=self.settings.clock(start=self.clock.now()))
+
     # --- background runs ---------------------------------------------------------------------
 
     def track(self, run_id: str, thread: threading.Thread) -> None:
