@@ -214,8 +214,9 @@ def console_requests(draw: st.DrawFn) -> dict[str, Any]:
     for name in names:
         value = draw(hostile_json())
         text = value if isinstance(value, str) else json.dumps(value)
-        # a browser sends a lone surrogate as U+FFFD (WHATWG UTF-8 encode); the test client cannot
-        form[name] = "".join("\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char for char in text)
+        # a form travels as UTF-8: a lone surrogate cannot (a browser sends U+FFFD), and the test
+        # client would raise UnicodeEncodeError before the server saw anything
+        form[name] = text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
     return {"path": path, "method": "POST", "form": form}
 
 

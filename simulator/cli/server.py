@@ -148,8 +148,11 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
     than a loopback one needs KOOSIM_SERVE_TOKEN.
     """
 
+    from simulator.clock import isoformat
+    from simulator.engine.delisting import next_dial_test
     from simulator.server import create_app, market_state, start_scheduler
     from simulator.server.deliveries import durable_clock
+    from simulator.server.dial import service as dial_service
     from simulator.server.guard import TokenError, bind_problem, console_url, server_token
     from simulator.server.state import ConsoleSettings, SettingsError
     from simulator.server.wsgi import Server
@@ -212,7 +215,10 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
         console.print(
             "  no access key yet: set KOOSIM_ACCESS_KEY or enter it on the Target page", highlight=False
         )
-    console.print(f"  {market.clock.describe()}", highlight=False, markup=False)
+    dial_timer = dial_service(app)
+    dial_timer.start()  # twice a marketplace day (docs/protocol.md §10.3); /dial runs one now
+    next_dial = isoformat(next_dial_test(dial_timer.clock.now()))
+    console.print(f"  dial tests: twice a marketplace day, the next at {next_dial}", highlight=False)
     pending = store.deliveries.pending()
     if pending:
         console.print(
@@ -225,4 +231,5 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
     try:
         server.run()
     finally:
+        dial_timer.stop()
         market.close()

@@ -13,11 +13,14 @@ from typing import Any
 
 from simulator.checks import Verdict
 from simulator.clock import isoformat
+from simulator.engine.delisting import run_verdict
 from simulator.engine.run import CheckResult, Run
 from simulator.redaction import printable, readable_body, redact, redact_each
 from simulator.transport import Exchange
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: ``delisting`` (the verdict of engine/delisting.py) replaced version 1's ``delisting_risk``
+flag; readers take either (:func:`simulator.engine.delisting.record_verdict`)."""
 
 
 def exchange_record(exchange: Exchange, secrets: Iterable[str]) -> dict[str, Any]:
@@ -108,7 +111,7 @@ def run_record(run: Run, reproduce: dict[str, str] | None = None) -> dict[str, A
     for result in run.results:  # per-exchange checks point at exchanges the active ones made
         for finding in result.findings:
             exchanges.update({e.id: e for e in finding.exchanges})
-    return {
+    record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run.id,
         "started_at": run.started_at,
@@ -124,7 +127,6 @@ def run_record(run: Run, reproduce: dict[str, str] | None = None) -> dict[str, A
         "assumptions": run.assumptions,
         "summary": {verdict.value: run.count(verdict) for verdict in Verdict},
         "exit_code": run.exit_code,
-        "delisting_risk": run.delisting_risk,
         "checks": [
             result_record(result, secrets)
             | {"reproduce": redact((reproduce or {}).get(result.check.id) or "", secrets) or None}
@@ -132,3 +134,7 @@ def run_record(run: Run, reproduce: dict[str, str] | None = None) -> dict[str, A
         ],
         "exchanges": [exchange_record(exchange, secrets) for exchange in exchanges.values()],
     }
+    verdict = run_verdict(record["checks"], record["exchanges"], run.target.protocol)
+    # the verdict's text is koosim's own, but may name an activity the merchant's answer set
+    record["delisting"] = verdict.as_dict()
+    return record

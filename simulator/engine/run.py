@@ -106,11 +106,6 @@ class Run:
         reason = budget_reason(self.budget_spent)
         return [result for result in self.results if result.skip_reason == reason]
 
-    @property
-    def delisting_risk(self) -> bool:
-        """Whether the real marketplace would see a failing interface: any doc rule broken."""
-        return self.count(Verdict.FAILED) > 0
-
 
 def reproduce_command(settings_flags: dict[str, Any], check_id: str) -> str:
     """The ``koosim verify`` command line that runs ``check_id`` alone against the same target."""

@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException
 
 from simulator.clock import Clock
 from simulator.redaction import printable
-from simulator.server import api, console, deliveries, guard, messages, openapi
+from simulator.server import api, console, deliveries, dial, guard, messages, openapi
 from simulator.server import clock as clock_routes
 from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import ConsoleSettings, MarketState
@@ -52,8 +52,8 @@ def create_app(
     it back with :func:`token`); ``hosts`` are the names besides loopback ones the server answers
     to (its ``--host``); ``scenario_dirs`` are the merchant's scenario folders, before the library;
     ``clock`` is the marketplace's (default: ``settings.clock(live=True)``, real time), read back
-    as ``market_state(app).clock``. The scheduler that sends due deliveries is not started here:
-    ``koosim serve`` starts it (:func:`start_scheduler`).
+    as ``market_state(app).clock``; the dial-test timer waits on it. The scheduler that sends due
+    deliveries is not started here: ``koosim serve`` starts it (:func:`start_scheduler`).
     """
     app = Flask(__name__)
     app.config.update(
@@ -72,6 +72,7 @@ def create_app(
     app.register_blueprint(api.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(clock_routes.bp)
+    dial.install(app)  # dial tests on the app's clock: /api/dial, /dial; `serve` starts the timer
     app.register_blueprint(messages.bp)
     app.add_template_filter(_when, "when")
     app.add_template_filter(_pretty, "pretty")

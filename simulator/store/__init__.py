@@ -6,6 +6,7 @@ One room per concern, over one :class:`~simulator.store.schema.Database`:
 - :mod:`~simulator.store.schema`: opening the file, WAL, permissions, migrations;
 - :mod:`~simulator.store.history`: runs, exchanges, results, and the :class:`RunRecorder`;
 - :mod:`~simulator.store.marketplace`: orders, pushed usage, the outbox;
+- :mod:`~simulator.store.dial`: the dial tests of each target (the delisting countdown);
 - :mod:`~simulator.store.deliveries`: scheduled deliveries and the marketplace clock's anchor.
 
 :class:`Store` opens a file and hands out both: ``store.history`` and ``store.marketplace``.
@@ -16,6 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from simulator.store.deliveries import CLAIM_LEASE_S, DeliveryRecords
+from simulator.store.dial import DialHistory
 from simulator.store.history import (
     FINISHED,
     INBOUND,
@@ -43,6 +45,7 @@ __all__ = [
     "RUNNING",
     "Database",
     "DeliveryRecords",
+    "DialHistory",
     "History",
     "MarketplaceRecords",
     "RunRecorder",
@@ -62,6 +65,7 @@ class Store:
         self.history = History(self.db)
         self.marketplace = MarketplaceRecords(self.db)
         self.deliveries = DeliveryRecords(self.db)
+        self.dial = DialHistory(self.db)
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"

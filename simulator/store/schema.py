@@ -212,13 +212,36 @@ def _marketplace_tables(db: sqlite3.Connection) -> None:
     )
 
 
-def _delivery_tables(db: sqlite3.Connection) -> None:
-    """Version 3: scheduled deliveries (the outbox generalised, docs/protocol.md §10.1, §10.5) and
-    the marketplace clock's anchor, so a schedule survives a restart of ``koosim serve``."""
+def _dial_tables(db: sqlite3.Connection) -> None:
+    """Version 3: the dial tests of each target (store/dial.py). ``IF NOT EXISTS`` throughout:
+    version 4 runs it again for a history the outbox branch made before the two met."""
     _script(
         db,
         """
-        CREATE TABLE deliveries (
+        CREATE TABLE IF NOT EXISTS dial_tests (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            target_url TEXT NOT NULL,
+            market_at TEXT NOT NULL,
+            wall_at REAL NOT NULL,
+            passed INTEGER NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS dial_tests_by_target ON dial_tests (target_url, market_at)
+        """,
+    )
+
+
+def _delivery_tables(db: sqlite3.Connection) -> None:
+    """Version 4: scheduled deliveries (the outbox generalised, docs/protocol.md §10.1, §10.5) and
+    the marketplace clock's anchor, so a schedule survives a restart of ``koosim serve``.
+
+    ``IF NOT EXISTS`` throughout, and the dial tables again (version 3 on main): a history made
+    by the outbox branch before the merge had these as version 3 and no dial tables."""
+    _dial_tables(db)
+    _script(
+        db,
+        """
+        CREATE TABLE IF NOT EXISTS deliveries (
             id INTEGER PRIMARY KEY AUTOINCREMENT,
             created_at REAL NOT NULL,
             updated_at REAL NOT NULL,
@@ -240,10 +263,12 @@ def _delivery_tables(db: sqlite3.Connection) -> None:
             claimed_until REAL,
             summary TEXT NOT NULL DEFAULT ''
         );
-        CREATE INDEX deliveries_due ON deliveries (next_due) WHERE state = 'pending';
-        CREATE INDEX deliveries_restarted ON deliveries (manual_due) WHERE manual_due IS NOT NULL;
-        CREATE INDEX deliveries_in_flight ON deliveries (claimed_until) WHERE in_flight IS NOT NULL;
-        CREATE TABLE market_clock (
+        CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_due) WHERE state = 'pending';
+        CREATE INDEX IF NOT EXISTS deliveries_restarted ON deliveries (manual_due)
+            WHERE manual_due IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS deliveries_in_flight ON deliveries (claimed_until)
+            WHERE in_flight IS NOT NULL;
+        CREATE TABLE IF NOT EXISTS market_clock (
             id INTEGER PRIMARY KEY CHECK (id = 1),
             scale REAL NOT NULL,
             market REAL NOT NULL,
@@ -256,6 +281,7 @@ def _delivery_tables(db: sqlite3.Connection) -> None:
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _history_tables,
     _marketplace_tables,
+    _dial_tables,
     _delivery_tables,
 ]
 """One function per schema version, applied in order; append, never edit a released one."""
