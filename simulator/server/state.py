@@ -7,6 +7,9 @@ record that leaves the server is redacted with them.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import threading
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, ExitStack
@@ -135,6 +138,12 @@ class MarketState:
         self, store: Store, settings: ConsoleSettings | None = None, clock: Clock | None = None
     ) -> None:
         self.store = store
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        """This process's name on the deliveries it claims (store/deliveries.py)."""
+        self.held_deliveries: dict[int, float] = {}
+        """Deliveries the scheduler could not send, until when (monotonic) it leaves them alone."""
+        self.scheduler: Any = None
+        """The background sender of due deliveries, when ``serve`` started one (server/deliveries.py)."""
         self._settings = settings or ConsoleSettings()
         self.clock: Clock = clock if clock is not None else self._settings.clock(live=True)
         """The marketplace's one clock in ``serve`` (docs/protocol.md §10): every target, run and
@@ -242,6 +251,14 @@ class MarketState:
             bundled=True,
         )
 
+    def delivery_urls(self) -> tuple[str, ...]:
+        """The URLs this server holds keys for: it sends stored deliveries to these only."""
+        settings = self.settings
+        urls = [settings.url] if settings.url and settings.access_key else []
+        if settings.notification_url and settings.notification_token:
+            urls.append(settings.notification_url)
+        return tuple(urls)
+
     def target(self) -> Target:
         """The configured merchant as a transport target; NotConfigured if it has no URL or key."""
         settings = self.settings
@@ -278,7 +295,11 @@ class MarketState:
         self._closing.enter_context(context)
 
     def close(self) -> None:
-        """Finish the scenario sessions and stop the bundled reference merchant, if any."""
+        """Stop the delivery scheduler, finish the scenario sessions and stop the bundled
+        reference merchant, if any."""
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            scheduler.stop()
         self._closing.close()
         for session in list(self.plays.values()):
             session.finish()
