@@ -551,6 +551,7 @@ def main(argv: list[str]) -> int:
     """Run what ``SPEC`` (JSON, built by ``simulator/cli/load.py``) describes; return the exit code."""
     from simulator.errors import EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE, KoosimError
     from simulator.reference import DEMO_ACCESS_KEY
+    from simulator.server.market import market_server
     from simulator.settings import build_target, load_settings, reach_target
 
     logging.basicConfig(level=logging.WARNING, format="koosim load: %(levelname)s %(name)s: %(message)s")
@@ -598,7 +599,10 @@ def main(argv: list[str]) -> int:
     users, spawn_rate, run_time = spec["users"], spec["spawn_rate"], spec["run_time"]
     max_error_rate = spec["max_error_rate"]
     try:
-        with reach_target(settings) as target:
+        with market_server(settings) as market, reach_target(settings) as target:
+            market.usage_key = target.access_key
+            for key in market.secrets:
+                target.learn_secret(key)
             plan = LoadPlan(target=target, delivery=delivery, copies=spec["copies"])
             where = "the bundled reference merchant" if settings.url is None else target.url
             console.print(
@@ -607,6 +611,7 @@ def main(argv: list[str]) -> int:
                 f"resends: {delivery_note(delivery)}",
                 highlight=False,
             )
+            console.print(escape(market.header()), highlight=False)
             if spec["mode"] == "master":
 
                 def listening(port: int) -> None:
@@ -636,6 +641,12 @@ def main(argv: list[str]) -> int:
     except MasterBindFailed as exc:
         return fail(str(exc), EXIT_USAGE)
     print_summary(console, summary)
+    heard = market.log
+    if heard.total:
+        console.print(
+            f"merchant → marketplace: {heard.total} call(s) to the open API, {heard.refused} refused",
+            highlight=False,
+        )
     return summary.exit_code
 
 

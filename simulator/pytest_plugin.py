@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from simulator.clock import Clock
     from simulator.engine.run import CheckResult
     from simulator.model import Order, OrderFactory
+    from simulator.openapi import InboundCall
+    from simulator.server.market import MarketServer
     from simulator.settings import Settings
     from simulator.transport import Exchange, Target, Transport
 
@@ -139,6 +141,8 @@ class KoosimSession:
         self._orders: OrderFactory | None = None
         self._problem: str | None = None
         self._resources = ExitStack()
+        self.market: MarketServer | None = None
+        """The marketplace open API of the session (``server/market.py``), once the target is opened."""
 
     @property
     def explicit_url(self) -> str | None:
@@ -165,10 +169,16 @@ class KoosimSession:
         """The target, opened and probed once; :class:`TargetProblem` every time if it cannot be."""
         if self._problem is None and self._target is None:
             from simulator.errors import KoosimError
+            from simulator.server.market import market_server
             from simulator.settings import reach_target
 
             try:
-                self._target = self._resources.enter_context(reach_target(self.settings()))
+                settings = self.settings()
+                self.market = self._resources.enter_context(market_server(settings))
+                self._target = self._resources.enter_context(reach_target(settings))
+                self.market.usage_key = self._target.access_key
+                for key in self.market.secrets:
+                    self._target.learn_secret(key)
             except TargetProblem as problem:
                 self._problem = str(problem)
             except KoosimError as exc:
@@ -355,11 +365,15 @@ class SimulatedMarketplace:
     test asserts on.
     """
 
-    def __init__(self, target: Target, orders: OrderFactory) -> None:
+    def __init__(self, target: Target, orders: OrderFactory, market: MarketServer | None = None) -> None:
         from simulator.transport import Transport
 
         self.target = target
         self.orders = orders
+        self.market = market
+        """The open API the merchant may call back (Querying an Order, usage push): its
+        :attr:`~simulator.server.market.MarketServer.base_url` and inbound calls."""
+        self._heard_before = 0 if market is None else market.log.total
         self.exchanges: list[Exchange] = []
         self._transport = Transport(target)
         self._order_of_exchange: dict[str, Order] = {}
@@ -377,6 +391,12 @@ class SimulatedMarketplace:
 
     def close(self) -> None:
         self._transport.close()
+
+    @property
+    def inbound(self) -> list[InboundCall]:
+        """The merchant's calls to the open API since this test began (direction merchant →
+        marketplace), each with the gateway's verdict."""
+        return [] if self.market is None else self.market.log.since(self._heard_before)
 
     # --- sending -----------------------------------------------------------------------------
 
@@ -547,6 +567,7 @@ def koosim_target(pytestconfig: pytest.Config) -> Target:
 @pytest.fixture
 def marketplace(koosim_target: Target, pytestconfig: pytest.Config) -> Iterator[SimulatedMarketplace]:
     """A :class:`SimulatedMarketplace` sending to ``koosim_target``; its ``exchanges`` are this test's own."""
-    market = SimulatedMarketplace(koosim_target, _state(pytestconfig).orders)
+    state = _state(pytestconfig)
+    market = SimulatedMarketplace(koosim_target, state.orders, state.market)
     yield market
     market.close()

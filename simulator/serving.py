@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -25,10 +26,17 @@ class _QuietRequestHandler(WSGIRequestHandler):
 class BackgroundServer:
     """A threaded werkzeug server on ``127.0.0.1`` and an ephemeral port; use as a context manager."""
 
-    def __init__(self, app: WSGIApplication, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        app: WSGIApplication,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self._server: BaseWSGIServer = make_server(
-            host, port, app, threaded=True, request_handler=_QuietRequestHandler
+            host, port, app, threaded=True, request_handler=_QuietRequestHandler, ssl_context=ssl_context
         )
+        self._scheme = "https" if ssl_context is not None else "http"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": SHUTDOWN_POLL_INTERVAL},
@@ -38,7 +46,7 @@ class BackgroundServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._server.host}:{self._server.port}"
+        return f"{self._scheme}://{self._server.host}:{self._server.port}"
 
     def start(self) -> BackgroundServer:
         self._thread.start()

@@ -59,8 +59,12 @@ SETTINGS = {
     "product": "KOOSIM_PRODUCT",
     "billing": "KOOSIM_BILLING",
     "optional": "KOOSIM_OPTIONAL",
+    "market_port": "KOOSIM_MARKET_PORT",
+    "market_ak": "KOOSIM_MARKET_AK",
+    "market_sk": "KOOSIM_MARKET_SK",
+    "market_tls": "KOOSIM_MARKET_TLS",
 }
-BOOLEAN_SETTINGS = frozenset({"optional"})
+BOOLEAN_SETTINGS = frozenset({"optional", "market_tls"})
 PROFILE_SETTINGS = ("product", "billing", "optional")
 """The product profile (docs/protocol.md §1.2): which interfaces the merchant must implement."""
 NUMERIC_SETTINGS: dict[str, tuple[type, ...]] = {
@@ -68,6 +72,7 @@ NUMERIC_SETTINGS: dict[str, tuple[type, ...]] = {
     "max_time": (int, float),
     "resends": (int,),
     "backoff": (int, float),
+    "market_port": (int,),
     "delivery_resends": (int,),
     "time_scale": (int, float, str),
 }
@@ -245,6 +250,35 @@ def parse_key(value: object) -> str:
     return value
 
 
+def parse_market_port(value: object) -> int:
+    """The port of the marketplace open API a command serves: 0 (a free port) to 65535."""
+    if isinstance(value, bool):
+        raise ValueError("market_port must be a port number, 0 to 65535")
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"market_port must be a port number, 0 to 65535, not {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"market_port must be 0 (a free port) to 65535, not {port}")
+    return port
+
+
+def parse_market_ak(value: object) -> str:
+    """The AK a merchant signs its open-API calls with (protocol.md §2.5): a key, and printable
+    ASCII without a space or a comma, as the ``Authorization`` header carries it."""
+    key = parse_key(value)
+    if any(not "\x21" <= char <= "\x7e" or char == "," for char in key):
+        raise ValueError("market_ak must be printable ASCII without spaces or commas")
+    return key
+
+
+def parse_market_tls(value: object) -> bool:
+    try:
+        return parse_optional(value)
+    except ValueError:
+        raise ValueError(f"market_tls must be true or false, not {value!r}") from None
+
+
 VALIDATORS: dict[str, Callable[[object], Any]] = {
     "access_key": parse_key,
     "sync_key": parse_key,
@@ -264,6 +298,10 @@ VALIDATORS: dict[str, Callable[[object], Any]] = {
     "product": parse_product,
     "billing": parse_billing,
     "optional": parse_optional,
+    "market_port": parse_market_port,
+    "market_ak": parse_market_ak,
+    "market_sk": parse_key,
+    "market_tls": parse_market_tls,
 }
 
 
@@ -298,6 +336,15 @@ class Settings:
     """The whole-run time budget of verify, play and explore, in seconds."""
     profile: Profile = DEFAULT_PROFILE
     """The product profile (product / billing / optional, §1.2): which interfaces are exercised."""
+    market_port: int = 0
+    """Where the marketplace open API of a command listens on 127.0.0.1; 0: a free port."""
+    market_ak: str | None = None
+    market_sk: str | None = None
+    """The AK/SK a merchant signs its open-API calls with (protocol.md §2.5); without them every
+    call is refused with APIGW.0303."""
+    market_tls: bool = False
+    """Serve the open API over HTTPS with a certificate from koosim's own CA
+    (``.koosim/market-ca/ca.pem``), for a merchant that validates certificates strictly (§8.1)."""
     # --- the marketplace clock and delivery policies (issue 15) ---
     time_scale: float | str | None = None
     """``--time-scale``: a number (×scale), ``frozen``, or None for the command's default."""

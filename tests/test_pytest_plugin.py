@@ -356,3 +356,32 @@ def test_app_info_refuses_an_answer_without_app_info(pytester: pytest.Pytester) 
     result = _run(pytester)
 
     result.assert_outcomes(passed=1)
+
+
+def test_the_marketplace_fixture_serves_the_open_api_and_shows_the_merchants_calls(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytester.makepyfile(
+        """
+        import requests
+
+        from simulator.protocol import apig
+
+
+        def test_market(marketplace):
+            assert marketplace.market is not None and marketplace.inbound == []
+            created = marketplace.new_instance()
+            order_id = created.fields["orderId"]
+            path = "/api/mkp-openapi-public/global/v1/order/query"
+            url = f"{marketplace.market.base_url}{path}?orderId={order_id}"
+            signed = apig.sign("GET", url, "PLUGINTESTAK00000001", "plugin-test-secret-0000001")
+            answer = requests.get(signed.url, headers=signed.headers, timeout=10)
+            assert answer.json()["orderInfo"]["orderId"] == order_id
+            [call] = marketplace.inbound
+            assert call.authenticated and call.accepted and call.api == "queryOrder"
+        """
+    )
+    monkeypatch.setenv("KOOSIM_MARKET_AK", "PLUGINTESTAK00000001")
+    monkeypatch.setenv("KOOSIM_MARKET_SK", "plugin-test-secret-0000001")
+    result = _run(pytester, "-q")
+    result.assert_outcomes(passed=1)

@@ -101,6 +101,9 @@ def new_instance_resend(ctx: Context) -> None:
         return
     # The key is the order *line*: a second line of the same order is a different instance.
     second_line = replace(order, order_line_id=f"{order.order_id}-000002")
+    from simulator.model import announce  # (here: one import line every branch edits)
+
+    announce(second_line)  # Querying an Order knows both lines
     other = ctx.send(
         second_line.new_instance_fields(ctx.orders.business_id()), "newInstance (second order line)"
     )

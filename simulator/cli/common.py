@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from simulator.errors import TimeBudget
+    from simulator.server.market import MarketServer
     from simulator.settings import Settings
     from simulator.transport import Exchange, Target
 
@@ -59,6 +60,8 @@ TARGET_FLAGS = (
     "product",
     "billing",
     "optional",
+    "market_port",
+    "market_tls",
     "time_scale",
 )
 """The settings a command's flags can set, as :func:`simulator.settings.load_settings` names them."""
@@ -161,6 +164,21 @@ def target_options(function: F) -> F:
             "changeInstanceCheck are exercised (env KOOSIM_OPTIONAL, default on).",
         ),
         click.option(
+            "--market-port",
+            type=click.IntRange(0, 65535),
+            metavar="PORT",
+            help="Port of the marketplace open API (Querying an Order, usage push) the command serves "
+            "on 127.0.0.1 for the merchant to call; AK/SK from KOOSIM_MARKET_AK / KOOSIM_MARKET_SK "
+            "(env KOOSIM_MARKET_PORT, default 0: a free port, printed in the run header).",
+        ),
+        click.option(
+            "--market-tls/--no-market-tls",
+            default=None,
+            help="Serve the open API over HTTPS with a certificate of koosim's own CA, "
+            ".koosim/market-ca/ca.pem, for a merchant that validates certificates strictly "
+            "(env KOOSIM_MARKET_TLS, default off).",
+        ),
+        click.option(
             "--time-scale",
             metavar="SCALE|frozen",
             help="The marketplace clock: marketplace time runs SCALE times the wall (3600 = an hour "
@@ -223,6 +241,8 @@ class TargetInfo:
         self.flags = flags
         self._settings: Settings | None = None
         self.budget: TimeBudget | None = None
+        self.market: MarketServer | None = None
+        """The marketplace open API of this command, while :meth:`open` is active."""
 
     @property
     def settings(self) -> Settings:
@@ -238,12 +258,24 @@ class TargetInfo:
     def open(self, *, budget: bool = False) -> Iterator[Target]:
         """Yield the probed target; ``budget`` starts the ``max_time`` clock for every call."""
         from simulator.errors import TimeBudget
+        from simulator.server.market import market_server
         from simulator.settings import reach_target
 
         settings = self.settings
         self.budget = TimeBudget(settings.max_time) if budget else None
-        with reach_target(settings, budget=self.budget) as target:
-            yield target
+        with market_server(settings) as market, reach_target(settings, budget=self.budget) as target:
+            market.usage_key = target.access_key
+            for key in market.secrets:  # redacted from every record, like the target's keys
+                target.learn_secret(key)
+            self.market = market
+            try:
+                yield target
+            finally:
+                self.market = None
+
+    def market_line(self) -> str:
+        """The run header's line naming the open API's base URL (empty outside :meth:`open`)."""
+        return "" if self.market is None else self.market.header()
 
     def preflight(self, target: Target, *, skip: bool = False, seed: int = 0) -> Exchange | None:
         """Against a merchant's URL (not the bundled one), send the preflight call; raise

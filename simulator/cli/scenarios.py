@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from simulator.engine.player import Player, ScenarioOutcome, StepOutcome
     from simulator.engine.scenario import Scenario, Step
     from simulator.errors import BudgetSpent
+    from simulator.openapi import InboundCall, InboundLog
     from simulator.store import Store
     from simulator.transport import Target
 
@@ -170,6 +171,8 @@ def play(
             highlight=False,
         )
         console.print(f"[dim]{escape(target.clock.describe())}[/]", highlight=False)
+        console.print(escape(info.market_line()), highlight=False)
+        log = None if info.market is None else info.market.log
         interrupted: KeyboardInterrupt | None = None
         with sigterm_interrupts():
             try:
@@ -181,7 +184,9 @@ def play(
                             highlight=False,
                         )
                     elif spent is None:
-                        outcome, spent = _play_one(console, store, scenario, scenario_target, seed, step_mode)
+                        outcome, spent = _play_one(
+                            console, store, scenario, scenario_target, seed, step_mode, log
+                        )
                         outcomes.append(outcome)
                     else:
                         console.print(
@@ -216,12 +221,25 @@ def _shown_path(path: Path) -> str:
 
 
 def _play_one(
-    console: Console, store: Store, scenario: Scenario, target: Target, seed: str | None, step_mode: bool
+    console: Console,
+    store: Store,
+    scenario: Scenario,
+    target: Target,
+    seed: str | None,
+    step_mode: bool,
+    log: InboundLog | None = None,
 ) -> tuple[ScenarioOutcome, BudgetSpent | None]:
-    """Play one scenario; the whole-run time budget, when it runs out, stops it between calls."""
+    """Play one scenario; the whole-run time budget, when it runs out, stops it between calls.
+
+    The merchant's calls to the open API (``log``) during the scenario are part of its run: in
+    the history, and shown after the step during which they came (``--step`` too)."""
+    from contextlib import nullcontext
+
     from simulator.engine.player import Player, ScenarioOutcome, step_result
+    from simulator.engine.record import inbound_record
     from simulator.errors import BudgetSpent
     from simulator.report import playback as show
+    from simulator.report.console import inbound_line
     from simulator.store import RunRecorder
 
     file = f"{_shown_path(scenario.path)}, " if scenario.path else ""
@@ -240,20 +258,36 @@ def _play_one(
     outcome = ScenarioOutcome(scenario, target)
     pausing = step_mode
     spent: BudgetSpent | None = None
+    arrived: list[InboundCall] = []
+
+    def heard(call: InboundCall) -> None:
+        arrived.append(call)
+        if recording.run is not None:
+            recording.run.inbound.append(call)
+        recording.inbound(call)
+
+    def show_arrived() -> None:
+        while arrived:
+            record = inbound_record(arrived.pop(0), target.secrets)
+            console.print(f"    [dim]merchant → marketplace[/] {inbound_line(record)}", highlight=False)
+
     try:
-        for number, step in enumerate(scenario.steps, start=1):
-            if not pausing:
-                result = player.play_step(step)
-                show.print_step_line(console, result, target)
-            else:
-                result, pausing = _play_interactively(console, player, step, number, len(scenario.steps))
-            outcome.steps.append(result)
-            recording.add(step_result(result))
+        with nullcontext() if log is None else log.listen(heard):
+            for number, step in enumerate(scenario.steps, start=1):
+                if not pausing:
+                    result = player.play_step(step)
+                    show.print_step_line(console, result, target)
+                else:
+                    result, pausing = _play_interactively(console, player, step, number, len(scenario.steps))
+                outcome.steps.append(result)
+                recording.add(step_result(result))
+                show_arrived()
     except BudgetSpent as exc:
         spent = exc
     finally:
         player.close()
         recording.finish()
+        show_arrived()
     failed = sum(1 for step in outcome.steps if step.failed)
     verdict = f"[bold red]{failed} of {len(outcome.steps)} steps failed[/]" if failed else "[green]all met[/]"
     if spent is not None:
@@ -387,6 +421,8 @@ def explore(
             highlight=False,
         )
         console.print(f"[dim]{escape(target.clock.describe())}[/]", highlight=False)
+        console.print(escape(info.market_line()), highlight=False)
+        heard_before = 0 if info.market is None else info.market.log.total
         if not target.sync_key:
             console.print("[dim]no sync key (KOOSIM_SYNC_KEY): user-sync calls are left out[/]")
         if (nothing := nothing_to_explore(target)) is not None:  # skipped with the reason (§1.2)
@@ -404,6 +440,8 @@ def explore(
                 spent, found = exc, exploration.found
             except KeyboardInterrupt as exc:  # Ctrl-C / SIGTERM: the same, then 130 / 143
                 interrupted, found = exc, exploration.found
+        if info.market is not None:
+            _print_inbound_summary(console, info.market.log.since(heard_before))
     if interrupted is not None:
         console.print(
             f"[bold red]{interrupted_reason(interrupted)}[/] after {exploration.examples} sequences "
@@ -441,6 +479,18 @@ def explore(
 HYPOTHESIS_HOME = Path(".koosim/hypothesis")
 """Hypothesis' own storage (its constants cache) during explore: under .koosim/ with the rest,
 not a stray .hypothesis/ in the merchant's working directory."""
+
+
+def _print_inbound_summary(console: Console, calls: list[InboundCall]) -> None:
+    """One line on the merchant's calls to the open API during a command that keeps no run."""
+    if not calls:
+        return
+    refused = sum(1 for call in calls if not call.accepted)
+    apis = ", ".join(sorted({call.api or "unknown" for call in calls}))
+    console.print(
+        f"merchant → marketplace: {len(calls)} call(s) to the open API ({escape(apis)}), {refused} refused",
+        highlight=False,
+    )
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from simulator.cli.common import (
     with_target,
 )
 from simulator.cli.scenarios import scenarios_option
+from simulator.errors import KoosimError
 from simulator.redaction import printable
 
 
@@ -188,6 +190,8 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
                 "access_key": found.access_key,
                 "sync_key": found.sync_key,
                 "bundled": found.url is None,
+                "market_ak": found.market_ak,
+                "market_sk": found.market_sk,
             }
         )
         if found.rsa_public_key:
@@ -215,6 +219,30 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
         console.print(
             "  no access key yet: set KOOSIM_ACCESS_KEY or enter it on the Target page", highlight=False
         )
+    open_api = base
+    if found.market_port or found.market_tls:  # the open API alone too: a fixed port, or HTTPS
+        from simulator.server.market import CA_DIR, market_alone
+        from simulator.server.openapi import service_of
+
+        try:
+            alone = market_alone(service_of(app), found.market_port, CA_DIR if found.market_tls else None)
+        except KoosimError as exc:
+            market.close()
+            fail(exc.one_line(), exc.exit_code)
+        market.on_close(closing(alone.start()))
+        open_api = alone.base_url
+        if found.market_tls:
+            open_api += f" (HTTPS: trust the CA {CA_DIR / 'ca.pem'})"
+    console.print(
+        f"  marketplace open API: {open_api} — point your merchant's marketplace base URL here"
+        + (
+            ""
+            if settings.market_ak and settings.market_sk
+            else " (no KOOSIM_MARKET_AK / KOOSIM_MARKET_SK yet: Querying an Order is refused, APIGW.0303)"
+        ),
+        highlight=False,
+        markup=False,
+    )
     dial_timer = dial_service(app)
     dial_timer.start()  # twice a marketplace day (docs/protocol.md §10.3); /dial runs one now
     next_dial = isoformat(next_dial_test(dial_timer.clock.now()))

@@ -160,6 +160,7 @@ def verify(
                     f"({target.protocol}, profile {target.profile}), seed {seed}"
                 )
                 console.print(f"[dim]{escape(target.clock.describe())}[/]", highlight=False)
+                console.print(escape(info.market_line()), highlight=False)
                 first = info.preflight(target, skip=no_preflight, seed=seed)
                 sent_first.extend([] if first is None else [first])
                 progress = console_report.LiveProgress(console, len(checks), quiet=quiet)
@@ -173,6 +174,8 @@ def verify(
                         on_begin=begin,
                         on_exchange=recorder.exchange,
                         delivery=settings.delivery,
+                        inbound=None if info.market is None else info.market.log,
+                        on_inbound=recorder.inbound,
                     )
         except FailFast as stop:
             run = started[0]

@@ -15,7 +15,8 @@ from simulator.checks import Verdict
 from simulator.clock import isoformat
 from simulator.engine.delisting import run_verdict
 from simulator.engine.run import CheckResult, Run
-from simulator.redaction import printable, readable_body, redact, redact_each
+from simulator.openapi import InboundCall
+from simulator.redaction import printable, readable_body, redact, redact_data, redact_each
 from simulator.transport import Exchange
 
 SCHEMA_VERSION = 2
@@ -71,6 +72,42 @@ def exchange_record(exchange: Exchange, secrets: Iterable[str]) -> dict[str, Any
         "request": request,
         "response": response,
         "error": None if exchange.error is None else error,
+    }
+
+
+INBOUND_INTERFACE = "marketplace"
+"""The ``interface`` of an inbound exchange: the marketplace's open API, called by the merchant."""
+
+
+def inbound_exchange(call: InboundCall) -> Exchange:
+    """An inbound call as an :class:`Exchange` (request: the merchant's; answer: koosim's), for
+    the history and every reporter that shows exchanges."""
+    return Exchange(
+        interface=INBOUND_INTERFACE,
+        protocol="openapi",
+        activity=call.api or "unknown",
+        method=call.method,
+        url=call.url,
+        fields=dict(call.fields),
+        request_headers=dict(call.request_headers),
+        request_body=call.request_body,
+        started_at=call.started_at,
+        id=call.id,
+        label=call.label,
+        status=call.status,
+        response_headers={"Content-Type": "application/json"},
+        response_body=call.response_body,
+        elapsed=call.elapsed,
+    )
+
+
+def inbound_record(call: InboundCall, secrets: Iterable[str]) -> dict[str, Any]:
+    """An inbound call's record: an exchange record plus ``direction`` ("merchant →
+    marketplace") and ``verdict`` (the gateway's and the API's judgement, ``InboundCall.verdict``)."""
+    secrets = tuple(secrets)
+    return exchange_record(inbound_exchange(call), secrets) | {
+        "direction": call.direction,
+        "verdict": redact_data(call.verdict, secrets),
     }
 
 
@@ -133,6 +170,7 @@ def run_record(run: Run, reproduce: dict[str, str] | None = None) -> dict[str, A
             for result in run.results
         ],
         "exchanges": [exchange_record(exchange, secrets) for exchange in exchanges.values()],
+        "inbound": [inbound_record(call, secrets) for call in list(run.inbound)],
     }
     verdict = run_verdict(record["checks"], record["exchanges"], run.target.protocol)
     # the verdict's text is koosim's own, but may name an activity the merchant's answer set

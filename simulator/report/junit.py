@@ -9,7 +9,7 @@ answered are written as ``\\xNN`` text because XML 1.0 cannot carry them at all.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -64,6 +64,29 @@ def _properties(record: Mapping[str, Any]) -> list[tuple[str, Any]]:
     properties += [
         (f"assumption.{name.replace(' ', '_')}", value) for name, value in record["assumptions"].items()
     ]
+    return properties + _inbound_properties(record.get("inbound") or [])
+
+
+def _inbound_properties(calls: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    """The merchant's calls to the open API (direction merchant → marketplace): how many, how many
+    refused, and one property per call with its request, koosim's answer and the gateway verdict.
+    Properties, not testcases: a check judges them (a failure there is a testcase already)."""
+    if not calls:
+        return []
+    refused = sum(1 for call in calls if not (call.get("verdict") or {}).get("accepted"))
+    properties: list[tuple[str, Any]] = [("inbound.calls", len(calls)), ("inbound.refused", refused)]
+    for number, call in enumerate(calls, start=1):
+        verdict = call.get("verdict") or {}
+        gateway = verdict.get("gateway") or {}
+        auth = (
+            "authenticated" if gateway.get("authenticated") else gateway.get("reason") or "not authenticated"
+        )
+        response = call.get("response") or {}
+        line = (
+            f"{call['request']['method']} {call['request']['url']} -> HTTP {response.get('status')} "
+            f"{verdict.get('code') or ''} ({auth})"
+        )
+        properties.append((f"inbound.{number}", line))
     return properties
 
 

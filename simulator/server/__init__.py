@@ -30,6 +30,7 @@ from simulator.redaction import printable
 from simulator.server import api, console, deliveries, dial, guard, messages, openapi
 from simulator.server import clock as clock_routes
 from simulator.server.inputs import InvalidJSON, parse_json
+from simulator.server.market import serve_service
 from simulator.server.state import ConsoleSettings, MarketState
 from simulator.store import Store, StoreError
 
@@ -66,11 +67,11 @@ def create_app(
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     # every value a page shows may come from a merchant: no bidi override or control byte
     app.jinja_env.finalize = _shown
-    app.extensions["koosim.marketplace"] = MarketState(store, settings, clock)
+    market = app.extensions["koosim.marketplace"] = MarketState(store, settings, clock)
     guard.install(app, app.config["KOOSIM_TOKEN"], hosts)
     app.register_blueprint(console.bp)
     app.register_blueprint(api.bp)
-    app.register_blueprint(openapi.bp)
+    openapi.install(app, serve_service(market))
     app.register_blueprint(clock_routes.bp)
     dial.install(app)  # dial tests on the app's clock: /api/dial, /dial; `serve` starts the timer
     app.register_blueprint(messages.bp)

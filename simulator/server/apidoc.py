@@ -85,6 +85,8 @@ _TARGET = {
         "rsa_public_key": _STRING,
         "notification_url": {"type": ["string", "null"]},
         "notification_token": _STRING,
+        "market_ak": _STRING,
+        "market_sk": _STRING,
         "contact": _STRING,
         "bundled": {"type": "boolean"},
         "clear_keys": {"type": "boolean"},

@@ -38,6 +38,8 @@ FORM_SETTINGS = (
     "sync_key",
     "notification_url",
     "notification_token",
+    "market_ak",
+    "market_sk",
     "contact",
 )
 
@@ -221,6 +223,8 @@ def merchant_calls() -> str:
         usage=store.marketplace.usage(limit=100),
         query_path=QUERY_ORDER_PATH,
         usage_path=USAGE_PATH,
+        market_ak=_market().settings.public()["market_ak"],
+        market_sk=_market().settings.public()["market_sk"],
     )
 
 

@@ -12,7 +12,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Mapping
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,7 +32,7 @@ from simulator.settings import PROTOCOLS as PROTOCOLS  # the console lists them
 from simulator.store import Store
 from simulator.transport import LearnedSecrets, Target
 
-SECRET_SETTINGS = ("access_key", "sync_key", "notification_token")
+SECRET_SETTINGS = ("access_key", "sync_key", "notification_token", "market_ak", "market_sk")
 DEFAULT_RECIPIENT = "the merchant's registered contact"
 
 
@@ -81,6 +81,8 @@ class ConsoleSettings(Settings):
             "access_key": "set" if self.access_key else "not set",
             "sync_key": "set" if self.sync_key else "not set",
             "notification_token": "set" if self.notification_token else "not set",
+            "market_ak": "set" if self.market_ak else "not set",
+            "market_sk": "set" if self.market_sk else "not set",
             "rsa_public_key": "set" if self.rsa_public_key else "not set",
         }
 
@@ -154,6 +156,8 @@ class MarketState:
         self._runs: dict[str, threading.Thread] = {}
         self.plays: dict[str, Any] = {}
         """Scenario sessions being played by hand, by id (see :mod:`simulator.server.play`)."""
+        self._closing = ExitStack()
+        """What :meth:`close` ends besides (the open API's order watch, :meth:`on_close`)."""
 
     @property
     def settings(self) -> ConsoleSettings:
@@ -286,12 +290,17 @@ class MarketState:
             thread.join(timeout)
         return not any(thread.is_alive() for thread in threads)
 
+    def on_close(self, context: AbstractContextManager[Any]) -> None:
+        """Enter ``context`` now and leave it in :meth:`close`."""
+        self._closing.enter_context(context)
+
     def close(self) -> None:
         """Stop the delivery scheduler, finish the scenario sessions and stop the bundled
         reference merchant, if any."""
         scheduler, self.scheduler = self.scheduler, None
         if scheduler is not None:
             scheduler.stop()
+        self._closing.close()
         for session in list(self.plays.values()):
             session.finish()
         with self._lock:

@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 
 from simulator.checks import Check, Verdict
 from simulator.engine.delisting import run_verdict
-from simulator.engine.record import SCHEMA_VERSION, exchange_record, result_record
+from simulator.engine.record import SCHEMA_VERSION, exchange_record, inbound_exchange, result_record
 from simulator.engine.run import CheckResult, Run, exchange_result
 from simulator.redaction import redact, redact_data
 from simulator.store.schema import Database, StoreError, dump, load
 from simulator.transport import Exchange, Target, Transport
 
 if TYPE_CHECKING:
+    from simulator.openapi import InboundCall
     from simulator.store import Store
 
 OUTBOUND, INBOUND = "outbound", "inbound"
@@ -229,7 +230,8 @@ class History:
     # --- reading runs ------------------------------------------------------------------------
 
     _RUN_COLUMNS = (
-        "r.*, (SELECT count(*) FROM exchanges e WHERE e.run_id = r.id) AS exchange_count, "
+        f"r.*, (SELECT count(*) FROM exchanges e WHERE e.run_id = r.id AND e.direction != '{INBOUND}')"
+        " AS exchange_count, "
         + ", ".join(
             f"(SELECT count(*) FROM results x WHERE x.run_id = r.id AND x.verdict = '{v.value}') AS {v.value}"
             for v in Verdict
@@ -293,12 +295,12 @@ class History:
                 "SELECT record FROM results WHERE run_id = ? ORDER BY position", (run_id,)
             ).fetchall()
             exchanges = db.execute(
-                "SELECT record, verdict FROM exchanges WHERE run_id = ? ORDER BY seq", (run_id,)
+                "SELECT record, verdict, direction FROM exchanges WHERE run_id = ? ORDER BY seq", (run_id,)
             ).fetchall()
         summary = self._summary(row)
         failed = summary["summary"][Verdict.FAILED.value]
         checks = [load(result["record"]) for result in results]
-        exchange_records = [_exchange_row(exchange) for exchange in exchanges]
+        exchange_records = [_exchange_row(row) for row in exchanges if row["direction"] != INBOUND]
         protocol = str((summary.get("target") or {}).get("protocol") or "v2")
         return summary | {
             "schema_version": SCHEMA_VERSION,
@@ -309,6 +311,7 @@ class History:
             "delisting": run_verdict(checks, exchange_records, protocol).as_dict(),
             "checks": checks,
             "exchanges": exchange_records,
+            "inbound": [_inbound_row(row) for row in exchanges if row["direction"] == INBOUND],
         }
 
     def exchange(self, exchange_id: str) -> dict[str, Any] | None:
@@ -334,6 +337,14 @@ class History:
 def _exchange_row(row: sqlite3.Row) -> dict[str, Any]:
     record: dict[str, Any] = load(row["record"])
     record["verdict"] = None if row["verdict"] is None else load(row["verdict"])
+    return record
+
+
+def _inbound_row(row: sqlite3.Row) -> dict[str, Any]:
+    """An inbound call of a run as :func:`~simulator.engine.record.inbound_record` shaped it."""
+    record = _exchange_row(row)
+    verdict = record.get("verdict") or {}
+    record["direction"] = verdict.get("direction", "merchant → marketplace")
     return record
 
 
@@ -451,6 +462,19 @@ class RunRecorder:
                     exchange.fields, instance_id if isinstance(instance_id, str) else None, self._secrets
                 )
             )
+
+    def inbound(self, call: InboundCall) -> None:
+        """Record a call the merchant made to the open API during the run (``direction`` inbound,
+        the gateway's verdict with it). Called from the open API's threads: the held connection
+        takes turns."""
+        run_id = self.run_id
+        if run_id is None:
+            return
+        self._guard(
+            lambda: self._writer.history.add_exchange(
+                run_id, inbound_exchange(call), self._secrets, direction=INBOUND, verdict=call.verdict
+            )
+        )
 
     def result(self, result: CheckResult) -> None:
         run_id = self.run_id
