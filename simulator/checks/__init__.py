@@ -1,8 +1,8 @@
 """The check catalog: every rule of the marketplace the simulator enforces, under a stable id.
 
 Ids are ``family.name``: ``security.*``, ``contract.*``, ``idempotency.*``, ``lifecycle.*``,
-``sync.*`` and ``timing.*``. ``koosim checks`` prints the catalog. Two kinds of check, two typed
-signatures: an *active* check drives calls through a :class:`Context`
+``conversation.*``, ``sync.*`` and ``timing.*``. ``koosim checks`` prints the catalog. Two kinds of
+check, two typed signatures: an *active* check drives calls through a :class:`Context`
 (:class:`~simulator.checks.base.ActiveRule`); a *per-exchange* check judges one answer
 (:class:`~simulator.checks.base.AnswerRule`). Every judge (verify, play, explore, serve, the
 plugin) calls the rules here: :mod:`simulator.checks.answers` holds those about single answers.
@@ -13,7 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from fnmatch import fnmatchcase
 
-from simulator.checks import contract, idempotency, lifecycle, notification, security, sync  # noqa: F401 - registers
+from simulator.checks import (  # noqa: F401 - registers
+    contract,
+    conversation,
+    idempotency,
+    lifecycle,
+    notification,
+    security,
+    sync,
+)
 from simulator.checks.answers import judge_exchange
 from simulator.checks.base import (
     FAMILY_ORDER,

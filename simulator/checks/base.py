@@ -302,7 +302,16 @@ class Provisioned:
 
 
 REGISTRY: dict[str, Check] = {}
-FAMILY_ORDER = ("security", "lifecycle", "idempotency", "sync", "contract", "timing", "notification")
+FAMILY_ORDER = (
+    "security",
+    "lifecycle",
+    "idempotency",
+    "sync",
+    "conversation",
+    "contract",
+    "timing",
+    "notification",
+)
 
 
 def catalog() -> list[Check]:

@@ -1,0 +1,283 @@
+"""The conversation goes both ways (docs/protocol.md §4.1, §8): what the merchant learns by calling
+the marketplace back, and what the marketplace asks again after the first answer.
+
+- ``conversation.order-details``: the V2 newInstance names the order only (five fields, §4.1,
+  A6); the customer, product, SKU and period come from Querying an Order (§8.1). A merchant that
+  refuses the published call but accepts one carrying those details reads them from the body.
+- ``conversation.async-provisioning``: a merchant may answer at once and provision later
+  (§4.1-c); the marketplace then keeps calling queryInstance until the instance information
+  comes back (§10.2). Cadence and give-up point are ASSUMPTION U43: :data:`POLLING`.
+- ``conversation.resource-details``: the buyer's "View Resource Details" asks the merchant again
+  about an existing order (§5.1, §4.5, A23): V1 re-calls newInstance (same instance, nothing
+  changed: error); V2 calls queryInstance synchronously (error), and a V2 newInstance re-call
+  is ASSUMPTION U13 (warning). Asked for a live, a renewed, a frozen and an upgraded instance.
+
+The polling helper :func:`poll_until_listed` is public: every check that expects queryInstance
+to list an instance just created waits for it the way the marketplace does, so a merchant that
+provisions asynchronously (which §4.1-c asks for) is not failed for it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from simulator.checks.base import Context, Provisioned, Severity, check, describe
+from simulator.model import query_fields, status_fields
+from simulator.protocol import ResultCode
+from simulator.transport import Exchange
+
+# --- polling queryInstance after an asynchronous newInstance (§10.2, U43) ----------------------------
+
+
+@dataclass(frozen=True)
+class Polling:
+    """How the marketplace polls queryInstance for an instance still being provisioned.
+
+    No page gives the cadence or when the marketplace gives up (§10.2, ASSUMPTION U43). koosim
+    polls ``polls`` times in all, ``interval`` seconds apart. The interval is wall time scaled for
+    a run: a real marketplace polls over minutes, a contract test cannot wait that long.
+    """
+
+    interval: float = 0.2
+    polls: int = 6
+
+    def describe(self) -> str:
+        return f"{self.polls} queryInstance polls {self.interval:g} s apart (ASSUMPTION U43)"
+
+
+POLLING = Polling()
+"""The schedule the checks poll on (a parameter: tests and the clock may pass another)."""
+
+PENDING_CODE = ResultCode.PROCESSING
+"""``000004`` (request being processed, §3.2): a queryInstance answer saying "not yet"."""
+
+
+def listed_ids(exchange: Exchange) -> list[Any]:
+    """The instanceIds a queryInstance answer lists in ``info``."""
+    info = exchange.answer_field("info")
+    if not isinstance(info, list):
+        return []
+    return [item.get("instanceId") for item in info if isinstance(item, dict)]
+
+
+def pending(exchange: Exchange, instance_ids: Sequence[str]) -> bool:
+    """Whether a queryInstance answer says the instances are not ready yet: ``000004`` (§3.2), or
+    success without the instance information the marketplace keeps asking for (§10.2)."""
+    if exchange.result_code == PENDING_CODE.value:
+        return True
+    if exchange.result_code != ResultCode.SUCCESS.value:
+        return False
+    listed = listed_ids(exchange)
+    return any(instance_id not in listed for instance_id in instance_ids)
+
+
+def poll_until_listed(
+    ctx: Context,
+    instance_ids: Sequence[str],
+    label: str = "queryInstance",
+    polling: Polling = POLLING,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[Exchange]:
+    """queryInstance of ``instance_ids`` until the answer lists them all, is a refusal, or the
+    polls run out (§10.2, U43); every poll's exchange, in order. The last one is the verdict."""
+    polls: list[Exchange] = []
+    fields = query_fields(*instance_ids)
+    for attempt in range(1, polling.polls + 1):
+        suffix = "" if attempt == 1 else f" (poll {attempt})"
+        exchange = ctx.send(fields, f"{label}{suffix}")
+        polls.append(exchange)
+        if not pending(exchange, instance_ids) or attempt == polling.polls:
+            break
+        sleep(polling.interval)
+    return polls
+
+
+# --- conversation.order-details (§4.1, A6, §8.1) ------------------------------------------------
+
+READS_FROM_THE_BODY = (
+    "reads order details from the newInstance body; the marketplace sends only five fields, "
+    "call Querying an Order"
+)
+"""The finding's words (issue 16's done-when)."""
+
+
+def _with_order_details(provisioned_fields: Mapping[str, str], details: Mapping[str, str]) -> dict[str, str]:
+    return {**provisioned_fields, **details}
+
+
+@check("conversation.order-details", rule="§4.1, A6, §8.1", protocols=("v2",))
+def order_details(ctx: Context) -> None:
+    """The published newInstance (five fields) is enough: the rest comes from Querying an Order.
+
+    The call carries activity, orderId, orderLineId, businessId and testFlag, nothing else
+    (§4.1). When the merchant refuses it, koosim sends the same order again with the customer,
+    product and SKU in the body, as the signing page's example has them (A6): accepting that
+    one shows the merchant reads the order from the body instead of asking the marketplace.
+    """
+    order = ctx.orders.order()
+    published = ctx.send(order.new_instance_fields(ctx.orders.business_id()), "newInstance (five fields)")
+    if published.result_code == ResultCode.SUCCESS.value:
+        return
+    details = {"customerId": order.customer_id, "productId": order.product_id, "skuCode": order.sku_code}
+    fuller = _with_order_details(order.new_instance_fields(ctx.orders.business_id()), details)
+    probe = ctx.send(fuller, "newInstance with customerId, productId, skuCode in the body (not published)")
+    if probe.result_code == ResultCode.SUCCESS.value:
+        ctx.fail(
+            f"{READS_FROM_THE_BODY} (§4.1, §8.1): the published call got {describe(published)}; "
+            "with customerId, productId and skuCode added it succeeded",
+            published,
+            probe,
+        )
+        return
+    ctx.fail(
+        f"the published newInstance (five fields, §4.1) must be accepted: got {describe(published)}",
+        published,
+    )
+
+
+# --- conversation.async-provisioning (§4.1-c, §10.2, U43) ------------------------------------------
+
+
+@check(
+    "conversation.async-provisioning",
+    rule="§4.1-c, §10.2, U43",
+    severity=Severity.WARNING,
+    needs=("newInstance", "queryInstance"),
+    protocols=("v2",),
+)
+def async_provisioning(ctx: Context) -> None:
+    """An instance provisioned asynchronously is reported by queryInstance in the end.
+
+    A merchant may answer newInstance at once and provision afterwards (§4.1-c); the
+    marketplace then calls queryInstance until the instance information comes back (§10.2).
+    koosim polls on :data:`POLLING` (cadence and give-up point: ASSUMPTION U43) and judges the
+    final answer: the instance listed, with the instanceId newInstance gave.
+    """
+    created = ctx.new_instance()
+    polls = poll_until_listed(ctx, [created.instance_id], "queryInstance after newInstance")
+    final = polls[-1]
+    if final.result_code not in (ResultCode.SUCCESS.value, PENDING_CODE.value):
+        ctx.fail(
+            "queryInstance of an instance newInstance reported must succeed (or answer 000004 while "
+            f"provisioning): got {describe(final)}",
+            final,
+        )
+        return
+    if pending(final, [created.instance_id]):
+        ctx.fail(
+            f"newInstance answered {created.instance_id!r}, and after {len(polls)} polls queryInstance "
+            f"still does not report it: provisioning never completed ({POLLING.describe()})",
+            created.exchange,
+            *polls,
+        )
+
+
+# --- conversation.resource-details (§5.1, §4.5, A23, U13) -----------------------------------------
+
+
+def _comparable(exchange: Exchange, instance_id: str) -> dict[str, Any] | None:
+    """What queryInstance says of ``instance_id``, without the encrypted members (a merchant may
+    encrypt the same secret with a fresh IV each time, §2.7)."""
+    info = exchange.answer_field("info")
+    for item in info if isinstance(info, list) else []:
+        if isinstance(item, dict) and item.get("instanceId") == instance_id:
+            app = item.get("appInfo")
+            kept = (
+                {k: v for k, v in app.items() if k not in ("userName", "password")}
+                if isinstance(app, dict)
+                else app
+            )
+            return {**item, "appInfo": kept}
+    return None
+
+
+def _states(ctx: Context, created: Provisioned) -> list[tuple[str, list[Mapping[str, Any]]]]:
+    """The instance states a buyer may open "View Resource Details" in, each with the calls that
+    get the instance there from the state before; a state whose call the profile does not have
+    (§1.2: V1 has no updateInstanceStatus, a one-time product no renewal) is left out."""
+    order, instance_id = created.order, created.instance_id
+    states: list[tuple[str, list[Mapping[str, Any]]]] = [("live", [])]
+    renewal = order.refresh_fields(instance_id, ctx.orders.expire_time(days=60))
+    if ctx.applies(renewal):
+        states.append(("renewed", [renewal]))
+    freeze = status_fields(instance_id, "FREEZE")
+    frozen = ctx.applies(freeze)
+    if frozen:
+        states.append(("frozen", [freeze]))
+    upgrade = order.upgrade_fields(instance_id)
+    if ctx.applies(upgrade):
+        states.append(("upgraded", [*([status_fields(instance_id, "UNFREEZE")] if frozen else []), upgrade]))
+    return states
+
+
+@check("conversation.resource-details", rule="§5.1, §4.5, A23, U13")
+def resource_details(ctx: Context) -> None:
+    """ "View Resource Details" asks again: same instanceId, nothing changed.
+
+    V1 re-calls newInstance for the existing order (§5.1 [S46]): it must answer success with
+    the same instanceId (error). V2 calls queryInstance synchronously (§4.5, A23): it must list
+    the instance (error); koosim also re-calls newInstance on V2 (ASSUMPTION U13, warning) and
+    compares queryInstance before and after. Asked for a live, renewed, frozen and upgraded
+    instance.
+    """
+    created = ctx.new_instance()
+    order, instance_id = created.order, created.instance_id
+    v1 = ctx.target.protocol == "v1"
+    can_query = ctx.applies(query_fields(instance_id))
+    if can_query:
+        poll_until_listed(ctx, [instance_id], "queryInstance after newInstance")
+    for state, calls in _states(ctx, created):
+        for call in calls:
+            ctx.require(
+                ctx.send(call, " ".join(str(call[k]) for k in ("activity", "status") if k in call)),
+                ResultCode.SUCCESS,
+                f"getting the instance {state}",
+            )
+        before = (
+            ctx.send(query_fields(instance_id), f"queryInstance, {state} (View Resource Details)")
+            if (can_query)
+            else None
+        )
+        if before is not None and (
+            before.result_code != ResultCode.SUCCESS.value or instance_id not in listed_ids(before)
+        ):
+            ctx.fail(
+                f"View Resource Details on a {state} instance: queryInstance must list it (§4.5, A23), "
+                f"got {describe(before)}",
+                before,
+            )
+            continue
+        recall = ctx.send(
+            order.new_instance_fields(ctx.orders.business_id()), f"newInstance re-call, {state} instance"
+        )
+        report = ctx.fail if v1 else ctx.warn
+        basis = "§5.1" if v1 else "ASSUMPTION U13"
+        if recall.result_code != ResultCode.SUCCESS.value:
+            report(
+                f"View Resource Details re-calls newInstance for a {state} instance ({basis}): it must "
+                f"succeed, got {describe(recall)}",
+                recall,
+            )
+            continue
+        answered = recall.answer_field("instanceId")
+        if answered != instance_id:
+            report(
+                f"a newInstance re-call for a {state} instance changed the instanceId: {instance_id!r} "
+                f"became {answered!r} ({basis}); the re-call must return the same instance",
+                created.exchange,
+                recall,
+            )
+            continue
+        if before is None:
+            continue
+        after = ctx.send(query_fields(instance_id), f"queryInstance after the re-call, {state}")
+        if _comparable(after, instance_id) != _comparable(before, instance_id):
+            report(
+                f"a newInstance re-call for a {state} instance changed what queryInstance reports "
+                f"({basis}): the re-call must change nothing",
+                before,
+                after,
+            )
