@@ -11,7 +11,8 @@ from dataclasses import replace
 from typing import Any
 
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
-from simulator.model import query_fields, release_fields, status_fields
+from simulator.checks.conversation import poll_until_listed
+from simulator.model import release_fields, status_fields
 from simulator.protocol import ResultCode
 from simulator.resend import RESENDS_VARIABLE, resend_reason
 from simulator.transport import Exchange, Target, Transport
@@ -47,7 +48,7 @@ def _instance_ids(exchanges: list[Exchange]) -> set[str]:
 def _listed_instances(ctx: Context, instance_ids: set[str]) -> set[str] | None:
     """The ids among ``instance_ids`` that queryInstance says exist; None (and a finding of its
     own) when the query fails."""
-    exchange = ctx.send(query_fields(*sorted(instance_ids)), "queryInstance")
+    exchange = poll_until_listed(ctx, sorted(instance_ids))[-1]  # async provisioning: §10.2
     if not ctx.expect(
         exchange, ResultCode.SUCCESS, "queryInstance of the instances just created must succeed"
     ):

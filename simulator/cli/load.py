@@ -30,6 +30,7 @@ the users and collecting the workers' ledgers; past it the engine process is kil
 DEFAULT_MASTER_PORT = 5557
 """Locust's own default port for its master."""
 
+
 class Duration(click.ParamType):
     """``90s``, ``5m``, ``1h``, ``1m30s`` (:func:`simulator.clock.parse_duration`, the one grammar
     of a duration a user types), at most one hour: a number of seconds."""

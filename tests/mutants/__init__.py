@@ -31,9 +31,11 @@ from . import (
     no_front_end_url,
     numeric_result_code,
     order_line_ignored,
+    pending_forever,
     plaintext_password,
     query_single_id,
     reads_order_from_new_instance,
+    recall_changes_instance_id,
     release_resend_not_found,
     released_still_listed,
     renewal_by_order_id,
@@ -121,6 +123,9 @@ GALLERY: list[Mutant] = [
         client_secret_pkcs1_only,
         answers_in_six_seconds,
         lowercase_body_sign,
+        # the conversation (issue 16: docs/protocol.md §4.1-c, §5.1, §8, §10.2)
+        pending_forever,
+        recall_changes_instance_id,
     )
 ]
 

@@ -1,0 +1,93 @@
+"""The reference merchant when it talks back: Querying an Order, async provisioning, usage push.
+
+:class:`ConversingMerchant` is the :class:`~simulator.reference.activities.Merchant` with the
+marketplace's side of the conversation switched on (docs/protocol.md §4.1, §8, §10.2):
+
+- with a :class:`~simulator.reference.market.MarketClient` (``koosim merchant --market-url``) a
+  newInstance is answered only after Querying an Order (§8.1) told the merchant what was bought:
+  customer, product, SKU, expiry, trial. Without that answer the order is not provisioned: the
+  merchant answers ``000005`` and the marketplace asks again later (§3.2, §10.1). An upgrade
+  learns the new specification the same way (§4.3). A pay-per-use line gets its usage pushed
+  (§8.3, §4.1-e) once the instance exists.
+- with ``async_provisioning`` (``--async-provisioning``) it answers newInstance at once with the
+  instanceId (§4.1-c) and finishes provisioning in the background; here "the background" is
+  the first queryInstance that asks for the instance: that poll leaves it out of ``info`` (not
+  ready yet), the next one lists it (§10.2). A real merchant keeps the job's state in its
+  database; this model keeps it in memory.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from simulator.protocol import ResultCode
+from simulator.reference.activities import Answer, Merchant, answer
+from simulator.reference.market import MarketClient, MarketError, order_details, usage_record
+
+
+@dataclass
+class ConversingMerchant(Merchant):
+    """The reference merchant that asks the marketplace and may provision asynchronously."""
+
+    market: MarketClient | None = None
+    async_provisioning: bool = False
+    usage_errors: list[str] = field(default_factory=list)
+    """Why usage pushes failed (the instance stands; the next hour's push carries the usage)."""
+    _provisioning: set[str] = field(default_factory=set, repr=False)
+    _created: set[str] = field(default_factory=set, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def new_instance(self, fields: dict[str, str]) -> Answer:
+        details = None
+        if self.market is not None:
+            try:
+                info = self.market.query_order(fields["orderId"], fields.get("orderLineId"))
+                details = order_details(info, fields.get("orderLineId"))
+            except MarketError as exc:  # nothing is provisioned for an order the merchant cannot read
+                return answer(ResultCode.INTERNAL_ERROR, f"could not read the order: {exc}")
+            fields = details.as_fields() | fields
+        result = super().new_instance(fields)
+        instance_id = result.get("instanceId")
+        if not isinstance(instance_id, str):
+            return result
+        with self._lock:
+            first = instance_id not in self._created
+            self._created.add(instance_id)
+            if first and self.async_provisioning:
+                self._provisioning.add(instance_id)
+        if first and details is not None and details.pay_per_use:
+            self._push_usage(instance_id)
+        return result
+
+    def upgrade_instance(self, fields: dict[str, str]) -> Answer:
+        """The upgrade order says what the instance becomes (§4.3, §8.1)."""
+        if self.market is not None and "productId" not in fields:
+            try:
+                info = self.market.query_order(fields["orderId"], fields.get("orderLineId"))
+                details = order_details(info, fields.get("orderLineId"))
+            except MarketError as exc:
+                return answer(ResultCode.INTERNAL_ERROR, f"could not read the upgrade order: {exc}")
+            product = {"productId": details.product_id, "skuCode": details.sku_code}
+            fields = {name: value for name, value in product.items() if value} | fields
+        return super().upgrade_instance(fields)
+
+    def query_instance(self, fields: dict[str, str]) -> Answer:
+        result = super().query_instance(fields)
+        info = result.get("info")
+        if not self.async_provisioning or not isinstance(info, list):
+            return result
+        asked = set(fields["instanceId"].split(","))
+        with self._lock:
+            not_ready = asked & self._provisioning
+            self._provisioning -= not_ready  # the job finishes now: the next poll lists it
+        result["info"] = [item for item in info if item.get("instanceId") not in not_ready]
+        return result
+
+    def _push_usage(self, instance_id: str) -> None:
+        assert self.market is not None
+        try:
+            self.market.push_usage([usage_record(instance_id, datetime.now(UTC))])
+        except MarketError as exc:
+            self.usage_errors.append(str(exc))
