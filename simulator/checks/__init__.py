@@ -51,11 +51,16 @@ __all__ = [
 
 
 def select(patterns: Iterable[str] = ()) -> list[Check]:
-    """The checks whose id matches any glob in ``patterns`` (all of them when there is none)."""
+    """The checks whose id matches any glob in ``patterns`` (all of them when there is none), and
+    the checks run only on request (:attr:`Check.by_request`) that a pattern names exactly."""
     patterns = list(patterns)
     if not patterns:
         return catalog()
-    chosen = [c for c in catalog() if any(fnmatchcase(c.id, pattern) for pattern in patterns)]
+    chosen = [
+        c
+        for c in catalog(by_request=True)
+        if c.id in patterns or (not c.by_request and any(fnmatchcase(c.id, p) for p in patterns))
+    ]
     if not chosen:
         raise LookupError(f"no check matches {', '.join(patterns)}; `koosim checks` lists them")
     return chosen

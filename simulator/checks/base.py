@@ -88,6 +88,10 @@ class Check:
     """The interfaces (activities, ``kit``, ``license``) the product must have for the check to
     apply (docs/protocol.md §1.2): outside the target's profile it is skipped, never failed
     (:func:`applicability`). Steps about other, optional interfaces are left out in the check."""
+    by_request: bool = False
+    """Run only when asked for by its id (``--checks <id>``, ``verify --debug-orders``), never as
+    part of the whole catalog: e.g. the debug-order replay sends the fixed MOCK order IDs, which
+    a merchant that keeps its data has seen before."""
 
     @property
     def family(self) -> str:
@@ -314,11 +318,16 @@ FAMILY_ORDER = (
 )
 
 
-def catalog() -> list[Check]:
+def catalog(*, by_request: bool = False) -> list[Check]:
     """Every check of the merchant's interfaces (what ``verify`` runs), by family as in
     :data:`FAMILY_ORDER`; the per-exchange ones come last. The order-notification rules, which
-    the console applies to the notices it sends, are in :data:`REGISTRY` too."""
-    chosen = (check for check in REGISTRY.values() if check.interfaces & MERCHANT_INTERFACES)
+    the console applies to the notices it sends, are in :data:`REGISTRY` too. ``by_request``:
+    with the checks run only when named (:attr:`Check.by_request`)."""
+    chosen = (
+        check
+        for check in REGISTRY.values()
+        if check.interfaces & MERCHANT_INTERFACES and (by_request or not check.by_request)
+    )
     return sorted(chosen, key=lambda c: (c.per_exchange, FAMILY_ORDER.index(c.family)))
 
 
@@ -336,10 +345,12 @@ def check(
     severity: Severity = Severity.ERROR,
     protocols: Iterable[str] = ("v1", "v2"),
     needs: Iterable[str] = ("newInstance",),
+    by_request: bool = False,
 ) -> Callable[[ActiveRule], ActiveRule]:
     """Register an active check: ``function(ctx)`` drives the merchant and records findings.
 
-    ``needs``: the interfaces the product must have for the check to apply (§1.2)."""
+    ``needs``: the interfaces the product must have for the check to apply (§1.2);
+    ``by_request``: left out of the whole catalog, run only when named (:attr:`Check.by_request`)."""
 
     def decorate(function: ActiveRule) -> ActiveRule:
         title, doc = _describe(check_id, function)
@@ -352,6 +363,7 @@ def check(
             drive=function,
             protocols=frozenset(protocols),
             needs=frozenset(needs),
+            by_request=by_request,
         )
         return function
 

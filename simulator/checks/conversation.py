@@ -26,6 +26,7 @@ from typing import Any
 
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
 from simulator.model import query_fields, status_fields
+from simulator.openapi import MOCK_ORDERS, ChargingMode, OrderType
 from simulator.protocol import ResultCode
 from simulator.transport import Exchange
 
@@ -280,4 +281,133 @@ def resource_details(ctx: Context) -> None:
                 f"({basis}): the re-call must change nothing",
                 before,
                 after,
+            )
+
+
+# --- conversation.debug-orders (§8.2, §10.4) ------------------------------------------------------
+
+DEBUG_BILLING = {
+    "period": frozenset({ChargingMode.PERIOD}),
+    "one-time": frozenset({ChargingMode.ONE_TIME}),
+    "on-demand": frozenset({ChargingMode.ON_DEMAND, ChargingMode.ON_DEMAND_PKG}),
+}
+"""The MOCK purchase orders of each billing profile (§8.2): the ones the product is debugged with."""
+
+FOLLOW_UP_MOCKS = {
+    OrderType.RENEW: "MOCKMONTYRENEW",
+    OrderType.TRIAL_TO_FORMAL: "MOCKMONTYTRIALTOFORMAL",
+    OrderType.CHANGE: "MOCKMONTYCHANGE",
+    OrderType.UNSUBSCRIBE: "MOCKMONTYUNSUBSCRIBE",
+}
+
+
+def _debug(fields: Mapping[str, Any]) -> dict[str, Any]:
+    return {**fields, "testFlag": "1"}
+
+
+def _mock_call(order_id: str, activity: str, **fields: str) -> dict[str, Any]:
+    return _debug({"activity": activity, "orderId": order_id, "orderLineId": f"{order_id}-000001", **fields})
+
+
+@check("conversation.debug-orders", rule="§8.2, §10.4, U31", by_request=True)
+def debug_orders(ctx: Context) -> None:
+    """The seller console's 接口调试 with the MOCK orders: every debug case succeeds.
+
+    Replays the console's debugging (§10.4) as ``koosim verify --debug-orders``: newInstance
+    with each MOCK purchase order (§8.2) and testFlag=1, queryInstance of what it created, then
+    on the product's own instance the renewal (MOCKMONTYRENEW), trial → commercial
+    (MOCKMONTYTRIALTOFORMAL), freeze and unfreeze, upgrade (MOCKMONTYCHANGE) and release by
+    unsubscription (MOCKMONTYUNSUBSCRIBE), each only where the profile has the interface (§1.2).
+    The console fails a case whose answer is not 000000 or lacks instanceId (§10.4 D3, D4). The
+    MOCK orders of the product's billing mode must succeed; how the console treats another
+    mode's order is not published (U31): refusing one is a warning.
+    """
+    own_modes = DEBUG_BILLING[ctx.target.profile.billing]
+    created: dict[str, str] = {}
+    for order_id, mock in MOCK_ORDERS.items():
+        if mock.order_type is not OrderType.NEW:
+            continue
+        fields = _mock_call(order_id, "newInstance", businessId=ctx.orders.business_id())
+        exchange = ctx.send(fields, f"newInstance {order_id} (debug case)")
+        instance_id = exchange.answer_field("instanceId")
+        if exchange.result_code == ResultCode.SUCCESS.value and isinstance(instance_id, str) and instance_id:
+            created[order_id] = instance_id
+            continue
+        problem = (
+            f"the debug case newInstance with {order_id} ({mock.meaning}) must answer 000000 with an "
+            f"instanceId (§10.4 D3, D4): got {describe(exchange)}"
+        )
+        if mock.charging_mode in own_modes:
+            ctx.fail(problem, exchange)
+        else:
+            ctx.warn(f"{problem}; not this product's billing mode (ASSUMPTION U31)", exchange)
+    for order_id, instance_id in created.items():
+        if ctx.applies(query_fields(instance_id)):
+            final = poll_until_listed(
+                ctx, [instance_id], f"queryInstance of {order_id}'s instance (debug case)"
+            )[-1]
+            if final.result_code != ResultCode.SUCCESS.value or instance_id not in listed_ids(final):
+                ctx.fail(
+                    f"the debug case queryInstance must list {order_id}'s instance: got {describe(final)}",
+                    final,
+                )
+    own = [
+        created[order_id]
+        for order_id, mock in MOCK_ORDERS.items()
+        if order_id in created and mock.charging_mode in own_modes
+    ]
+    if not own:
+        return
+    instance_id = own[0]
+    trial = created.get("MOCKPERIODDAYTRIAL")
+    expire = ctx.orders.expire_time(days=365)
+    steps: list[tuple[str, dict[str, Any]]] = [
+        (
+            "refreshInstance RENEWAL",
+            _mock_call(
+                FOLLOW_UP_MOCKS[OrderType.RENEW],
+                "refreshInstance",
+                scene="RENEWAL",
+                instanceId=instance_id,
+                expireTime=expire,
+            ),
+        ),
+    ]
+    if trial is not None and ctx.target.profile.billing == "period":
+        steps.append(
+            (
+                "refreshInstance TRIAL_TO_FORMAL",
+                _mock_call(
+                    FOLLOW_UP_MOCKS[OrderType.TRIAL_TO_FORMAL],
+                    "refreshInstance",
+                    scene="TRIAL_TO_FORMAL",
+                    instanceId=trial,
+                    expireTime=expire,
+                ),
+            )
+        )
+    steps += [
+        ("updateInstanceStatus FREEZE", _debug(status_fields(instance_id, "FREEZE"))),
+        ("updateInstanceStatus UNFREEZE", _debug(status_fields(instance_id, "UNFREEZE"))),
+        (
+            "upgradeInstance",
+            _mock_call(FOLLOW_UP_MOCKS[OrderType.CHANGE], "upgradeInstance", instanceId=instance_id),
+        ),
+        (
+            "releaseInstance (unsubscription)",
+            _mock_call(FOLLOW_UP_MOCKS[OrderType.UNSUBSCRIBE], "releaseInstance", instanceId=instance_id),
+        ),
+    ]
+    steps += [
+        (
+            f"releaseInstance of {order_id}'s instance",
+            _debug({"activity": "releaseInstance", "instanceId": other}),
+        )
+        for order_id, other in created.items()
+        if other != instance_id
+    ]
+    for label, fields in steps:
+        if ctx.applies(fields):
+            ctx.expect(
+                ctx.send(fields, f"{label} (debug case)"), ResultCode.SUCCESS, f"the debug case {label}"
             )
