@@ -42,6 +42,7 @@ from hypothesis.stateful import (
 )
 
 from simulator.checks import REGISTRY, Severity
+from simulator.checks.conversation import POLLING, listed_ids
 from simulator.contracts import schema_for
 from simulator.engine.explore_defaults import DATABASE_DIR, DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS
 from simulator.engine.player import Judgement, Player, StepOutcome
@@ -264,6 +265,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
         self.steps: list[Step] = []
         self.failure: Judgement | None = None
         self.license_states: dict[str, str] = {}
+        self.reported: set[str] = set()
+        """The orders whose instance queryInstance has listed: provisioning is over (§10.2)."""
 
     def has(self, interface: str) -> bool:
         """Whether the target's product profile has ``interface`` (docs/protocol.md §1.2): the
@@ -394,10 +397,14 @@ class MarketplaceMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.has("queryInstance"))
     @rule(chosen=st.lists(orders, min_size=1, max_size=4), unknown=st.booleans())
     def query(self, chosen: list[str], unknown: bool) -> None:
-        """queryInstance of several instances, released ones included: it lists exactly the live ones."""
+        """queryInstance of several instances, released ones included: it lists exactly the live ones.
+
+        A live instance must be listed once provisioning is over (once a query listed it): a
+        merchant may provision asynchronously (§4.1-c), which :meth:`await_provisioning` polls for.
+        """
         chosen = list(dict.fromkeys(chosen))
         released = tuple(o for o in chosen if self.player.state_of(o) is InstanceState.RELEASED)
-        live = tuple(o for o in chosen if o not in released)
+        live = tuple(o for o in chosen if o not in released and o in self.reported)
         fields = {}
         if unknown:
             ids = [f"${{{o}.instanceId}}" for o in chosen]
@@ -409,7 +416,59 @@ class MarketplaceMachine(RuleBasedStateMachine):
             fields=fields,
             expect=Expect(result_code=SUCCESS, schema=True, listed=live, not_listed=released),
         )
-        self._play(step)
+        self._note_reported(self._play(step), chosen)
+
+    def _note_reported(self, outcome: StepOutcome, chosen: list[str]) -> None:
+        """Remember the orders whose instance a queryInstance answer listed."""
+        exchange = next(iter(outcome.exchanges), None)
+        listed = set(listed_ids(exchange)) if exchange is not None else set()
+        self.reported |= {order for order in chosen if self.player.instance_id(order) in listed}
+
+    @precondition(lambda self: self.has("queryInstance"))
+    @rule(order=orders)
+    def await_provisioning(self, order: str) -> None:
+        """The marketplace polls queryInstance after a newInstance until the instance is reported
+        (§4.1-c, §10.2); cadence and give-up point as the checks poll (ASSUMPTION U43)."""
+        if self.player.state_of(order) in (None, InstanceState.RELEASED) or order in self.reported:
+            return
+        for poll in range(1, POLLING.polls + 1):
+            last = poll == POLLING.polls
+            step = Step(
+                id=self._step_id("poll"),
+                activity="queryInstance",
+                of=(order,),
+                wait=0.0 if poll == 1 else POLLING.interval,
+                expect=Expect(result_code=SUCCESS, schema=True, listed=(order,) if last else ()),
+            )
+            self._note_reported(self._play(step), [order])
+            if self.failure is not None or order in self.reported:
+                return
+
+    @rule(order=orders)
+    def view_resource_details(self, order: str) -> None:
+        """The buyer opens "View Resource Details" (§5.1, §4.5, A23): V2 asks queryInstance
+        synchronously, V1 (and V2, U13) re-calls newInstance, which must name the same instance."""
+        if self.has("queryInstance") and self.player.state_of(order) is not InstanceState.RELEASED:
+            if order not in self.reported:
+                self.await_provisioning(order)
+            if self.failure is not None:
+                return
+            step = Step(
+                id=self._step_id("details"),
+                activity="queryInstance",
+                of=(order,),
+                expect=Expect(result_code=SUCCESS, schema=True, listed=(order,)),
+            )
+            self._play(step)
+            if self.failure is not None:
+                return
+        recall = Step(
+            id=self._step_id("recall"),
+            activity="newInstance",
+            resend=order,
+            expect=Expect(result_code=SUCCESS, same_instance_as=order, schema=True),
+        )
+        self._play(recall)
 
     # --- licenses --------------------------------------------------------------------------------
 
