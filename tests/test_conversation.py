@@ -1,0 +1,173 @@
+"""The conversation checks (simulator/checks/conversation.py), the reference merchant that talks
+back (reference/conversation.py, reference/market.py) and ``koosim verify --debug-orders``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from conftest import Serve
+from mutants.base import refuse_calls
+
+from simulator.checks import Context, Verdict, catalog, select
+from simulator.checks.conversation import Polling, poll_until_listed
+from simulator.cli import main
+from simulator.engine.run import run_checks
+from simulator.model import OrderFactory
+from simulator.protocol.profiles import Profile
+from simulator.reference import MerchantConfig, create_app
+from simulator.transport import Target, Transport
+
+ACCESS_KEY = "koosim-conversation-access-key"
+SYNC_KEY = "koosim-conversation-sync-key"
+
+
+def _config(**overrides: object) -> MerchantConfig:
+    return MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY, **overrides)  # type: ignore[arg-type]
+
+
+def _target(url: str, **overrides: object) -> Target:
+    return Target(url=url, access_key=ACCESS_KEY, sync_key=SYNC_KEY, **overrides)  # type: ignore[arg-type]
+
+
+def _alarms(url: str, patterns: list[str], **target: object) -> list[str]:
+    run = run_checks(_target(url, **target), select(patterns))
+    return [
+        f"{r.check.id}: {r.verdict} {r.evidence}"
+        for r in run.results
+        if r.verdict in (Verdict.FAILED, Verdict.WARNED)
+    ]
+
+
+# --- polling (§10.2, U43) ------------------------------------------------------------------------
+
+
+def test_polling_waits_for_an_asynchronously_provisioned_instance(serve: Serve) -> None:
+    url = serve(create_app(_config(async_provisioning=True)))
+    target = _target(url)
+    transport = Transport(target)
+    ctx = Context(target, transport, OrderFactory(1))
+    waited: list[float] = []
+    try:
+        created = ctx.new_instance()
+        polls = poll_until_listed(ctx, [created.instance_id], polling=Polling(0.5, 4), sleep=waited.append)
+    finally:
+        transport.close()
+    assert len(polls) == 2  # the first poll: not ready yet; the second lists it
+    assert polls[0].result_code == "000000" and polls[0].answer_field("info") == []
+    assert [item["instanceId"] for item in polls[1].answer_field("info")] == [created.instance_id]
+    assert waited == [0.5]
+
+
+def test_polling_gives_up_after_the_schedule(serve: Serve) -> None:
+    from mutants import pending_forever
+
+    url = serve(pending_forever.build(_config()))
+    target = _target(url)
+    transport = Transport(target)
+    ctx = Context(target, transport, OrderFactory(2))
+    waited: list[float] = []
+    try:
+        created = ctx.new_instance()
+        polls = poll_until_listed(ctx, [created.instance_id], polling=Polling(0.25, 3), sleep=waited.append)
+    finally:
+        transport.close()
+    assert len(polls) == 3 and waited == [0.25, 0.25]
+    assert all(poll.answer_field("info") == [] for poll in polls)
+
+
+@pytest.mark.parametrize("product", ["saas-kit", "license"])
+@pytest.mark.parametrize("protocol", ["v2", "v1"])
+def test_an_asynchronously_provisioning_reference_merchant_passes_every_check(
+    serve: Serve, protocol: str, product: str
+) -> None:
+    """§4.1-c asks for asynchronous provisioning: no check may fail a merchant for doing it."""
+    config = _config(async_provisioning=True)
+    url = serve(create_app(config))
+    from simulator.reference import public_key_pem
+
+    alarms = _alarms(
+        url,
+        [],
+        protocol=protocol,
+        profile=Profile(product=product),
+        rsa_public_key=public_key_pem(config.rsa_private_key),
+    )
+    assert not alarms, "\n".join(alarms)
+
+
+# --- "View Resource Details" (§5.1, §4.5, A23) -----------------------------------------------------
+
+
+def test_the_v2_recall_of_a_changed_instance_is_only_a_warning(serve: Serve) -> None:
+    """On V2 the newInstance re-call is ASSUMPTION U13: the same defect that fails V1 warns."""
+    from mutants import recall_changes_instance_id
+
+    url = serve(recall_changes_instance_id.build(_config()))
+    run = run_checks(_target(url), select(["conversation.resource-details"]))
+    (result,) = run.results
+    assert result.verdict is Verdict.WARNED, result.evidence
+    assert "ASSUMPTION U13" in result.findings[0].message
+
+
+# --- the debug orders (§8.2, §10.4) --------------------------------------------------------------
+
+
+def test_the_debug_order_replay_runs_only_when_asked_for() -> None:
+    assert "conversation.debug-orders" not in {check.id for check in catalog()}
+    assert "conversation.debug-orders" not in {check.id for check in select(["conversation.*"])}
+    assert [check.id for check in select(["conversation.debug-orders"])] == ["conversation.debug-orders"]
+
+
+def test_verify_debug_orders_replays_the_console_cases(
+    serve: Serve, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    url = serve(create_app(_config()))
+    env = {"KOOSIM_ACCESS_KEY": ACCESS_KEY, "COLUMNS": "200"}
+    result = CliRunner().invoke(main, ["verify", "--url", url, "--debug-orders"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "conversation.debug-orders" in result.output
+    assert "contract.response-schema" in result.output
+    assert "lifecycle.full" not in result.output  # the replay, not the catalog
+
+
+def test_verify_debug_orders_takes_no_check_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["verify", "--debug-orders", "--checks", "lifecycle.*"])
+    assert result.exit_code == 2
+    assert "leave out --checks" in result.output
+
+
+def test_a_merchant_refusing_the_mock_orders_fails_the_debug_cases(serve: Serve) -> None:
+    app = create_app(_config())
+    refuse_calls(
+        app,
+        "produce.produce_v2",
+        lambda fields: "unknown order" if str(fields.get("orderId", "")).startswith("MOCK") else None,
+    )
+    run = run_checks(_target(serve(app)), select(["conversation.debug-orders"]))
+    (result,) = run.results
+    assert result.verdict is Verdict.FAILED
+    assert "MOCKPERIODYEARNEW" in result.findings[0].message
+    # another billing mode's MOCK order refused: a warning only (U31)
+    assert any(f.severity is not None and "MOCKONETIMENEW" in f.message for f in result.findings)
+
+
+# --- the reference merchant's command line -------------------------------------------------------
+
+
+def test_merchant_market_url_needs_the_open_api_keys() -> None:
+    result = CliRunner().invoke(main, ["merchant", "--market-url", "http://127.0.0.1:9/"])
+    assert result.exit_code == 2
+    assert "KOOSIM_MARKET_AK" in result.output
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "http://", "http://h:99999", "http://u:p@h", "http://h/?q=1"])
+def test_merchant_market_url_must_be_a_base_url(url: str) -> None:
+    env = {"KOOSIM_MARKET_AK": "ak", "KOOSIM_MARKET_SK": "sk"}
+    result = CliRunner().invoke(main, ["merchant", "--market-url", url], env=env)
+    assert result.exit_code == 2, result.output
+    assert "--market-url" in result.output
+    assert "Traceback" not in result.output
