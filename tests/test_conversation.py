@@ -133,7 +133,9 @@ def test_verify_debug_orders_replays_the_console_cases(
     assert "lifecycle.full" not in result.output  # the replay, not the catalog
 
 
-def test_verify_debug_orders_takes_no_check_selection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verify_debug_orders_takes_no_check_selection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(main, ["verify", "--debug-orders", "--checks", "lifecycle.*"])
     assert result.exit_code == 2
