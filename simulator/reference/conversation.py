@@ -58,7 +58,7 @@ class ConversingMerchant(Merchant):
             if first and self.async_provisioning:
                 self._provisioning.add(instance_id)
         if first and details is not None and details.pay_per_use:
-            self._push_usage(instance_id)
+            self._push_usage(instance_id, fields)
         return result
 
     def upgrade_instance(self, fields: dict[str, str]) -> Answer:
@@ -85,7 +85,8 @@ class ConversingMerchant(Merchant):
         result["info"] = [item for item in info if item.get("instanceId") not in not_ready]
         return result
 
-    def _push_usage(self, instance_id: str) -> None:
+    def _push_usage(self, instance_id: str, fields: dict[str, str]) -> None:
+        """Report the instance's first hour of use (§8.3) under the instanceId it was given."""
         assert self.market is not None
         try:
             self.market.push_usage([usage_record(instance_id, datetime.now(UTC))])
