@@ -1,6 +1,6 @@
 """The interface contracts: one JSON Schema per call and direction, read from ``contracts/``.
 
-A contract is named by three words: its *family* (``v1``, ``v2``, ``sync``, ``marketplace``:
+A contract is named by three words: its *family* (``v1``, ``v2``, ``sync``, ``openapi``:
 the folder), its *name* (the activity or call, e.g. ``newInstance``) and its *direction*
 (``request`` or ``response``), i.e. the file ``contracts/<family>/<name>.<direction>.json``.
 

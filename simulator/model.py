@@ -11,8 +11,10 @@ import json
 import random
 import secrets
 import string
+import threading
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from enum import StrEnum
@@ -257,6 +259,32 @@ def fresh_seed() -> int:
     return secrets.randbelow(10**9)
 
 
+_ORDER_WATCHERS: list[Callable[[Order], None]] = []
+_WATCHERS_LOCK = threading.Lock()
+
+
+@contextmanager
+def watching_orders(watcher: Callable[[Order], None]) -> Iterator[None]:
+    """Inside the block, ``watcher`` sees every order the marketplace sells (every
+    :meth:`OrderFactory.order`, every :func:`announce`): the open API's order book
+    (``openapi.OrderBook``) answers Querying an Order for them."""
+    with _WATCHERS_LOCK:
+        _ORDER_WATCHERS.append(watcher)
+    try:
+        yield
+    finally:
+        with _WATCHERS_LOCK:
+            _ORDER_WATCHERS.remove(watcher)
+
+
+def announce(order: Order) -> None:
+    """Tell the watchers koosim is about to sell ``order`` (one made other than by the factory)."""
+    with _WATCHERS_LOCK:
+        watchers = list(_ORDER_WATCHERS)
+    for watcher in watchers:
+        watcher(order)
+
+
 class OrderFactory:
     """Deterministic order ids and business ids from a seed, shaped like the marketplace's."""
 
@@ -273,7 +301,9 @@ class OrderFactory:
             "customer_id": f"{self._random.getrandbits(128):032x}",
             "expire_time": self.expire_time(days=30),
         }
-        return Order(**(defaults | overrides))  # type: ignore[arg-type]
+        order = Order(**(defaults | overrides))  # type: ignore[arg-type]
+        announce(order)
+        return order
 
     def business_id(self) -> str:
         return str(uuid.UUID(int=self._random.getrandbits(128), version=4))

@@ -21,18 +21,22 @@ The server (``simulator/server/``) turns these into routes; authentication lives
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Callable, Container, Mapping, Sequence
-from dataclasses import dataclass, field
+import threading
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from simulator.model import Order
+from simulator.model import Order, line_of
+from simulator.protocol.apig import Authenticated, GatewayRefusal
 from simulator.protocol.limits import BASIC_UTC_FORMAT, COMPACT_TIME_FORMAT, GATEWAY_CLOCK_WINDOW
 from simulator.protocol.mkt import MktCode
+from simulator.protocol.usage_signature import UsageRefusal, UsageSigned, natural_body
 
 PREFIX = "/api/mkp-openapi-public/global/v1"
 QUERY_ORDER_PATH = f"{PREFIX}/order/query"
@@ -454,6 +458,14 @@ def _records(body: bytes, warnings: list[str]) -> list[Any]:
         raise _Refused(MktCode.OTHER_PARAMETER_ERROR, f"the body is not UTF-8 JSON ({exc})") from None
     if not isinstance(decoded, dict):
         raise _Refused(MktCode.OTHER_PARAMETER_ERROR, "the body must be a JSON object with usage_records")
+    try:  # "\udfff" parses, but is no character: the body is not UTF-8 text after all
+        natural_body(decoded).encode("utf-8")
+    except UnicodeEncodeError:
+        raise _Refused(
+            MktCode.OTHER_PARAMETER_ERROR, "the body holds a lone surrogate: not UTF-8 JSON"
+        ) from None
+    except ValueError:
+        pass  # a number it cannot write is judged where it stands
     extra = sorted(name for name in decoded if name != "usage_records")
     if extra:
         raise _Refused(MktCode.UNDEFINED_PARAMETER, f"members not defined by the API: {', '.join(extra)}")
@@ -567,3 +579,208 @@ def _check_together(records: Sequence[UsageRecord], known_instances: Container[s
                 MktCode.INSTANCE_NOT_FOUND,
                 f"$.usage_records[{index}].instance_id is not an instance the merchant created",
             )
+
+
+# --- the orders of a run (§8.1 for what koosim sent) --------------------------------------
+
+BILLING_TERMS: dict[str, tuple[ChargingMode, str | None, int | None, Decimal]] = {
+    "period": (ChargingMode.PERIOD, "month", 1, Decimal("100")),
+    "one-time": (ChargingMode.ONE_TIME, None, None, Decimal("100")),
+    "on-demand": (ChargingMode.ON_DEMAND, None, None, Decimal("0")),
+}
+"""What a run's order costs, by the target's billing profile (``--billing``): billing mode,
+period and amount (ASSUMPTION U30: the pages publish no amounts or periods for koosim's
+orders; a month at 100 is what the defaults of :class:`Sale` already say)."""
+
+FOLLOW_UPS: tuple[tuple[str, OrderType], ...] = (
+    ("RENEWAL", OrderType.RENEW),
+    ("UPGRADE", OrderType.CHANGE),
+    ("TRIAL_TO_FORMAL", OrderType.TRIAL_TO_FORMAL),
+)
+"""The follow-up orders a refreshInstance / upgradeInstance names (model.Order.follow_up_order_id):
+Querying an Order answers for them too, with the purchase's customer, product and SKU."""
+
+
+class OrderBook:
+    """Every order koosim sold in a run or a server's life, answerable by Querying an Order.
+
+    Thread-safe: the open API answers on its own threads while the run adds orders. ``billing``
+    is the target's billing profile; the clock ``now`` dates each order when it is added.
+    """
+
+    def __init__(self, billing: str = "period", now: Callable[[], datetime] | None = None) -> None:
+        self.billing = billing if billing in BILLING_TERMS else "period"
+        self._now = now or (lambda: datetime.now(UTC))
+        self._sales: dict[str, list[Sale]] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._sales)
+
+    def add(self, order: Order) -> None:
+        """Remember ``order`` (a line; a second line of the same order joins it) and its follow-ups."""
+        mode, period_type, period_number, amount = BILLING_TERMS[self.billing]
+        created = self._now()
+        sale = Sale(
+            order=order,
+            created=created,
+            charging_mode=mode,
+            period_type=("day" if order.trial and period_type else period_type),
+            period_number=period_number,
+            amount=Decimal("0") if order.trial else amount,
+        )
+        follow_ups = []
+        for scene, order_type in FOLLOW_UPS:
+            follow_id = order.follow_up_order_id(scene)
+            follow_order = replace(order, order_id=follow_id, order_line_id=line_of(follow_id), trial=False)
+            follow_ups.append(replace(sale, order=follow_order, order_type=order_type, amount=amount))
+        with self._lock:
+            lines = self._sales.setdefault(order.order_id, [])
+            if all(line.order.order_line_id != order.order_line_id for line in lines):
+                lines.append(sale)
+            for follow in follow_ups:
+                self._sales.setdefault(follow.order.order_id, [follow])
+
+    def find(self, order_id: str) -> dict[str, Any] | None:
+        """The ``orderInfo`` of ``order_id``, or None when koosim never sold it."""
+        with self._lock:
+            sales = list(self._sales.get(order_id, ()))
+        return order_info(sales) if sales else None
+
+    def order_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._sales)
+
+
+# --- inbound calls: what a merchant sent to the open APIs, and what koosim answered ---------
+
+INBOUND_DIRECTION = "merchant → marketplace"
+
+GatewayVerdict = Authenticated | GatewayRefusal | UsageSigned | UsageRefusal
+"""How the call's authentication was judged: the API gateway's AK/SK (Querying an Order, §2.5)
+or the usage push's own signature headers (§2.6)."""
+
+
+@dataclass(frozen=True)
+class InboundCall:
+    """One call a merchant made to koosim's open API during a run, and koosim's answer.
+
+    ``api`` is ``queryOrder``, ``usagePush`` or ``None`` (no open API at that method and path).
+    ``gateway`` is the authentication verdict (None when the call never reached it: an unknown
+    path, a wrong method, a body too large). ``code`` is the answer's ``resultCode`` or gateway
+    ``error_code``; ``problems`` say why the call was refused (empty when it was answered
+    ``MKT.0000``); ``warnings`` are warning-level notes (A45, A46, U36, U37). ``fields`` are the
+    query parameters or the decoded JSON body, kept only for an authenticated call.
+    """
+
+    id: str
+    api: str | None
+    method: str
+    url: str
+    request_headers: dict[str, str]
+    request_body: bytes
+    started_at: float
+    status: int
+    response_body: bytes
+    elapsed: float = 0.0
+    gateway: GatewayVerdict | None = None
+    code: str = ""
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    fields: dict[str, Any] = field(default_factory=dict)
+    direction: str = INBOUND_DIRECTION
+
+    @property
+    def authenticated(self) -> bool:
+        return isinstance(self.gateway, Authenticated | UsageSigned)
+
+    @property
+    def accepted(self) -> bool:
+        """Answered with success: authenticated, well-formed, about something koosim knows."""
+        return self.code == MktCode.SUCCESS.value
+
+    @property
+    def label(self) -> str:
+        return f"{self.api or 'unknown call'} from the merchant"
+
+    @property
+    def verdict(self) -> dict[str, Any]:
+        """The gateway's and the API's judgement, as the history and the reports keep it."""
+        gateway: dict[str, Any] | None = None
+        if isinstance(self.gateway, Authenticated):
+            gateway = {
+                "authenticated": True,
+                "scheme": "SDK-HMAC-SHA256",
+                "access_key": self.gateway.access_key,
+            }
+        elif isinstance(self.gateway, UsageSigned):
+            gateway = {
+                "authenticated": True,
+                "scheme": "usage signature",
+                "body_form": self.gateway.form.name,
+            }
+        elif isinstance(self.gateway, GatewayRefusal):
+            gateway = {
+                "authenticated": False,
+                "scheme": "SDK-HMAC-SHA256",
+                "reason": self.gateway.reason.name,
+                "published": self.gateway.reason.published,
+                "message": self.gateway.message,
+            }
+        elif isinstance(self.gateway, UsageRefusal):
+            gateway = {
+                "authenticated": False,
+                "scheme": "usage signature",
+                "reason": self.gateway.reason.name,
+                "message": self.gateway.message,
+            }
+        return {
+            "direction": self.direction,
+            "api": self.api,
+            "accepted": self.accepted,
+            "code": self.code,
+            "gateway": gateway,
+            "problems": list(self.problems),
+            "warnings": list(self.warnings),
+        }
+
+
+class InboundLog:
+    """The inbound calls of one market server, in arrival order; thread-safe.
+
+    A listener (:meth:`listen`) sees each call as it is added, on the server's thread: the run
+    that is under way appends it to ``Run.inbound`` and to its history there. A listener that
+    raises is not the caller's problem: the merchant still gets its answer.
+    """
+
+    def __init__(self) -> None:
+        self._calls: list[InboundCall] = []
+        self._listeners: list[Callable[[InboundCall], None]] = []
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._calls)
+
+    def calls(self) -> list[InboundCall]:
+        with self._lock:
+            return list(self._calls)
+
+    def add(self, call: InboundCall) -> None:
+        with self._lock:
+            self._calls.append(call)
+            listeners = list(self._listeners)
+        for listener in listeners:
+            with contextlib.suppress(Exception):
+                listener(call)
+
+    @contextlib.contextmanager
+    def listen(self, listener: Callable[[InboundCall], None]) -> Iterator[None]:
+        with self._lock:
+            self._listeners.append(listener)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._listeners.remove(listener)

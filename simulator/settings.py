@@ -52,6 +52,9 @@ SETTINGS = {
     "product": "KOOSIM_PRODUCT",
     "billing": "KOOSIM_BILLING",
     "optional": "KOOSIM_OPTIONAL",
+    "market_port": "KOOSIM_MARKET_PORT",
+    "market_ak": "KOOSIM_MARKET_AK",
+    "market_sk": "KOOSIM_MARKET_SK",
 }
 BOOLEAN_SETTINGS = frozenset({"optional"})
 PROFILE_SETTINGS = ("product", "billing", "optional")
@@ -61,6 +64,7 @@ NUMERIC_SETTINGS: dict[str, tuple[type, ...]] = {
     "max_time": (int, float),
     "resends": (int,),
     "backoff": (int, float),
+    "market_port": (int,),
 }
 
 MAX_TIMEOUT = 300.0
@@ -195,6 +199,28 @@ def parse_key(value: object) -> str:
     return value
 
 
+def parse_market_port(value: object) -> int:
+    """The port of the marketplace open API a command serves: 0 (a free port) to 65535."""
+    if isinstance(value, bool):
+        raise ValueError("market_port must be a port number, 0 to 65535")
+    try:
+        port = int(str(value).strip())
+    except ValueError:
+        raise ValueError(f"market_port must be a port number, 0 to 65535, not {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise ValueError(f"market_port must be 0 (a free port) to 65535, not {port}")
+    return port
+
+
+def parse_market_ak(value: object) -> str:
+    """The AK a merchant signs its open-API calls with (protocol.md §2.5): a key, and printable
+    ASCII without a space or a comma, as the ``Authorization`` header carries it."""
+    key = parse_key(value)
+    if any(not "\x21" <= char <= "\x7e" or char == "," for char in key):
+        raise ValueError("market_ak must be printable ASCII without spaces or commas")
+    return key
+
+
 VALIDATORS: dict[str, Callable[[object], Any]] = {
     "access_key": parse_key,
     "sync_key": parse_key,
@@ -211,6 +237,9 @@ VALIDATORS: dict[str, Callable[[object], Any]] = {
     "product": parse_product,
     "billing": parse_billing,
     "optional": parse_optional,
+    "market_port": parse_market_port,
+    "market_ak": parse_market_ak,
+    "market_sk": parse_key,
 }
 
 
@@ -247,6 +276,12 @@ class Settings:
     """How the marketplace resends (resends / backoff, ASSUMPTION): read here once, passed down."""
     profile: Profile = DEFAULT_PROFILE
     """The product profile (product / billing / optional, §1.2): which interfaces are exercised."""
+    market_port: int = 0
+    """Where the marketplace open API of a command listens on 127.0.0.1; 0: a free port."""
+    market_ak: str | None = None
+    market_sk: str | None = None
+    """The AK/SK a merchant signs its open-API calls with (protocol.md §2.5); without them every
+    call is refused with APIGW.0303."""
 
 
 def _read_file(path: Path) -> dict[str, Any]:

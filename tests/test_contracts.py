@@ -47,7 +47,6 @@ EXPECTED = sorted(
     [("v2", name, d) for name in PRODUCE + LICENSE for d in DIRECTIONS]
     + [("v1", name, d) for name in PRODUCE_V1 for d in DIRECTIONS]
     + [("sync", name, d) for name in SYNC for d in DIRECTIONS]
-    + [("marketplace", name, d) for name in MARKETPLACE for d in DIRECTIONS]
     + [("openapi", name, d) for name in MARKETPLACE for d in DIRECTIONS]
 )
 
@@ -632,8 +631,6 @@ def _valid_examples() -> list[tuple[str, str, str, dict[str, Any]]]:
             examples += [("v1", V1_NAME.get(name, name), "response", answer) for answer in answers]
     for name, requests in SYNC_REQUESTS.items():
         examples += [("sync", name, "request", request) for request in requests]
-    for (name, direction), values in MARKETPLACE_EXCHANGES.items():
-        examples += [("marketplace", name, direction, value) for value in values]
     for (name, direction), values in OPENAPI_EXCHANGES.items():
         examples += [("openapi", name, direction, value) for value in values]
     return examples
@@ -975,7 +972,7 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
     ),
     (
         "queryOrder without orderId",
-        "marketplace",
+        "openapi",
         "queryOrder",
         "request",
         {"orderLineId": "CS2207261447AUY4H-000001"},
@@ -984,7 +981,7 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
     ),
     (
         "queryOrder success without orderInfo",
-        "marketplace",
+        "openapi",
         "queryOrder",
         "response",
         {"resultCode": "MKT.0000", "resultMsg": "Success"},
@@ -992,26 +989,8 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
         "required member 'orderInfo' is missing (required on success)",
     ),
     (
-        "queryOrder unknown chargingMode",
-        "marketplace",
-        "queryOrder",
-        "response",
-        {
-            "resultCode": "MKT.0000",
-            "resultMsg": "Success",
-            "orderInfo": {
-                "orderId": "CS1",
-                "orderType": "NEW",
-                "createTime": "20220726064736",
-                "orderLine": [{"orderLineId": "CS1-000001", "chargingMode": "MONTHLY"}],
-            },
-        },
-        "$.orderInfo.orderLine[0].chargingMode",
-        "is not one of",
-    ),
-    (
         "usage value zero",
-        "marketplace",
+        "openapi",
         "usagePush",
         "request",
         {
@@ -1027,7 +1006,7 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
     ),
     (
         "usage time without the T and Z",
-        "marketplace",
+        "openapi",
         "usagePush",
         "request",
         {
@@ -1043,21 +1022,12 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
     ),
     (
         "no usage records",
-        "marketplace",
+        "openapi",
         "usagePush",
         "request",
         {"usage_records": []},
         "$.usage_records",
         "should be non-empty",
-    ),
-    (
-        "usagePush answer in resultCode style",
-        "marketplace",
-        "usagePush",
-        "response",
-        {"resultCode": "MKT.0000", "resultMsg": "success"},
-        "$.error_code",
-        "required member 'error_code' is missing",
     ),
     (
         "openapi queryOrder failure carrying orderInfo (U34)",
@@ -1163,7 +1133,7 @@ def test_odd_member_names_are_quoted_in_the_path() -> None:
     ("family", "name", "direction", "hint"),
     [
         ("v1", "getLicense", "request", "family 'v1' has changeInstanceCheck"),
-        ("license", "getLicense", "request", "use one of marketplace, openapi, sync, v1, v2"),
+        ("license", "getLicense", "request", "use one of openapi, sync, v1, v2"),
         ("v2", "newInstance", "answer", "use one of request, response"),
         ("v2", "newinstance", "request", "no contract v2/newinstance.request"),
         ("v2", "../v1/newInstance", "request", "no contract"),

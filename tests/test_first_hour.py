@@ -297,7 +297,6 @@ def test_a_report_is_never_left_empty_or_half_written(tmp_path: Path) -> None:
         ReportFiles(html=tmp_path)  # a folder is not a report file
 
 
-
 def test_fail_fast_stops_at_the_first_failed_check(tmp_path: Path) -> None:
     mutant = cli_mutant.MUTANT
     config = MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY)

@@ -26,10 +26,13 @@ from click.testing import CliRunner
 from conftest import no_server_errors
 from flask import Flask
 from flask.testing import FlaskClient
-from test_server import ACCESS_KEY, SYNC_KEY, signed, usage_record
+from test_server import ACCESS_KEY, MARKET_AK, MARKET_SK, SYNC_KEY, push, query, usage_record
 
 from simulator import settings as config
 from simulator.cli import main as cli_main
+from simulator.protocol import apig
+from simulator.protocol.usage_signature import sign_usage_push
+from simulator.protocol.usage_signature import signature as usage_signature
 from simulator.redaction import printable
 from simulator.reference import PRODUCE_PATH, MerchantConfig
 from simulator.reference import create_app as create_merchant
@@ -197,11 +200,12 @@ def test_the_token_in_a_header_or_the_printed_address(anonymous: FlaskClient) ->
 
 
 def test_merchants_call_the_marketplace_apis_without_the_token(client: FlaskClient, app: Flask) -> None:
-    market_state(app).configure({"url": "http://127.0.0.1:9/produceAPI", "access_key": ACCESS_KEY})
+    market_state(app).configure(
+        {"url": "http://127.0.0.1:9/produceAPI", "access_key": ACCESS_KEY, "market_ak": MARKET_AK,
+         "market_sk": MARKET_SK}
+    )  # fmt: skip
     anonymous = app.test_client()
-    query = anonymous.get(QUERY_ORDER_PATH, query_string={"orderId": "MOCKPERIODYEARNEW"},
-                          headers=signed(ACCESS_KEY, "orderId=MOCKPERIODYEARNEW"))  # fmt: skip
-    assert query.status_code == 200
+    assert query(anonymous, orderId="MOCKPERIODYEARNEW").status_code == 200
     assert anonymous.get(USAGE_PATH).status_code == 405
     assert client.get("/static/console.css").status_code == 200
 
@@ -436,10 +440,9 @@ def test_a_lone_surrogate_is_a_400(configured: FlaskClient) -> None:
     body = '{"scenario": "\\ud800"}'
     assert configured.post("/api/plays", data=body, content_type="application/json").status_code == 400
     usage = json.dumps({"usage_records": [usage_record(instance_id="\udfff")]})
-    pushed = configured.post(
-        USAGE_PATH, data=usage, headers=signed(ACCESS_KEY, usage) | {"Content-Type": "application/json"}
-    )
-    assert pushed.status_code == 400 and pushed.json["error_code"] == "MKT.0100"
+    pushed = push(configured, None, raw=usage.encode())
+    assert pushed.status_code == 400 and pushed.json["resultCode"] == "MKT.0199"
+    assert "lone surrogate" in pushed.json["resultMsg"]
 
 
 @pytest.mark.parametrize("number", ["99999999999999999999", str(2**63)])
@@ -468,30 +471,46 @@ def test_a_bad_ipv6_url_is_one_line_from_the_cli(tmp_path: Path, monkeypatch: py
 # --- the marketplace APIs a merchant calls --------------------------------------------------------
 
 
-def test_a_replayed_inbound_call_is_refused(configured: FlaskClient) -> None:
-    query = "orderId=MOCKPERIODYEARNEW"
-    headers = signed(ACCESS_KEY, query)
-    first = configured.get(f"{QUERY_ORDER_PATH}?{query}", headers=headers)
-    again = configured.get(f"{QUERY_ORDER_PATH}?{query}", headers=headers)
-    assert first.status_code == 200 and again.status_code == 401 and "nonce" in again.json["resultMsg"]
-    fresh_ts = signed(ACCESS_KEY, query, nonce=headers["nonce"], ts=str(int(time.time() * 1000) + 5))
-    assert configured.get(f"{QUERY_ORDER_PATH}?{query}", headers=fresh_ts).status_code == 401
+def test_a_replayed_inbound_call_is_refused(configured: FlaskClient, app: Flask) -> None:
+    market_state(app).configure({"market_ak": MARKET_AK, "market_sk": MARKET_SK})
+    signed = apig.sign(
+        "GET", f"http://localhost{QUERY_ORDER_PATH}?orderId=MOCKPERIODYEARNEW", MARKET_AK, MARKET_SK
+    )
+    path = signed.url.removeprefix("http://localhost")
+    first = configured.get(path, headers=signed.headers)
+    again = configured.get(path, headers=signed.headers)
+    assert first.status_code == 200 and again.status_code == 401
+    assert again.json["error_code"] == "APIGW.0303" and "already accepted" in again.json["error_msg"]
+
+
+@pytest.mark.parametrize(
+    "date", ["20240230T000000Z", "2024-01-01T00:00:00Z", "20240101T000000", "1700000000"]
+)
+def test_an_inbound_x_sdk_date_must_be_well_formed(configured: FlaskClient, app: Flask, date: str) -> None:
+    market_state(app).configure({"market_ak": MARKET_AK, "market_sk": MARKET_SK})
+    url = f"http://localhost{QUERY_ORDER_PATH}?orderId=MOCKPERIODYEARNEW"
+    signed = apig.sign("GET", url, MARKET_AK, MARKET_SK)  # Huawei's signer cannot sign such a date
+    headers = signed.headers | {"X-Sdk-Date": date}
+    answer = configured.get(signed.url.removeprefix("http://localhost"), headers=headers)
+    assert answer.status_code == 401 and "YYYYMMDDTHHMMSSZ" in answer.json["error_msg"]
 
 
 @pytest.mark.parametrize("spelling", ["1_{}", " {}", "{}0", "+{}", "{}.0"])
-def test_an_inbound_ts_is_13_digits(configured: FlaskClient, spelling: str) -> None:
+def test_a_usage_push_ts_is_13_digits(configured: FlaskClient, spelling: str) -> None:
     now = str(int(time.time() * 1000))
     ts = spelling.format(now[2:] if spelling.startswith("1_") else now)
-    query = "orderId=MOCKPERIODYEARNEW"
-    answer = configured.get(f"{QUERY_ORDER_PATH}?{query}", headers=signed(ACCESS_KEY, query, ts=ts))
-    assert answer.status_code == 401
+    body = json.dumps({"usage_records": [usage_record()]}).encode()
+    headers = {"ts": ts, "nonce": "n-1", "signature": usage_signature(ACCESS_KEY, ts, "n-1", body)}
+    answer = configured.post(USAGE_PATH, data=body, headers=headers, content_type="application/json")
+    assert answer.status_code in (400, 401, 500) and answer.json["resultCode"] in ("MKT.0100", "MKT.0154")
+    assert answer.json["resultCode"] != "MKT.0000"
 
 
 def test_refused_inbound_calls_are_stored_cut(configured: FlaskClient, app: Flask) -> None:
     long_query = "orderId=" + "A" * 65000
     assert configured.get(f"{QUERY_ORDER_PATH}?{long_query}").status_code == 401
     body = json.dumps({"usage_records": [usage_record()], "padding": "x" * 100_000})
-    assert configured.post(USAGE_PATH, data=body, content_type="application/json").status_code == 401
+    assert configured.post(USAGE_PATH, data=body, content_type="application/json").status_code == 400
     stored = market_state(app).store.history.exchanges(direction=INBOUND, limit=5)
     record = json.dumps(stored)
     assert len(record) < 20_000, len(record)
@@ -499,11 +518,16 @@ def test_refused_inbound_calls_are_stored_cut(configured: FlaskClient, app: Flas
 
 
 def test_a_cross_site_call_to_the_marketplace_apis_is_refused(configured: FlaskClient) -> None:
-    body = json.dumps({"usage_records": [usage_record()]})
-    headers = signed(ACCESS_KEY, body) | {"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}
+    body, headers = sign_usage_push(ACCESS_KEY, {"usage_records": [usage_record()]})
+    headers |= {"Content-Type": "application/json", "Sec-Fetch-Site": "cross-site"}
     assert configured.post(USAGE_PATH, data=body, headers=headers).status_code == 403
-    headers = signed(ACCESS_KEY, "orderId=MOCKPERIODYEARNEW") | {"Origin": "http://evil.example"}
-    assert configured.get(f"{QUERY_ORDER_PATH}?orderId=MOCKPERIODYEARNEW", headers=headers).status_code == 403
+    url = f"http://localhost{QUERY_ORDER_PATH}?orderId=MOCKPERIODYEARNEW"
+    signed = apig.sign("GET", url, MARKET_AK, MARKET_SK)
+    forged = configured.get(
+        signed.url.removeprefix("http://localhost"),
+        headers=signed.headers | {"Origin": "http://evil.example"},
+    )
+    assert forged.status_code == 403 and forged.json["error_msg"]
 
 
 def test_the_server_publishes_its_openapi_document(client: FlaskClient) -> None:

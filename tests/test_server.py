@@ -8,7 +8,6 @@ The merchant-to-marketplace signature is computed here from the documented ASSUM
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import html
@@ -24,6 +23,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 import requests
@@ -38,6 +38,10 @@ from simulator import settings as config
 from simulator.cli import main as cli_main
 from simulator.contracts import validate
 from simulator.model import Order
+from simulator.openapi import MOCK_ORDERS
+from simulator.protocol import apig
+from simulator.protocol.usage_signature import sign_usage_push
+from simulator.protocol.usage_signature import signature as usage_signature
 from simulator.server import create_app as create_server
 from simulator.server import market_state
 from simulator.server import token as server_token
@@ -46,6 +50,7 @@ from simulator.serving import BackgroundServer
 from simulator.store import Store
 
 ACCESS_KEY = "server-test-access-key-77"
+MARKET_AK, MARKET_SK = "SERVERTESTAK0000001", "server-test-market-sk-000000001"
 SYNC_KEY = "server-test-sync-key-88"
 TOKEN = "server-test-notify-token-99"
 EC_PUBLIC_KEY = (
@@ -111,15 +116,6 @@ def receiver(check_token: bool = True) -> Flask:
     return app
 
 
-def signed(key: str, body: str, *, ts: str | None = None, nonce: str | None = None) -> dict[str, str]:
-    """Headers of a merchant's call to the marketplace (docs/server.md, ASSUMPTION)."""
-    ts = ts or str(int(time.time() * 1000))
-    nonce = nonce or uuid.uuid4().hex
-    message = f"ts={ts}&nonce={nonce}&body={body}".encode()
-    signature = base64.b64encode(hmac.new(key.encode(), message, hashlib.sha256).digest()).decode()
-    return {"ts": ts, "nonce": nonce, "signature": signature}
-
-
 def usage_record(**changes: Any) -> dict[str, Any]:
     now = datetime.now(UTC)
     record = {
@@ -134,14 +130,22 @@ def usage_record(**changes: Any) -> dict[str, Any]:
 
 
 def push(client: FlaskClient, body: Any, key: str = ACCESS_KEY, raw: bytes | None = None) -> Any:
-    data = raw if raw is not None else json.dumps(body)
-    text = data.decode("utf-8", errors="replace") if isinstance(data, bytes) else data
-    return client.post(USAGE_PATH, data=data, headers=signed(key, text), content_type="application/json")
+    """A usage push signed as §2.6 says (the naturally sorted body, or the raw bytes given)."""
+    if raw is None:
+        data, headers = sign_usage_push(key, body)
+    else:
+        ts, nonce = str(int(time.time() * 1000)), uuid.uuid4().hex
+        data, headers = raw, {"ts": ts, "nonce": nonce, "signature": usage_signature(key, ts, nonce, raw)}
+    return client.post(USAGE_PATH, data=data, headers=headers, content_type="application/json")
 
 
-def query(client: FlaskClient, key: str = ACCESS_KEY, **params: str) -> Any:
-    canonical = "&".join(f"{name}={params[name]}" for name in sorted(params))
-    return client.get(QUERY_ORDER_PATH, query_string=params, headers=signed(key, canonical))
+def query(
+    client: FlaskClient, ak: str = MARKET_AK, sk: str = MARKET_SK, now: datetime | None = None, **params: str
+) -> Any:
+    """Querying an Order signed with Huawei's own signer (``huaweicloudsdkcore``), as a merchant does."""
+    url = f"http://localhost{QUERY_ORDER_PATH}" + (f"?{urlencode(params)}" if params else "")
+    signed = apig.sign("GET", url, ak, sk, now=now)
+    return client.get(signed.url.removeprefix("http://localhost"), headers=signed.headers)
 
 
 def send(client: FlaskClient, activity: str, **changes: Any) -> dict[str, Any]:
@@ -650,79 +654,86 @@ def test_unknown_api_paths_and_methods_answer_json(client: FlaskClient) -> None:
 
 
 # --- the merchant-to-marketplace APIs ------------------------------------------------------------------
+# The spec changed these rules (docs/protocol.md §2.5, §2.6, §8.1-§8.4; §13 K19-K23 removed): Querying
+# an Order is authenticated by the API gateway's AK/SK (APIGW.0303), usage push by its own
+# signature headers keyed with the interconnection key, answers are resultCode/resultMsg with the
+# HTTP statuses §8.4 prints (MKT.0100 is 500, A55), and no 404 for an unknown order (U32).
 
 
-def test_query_order_answers_the_debug_order_and_orders_the_marketplace_sent(configured: FlaskClient) -> None:
-    mock = query(configured, orderId="MOCKPERIODYEARNEW")
-    assert mock.status_code == 200 and validate(mock.json, "marketplace", "queryOrder", "response") == []
+def with_market_keys(client: FlaskClient) -> FlaskClient:
+    response = client.put("/api/target", json={"market_ak": MARKET_AK, "market_sk": MARKET_SK})
+    assert response.status_code == 200, response.json
+    assert response.json["market_ak"] == response.json["market_sk"] == "set"
+    return client
+
+
+def test_query_order_answers_the_mock_orders_and_orders_the_marketplace_sent(configured: FlaskClient) -> None:
+    with_market_keys(configured)
+    for mock in MOCK_ORDERS:
+        answer = query(configured, orderId=mock)
+        assert answer.status_code == 200, answer.json
+        assert validate(answer.json, "openapi", "queryOrder", "response") == []
+        assert answer.json["orderInfo"]["orderLine"][0]["orderLineId"] == f"{mock}-000001"
     sent = json.loads(send(configured, "newInstance")["exchange"]["request"]["body"])
     answer = query(configured, orderId=sent["orderId"], orderLineId=sent["orderLineId"])
     assert answer.status_code == 200, answer.json
-    assert validate(answer.json, "marketplace", "queryOrder", "response") == []
+    assert validate(answer.json, "openapi", "queryOrder", "response") == []
     line = answer.json["orderInfo"]["orderLine"][0]
     assert line["orderLineId"] == sent["orderLineId"] and line["chargingMode"] == "PERIOD"
     # The call does not carry the product (docs/protocol.md §4.1): the order answer does.
     assert "productId" not in sent
-    assert line["productInfo"] == [{"productId": Order.product_id, "skuCode": Order.sku_code}]
+    assert line["productInfo"][0]["productId"] == Order.product_id
+    assert line["productInfo"][0]["skuCode"] == Order.sku_code
     missing_line = query(configured, orderId=sent["orderId"], orderLineId="nope")
-    assert missing_line.status_code == 404 and "has no line" in missing_line.json["resultMsg"]
+    assert missing_line.status_code == 500 and missing_line.json["resultCode"] == "MKT.0100"
+    assert "has no line" in missing_line.json["resultMsg"]
     unknown = query(configured, orderId="CS000UNKNOWN")
-    assert unknown.status_code == 404 and "does not exist" in unknown.json["resultMsg"]
-    assert validate(unknown.json, "marketplace", "queryOrder", "response") == []
+    assert unknown.status_code == 500 and "does not exist" in unknown.json["resultMsg"]
+    assert validate(unknown.json, "openapi", "queryOrder", "response") == []
+
+
+def test_query_order_refuses_calls_the_gateway_cannot_authenticate(configured: FlaskClient) -> None:
+    with_market_keys(configured)
+    anonymous = configured.application.test_client()  # no console token in Authorization either
+    unsigned = anonymous.get(QUERY_ORDER_PATH, query_string={"orderId": "MOCKPERIODYEARNEW"})
+    bearer = configured.get(QUERY_ORDER_PATH, query_string={"orderId": "MOCKPERIODYEARNEW"})
+    assert "not 'SDK-HMAC-SHA256" in bearer.json["error_msg"]
+    wrong_sk = query(configured, sk="not-the-secret-key-0001", orderId="MOCKPERIODYEARNEW")
+    wrong_ak = query(configured, ak="NOT-THE-AK-000001", orderId="MOCKPERIODYEARNEW")
+    stale = query(configured, now=datetime.now(UTC) - timedelta(minutes=16), orderId="MOCKPERIODYEARNEW")
+    for refused, why in ((unsigned, "no Authorization"), (wrong_sk, "does not match"),
+                         (wrong_ak, "access key"), (stale, "15 minutes")):  # fmt: skip
+        assert refused.status_code == 401 and refused.json["error_code"] == "APIGW.0303", refused.json
+        assert why in refused.json["error_msg"] and refused.json["request_id"]
+    fresh = query(configured, now=datetime.now(UTC) - timedelta(minutes=14), orderId="MOCKPERIODYEARNEW")
+    assert fresh.status_code == 200
 
 
 @pytest.mark.parametrize(
-    ("headers", "message"),
-    [
-        ({}, "the ts header is missing"),
-        ({"ts": "1", "nonce": "n"}, "the signature header is missing"),
-        ({"ts": "1700000000000", "nonce": "n", "signature": "x"}, "within 60 s"),
-        ({"ts": "yesterday", "nonce": "n", "signature": "x"}, "within 60 s"),
-        ("wrong-key", "the signature does not match"),
-    ],
-)
-def test_query_order_refuses_calls_without_the_merchant_credentials(
-    configured: FlaskClient, headers: Any, message: str
-) -> None:
-    if headers == "wrong-key":
-        response = query(configured, key="not-the-key", orderId="MOCKPERIODYEARNEW")
-    else:
-        response = configured.get(
-            QUERY_ORDER_PATH, query_string={"orderId": "MOCKPERIODYEARNEW"}, headers=headers
-        )
-    assert response.status_code == 401
-    assert response.json["resultCode"].startswith("APIGW.") and message in response.json["resultMsg"]
-
-
-@pytest.mark.parametrize(
-    ("params", "message"),
-    [
-        ({}, "required member 'orderId' is missing"),
-        ({"orderId": "x" * 65}, "$.orderId"),
-        ({"orderId": ""}, "$.orderId"),
-    ],
-)
+    ("params", "status", "code"),
+    [({}, 400, "MKT.0101"), ({"orderId": "x" * 65}, 500, "MKT.0100"), ({"orderId": ""}, 500, "MKT.0100"),
+     ({"orderId": "MOCKONETIMENEW", "extra": "1"}, 400, "MKT.0101")],
+)  # fmt: skip
 def test_query_order_names_bad_parameters(
-    configured: FlaskClient, params: dict[str, str], message: str
+    configured: FlaskClient, params: dict[str, str], status: int, code: str
 ) -> None:
-    response = query(configured, **params)
-    assert response.status_code == 400 and response.json["resultCode"] == "MKT.0100"
-    assert message in response.json["resultMsg"]
+    response = query(with_market_keys(configured), **params)
+    assert (response.status_code, response.json["resultCode"]) == (status, code), response.json
 
 
-def test_inbound_calls_without_a_configured_target_are_refused(client: FlaskClient) -> None:
+def test_open_api_calls_without_market_keys_are_refused(client: FlaskClient) -> None:
     response = query(client, orderId="MOCKPERIODYEARNEW")
-    assert response.status_code == 401 and "configure the target" in response.json["resultMsg"]
+    assert response.status_code == 401 and response.json["error_code"] == "APIGW.0303"
+    pushed = push(client, {"usage_records": [usage_record()]})
+    assert pushed.status_code == 401 and pushed.json["resultCode"] == "MKT.0154"
 
 
 def test_usage_push_keeps_records_once_and_answers_by_the_contract(configured: FlaskClient) -> None:
-    records = [usage_record(), usage_record(usage_value=2.5)]
+    records = [usage_record(), usage_record(usage_value="2.5")]
     response = push(configured, {"usage_records": records})
     assert response.status_code == 200, response.json
-    assert validate(response.json, "marketplace", "usagePush", "response") == []
-    assert (response.json["error_code"], response.json["accepted"]) == ("MKT.0000", 2)
-    resent = push(configured, {"usage_records": records[:1]})
-    assert resent.json["accepted"] == 0 and resent.json["repeated"] == 1
+    assert validate(response.json, "openapi", "usagePush", "response") == []
+    assert response.json == {"resultCode": "MKT.0000", "resultMsg": "Success"}
     kept = configured.get("/api/usage").json["usage_records"]
     assert {r["metering_sn"] for r in kept} == {r["metering_sn"] for r in records}
     assert "usage" in configured.get("/marketplace").data.decode()
@@ -733,72 +744,33 @@ def _too_many() -> dict[str, Any]:
 
 
 BAD_USAGE = [
-    pytest.param(None, b"{not json", 400, "MKT.0100", "not JSON", id="garbage-json"),
-    pytest.param(None, b"\xff\xfe\x00", 400, "MKT.0100", "not UTF-8", id="not-utf8"),
-    pytest.param(None, b'{"usage_records": [NaN]}', 400, "MKT.0100", "NaN is not a JSON number", id="nan"),
-    pytest.param(None, b"[" * 100000, 400, "MKT.0100", "not JSON", id="deeply-nested"),
-    pytest.param([1, 2], None, 400, "MKT.0100", "JSON object", id="a-list"),
-    pytest.param({}, None, 400, "MKT.0100", "usage_records", id="no-records"),
-    pytest.param({"usage_records": "x"}, None, 400, "MKT.0100", "$.usage_records", id="records-a-string"),
-    pytest.param({"usage_records": []}, None, 400, "MKT.0100", "$.usage_records", id="no-record"),
-    pytest.param(
-        {"usage_records": [usage_record(instance_id=5)]},
-        None,
-        400,
-        "MKT.0100",
-        "instance_id",
-        id="id-a-number",
-    ),
-    pytest.param(
-        {"usage_records": [usage_record(usage_value="-1")]},
-        None,
-        400,
-        "MKT.0100",
-        "usage_value",
-        id="negative",
-    ),
-    pytest.param(
-        {"usage_records": [usage_record(usage_value="1.23456")]},
-        None,
-        400,
-        "MKT.0100",
-        "usage_value",
-        id="5-decimals",
-    ),
-    pytest.param(
-        {"usage_records": [usage_record(begin_time="2024-01-01")]},
-        None,
-        400,
-        "MKT.0100",
-        "begin_time",
-        id="bad-time",
-    ),
-    pytest.param(
-        {"usage_records": [usage_record(end_time="20240231T000000Z")]},
-        None,
-        400,
-        "MKT.0100",
-        "not a real UTC time",
-        id="no-such-day",
-    ),
-    pytest.param(
-        {"usage_records": [usage_record(end_time="20000101T000000Z")]},
-        None,
-        400,
-        "MKT.0100",
-        "before begin_time",
-        id="ends-before-it-begins",
-    ),
-    pytest.param(
-        {"usage_records": [usage_record(begin_time="20000101T000000Z")]},
-        None,
-        400,
-        "MKT.9004",
-        "21 days",
-        id="too-old",
-    ),
-    pytest.param(_too_many(), None, 400, "MKT.9003", "at most 1000", id="too-many"),
-]
+    pytest.param(None, b"{not json", 400, "MKT.0199", "not UTF-8 JSON", id="garbage-json"),
+    pytest.param(None, b"\xff\xfe\x00", 400, "MKT.0199", "not UTF-8 JSON", id="not-utf8"),
+    pytest.param(None, b'{"usage_records": [NaN]}', 400, "MKT.0199", "NaN is not a JSON number", id="nan"),
+    pytest.param(None, b"[" * 100000, 400, "MKT.0199", "not UTF-8 JSON", id="deeply-nested"),
+    pytest.param([1, 2], None, 400, "MKT.0199", "JSON object", id="a-list"),
+    pytest.param({}, None, 400, "MKT.0101", "usage_records", id="no-records"),
+    pytest.param({"usage_records": "x"}, None, 500, "MKT.0100", "$.usage_records", id="records-a-string"),
+    pytest.param({"usage_records": []}, None, 500, "MKT.0100", "$.usage_records", id="no-record"),
+    pytest.param({"usage_records": [usage_record(instance_id=5)]}, None, 500, "MKT.0100", "instance_id",
+                 id="id-a-number"),
+    pytest.param({"usage_records": [usage_record(usage_value="-1")]}, None, 500, "MKT.0100", "usage_value",
+                 id="negative"),
+    pytest.param({"usage_records": [usage_record(usage_value="1.23456")]}, None, 500, "MKT.0100",
+                 "usage_value", id="5-decimals"),
+    pytest.param({"usage_records": [usage_record(begin_time="2024-01-01")]}, None, 500, "MKT.0100",
+                 "begin_time", id="bad-time"),
+    pytest.param({"usage_records": [usage_record(end_time="20240231T000000Z")]}, None, 500, "MKT.0100",
+                 "not a real time", id="no-such-day"),
+    pytest.param({"usage_records": [usage_record(end_time="20000101T000000Z")]}, None, 500, "MKT.9002",
+                 "end_time is not after begin_time", id="ends-before-it-begins"),
+    pytest.param({"usage_records": [usage_record(begin_time="20000101T000000Z",
+                                                 end_time="20000101T010000Z")]},
+                 None, 500, "MKT.9004", "21 days", id="too-old"),
+    pytest.param({"usage_records": [usage_record(product_id="x")]}, None, 400, "MKT.0101", "old usage push",
+                 id="old-api-field"),
+    pytest.param(_too_many(), None, 500, "MKT.9003", "at most 1000", id="too-many"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("body", "raw", "status", "code", "message"), BAD_USAGE)
@@ -806,26 +778,31 @@ def test_usage_push_names_bad_input(
     configured: FlaskClient, body: Any, raw: bytes | None, status: int, code: str, message: str
 ) -> None:
     response = push(configured, body, raw=raw)
-    assert response.status_code == status
-    assert response.json["error_code"] == code and message in response.json["error_msg"]
-    assert validate(response.json, "marketplace", "usagePush", "response") == []
+    assert response.status_code == status, response.json
+    assert response.json["resultCode"] == code and message in response.json["resultMsg"]
+    assert validate(response.json, "openapi", "usagePush", "response") == []
 
 
-def test_usage_push_refuses_wrong_credentials_and_oversized_or_misrouted_calls(
+def test_usage_push_refuses_wrong_signatures_replays_and_oversized_or_misrouted_calls(
     configured: FlaskClient,
 ) -> None:
     body = {"usage_records": [usage_record()]}
-    wrong = push(configured, body, key="not-the-key")
-    assert wrong.status_code == 401 and wrong.json["error_code"].startswith("APIGW.")
+    wrong = push(configured, body, key="not-the-key-00001")
+    assert wrong.status_code == 401 and wrong.json["resultCode"] == "MKT.0154"
     unsigned = configured.post(USAGE_PATH, json=body)
-    assert unsigned.status_code == 401 and "header is missing" in unsigned.json["error_msg"]
-    huge = configured.post(USAGE_PATH, data=b"x" * (2 << 20), headers=signed(ACCESS_KEY, ""))
-    assert huge.status_code == 413 and "error" in huge.json
+    assert unsigned.status_code == 400 and unsigned.json["resultCode"] == "MKT.0101"
+    data, headers = sign_usage_push(ACCESS_KEY, body)
+    first = configured.post(USAGE_PATH, data=data, headers=headers, content_type="application/json")
+    again = configured.post(USAGE_PATH, data=data, headers=headers, content_type="application/json")
+    assert first.status_code == 200 and again.status_code == 401 and "nonce" in again.json["resultMsg"]
+    huge = configured.post(USAGE_PATH, data=b"x" * (2 << 20), headers=headers)
+    assert huge.status_code == 413 and huge.json["error_msg"]
     assert configured.get(USAGE_PATH).status_code == 405
-    assert configured.post(QUERY_ORDER_PATH).json["error"]
+    assert configured.post(QUERY_ORDER_PATH).status_code == 405
 
 
 def test_every_inbound_call_is_recorded_whatever_its_outcome(configured: FlaskClient) -> None:
+    with_market_keys(configured)
     push(configured, {"usage_records": [usage_record()]})
     push(configured, None, raw=b"{garbage")
     query(configured, orderId="MOCKPERIODYEARNEW")
@@ -838,17 +815,20 @@ def test_every_inbound_call_is_recorded_whatever_its_outcome(configured: FlaskCl
         ("usagePush", 200),
     ]
     assert all(e["direction"] == "inbound" for e in inbound)
-    assert inbound[1]["response"]["result_code"] == "MKT.0000"  # queryOrder's resultCode
-    assert inbound[3]["verdict"]["code"] == "MKT.0000"  # usage push names it error_code
-    assert inbound[2]["verdict"]["problem"].startswith("the body is not JSON")
+    assert inbound[1]["response"]["result_code"] == "MKT.0000"
+    assert inbound[1]["verdict"]["gateway"]["authenticated"] is True
+    assert inbound[0]["verdict"]["gateway"]["reason"] == "MALFORMED_AUTHORIZATION"  # the console's Bearer
+    assert inbound[3]["verdict"]["code"] == "MKT.0000"
+    assert inbound[2]["verdict"]["problems"][0].startswith("other request-parameter error")
+    assert MARKET_SK not in json.dumps(inbound)
     assert "queryOrder" in configured.get("/marketplace").data.decode()
 
 
 def test_a_merchant_pushes_usage_and_queries_an_order_against_a_running_server(
     app: Flask, merchant: dict[str, Any]
 ) -> None:
-    """The merchant side, over real HTTP: what a seller's own integration test does."""
-    market_state(app).configure(merchant)
+    """The merchant side, over real HTTP with Huawei's signer: what a seller's integration test does."""
+    market_state(app).configure(merchant | {"market_ak": MARKET_AK, "market_sk": MARKET_SK})
     with BackgroundServer(app) as server, requests.Session() as session:
         session.headers["X-Koosim-Token"] = server_token(app)
         base = server.base_url
@@ -863,25 +843,20 @@ def test_a_merchant_pushes_usage_and_queries_an_order_against_a_running_server(
         order = json.loads(call["exchange"]["request"]["body"])
         instance_id = json.loads(call["exchange"]["response"]["body"])["instanceId"]
 
-        params = {"orderId": order["orderId"]}
-        answer = session.get(
-            base + QUERY_ORDER_PATH,
-            params=params,
-            headers=signed(ACCESS_KEY, f"orderId={order['orderId']}"),
-            timeout=10,
+        signed_query = apig.sign(
+            "GET", f"{base}{QUERY_ORDER_PATH}?orderId={order['orderId']}", MARKET_AK, MARKET_SK
         )
+        answer = session.get(signed_query.url, headers=signed_query.headers, timeout=10)
         assert answer.status_code == 200 and answer.json()["orderInfo"]["orderId"] == order["orderId"]
-        assert validate(answer.json(), "marketplace", "queryOrder", "response") == []
+        assert validate(answer.json(), "openapi", "queryOrder", "response") == []
 
-        body = json.dumps({"usage_records": [usage_record(instance_id=instance_id)]})
-        pushed = session.post(
-            base + USAGE_PATH,
-            data=body,
-            headers=signed(ACCESS_KEY, body) | {"Content-Type": "application/json"},
-            timeout=10,
+        data, headers = sign_usage_push(
+            ACCESS_KEY, {"usage_records": [usage_record(instance_id=instance_id)]}
         )
-        assert pushed.status_code == 200 and pushed.json()["error_code"] == "MKT.0000"
-        assert validate(pushed.json(), "marketplace", "usagePush", "response") == []
+        pushed = session.post(
+            base + USAGE_PATH, data=data, headers=headers | {"Content-Type": "application/json"}, timeout=10
+        )
+        assert pushed.status_code == 200 and pushed.json()["resultCode"] == "MKT.0000"
         assert (
             session.get(f"{base}/api/usage", timeout=10).json()["usage_records"][0]["instance_id"]
             == instance_id

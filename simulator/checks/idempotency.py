@@ -12,7 +12,7 @@ from typing import Any
 
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
 from simulator.checks.conversation import poll_until_listed
-from simulator.model import release_fields, status_fields
+from simulator.model import announce, release_fields, status_fields
 from simulator.protocol import ResultCode
 from simulator.resend import RESENDS_VARIABLE, resend_reason
 from simulator.transport import Exchange, Target, Transport
@@ -99,6 +99,7 @@ def new_instance_resend(ctx: Context) -> None:
         return
     # The key is the order *line*: a second line of the same order is a different instance.
     second_line = replace(order, order_line_id=f"{order.order_id}-000002")
+    announce(second_line)  # Querying an Order knows both lines
     other = ctx.send(
         second_line.new_instance_fields(ctx.orders.business_id()), "newInstance (second order line)"
     )

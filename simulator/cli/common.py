@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from simulator.errors import TimeBudget
+    from simulator.server.market import MarketServer
     from simulator.settings import Settings
     from simulator.transport import Exchange, Target
 
@@ -50,7 +51,17 @@ MAX_TIMEOUT, MAX_MAX_TIME = 300.0, 86400.0
 """settings.MAX_TIMEOUT and settings.MAX_MAX_TIME (a test keeps them equal), here so that the
 help needs no import of the settings."""
 
-TARGET_FLAGS = ("url", "protocol", "sync_url", "timeout", "encrypt_type", "product", "billing", "optional")
+TARGET_FLAGS = (
+    "url",
+    "protocol",
+    "sync_url",
+    "timeout",
+    "encrypt_type",
+    "product",
+    "billing",
+    "optional",
+    "market_port",
+)
 """The settings a command's flags can set, as :func:`simulator.settings.load_settings` names them."""
 
 
@@ -150,6 +161,14 @@ def target_options(function: F) -> F:
             help="Whether the product allows specification changes, so upgradeInstance and "
             "changeInstanceCheck are exercised (env KOOSIM_OPTIONAL, default on).",
         ),
+        click.option(
+            "--market-port",
+            type=click.IntRange(0, 65535),
+            metavar="PORT",
+            help="Port of the marketplace open API (Querying an Order, usage push) the command serves "
+            "on 127.0.0.1 for the merchant to call; AK/SK from KOOSIM_MARKET_AK / KOOSIM_MARKET_SK "
+            "(env KOOSIM_MARKET_PORT, default 0: a free port, printed in the run header).",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -205,6 +224,8 @@ class TargetInfo:
         self.flags = flags
         self._settings: Settings | None = None
         self.budget: TimeBudget | None = None
+        self.market: MarketServer | None = None
+        """The marketplace open API of this command, while :meth:`open` is active."""
 
     @property
     def settings(self) -> Settings:
@@ -218,12 +239,24 @@ class TargetInfo:
     def open(self, *, budget: bool = False) -> Iterator[Target]:
         """Yield the probed target; ``budget`` starts the ``max_time`` clock for every call."""
         from simulator.errors import TimeBudget
+        from simulator.server.market import market_server
         from simulator.settings import reach_target
 
         settings = self.settings
         self.budget = TimeBudget(settings.max_time) if budget else None
-        with reach_target(settings, budget=self.budget) as target:
-            yield target
+        with market_server(settings) as market, reach_target(settings, budget=self.budget) as target:
+            market.usage_key = target.access_key
+            for key in market.secrets:  # redacted from every record, like the target's keys
+                target.learn_secret(key)
+            self.market = market
+            try:
+                yield target
+            finally:
+                self.market = None
+
+    def market_line(self) -> str:
+        """The run header's line naming the open API's base URL (empty outside :meth:`open`)."""
+        return "" if self.market is None else self.market.header()
 
     def preflight(self, target: Target, *, skip: bool = False, seed: int = 0) -> Exchange | None:
         """Against a merchant's URL (not the bundled one), send the preflight call; raise

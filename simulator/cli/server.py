@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -178,6 +179,8 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
                 "access_key": found.access_key,
                 "sync_key": found.sync_key,
                 "bundled": found.url is None,
+                "market_ak": found.market_ak,
+                "market_sk": found.market_sk,
             }
         )
         if found.rsa_public_key:
@@ -204,6 +207,31 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
         console.print(
             "  no access key yet: set KOOSIM_ACCESS_KEY or enter it on the Target page", highlight=False
         )
+    open_api = base
+    if found.market_port:  # the open API alone on a fixed port too, for a merchant's CI
+        from simulator.server.market import create_market_app
+        from simulator.server.openapi import service_of
+        from simulator.serving import BackgroundServer
+
+        try:
+            alone = BackgroundServer(
+                create_market_app(service_of(app)), "127.0.0.1", found.market_port
+            ).start()
+        except OSError as exc:
+            market.close()
+            fail(f"cannot serve the marketplace open API on 127.0.0.1:{found.market_port}: {exc.strerror}", 2)
+        market.on_close(closing(alone.start()))
+        open_api = alone.base_url
+    console.print(
+        f"  marketplace open API: {open_api} — point your merchant's marketplace base URL here"
+        + (
+            ""
+            if settings.market_ak and settings.market_sk
+            else " (no KOOSIM_MARKET_AK / KOOSIM_MARKET_SK yet: Querying an Order is refused, APIGW.0303)"
+        ),
+        highlight=False,
+        markup=False,
+    )
     console.print("  Ctrl+C stops it", highlight=False)
     try:
         server.run()

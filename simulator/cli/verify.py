@@ -173,6 +173,7 @@ def verify(
                     f"koosim {__version__}: {plural(len(checks), 'check')} against {where} "
                     f"({target.protocol}, profile {target.profile}), seed {seed}"
                 )
+                console.print(escape(info.market_line()), highlight=False)
                 first = info.preflight(target, skip=no_preflight, seed=seed)
                 sent_first.extend([] if first is None else [first])
                 progress = console_report.LiveProgress(console, len(checks), quiet=quiet)
@@ -186,6 +187,8 @@ def verify(
                         on_begin=begin,
                         on_exchange=recorder.exchange,
                         resend_policy=settings.resend_policy,
+                        inbound=None if info.market is None else info.market.log,
+                        on_inbound=recorder.inbound,
                     )
         except FailFast as stop:
             run = started[0]

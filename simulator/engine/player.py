@@ -32,6 +32,7 @@ from simulator.model import (
     Lifecycle,
     Order,
     OrderFactory,
+    announce,
     change_check_fields,
     kit_user,
     org_info,
@@ -262,6 +263,7 @@ class Player:
                 order_id = placed.order_id.ljust(step.id_length, "0")
                 line_id = f"{order_id[: step.id_length - 7]}-000001"
                 placed = dataclasses.replace(placed, order_id=order_id, order_line_id=line_id)
+                announce(placed)  # the open API answers Querying an Order for the order sent
             build = placed.new_instance_fields if activity == "newInstance" else placed.license_fields
             copies = [build(self.orders.business_id()) | extra for _ in range(step.copies)]
             return Prepared(step, copies, placed)

@@ -12,7 +12,8 @@ from typing import Any
 
 from simulator.checks import Verdict
 from simulator.engine.run import CheckResult, Run
-from simulator.redaction import printable, readable_body, redact, redact_each
+from simulator.openapi import InboundCall
+from simulator.redaction import printable, readable_body, redact, redact_data, redact_each
 from simulator.transport import Exchange
 
 SCHEMA_VERSION = 1
@@ -68,6 +69,42 @@ def exchange_record(exchange: Exchange, secrets: Iterable[str]) -> dict[str, Any
     }
 
 
+INBOUND_INTERFACE = "marketplace"
+"""The ``interface`` of an inbound exchange: the marketplace's open API, called by the merchant."""
+
+
+def inbound_exchange(call: InboundCall) -> Exchange:
+    """An inbound call as an :class:`Exchange` (request: the merchant's; answer: koosim's), for
+    the history and every reporter that shows exchanges."""
+    return Exchange(
+        interface=INBOUND_INTERFACE,
+        protocol="openapi",
+        activity=call.api or "unknown",
+        method=call.method,
+        url=call.url,
+        fields=dict(call.fields),
+        request_headers=dict(call.request_headers),
+        request_body=call.request_body,
+        started_at=call.started_at,
+        id=call.id,
+        label=call.label,
+        status=call.status,
+        response_headers={"Content-Type": "application/json"},
+        response_body=call.response_body,
+        elapsed=call.elapsed,
+    )
+
+
+def inbound_record(call: InboundCall, secrets: Iterable[str]) -> dict[str, Any]:
+    """An inbound call's record: an exchange record plus ``direction`` ("merchant →
+    marketplace") and ``verdict`` (the gateway's and the API's judgement, ``InboundCall.verdict``)."""
+    secrets = tuple(secrets)
+    return exchange_record(inbound_exchange(call), secrets) | {
+        "direction": call.direction,
+        "verdict": redact_data(call.verdict, secrets),
+    }
+
+
 def result_record(result: CheckResult, secrets: Iterable[str]) -> dict[str, Any]:
     check = result.check
     return {
@@ -119,4 +156,5 @@ def run_record(run: Run, reproduce: dict[str, str] | None = None) -> dict[str, A
             for result in run.results
         ],
         "exchanges": [exchange_record(exchange, secrets) for exchange in exchanges.values()],
+        "inbound": [inbound_record(call, secrets) for call in list(run.inbound)],
     }

@@ -6,6 +6,7 @@ import shlex
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,7 @@ from simulator.checks import Check, Context, Finding, Verdict, judge_exchange
 from simulator.checks.base import CheckAborted, CheckSkipped, applicability
 from simulator.errors import BudgetSpent, budget_reason
 from simulator.model import OrderFactory
+from simulator.openapi import InboundCall, InboundLog
 from simulator.resend import DEFAULT_POLICY, ResendPolicy
 from simulator.settings import TargetUnreachable, probe
 from simulator.transport import DEADLINE_SOURCE, DEFAULT_TIMEOUT, Exchange, Target, Transport
@@ -66,6 +68,10 @@ class Run:
     """As the settings give it (KOOSIM_RESENDS / KOOSIM_BACKOFF, resends / backoff in koosim.toml)."""
     budget_spent: float | None = None
     """The whole-run time budget in seconds, when it was spent before every check had run."""
+    inbound: list[InboundCall] = field(default_factory=list)
+    """The calls the merchant made to the marketplace's open API during the run (direction
+    "merchant → marketplace"), in arrival order, each with the gateway's verdict; appended from
+    the open API's threads as they arrive (see ``openapi.InboundCall``)."""
 
     @property
     def assumptions(self) -> dict[str, str]:
@@ -120,8 +126,13 @@ def run_checks(
     on_begin: Callable[[Run], None] | None = None,
     on_exchange: Callable[[Exchange], None] | None = None,
     resend_policy: ResendPolicy = DEFAULT_POLICY,
+    inbound: InboundLog | None = None,
+    on_inbound: Callable[[InboundCall], None] | None = None,
 ) -> Run:
     """Run ``checks``: the active ones first, then the per-exchange ones over every exchange.
+
+    ``inbound`` is the open API's log (``server.market``): each call the merchant makes during
+    the run joins :attr:`Run.inbound` and is handed to ``on_inbound``.
 
     ``on_begin`` sees the new run before any call is sent; ``on_exchange`` sees each exchange of
     the shared transport as soon as it completes (the run history commits them one by one;
@@ -136,20 +147,33 @@ def run_checks(
         on_begin(run)
     transport = Transport(target, on_exchange=on_exchange)
     orders = OrderFactory(seed)
+    listening = nullcontext() if inbound is None else inbound.listen(_inbound_listener(run, on_inbound))
     try:
-        for check in checks:
-            if on_start is not None:
-                on_start(check)
-            result = run_check(check, target, transport, orders, run.exchanges, resend_policy)
-            if target.budget is not None and result.skip_reason == budget_reason(target.budget.seconds):
-                run.budget_spent = target.budget.seconds
-            run.results.append(result)
-            if on_result is not None:
-                on_result(result)
+        with listening:
+            for check in checks:
+                if on_start is not None:
+                    on_start(check)
+                result = run_check(check, target, transport, orders, run.exchanges, resend_policy)
+                if target.budget is not None and result.skip_reason == budget_reason(target.budget.seconds):
+                    run.budget_spent = target.budget.seconds
+                run.results.append(result)
+                if on_result is not None:
+                    on_result(result)
     finally:
         transport.close()
         run.finished_at = time.time()
     return run
+
+
+def _inbound_listener(
+    run: Run, on_inbound: Callable[[InboundCall], None] | None
+) -> Callable[[InboundCall], None]:
+    def listener(call: InboundCall) -> None:
+        run.inbound.append(call)
+        if on_inbound is not None:
+            on_inbound(call)
+
+    return listener
 
 
 def run_check(

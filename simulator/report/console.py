@@ -116,6 +116,8 @@ def print_record(
         if result["verdict"] in (Verdict.FAILED, Verdict.WARNED):
             _print_failure(console, result, exchanges, shown_findings)
 
+    print_inbound(console, record.get("inbound") or [])
+
     assumptions = record["assumptions"]
     console.print(
         "[dim]" + escape("; ".join(f"{name}: {value}" for name, value in assumptions.items())) + "[/]"
@@ -133,6 +135,40 @@ def print_record(
         )
     else:
         console.print("[green]No delisting risk found: every documented rule checked holds.[/]")
+
+
+SHOWN_INBOUND = 20
+"""Inbound calls listed one a line; the JSON and HTML reports hold every one."""
+
+
+def inbound_line(call: Mapping[str, Any]) -> str:
+    """One inbound call on one line (Rich markup escaped): what the merchant asked, what koosim
+    answered, and the gateway's verdict."""
+    request, response = call["request"], call.get("response") or {}
+    verdict = call.get("verdict") or {}
+    gateway = verdict.get("gateway") or {}
+    if gateway.get("authenticated"):
+        auth = f"authenticated ({gateway.get('scheme')})"
+    elif gateway:
+        auth = f"refused by the gateway: {gateway.get('message') or gateway.get('reason')}"
+    else:
+        auth = "not authenticated"
+    code = verdict.get("code") or response.get("result_code") or ""
+    problems = verdict.get("problems") or []
+    why = f" — {problems[0]}" if problems and gateway.get("authenticated") else ""
+    text = f"{request['method']} {request['url']} → HTTP {response.get('status')} {code}; {auth}{why}"
+    return escape(printable(text, one_line=True))
+
+
+def print_inbound(console: Console, calls: Sequence[Mapping[str, Any]]) -> None:
+    """The merchant's calls to the marketplace's open API during the run, one a line."""
+    if not calls:
+        return
+    console.print(f"merchant → marketplace: {plural(len(calls), 'call')} to the open API", highlight=False)
+    for call in calls[:SHOWN_INBOUND]:
+        console.print(f"  ← {inbound_line(call)}", highlight=False)
+    if len(calls) > SHOWN_INBOUND:
+        console.print(f"  … {len(calls) - SHOWN_INBOUND} more in the JSON and HTML reports", highlight=False)
 
 
 def _print_failure(

@@ -28,6 +28,7 @@ from werkzeug.exceptions import HTTPException
 from simulator.redaction import printable
 from simulator.server import api, console, guard, openapi
 from simulator.server.inputs import InvalidJSON, parse_json
+from simulator.server.market import serve_service
 from simulator.server.state import ConsoleSettings, MarketState
 from simulator.store import Store, StoreError
 
@@ -60,11 +61,11 @@ def create_app(
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     # every value a page shows may come from a merchant: no bidi override or control byte
     app.jinja_env.finalize = _shown
-    app.extensions["koosim.marketplace"] = MarketState(store, settings)
+    market = app.extensions["koosim.marketplace"] = MarketState(store, settings)
     guard.install(app, app.config["KOOSIM_TOKEN"], hosts)
     app.register_blueprint(console.bp)
     app.register_blueprint(api.bp)
-    app.register_blueprint(openapi.bp)
+    openapi.install(app, serve_service(market))
     app.add_template_filter(_when, "when")
     app.add_template_filter(_pretty, "pretty")
 

@@ -1,325 +1,296 @@
-"""The marketplace's open APIs a merchant's server calls: query order (查询订单) and usage push
-for on-demand products (按需使用量推送), at the paths of the real service.
+"""The marketplace's open APIs a merchant's server calls, at the real paths (protocol.md §8):
+Querying an Order (``GET …/order/query``, §8.1, §8.2) and usage push (``POST …/isv/usage-data``,
+§8.3), with the published authentication and result codes (§2.5, §2.6, §8.4).
 
-Every call is authenticated, validated against ``contracts/marketplace/`` and recorded in the
-history as an *inbound* exchange, whatever its outcome. Bad input gets a 4xx JSON answer in the
-API's own shape (``resultCode``/``resultMsg`` for queryOrder, ``error_code``/``error_msg`` for
-usage push, as the docs name them) whose message names the problem; nothing a caller sends
-makes it answer 500.
+This module is only HTTP: what the APIs answer is :mod:`simulator.openapi` (data, no clock of its
+own), how a request is authenticated is :mod:`simulator.protocol.apig` (the API gateway's AK/SK,
+verified with Huawei's own signer from ``huaweicloudsdkcore``) and
+:mod:`simulator.protocol.usage_signature` (the usage push's ``signature``/``ts``/``nonce``).
+What the blueprint needs from its host, the run's market server (:mod:`simulator.server.market`)
+or ``koosim serve``, is an :class:`OpenApiService`: the keys, the orders, the clock, and the
+:class:`~simulator.openapi.InboundLog` every call lands in, refused or not.
 
-Authentication, ASSUMPTION: the real APIs take the merchant's credentials; the simulator models
-them as the usage-push contract describes its headers, with the access key the merchant shares
-with the marketplace (the one configured for the target) as the key:
-``ts`` (ms since the epoch, within 60 s), ``nonce``, and
-``signature = base64(HMAC-SHA256(accessKey, "ts=<ts>&nonce=<nonce>&body=<body>"))``, where
-``<body>`` is the request body exactly as sent (POST) or, for GET, the query parameters sorted by
-name and joined as ``k=v`` with ``&`` (URL-decoded). :func:`simulator.protocol.sign_openapi` computes
-it for clients and tests.
+Nothing a caller sends makes it answer 5xx except the published ``MKT.xxxx`` rows that §8.4
+prints with HTTP 500 (A55: parameter validation, unknown instance, usage faults): a malformed
+request, a bad signature, a wrong method, a body too large are 4xx JSON.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Container, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Flask, Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from simulator.contracts import validate
-from simulator.model import Order
-from simulator.protocol import TIMESTAMP_WINDOW_MS, canonical_query, is_fresh, verify_openapi
-from simulator.protocol.limits import BASIC_UTC_FORMAT, COMPACT_TIME_FORMAT
+from simulator.openapi import (
+    PREFIX,
+    QUERY_ORDER_PATH,
+    USAGE_PUSH_PATH,
+    InboundCall,
+    InboundLog,
+    OpenApiAnswer,
+    UsagePushResult,
+    answer,
+    query_order,
+    validate_usage_push,
+)
+from simulator.protocol.apig import GatewayRefusal, InboundRequest, verify
+from simulator.protocol.mkt import MktCode
 from simulator.protocol.replay import ReplayCache
+from simulator.protocol.usage_signature import UsageRefusal, verify_usage_push
 from simulator.server.guard import refuse_cross_site
-from simulator.server.inputs import InvalidJSON, parse_json
-from simulator.server.state import MarketState
-from simulator.store import INBOUND
-from simulator.transport import Exchange
 
-PREFIX = "/api/mkp-openapi-public/global/v1"
-QUERY_ORDER_PATH = f"{PREFIX}/order/query"
-USAGE_PATH = f"{PREFIX}/isv/usage-data"
+USAGE_PATH = USAGE_PUSH_PATH
+"""The old name, kept for the console's page."""
 
-SUCCESS = "MKT.0000"
-INVALID = "MKT.0100"
-"""ASSUMPTION: the code for a parameter the marketplace refuses (the docs name MKT.0100 but
-not its meaning)."""
-TOO_MANY_RECORDS = "MKT.9003"
-TOO_OLD = "MKT.9004"
-AUTH_FAILED = "APIGW.0301"
-"""Gateway errors use APIGW.xxxx (doc); which number is an ASSUMPTION."""
-MAX_RECORDS = 1000
-MAX_AGE = timedelta(days=21)
-USAGE_TIME = BASIC_UTC_FORMAT
-ORDER_TIME = COMPACT_TIME_FORMAT
-CHARGING_MODES = {"0": "PERIOD", "1": "ON_DEMAND", "3": "ONE_TIME"}
-"""newInstance's chargingMode digits as queryOrder names them."""
+SERVICE = "koosim.openapi"
+"""Where an app keeps its :class:`OpenApiService` (``app.extensions``)."""
 
-MOCK_ORDERS = {
-    "MOCKPERIODYEARNEW": {
-        "orderId": "MOCKPERIODYEARNEW",
-        "orderType": "NEW",
-        "createTime": "20240101000000",
-        "orderLine": [
-            {
-                "orderLineId": "MOCKPERIODYEARNEW-000001",
-                "chargingMode": "PERIOD",
-                "expireTime": "20250101000000",
-                "periodType": "year",
-                "periodNumber": 1,
-                "productInfo": [{"productId": "OFFI000000000001", "skuCode": "sku-basic-0001"}],
-            }
-        ],
-    }
-}
-"""Debug orders the real service answers for every merchant (doc: MOCKPERIODYEARNEW)."""
-
-RECORDED_HEADERS = ("Content-Type", "User-Agent", "ts", "nonce", "signature")
-TIMESTAMP = re.compile(r"[0-9]{13}")
-"""``ts``: milliseconds since the epoch, 13 ASCII digits (int() would take "1_7…" or " 17…")."""
-MAX_NONCE_CHARS = 128
+RECORDED_HEADERS = (
+    "Host",
+    "Content-Type",
+    "User-Agent",
+    "X-Sdk-Date",
+    "X-Sdk-Content-Sha256",
+    "Authorization",
+    "ts",
+    "nonce",
+    "signature",
+)
 MAX_STORED_URL_CHARS = 2000
-"""A stored inbound URL is cut here, as bodies are: a caller may send 64 KB of query string."""
-MAX_STORED_HEADER_CHARS = 200
+"""A recorded URL is cut here: a caller may send 64 KB of query string."""
+MAX_STORED_HEADER_CHARS = 300
 UNAUTHENTICATED_BODY_BYTES = 256
-"""What is kept of a refused unauthenticated call's body: enough to see what it was."""
+"""What is kept of a refused, unauthenticated call's body: enough to see what it was."""
+MAX_RECORDED_BODY_BYTES = 64 * 1024
+"""What is kept of an authenticated body (1000 usage records are about 200 KB)."""
+
+ROUTES = {QUERY_ORDER_PATH: ("GET", "queryOrder"), USAGE_PUSH_PATH: ("POST", "usagePush")}
+
+NOT_FOUND_CODE = "KOOSIM.NOT_FOUND"
+METHOD_CODE = "KOOSIM.METHOD_NOT_ALLOWED"
+TOO_LARGE_CODE = "KOOSIM.BODY_TOO_LARGE"
+"""ASSUMPTION U32's neighbour: no page shows the gateway's answer to a path that is no API, a
+wrong method or an oversized body; koosim answers 404 / 405 / 413 with the gateway's error body
+shape ``{error_msg, error_code, request_id}`` (§2.5) and a code of its own, named as such."""
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class OpenApiService:
+    """What the open APIs need from the server that hosts them.
+
+    ``keys`` maps each AK the marketplace issued to its SK (the gateway, §2.5); ``usage_key`` is
+    the seller's interconnection key the usage push is signed with (§2.6: the target's access
+    key); ``find_order`` the ``orderInfo`` of an order koosim sold, or None; ``known_instances``
+    the instance IDs the merchant created (None: not known, MKT.9001 is never answered);
+    ``secrets`` what a record must never show; ``on_usage`` sees the records of each accepted push.
+    """
+
+    keys: Callable[[], Mapping[str, str]]
+    usage_key: Callable[[], str | None]
+    find_order: Callable[[str], Mapping[str, Any] | None]
+    log: InboundLog = field(default_factory=InboundLog)
+    now: Callable[[], datetime] = _utc_now
+    known_instances: Callable[[], Container[str] | None] = lambda: None
+    on_usage: Callable[[InboundCall, UsagePushResult], None] | None = None
+    gateway_replays: ReplayCache = field(default_factory=ReplayCache)
+    usage_nonces: ReplayCache = field(default_factory=ReplayCache)
+
 
 bp = Blueprint("openapi", __name__)
 
 
-class Refused(Exception):
-    """A call the marketplace answers with an error: HTTP status, code, and what is wrong."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+def install(app: Flask, service: OpenApiService) -> None:
+    """Serve the open APIs on ``app`` from ``service``."""
+    app.extensions[SERVICE] = service
+    app.register_blueprint(bp)
 
 
-def _market() -> MarketState:
-    return current_app.extensions["koosim.marketplace"]
+def service_of(app: Flask) -> OpenApiService:
+    service: OpenApiService = app.extensions[SERVICE]
+    return service
 
 
-def _authenticate(signed_body: str) -> None:
-    key = _market().settings.access_key
-    if not key:
-        raise Refused(
-            401, AUTH_FAILED, "the simulator has no merchant credentials: configure the target first"
-        )
-    for header in ("ts", "nonce", "signature"):
-        if not request.headers.get(header):
-            raise Refused(401, AUTH_FAILED, f"the {header} header is missing")
-    ts, nonce = request.headers["ts"], request.headers["nonce"]
-    now_ms = int(time.time() * 1000)
-    if not (TIMESTAMP.fullmatch(ts) and is_fresh(ts, now_ms=now_ms)):
-        raise Refused(
-            401, AUTH_FAILED, "the ts header is not a time within 60 s of now (13 digits, ms since the epoch)"
-        )
-    if len(nonce) > MAX_NONCE_CHARS:
-        raise Refused(401, AUTH_FAILED, f"the nonce header is longer than {MAX_NONCE_CHARS} characters")
-    if not verify_openapi(key, ts, nonce, signed_body, request.headers["signature"]):
-        raise Refused(401, AUTH_FAILED, "the signature does not match: see docs/server.md for what is signed")
-    now = datetime.now(UTC)
-    if not _nonces().remember(nonce, until=now + NONCE_MEMORY, now=now):
-        raise Refused(401, AUTH_FAILED, "the nonce was already used: a replayed call (use a fresh nonce)")
-    g.koosim_authenticated = True
+_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 
 
-NONCE_MEMORY = timedelta(milliseconds=2 * TIMESTAMP_WINDOW_MS + 1000)
-"""How long a nonce is remembered: as long as any ``ts`` sent with it could still be fresh."""
+@bp.route(PREFIX, methods=_METHODS)
+@bp.route(f"{PREFIX}/", methods=_METHODS)
+@bp.route(f"{PREFIX}/<path:rest>", methods=_METHODS)
+def open_api(rest: str = "") -> Response:
+    return handle(service_of(current_app))
 
 
-def _nonces() -> ReplayCache:
-    """The nonces of authenticated calls: a call replayed (same ts/nonce/signature, or the
-    nonce with a fresh ts) is refused. Bounded: a flood cannot grow it without limit."""
-    return current_app.extensions.setdefault("koosim.nonces", ReplayCache())
+@dataclass
+class _Outcome:
+    status: int
+    body: dict[str, Any]
+    api: str | None = None
+    gateway: Any = None
+    problems: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+    fields: dict[str, Any] = field(default_factory=dict)
+    usage: UsagePushResult | None = None
 
 
-def _first_violation(instance: Any, name: str) -> str | None:
-    violations = validate(instance, "marketplace", name, "request")
-    if not violations:
-        return None
-    g.koosim_violations = [f"{v.path}: {v.message}" for v in violations]
-    return f"{violations[0].path}: {violations[0].message}"
-
-
-@bp.get(QUERY_ORDER_PATH)
-def query_order() -> Response:
-    g.koosim_activity = "queryOrder"
+def handle(service: OpenApiService) -> Response:
+    """Answer the request under way and log it as an inbound call of the run."""
+    started = time.time()
+    request_id = uuid.uuid4().hex
     try:
-        params = g.koosim_fields = request.args.to_dict()
-        _authenticate(canonical_query(params))
-        if (problem := _first_violation(params, "queryOrder")) is not None:
-            raise Refused(400, INVALID, problem)
-        order = _find_order(params["orderId"], params.get("orderLineId"))
-    except Refused as refused:
-        return _answer(refused.status, {"resultCode": refused.code, "resultMsg": refused.message})
-    return _answer(200, {"resultCode": SUCCESS, "resultMsg": "success", "orderInfo": order})
-
-
-def _find_order(order_id: str, line_id: str | None) -> dict[str, Any]:
-    if order_id in MOCK_ORDERS:
-        order = json.loads(json.dumps(MOCK_ORDERS[order_id]))
-    else:
-        lines = _market().store.marketplace.order_lines(order_id)
-        if not lines:
-            raise Refused(404, INVALID, f"order {order_id!r} does not exist")
-        fields = lines[0]["fields"]
-        order = {
-            "orderId": order_id,
-            "orderType": "TRIAL" if fields.get("trialFlag") == "1" else "NEW",
-            "createTime": datetime.fromtimestamp(lines[0]["created_at"], UTC).strftime(ORDER_TIME),
-            "orderLine": [_order_line(line) for line in lines],
-        }
-    if line_id is not None:
-        order["orderLine"] = [line for line in order["orderLine"] if line["orderLineId"] == line_id]
-        if not order["orderLine"]:
-            raise Refused(404, INVALID, f"order {order_id!r} has no line {line_id!r}")
-    return order
-
-
-def _order_line(line: dict[str, Any]) -> dict[str, Any]:
-    fields = line["fields"]
-    result: dict[str, Any] = {
-        "orderLineId": line["order_line_id"],
-        "chargingMode": CHARGING_MODES.get(str(fields.get("chargingMode", "0")), "PERIOD"),
-        # The V2 call names the order only (docs/protocol.md §4.1): the product is what koosim
-        # sells by default unless the call (V1, a licence) carried one.
-        "productInfo": [
-            {
-                "productId": fields.get("productId") or Order.product_id,
-                "skuCode": fields.get("skuCode") or Order.sku_code,
-            }
-        ],
-    }
-    if str(fields.get("expireTime", "")).isdigit() and len(fields["expireTime"]) == 14:
-        result["expireTime"] = fields["expireTime"]
-    if fields.get("periodType") in ("year", "month", "day", "hour"):
-        result["periodType"] = fields["periodType"]
-    if str(fields.get("periodNumber", "")).isdigit() and int(fields["periodNumber"]) >= 1:
-        result["periodNumber"] = int(fields["periodNumber"])
-    return result
-
-
-@bp.post(USAGE_PATH)
-def usage_push() -> Response:
-    g.koosim_activity = "usagePush"
-    raw = request.get_data(cache=True)
-    try:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            raise Refused(400, INVALID, "the body is not UTF-8") from None
-        _authenticate(text)
-        try:
-            body = parse_json(text)
-        except InvalidJSON as exc:
-            raise Refused(400, INVALID, f"the body is {exc}") from None
-        if not isinstance(body, dict):
-            raise Refused(400, INVALID, "the body must be a JSON object with usage_records")
-        g.koosim_fields = body
-        records = body.get("usage_records")
-        if isinstance(records, list) and len(records) > MAX_RECORDS:
-            raise Refused(
-                400, TOO_MANY_RECORDS, f"at most {MAX_RECORDS} usage_records per call, got {len(records)}"
-            )
-        if (problem := _first_violation(body, "usagePush")) is not None or not isinstance(records, list):
-            raise Refused(400, INVALID, problem or "usage_records must be a list")
-        for index, record in enumerate(records):
-            _check_times(index, record)
-        added, repeated = _market().store.marketplace.add_usage(
-            records, g.koosim_exchange_id, _market().secrets
+        raw = request.get_data(cache=True)
+        outcome = _dispatch(service, raw, request_id)
+    except HTTPException as error:  # too large, a client gone: the gateway's shape, a 4xx
+        raw = b""
+        code = TOO_LARGE_CODE if error.code == 413 else f"KOOSIM.HTTP_{error.code}"
+        message = f"{error.name}: {error.description}"
+        outcome = _Outcome(
+            error.code or 400,
+            {"error_msg": message, "error_code": code, "request_id": request_id},
+            api=ROUTES.get(request.path, (None, None))[1],
+            problems=(message,),
         )
-    except Refused as refused:
-        return _answer(refused.status, {"error_code": refused.code, "error_msg": refused.message})
-    return _answer(
-        200, {"error_code": SUCCESS, "error_msg": "success", "accepted": added, "repeated": repeated}
+    payload = json.dumps(outcome.body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    call = _inbound_call(request_id, started, raw, outcome, payload)
+    service.log.add(call)
+    if outcome.usage is not None and outcome.usage.accepted and service.on_usage is not None:
+        try:
+            service.on_usage(call, outcome.usage)
+        except Exception:  # the merchant gets its answer even when the records cannot be kept
+            current_app.logger.exception("could not keep pushed usage")
+    response = Response(payload, status=outcome.status, mimetype="application/json")
+    response.headers["X-Request-Id"] = request_id
+    return response
+
+
+def _dispatch(service: OpenApiService, raw: bytes, request_id: str) -> _Outcome:
+    # merchants call from their servers: a browser sending this from a web page is a forgery
+    refuse_cross_site(all_methods=True)
+    route = ROUTES.get(request.path.rstrip("/") or "/")
+    if route is None:
+        message = (
+            f"no open API at {request.path[:200]!r}: Querying an Order is GET {QUERY_ORDER_PATH}, "
+            f"usage push POST {USAGE_PUSH_PATH}"
+        )
+        return _Outcome(404, _gateway_body(message, NOT_FOUND_CODE, request_id), problems=(message,))
+    method, api = route
+    if request.method != method:
+        message = f"{api} is {method} {request.path}, not {request.method}"
+        return _Outcome(405, _gateway_body(message, METHOD_CODE, request_id), api=api, problems=(message,))
+    now = service.now()
+    if api == "queryOrder":
+        return _query_order(service, raw, now, request_id)
+    return _usage_push(service, raw, now)
+
+
+def _gateway_body(message: str, code: str, request_id: str) -> dict[str, Any]:
+    return {"error_msg": message, "error_code": code, "request_id": request_id}
+
+
+def _query_pairs() -> list[tuple[str, str]]:
+    text = request.query_string.decode("latin-1")
+    return parse_qsl(text, keep_blank_values=True, encoding="utf-8", errors="replace")
+
+
+def _query_order(service: OpenApiService, raw: bytes, now: datetime, request_id: str) -> _Outcome:
+    params = _query_pairs()
+    inbound = InboundRequest(
+        method=request.method,
+        path=request.path,
+        query=tuple(params),
+        headers=tuple(request.headers.items()),
+        body=raw,
+    )
+    verdict = verify(inbound, service.keys(), now, service.gateway_replays)
+    if isinstance(verdict, GatewayRefusal):
+        return _Outcome(
+            verdict.status, verdict.body(request_id), "queryOrder", verdict, problems=(verdict.message,)
+        )
+    result = query_order(params, service.find_order, now)
+    return _Outcome(
+        result.status,
+        result.body,
+        "queryOrder",
+        verdict,
+        problems=_problems(result),
+        fields=dict(params),
     )
 
 
-def _check_times(index: int, record: dict[str, Any]) -> None:
-    where = f"$.usage_records[{index}]"
-    times = {}
-    for name in ("record_time", "begin_time", "end_time"):
-        try:
-            times[name] = datetime.strptime(record[name], USAGE_TIME).replace(tzinfo=UTC)
-        except ValueError:
-            raise Refused(400, INVALID, f"{where}.{name}: {record[name]!r} is not a real UTC time") from None
-    if times["end_time"] < times["begin_time"]:
-        raise Refused(400, INVALID, f"{where}: end_time is before begin_time")
-    if times["begin_time"] < datetime.now(UTC) - MAX_AGE:
-        raise Refused(400, TOO_OLD, f"{where}.begin_time: more than 21 days ago")
+def _problems(result: OpenApiAnswer) -> tuple[str, ...]:
+    return () if result.code == MktCode.SUCCESS else (str(result.body.get("resultMsg", result.code)),)
 
 
-def _answer(status: int, body: dict[str, Any]) -> Response:
-    g.koosim_status_body = body
-    payload = json.dumps(body, ensure_ascii=False, separators=(",", ":"))
-    return Response(payload, status=status, mimetype="application/json")
-
-
-@bp.before_request
-def _start() -> None:
-    g.koosim_started = time.time()
-    g.koosim_exchange_id = uuid.uuid4().hex[:12]
-    # merchants call from their servers: a browser sending this from a web page is a forgery
-    refuse_cross_site(all_methods=True)
+def _usage_push(service: OpenApiService, raw: bytes, now: datetime) -> _Outcome:
+    key = service.usage_key()
+    if not key:
+        refused = answer(MktCode.AUTH_FAILED, "the marketplace has no interconnection key for this merchant")
+        return _Outcome(refused.status, refused.body, "usagePush", problems=(str(refused.body["resultMsg"]),))
+    signed = verify_usage_push(
+        key, request.headers.items(), raw, now, service.usage_nonces, refuse_replays=True
+    )
+    if isinstance(signed, UsageRefusal):
+        refused = answer(signed.code, signed.message)
+        return _Outcome(refused.status, refused.body, "usagePush", signed, problems=(signed.message,))
+    result = validate_usage_push(raw, now, service.known_instances())
+    try:
+        fields = json.loads(raw)
+    except (ValueError, RecursionError):
+        fields = {}
+    return _Outcome(
+        result.answer.status,
+        result.answer.body,
+        "usagePush",
+        signed,
+        problems=_problems(result.answer),
+        warnings=tuple(signed.warnings) + result.warnings,
+        fields=fields if isinstance(fields, dict) else {},
+        usage=result,
+    )
 
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else f"{text[:limit]}… [{len(text)} characters in all]"
 
 
-def _request_body() -> bytes:
-    try:
-        return request.get_data(cache=True)
-    except HTTPException:  # too large, or the client went away: the answer already says so
-        return b""
-
-
-@bp.after_request
-def _record(response: Response) -> Response:
-    """Every inbound call goes into the history, refused or not (secrets redacted)."""
-    market = _market()
-    activity = g.get("koosim_activity", request.path)
-    answer = g.get("koosim_status_body") or {}
-    authenticated = g.get("koosim_authenticated", False)
-    body = _request_body()
-    if not authenticated:  # anyone may send these: keep what shows the call, not all of it
-        body = body[:UNAUTHENTICATED_BODY_BYTES]
-    exchange = Exchange(
-        id=g.koosim_exchange_id,
-        label=f"{activity} from the merchant",
-        interface="marketplace",
-        protocol="openapi",
-        activity=activity,
-        method=request.method,
-        url=_cut(request.url, MAX_STORED_URL_CHARS),
-        fields=g.get("koosim_fields", {}) if authenticated else {},
-        request_headers={
-            name: _cut(value, MAX_STORED_HEADER_CHARS)
-            for name in RECORDED_HEADERS
-            if (value := request.headers.get(name))
-        },
-        request_body=body,
-        started_at=g.koosim_started,
-        status=response.status_code,
-        response_headers={"Content-Type": response.content_type or ""},
-        response_body=response.get_data(),
-        elapsed=time.time() - g.koosim_started,
-    )
-    verdict = {
-        "accepted": response.status_code == 200,
-        "code": answer.get("resultCode") or answer.get("error_code"),
-        "problem": answer.get("resultMsg") or answer.get("error_msg")
-        if response.status_code != 200
-        else None,
-        "request_violations": g.get("koosim_violations", []),
+def _recorded_headers(names: Sequence[str]) -> dict[str, str]:
+    return {
+        name: _cut(value, MAX_STORED_HEADER_CHARS) for name in names if (value := request.headers.get(name))
     }
-    try:
-        market.store.history.add_exchange(None, exchange, market.secrets, direction=INBOUND, verdict=verdict)
-    except Exception:  # the merchant gets its answer even when the history cannot keep it
-        current_app.logger.exception("could not record an inbound call")
-    return response
+
+
+def _inbound_call(
+    request_id: str, started: float, raw: bytes, outcome: _Outcome, payload: bytes
+) -> InboundCall:
+    authenticated = outcome.gateway is not None and not isinstance(
+        outcome.gateway, GatewayRefusal | UsageRefusal
+    )
+    limit = MAX_RECORDED_BODY_BYTES if authenticated else UNAUTHENTICATED_BODY_BYTES
+    return InboundCall(
+        id=request_id[:12],
+        api=outcome.api,
+        method=request.method[:16],
+        url=_cut(request.url, MAX_STORED_URL_CHARS),
+        request_headers=_recorded_headers(RECORDED_HEADERS),
+        request_body=raw[:limit],
+        started_at=started,
+        status=outcome.status,
+        response_body=payload,
+        elapsed=time.time() - started,
+        gateway=outcome.gateway,
+        code=str(outcome.body.get("resultCode") or outcome.body.get("error_code") or ""),
+        problems=outcome.problems,
+        warnings=outcome.warnings,
+        fields=outcome.fields if authenticated else {},
+    )

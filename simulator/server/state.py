@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +28,7 @@ from simulator.settings import PROTOCOLS as PROTOCOLS  # the console lists them
 from simulator.store import Store
 from simulator.transport import LearnedSecrets, Target
 
-SECRET_SETTINGS = ("access_key", "sync_key", "notification_token")
+SECRET_SETTINGS = ("access_key", "sync_key", "notification_token", "market_ak", "market_sk")
 DEFAULT_RECIPIENT = "the merchant's registered contact"
 
 
@@ -76,6 +76,8 @@ class ConsoleSettings(Settings):
             "access_key": "set" if self.access_key else "not set",
             "sync_key": "set" if self.sync_key else "not set",
             "notification_token": "set" if self.notification_token else "not set",
+            "market_ak": "set" if self.market_ak else "not set",
+            "market_sk": "set" if self.market_sk else "not set",
             "rsa_public_key": "set" if self.rsa_public_key else "not set",
         }
 
@@ -138,6 +140,8 @@ class MarketState:
         self._runs: dict[str, threading.Thread] = {}
         self.plays: dict[str, Any] = {}
         """Scenario sessions being played by hand, by id (see :mod:`simulator.server.play`)."""
+        self._closing = ExitStack()
+        """What :meth:`close` ends besides (the open API's order watch, :meth:`on_close`)."""
 
     @property
     def settings(self) -> ConsoleSettings:
@@ -248,8 +252,13 @@ class MarketState:
             thread.join(timeout)
         return not any(thread.is_alive() for thread in threads)
 
+    def on_close(self, context: AbstractContextManager[Any]) -> None:
+        """Enter ``context`` now and leave it in :meth:`close`."""
+        self._closing.enter_context(context)
+
     def close(self) -> None:
         """Finish the scenario sessions and stop the bundled reference merchant, if any."""
+        self._closing.close()
         for session in list(self.plays.values()):
             session.finish()
         with self._lock:

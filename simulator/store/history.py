@@ -21,13 +21,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from simulator.checks import Check, Verdict
-from simulator.engine.record import SCHEMA_VERSION, exchange_record, result_record
+from simulator.engine.record import SCHEMA_VERSION, exchange_record, inbound_exchange, result_record
 from simulator.engine.run import CheckResult, Run, exchange_result
 from simulator.redaction import redact, redact_data
 from simulator.store.schema import Database, StoreError, dump, load
 from simulator.transport import Exchange, Target, Transport
 
 if TYPE_CHECKING:
+    from simulator.openapi import InboundCall
     from simulator.store import Store
 
 OUTBOUND, INBOUND = "outbound", "inbound"
@@ -292,7 +293,7 @@ class History:
                 "SELECT record FROM results WHERE run_id = ? ORDER BY position", (run_id,)
             ).fetchall()
             exchanges = db.execute(
-                "SELECT record, verdict FROM exchanges WHERE run_id = ? ORDER BY seq", (run_id,)
+                "SELECT record, verdict, direction FROM exchanges WHERE run_id = ? ORDER BY seq", (run_id,)
             ).fetchall()
         summary = self._summary(row)
         failed = summary["summary"][Verdict.FAILED.value]
@@ -303,7 +304,8 @@ class History:
             "exit_code": row["exit_code"] if row["exit_code"] is not None else (1 if failed else 0),
             "delisting_risk": failed > 0,
             "checks": [load(result["record"]) for result in results],
-            "exchanges": [_exchange_row(exchange) for exchange in exchanges],
+            "exchanges": [_exchange_row(row) for row in exchanges if row["direction"] != INBOUND],
+            "inbound": [_inbound_row(row) for row in exchanges if row["direction"] == INBOUND],
         }
 
     def exchange(self, exchange_id: str) -> dict[str, Any] | None:
@@ -329,6 +331,14 @@ class History:
 def _exchange_row(row: sqlite3.Row) -> dict[str, Any]:
     record: dict[str, Any] = load(row["record"])
     record["verdict"] = None if row["verdict"] is None else load(row["verdict"])
+    return record
+
+
+def _inbound_row(row: sqlite3.Row) -> dict[str, Any]:
+    """An inbound call of a run as :func:`~simulator.engine.record.inbound_record` shaped it."""
+    record = _exchange_row(row)
+    verdict = record.get("verdict") or {}
+    record["direction"] = verdict.get("direction", "merchant → marketplace")
     return record
 
 
@@ -446,6 +456,19 @@ class RunRecorder:
                     exchange.fields, instance_id if isinstance(instance_id, str) else None, self._secrets
                 )
             )
+
+    def inbound(self, call: InboundCall) -> None:
+        """Record a call the merchant made to the open API during the run (``direction`` inbound,
+        the gateway's verdict with it). Called from the open API's threads: the held connection
+        takes turns."""
+        run_id = self.run_id
+        if run_id is None:
+            return
+        self._guard(
+            lambda: self._writer.history.add_exchange(
+                run_id, inbound_exchange(call), self._secrets, direction=INBOUND, verdict=call.verdict
+            )
+        )
 
     def result(self, result: CheckResult) -> None:
         run_id = self.run_id
