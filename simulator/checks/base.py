@@ -12,12 +12,13 @@ active check records is a :class:`Finding`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NoReturn, Protocol
 
 from simulator.model import Order, OrderFactory
+from simulator.openapi import InboundLog
 from simulator.protocol import ResultCode
 from simulator.protocol.profiles import KIT
 from simulator.resend import DEFAULT_POLICY, ResendPolicy
@@ -177,10 +178,17 @@ class Context:
         transport: Transport,
         orders: OrderFactory,
         resend_policy: ResendPolicy = DEFAULT_POLICY,
+        inbound: InboundLog | None = None,
+        seen: Sequence[Exchange] = (),
     ) -> None:
         self.target = target
         self.resend_policy = resend_policy
         """How the marketplace resends, as the settings give it (the run passes it down)."""
+        self.inbound = inbound
+        """The open API's log of the merchant's calls (None: no open API runs): a check listens
+        to it while it drives the merchant (``conversation.*``)."""
+        self.seen = seen
+        """The exchanges of the run before this check (what the merchant answered earlier)."""
         self.transport = transport
         self.orders = orders
         self.findings: list[Finding] = []

@@ -11,6 +11,13 @@ the marketplace back, and what the marketplace asks again after the first answer
   about an existing order (§5.1, §4.5, A23): V1 re-calls newInstance (same instance, nothing
   changed: error); V2 calls queryInstance synchronously (error), and a V2 newInstance re-call
   is ASSUMPTION U13 (warning). Asked for a live, a renewed, a frozen and an upgraded instance.
+- ``conversation.query-order``: the merchant may call Querying an Order or not; every call it
+  makes while koosim drives it must pass the API gateway's AK/SK check (§2.5) and carry the
+  published parameters (§8.1). Seen through the open API's log (``Context.inbound``).
+- ``conversation.usage-push``: pay-per-use usage records name instances the merchant created
+  (§8.3); the open API judges the shape and signature, this check the reference.
+- ``conversation.debug-orders`` (run only when asked, ``koosim verify --debug-orders``): the
+  console's 接口调试 with the MOCK orders and testFlag=1 (§8.2, §10.4).
 
 The polling helper :func:`poll_until_listed` is public: every check that expects queryInstance
 to list an instance just created waits for it the way the marketplace does, so a merchant that
@@ -20,14 +27,17 @@ provisions asynchronously (which §4.1-c asks for) is not failed for it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
 from simulator.model import query_fields, status_fields
-from simulator.openapi import MOCK_ORDERS, ChargingMode, OrderType
+from simulator.openapi import MOCK_ORDERS, ChargingMode, InboundCall, OrderType
 from simulator.protocol import ResultCode
+from simulator.protocol.mkt import MktCode
 from simulator.transport import Exchange
 
 # --- polling queryInstance after an asynchronous newInstance (§10.2, U43) ----------------------------
@@ -411,3 +421,119 @@ def debug_orders(ctx: Context) -> None:
             ctx.expect(
                 ctx.send(fields, f"{label} (debug case)"), ResultCode.SUCCESS, f"the debug case {label}"
             )
+
+
+# --- the merchant's calls to the open APIs (§8.1, §8.3, §2.5, §2.6) ----------------------------------
+
+QUERY_ORDER_API, USAGE_PUSH_API = "queryOrder", "usagePush"
+MALFORMED = frozenset({MktCode.UNDEFINED_PARAMETER.value, MktCode.OTHER_PARAMETER_ERROR.value})
+"""The codes that say the request itself was malformed (§8.4: an undefined, extra or missing
+parameter, another parameter error)."""
+
+
+@contextmanager
+def merchant_calls(ctx: Context) -> Iterator[list[InboundCall]]:
+    """The calls the merchant makes to koosim's open API inside the block, as they arrive."""
+    if ctx.inbound is None:
+        ctx.skip("koosim's open API is not running in this run: no call of the merchant can be seen")
+    calls: list[InboundCall] = []
+    with ctx.inbound.listen(calls.append):
+        yield calls
+
+
+def call_text(call: InboundCall) -> str:
+    """One inbound call in a few words: method, path, the answer's code and why."""
+    why = "; ".join(call.problems)
+    answered = call.code or f"HTTP {call.status}"
+    return f"{call.method} {urlsplit(call.url).path} answered {answered}" + (f" ({why})" if why else "")
+
+
+def _judge_query_order(ctx: Context, call: InboundCall, evidence: Sequence[Exchange]) -> None:
+    if call.accepted:
+        return
+    if not call.authenticated:
+        message = (
+            "a Querying-an-Order request of the merchant is not authenticated as the API gateway asks "
+            f"(AK/SK, SDK-HMAC-SHA256, §2.5): {call_text(call)}"
+        )
+        reason = getattr(call.gateway, "reason", None)
+        if reason is None or getattr(reason, "published", False):
+            ctx.fail(message, *evidence)
+        else:  # refused for a reason no page names (a replay, an unsigned host…)
+            ctx.warn(f"{message}; that the gateway refuses this is ASSUMPTION U40", *evidence)
+    elif call.code in MALFORMED:
+        ctx.fail(
+            f"a Querying-an-Order request of the merchant is malformed (§8.1): {call_text(call)}", *evidence
+        )
+    else:  # an order or line koosim never sold: MKT.0100 by ASSUMPTION U32
+        ctx.warn(
+            f"a Querying-an-Order request of the merchant was refused (ASSUMPTION U32): {call_text(call)}",
+            *evidence,
+        )
+
+
+@check("conversation.query-order", rule="§8.1, §2.5")
+def query_order(ctx: Context) -> None:
+    """Querying an Order, when the merchant calls it, is authenticated and well-formed.
+
+    The merchant may or may not call the marketplace back (a V2 newInstance names the order
+    only, §4.1, so most do). Every call it makes while koosim sends a newInstance, and an
+    upgradeInstance (a new order, §4.3), must pass the API gateway's AK/SK check (§2.5: a wrong
+    key, signature or date is refused with APIGW.0303) and carry the published parameters
+    (§8.1: orderId, optional orderLineId). Skipped when koosim's open API does not run.
+    """
+    with merchant_calls(ctx) as calls:
+        order = ctx.orders.order()
+        created = ctx.send(order.new_instance_fields(ctx.orders.business_id()), "newInstance")
+        instance_id = created.answer_field("instanceId")
+        upgrade = order.upgrade_fields(instance_id) if isinstance(instance_id, str) and instance_id else None
+        if upgrade is not None and ctx.applies(upgrade):
+            ctx.send(upgrade, "upgradeInstance")
+    for call in calls:
+        if call.api == QUERY_ORDER_API:
+            _judge_query_order(ctx, call, ctx.exchanges[:1])
+
+
+def _created_instances(ctx: Context) -> set[str]:
+    """Every instanceId the merchant answered in the run so far (this check's calls included)."""
+    ids = (e.answer_field("instanceId") for e in (*ctx.seen, *ctx.exchanges) if e.activity == "newInstance")
+    return {i for i in ids if isinstance(i, str) and i}
+
+
+@check("conversation.usage-push", rule="§8.3, §4.1-e")
+def usage_push(ctx: Context) -> None:
+    """Usage pushed by a pay-per-use merchant names the instances it created.
+
+    Each record's ``instance_id`` is "the instanceId the merchant returned for the pay-per-use
+    purchase" (§8.3). koosim sells pay-per-use orders (Querying an Order says ON_DEMAND) and
+    looks at every usage push the merchant makes meanwhile: refused pushes (signature §2.6,
+    fields §8.3) fail, and so does a record naming an instance the merchant never answered in
+    this run. When the merchant pushes is its own business (hourly, §8.3): no push is no fault.
+    """
+    if ctx.target.profile.billing != "on-demand":
+        ctx.skip(
+            "usage push belongs to pay-per-use products "
+            f"(--billing on-demand; profile {ctx.target.profile}, §1.2)"
+        )
+    with merchant_calls(ctx) as calls:
+        for _ in range(2):
+            ctx.new_instance(prerequisite=True)
+    known = _created_instances(ctx)
+    for call in calls:
+        if call.api != USAGE_PUSH_API:
+            continue
+        if not call.accepted:
+            ctx.fail(
+                f"a usage push of the merchant was refused (§8.3, §2.6): {call_text(call)}",
+                *ctx.exchanges[-1:],
+            )
+            continue
+        records = call.fields.get("usage_records") if isinstance(call.fields, dict) else None
+        for record in records if isinstance(records, list) else []:
+            named = record.get("instance_id") if isinstance(record, dict) else None
+            if named not in known:
+                ctx.fail(
+                    f"usage pushed for instance {named!r}, which the merchant never created: instance_id "
+                    "must be the instanceId newInstance answered (§8.3)",
+                    *ctx.exchanges,
+                )

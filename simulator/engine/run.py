@@ -153,7 +153,7 @@ def run_checks(
             for check in checks:
                 if on_start is not None:
                     on_start(check)
-                result = run_check(check, target, transport, orders, run.exchanges, resend_policy)
+                result = run_check(check, target, transport, orders, run.exchanges, resend_policy, inbound)
                 if target.budget is not None and result.skip_reason == budget_reason(target.budget.seconds):
                     run.budget_spent = target.budget.seconds
                 run.results.append(result)
@@ -183,15 +183,18 @@ def run_check(
     orders: OrderFactory,
     exchanges: list[Exchange],
     resend_policy: ResendPolicy = DEFAULT_POLICY,
+    inbound: InboundLog | None = None,
 ) -> CheckResult:
     """Run one check as :func:`run_checks` does, for a caller that runs them one at a time.
 
     An active check drives the merchant through ``transport`` and its exchanges are appended to
-    ``exchanges``; a per-exchange check judges ``exchanges`` (skipped when there is none yet).
+    ``exchanges``; it sees the exchanges before it and, through ``inbound`` (the open API's
+    log), the calls the merchant makes meanwhile. A per-exchange check judges ``exchanges``
+    (skipped when there is none yet).
     """
     if check.per_exchange:
         return _judge_exchanges(check, exchanges, target)
-    result = _run_active(check, target, transport, orders, resend_policy)
+    result = _run_active(check, target, transport, orders, resend_policy, inbound, exchanges)
     exchanges.extend(result.exchanges)
     return result
 
@@ -216,7 +219,13 @@ def exchange_result(check: Check, exchange: Exchange, problems: Sequence[str]) -
 
 
 def _run_active(
-    check: Check, target: Target, transport: Transport, orders: OrderFactory, resend_policy: ResendPolicy
+    check: Check,
+    target: Target,
+    transport: Transport,
+    orders: OrderFactory,
+    resend_policy: ResendPolicy,
+    inbound: InboundLog | None = None,
+    seen: Sequence[Exchange] = (),
 ) -> CheckResult:
     started = time.perf_counter()
     not_applicable = applicability(check, target)
@@ -224,7 +233,7 @@ def _run_active(
         return CheckResult(check, Verdict.SKIPPED, skip_reason=not_applicable)
     if target.budget is not None and target.budget.spent:
         return CheckResult(check, Verdict.SKIPPED, skip_reason=budget_reason(target.budget.seconds))
-    ctx = Context(target, transport, orders, resend_policy=resend_policy)
+    ctx = Context(target, transport, orders, resend_policy=resend_policy, inbound=inbound, seen=seen)
     skip_reason = None
     try:
         check.play(ctx)

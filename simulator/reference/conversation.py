@@ -5,7 +5,8 @@ marketplace's side of the conversation switched on (docs/protocol.md §4.1, §8,
 
 - with a :class:`~simulator.reference.market.MarketClient` (``koosim merchant --market-url``) a
   newInstance is answered only after Querying an Order (§8.1) told the merchant what was bought:
-  customer, product, SKU, expiry, trial. Without that answer the order is not provisioned: the
+  customer, product, SKU, expiry, trial (asked once per order line: resends reuse the answer).
+  Without that answer the order is not provisioned: the
   merchant answers ``000005`` and the marketplace asks again later (§3.2, §10.1). An upgrade
   learns the new specification the same way (§4.3). A pay-per-use line gets its usage pushed
   (§8.3, §4.1-e) once the instance exists.
@@ -24,7 +25,7 @@ from datetime import UTC, datetime
 
 from simulator.protocol import ResultCode
 from simulator.reference.activities import Answer, Merchant, answer
-from simulator.reference.market import MarketClient, MarketError, order_details, usage_record
+from simulator.reference.market import MarketClient, MarketError, OrderDetails, order_details, usage_record
 
 
 @dataclass
@@ -38,13 +39,26 @@ class ConversingMerchant(Merchant):
     _provisioning: set[str] = field(default_factory=set, repr=False)
     _created: set[str] = field(default_factory=set, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _orders: dict[tuple[str, str | None], OrderDetails] = field(default_factory=dict, repr=False)
+    _lookup: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def order(self, order_id: str, order_line_id: str | None) -> OrderDetails:
+        """What the marketplace says of an order line, asked once: a paid order does not change,
+        so resends and concurrent copies of one call reuse the first answer (a failed lookup is
+        asked again). Raises :class:`MarketError`."""
+        assert self.market is not None
+        key = (order_id, order_line_id)
+        with self._lookup:  # one lookup at a time: concurrent copies wait for the first one's answer
+            if key not in self._orders:
+                info = self.market.query_order(order_id, order_line_id)
+                self._orders[key] = order_details(info, order_line_id)
+            return self._orders[key]
 
     def new_instance(self, fields: dict[str, str]) -> Answer:
         details = None
         if self.market is not None:
             try:
-                info = self.market.query_order(fields["orderId"], fields.get("orderLineId"))
-                details = order_details(info, fields.get("orderLineId"))
+                details = self.order(fields["orderId"], fields.get("orderLineId"))
             except MarketError as exc:  # nothing is provisioned for an order the merchant cannot read
                 return answer(ResultCode.INTERNAL_ERROR, f"could not read the order: {exc}")
             fields = details.as_fields() | fields
@@ -65,8 +79,7 @@ class ConversingMerchant(Merchant):
         """The upgrade order says what the instance becomes (§4.3, §8.1)."""
         if self.market is not None and "productId" not in fields:
             try:
-                info = self.market.query_order(fields["orderId"], fields.get("orderLineId"))
-                details = order_details(info, fields.get("orderLineId"))
+                details = self.order(fields["orderId"], fields.get("orderLineId"))
             except MarketError as exc:
                 return answer(ResultCode.INTERNAL_ERROR, f"could not read the upgrade order: {exc}")
             product = {"productId": details.product_id, "skuCode": details.sku_code}
