@@ -33,6 +33,7 @@ from . import (
     order_line_ignored,
     pending_forever,
     plaintext_password,
+    query_order_signed_wrongly,
     query_single_id,
     reads_order_from_new_instance,
     recall_changes_instance_id,
@@ -50,6 +51,7 @@ from . import (
     unknown_activity_success,
     unknown_instance_crash,
     upgrade_resend_rejected,
+    usage_for_unknown_instance,
     user_add_not_idempotent,
     user_delete_not_idempotent,
     v1_authtoken_optional,
@@ -126,6 +128,8 @@ GALLERY: list[Mutant] = [
         # the conversation (issue 16: docs/protocol.md §4.1-c, §5.1, §8, §10.2)
         pending_forever,
         recall_changes_instance_id,
+        query_order_signed_wrongly,
+        usage_for_unknown_instance,
     )
 ]
 
