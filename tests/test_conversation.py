@@ -3,6 +3,7 @@ back (reference/conversation.py, reference/market.py) and ``koosim verify --debu
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,12 @@ from mutants.base import refuse_calls
 from simulator.checks import Context, Verdict, catalog, select
 from simulator.checks.conversation import Polling, poll_until_listed
 from simulator.cli import main
+from simulator.engine.explore import Exploration
 from simulator.engine.run import run_checks
 from simulator.model import OrderFactory
 from simulator.protocol.profiles import Profile
 from simulator.reference import MerchantConfig, create_app
+from simulator.server.market import MarketServer
 from simulator.transport import Target, Transport
 
 ACCESS_KEY = "koosim-conversation-access-key"
@@ -173,3 +176,58 @@ def test_merchant_market_url_must_be_a_base_url(url: str) -> None:
     assert result.exit_code == 2, result.output
     assert "--market-url" in result.output
     assert "Traceback" not in result.output
+
+
+# --- with koosim's open API ------------------------------------------------------------------------
+
+MARKET_AK, MARKET_SK = "koosim-conversation-market-ak", "koosim-conversation-market-sk"
+
+
+def _talking(market: MarketServer, **overrides: object) -> MerchantConfig:
+    market.usage_key = ACCESS_KEY
+    return _config(market_url=market.base_url, market_ak=MARKET_AK, market_sk=MARKET_SK, **overrides)
+
+
+def test_the_debug_cases_ask_querying_an_order_for_the_mock_orders(serve: Serve) -> None:
+    with MarketServer(market_ak=MARKET_AK, market_sk=MARKET_SK) as market:
+        url = serve(create_app(_talking(market)))
+        run = run_checks(_target(url), select(["conversation.debug-orders"]), inbound=market.log)
+    (result,) = run.results
+    assert result.verdict is Verdict.PASSED, result.evidence
+    asked = {call.fields.get("orderId") for call in run.inbound if call.api == "queryOrder"}
+    assert {"MOCKPERIODYEARNEW", "MOCKONDEMAND", "MOCKMONTYCHANGE"} <= asked
+    assert all(call.accepted for call in run.inbound)
+
+
+def test_a_merchant_without_the_open_api_keys_fails_query_order(serve: Serve) -> None:
+    """Wrong AK/SK: the gateway refuses (APIGW.0303, §2.5) and conversation.query-order says so."""
+    with MarketServer(market_ak=MARKET_AK, market_sk=MARKET_SK) as market:
+        config = replace(_talking(market), market_sk="not-the-secret-key")
+        url = serve(create_app(config))
+        run = run_checks(_target(url), select(["conversation.query-order"]), inbound=market.log)
+    (result,) = run.results
+    assert result.verdict is Verdict.FAILED
+    assert "APIGW.0303" in result.findings[0].message
+    assert "not-the-secret-key" not in result.findings[0].message
+
+
+def test_explore_finds_usage_pushed_for_an_unknown_instance(serve: Serve) -> None:
+    from mutants import usage_for_unknown_instance
+
+    with MarketServer(market_ak=MARKET_AK, market_sk=MARKET_SK, billing="on-demand") as market:
+        url = serve(usage_for_unknown_instance.build(_talking(market)))
+        target = _target(url, profile=Profile(billing="on-demand"))
+        found = Exploration(target, seed=1, max_examples=20, database_dir=None, inbound=market.log).run()
+    assert found is not None
+    assert found.check_id == "conversation.usage-push"
+    assert "never created" in found.message
+    assert len(found.scenario.steps) == 1  # the first order shows it
+
+
+def test_explore_finds_nothing_wrong_with_the_talking_reference_merchant(serve: Serve) -> None:
+    with MarketServer(market_ak=MARKET_AK, market_sk=MARKET_SK, billing="on-demand") as market:
+        url = serve(create_app(_talking(market, async_provisioning=True)))
+        target = _target(url, profile=Profile(billing="on-demand"))
+        found = Exploration(target, seed=2, max_examples=25, database_dir=None, inbound=market.log).run()
+    assert found is None, found and found.message
+    assert market.log.calls(), "the merchant asked nothing"

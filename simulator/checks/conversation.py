@@ -27,7 +27,7 @@ provisions asynchronously (which §4.1-c asks for) is not failed for it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -520,20 +520,27 @@ def usage_push(ctx: Context) -> None:
             ctx.new_instance(prerequisite=True)
     known = _created_instances(ctx)
     for call in calls:
-        if call.api != USAGE_PUSH_API:
-            continue
-        if not call.accepted:
-            ctx.fail(
-                f"a usage push of the merchant was refused (§8.3, §2.6): {call_text(call)}",
-                *ctx.exchanges[-1:],
-            )
-            continue
-        records = call.fields.get("usage_records") if isinstance(call.fields, dict) else None
-        for record in records if isinstance(records, list) else []:
-            named = record.get("instance_id") if isinstance(record, dict) else None
-            if named not in known:
-                ctx.fail(
-                    f"usage pushed for instance {named!r}, which the merchant never created: instance_id "
-                    "must be the instanceId newInstance answered (§8.3)",
-                    *ctx.exchanges,
-                )
+        for problem in usage_problems(call, known):
+            ctx.fail(problem, *ctx.exchanges)
+
+
+def usage_problems(call: InboundCall, created: Container[str]) -> list[str]:
+    """What is wrong with one of the merchant's calls to usage push (§8.3, §2.6): refused by the
+    open API, or a record naming an instance not in ``created`` (the instanceIds the merchant
+    answered). Empty for any other call. Explore judges its sequences with it too."""
+    if call.api != USAGE_PUSH_API:
+        return []
+    if not call.accepted:
+        return [f"a usage push of the merchant was refused (§8.3, §2.6): {call_text(call)}"]
+    records = call.fields.get("usage_records")
+    named = (
+        [record.get("instance_id") for record in records if isinstance(record, dict)]
+        if isinstance(records, list)
+        else []
+    )
+    return [
+        f"usage pushed for instance {instance_id!r}, which the merchant never created: instance_id must "
+        "be the instanceId newInstance answered (§8.3)"
+        for instance_id in dict.fromkeys(named)
+        if instance_id not in created
+    ]

@@ -388,7 +388,12 @@ def explore(
             console.print("[dim]no sync key (KOOSIM_SYNC_KEY): user-sync calls are left out[/]")
         info.preflight(target, skip=no_preflight, seed=seed)
         exploration = Exploration(
-            target, seed=seed, max_examples=max_examples, max_steps=max_steps, hunt_warnings=hunt_warnings
+            target,
+            seed=seed,
+            max_examples=max_examples,
+            max_steps=max_steps,
+            hunt_warnings=hunt_warnings,
+            inbound=None if info.market is None else info.market.log,
         )
         with show.ExploreProgress(console, max_examples) as progress, sigterm_interrupts():
             exploration.on_progress = progress.update

@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -42,12 +43,13 @@ from hypothesis.stateful import (
 )
 
 from simulator.checks import REGISTRY, Severity
-from simulator.checks.conversation import POLLING, listed_ids
+from simulator.checks.conversation import POLLING, listed_ids, usage_problems
 from simulator.contracts import schema_for
 from simulator.engine.explore_defaults import DATABASE_DIR, DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS
 from simulator.engine.player import Judgement, Player, StepOutcome
 from simulator.engine.scenario import Expect, Scenario, Step
 from simulator.model import InstanceState, kit_user, status_fields
+from simulator.openapi import InboundCall, InboundLog
 from simulator.protocol import ResultCode
 from simulator.protocol.vocabulary import ADD, DELETE, LICENSE_CALLS
 from simulator.transport import Target, Transport
@@ -58,6 +60,7 @@ COPIES = st.sampled_from([1, 2])
 """One call, or two copies of it at the same moment."""
 
 Progress = Callable[["Exploration"], None]
+USAGE_CHECK = "conversation.usage-push"
 
 
 def _breaks(judgement: Judgement) -> bool:
@@ -113,6 +116,11 @@ class Exploration:
     first_failure: tuple[int, int] | None = None
     """(sequences tried, calls sent) when the first failure happened."""
     found: Found | None = None
+    inbound: InboundLog | None = None
+    """The open API's log (``koosim explore`` serves it): the merchant's usage pushes are judged
+    after every step (``conversation.usage-push``)."""
+    instances: set[str] = field(default_factory=set)
+    """Every instanceId the merchant answered in the exploration: usage may name any of them."""
     _transport: Transport | None = None
 
     @property
@@ -267,6 +275,13 @@ class MarketplaceMachine(RuleBasedStateMachine):
         self.license_states: dict[str, str] = {}
         self.reported: set[str] = set()
         """The orders whose instance queryInstance has listed: provisioning is over (§10.2)."""
+        self.calls: list[InboundCall] = []
+        self._listening = ExitStack()
+        if exploration.inbound is not None:
+            self._listening.enter_context(exploration.inbound.listen(self.calls.append))
+
+    def teardown(self) -> None:
+        self._listening.close()
 
     def has(self, interface: str) -> bool:
         """Whether the target's product profile has ``interface`` (docs/protocol.md §1.2): the
@@ -295,7 +310,14 @@ class MarketplaceMachine(RuleBasedStateMachine):
 
     @invariant()
     def merchant_answered_as_expected(self) -> None:
-        """Contract, idempotency and lifecycle hold for the call just made."""
+        """Contract, idempotency and lifecycle hold for the call just made; the merchant's usage
+        pushes meanwhile name instances it created (§8.3)."""
+        self.exploration.instances.update(self.player.lifecycle.states)
+        calls, self.calls[:] = list(self.calls), []
+        problems = [p for call in calls for p in usage_problems(call, self.exploration.instances)]
+        if problems and self.failure is None and self.steps:
+            self.failure = Judgement("usage push (§8.3)", False, USAGE_CHECK, problems[0])
+            self.exploration.failed(list(self.steps), self.failure)
         if self.failure is not None:
             raise failure_type(self.failure.check_id or "koosim.unresolved")(
                 f"{self.steps[-1].id}: {self.failure.expectation}: {self.failure.message}"
