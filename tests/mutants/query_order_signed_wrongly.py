@@ -24,10 +24,14 @@ from flask import Flask
 from simulator.openapi import QUERY_ORDER_PATH
 from simulator.protocol import apig
 from simulator.reference import MerchantConfig, create_app
+from simulator.reference.activities import Merchant
 from simulator.reference.conversation import ConversingMerchant
 from simulator.reference.market import JSON_TYPE, MarketClient, MarketError
 
 from .base import MERCHANT, mutant
+
+UNCONFIGURED = "http://127.0.0.1:9"
+"""Where the lookups go when no open API was given (nothing listens on the discard port)."""
 
 
 @dataclass
@@ -48,11 +52,19 @@ class PathOnlySigner(MarketClient):
 
 
 def build(config: MerchantConfig) -> Flask:
+    """The gallery points it at koosim's open API (``config.market_url``); built without one it
+    still answers, and its lookups fail like any unreachable marketplace."""
     app = create_app(config)
-    merchant: ConversingMerchant = app.extensions[MERCHANT]
-    assert merchant.market is not None, "the gallery gives this mutant the open API's URL"
-    market = merchant.market
-    merchant.market = PathOnlySigner(market.base_url, market.access_key, market.secret_key, market.usage_key)
+    current: Merchant = app.extensions[MERCHANT]
+    app.extensions[MERCHANT] = ConversingMerchant(
+        store=current.store,
+        access_key=current.access_key,
+        base_url=current.base_url,
+        encrypt_type=current.encrypt_type,
+        market=PathOnlySigner(
+            config.market_url or UNCONFIGURED, config.market_ak, config.market_sk, config.access_key
+        ),
+    )
     return app
 
 

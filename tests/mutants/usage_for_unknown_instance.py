@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from flask import Flask
 
 from simulator.reference import MerchantConfig, create_app
+from simulator.reference.activities import Merchant
 from simulator.reference.conversation import ConversingMerchant
 
 from .base import MERCHANT, mutant
@@ -32,13 +33,13 @@ class OrderKeyedMetering(ConversingMerchant):
 
 def build(config: MerchantConfig) -> Flask:
     app = create_app(config)
-    current: ConversingMerchant = app.extensions[MERCHANT]
+    current: Merchant = app.extensions[MERCHANT]  # a ConversingMerchant when given the open API
     app.extensions[MERCHANT] = OrderKeyedMetering(
         store=current.store,
         access_key=current.access_key,
         base_url=current.base_url,
         encrypt_type=current.encrypt_type,
-        market=current.market,
+        market=getattr(current, "market", None),
     )
     return app
 
