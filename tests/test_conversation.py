@@ -231,3 +231,34 @@ def test_explore_finds_nothing_wrong_with_the_talking_reference_merchant(serve: 
         found = Exploration(target, seed=2, max_examples=25, database_dir=None, inbound=market.log).run()
     assert found is None, found and found.message
     assert market.log.calls(), "the merchant asked nothing"
+
+
+def test_the_console_replays_the_debug_cases(serve: Serve, tmp_path: Path) -> None:
+    """The runs page's 接口调试 button posts the same selection as ``verify --debug-orders``."""
+    import time
+
+    from conftest import no_server_errors
+
+    from simulator.server import create_app as create_server
+    from simulator.server import token as server_token
+    from simulator.store import Store
+
+    url = serve(create_app(_config()))
+    with no_server_errors(create_server(Store(tmp_path / "koosim.db"))) as app:
+        client = app.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {server_token(app)}"
+        assert client.put("/api/target", json={"url": url, "access_key": ACCESS_KEY}).status_code == 200
+        page = client.get("/runs").data.decode()
+        form = page[page.index('id="debug-orders-form"') :]
+        checks = form[form.index('value="') + len('value="') :].split('"', 1)[0]
+        assert checks.split()[0] == "conversation.debug-orders"
+        response = client.post("/runs", data={"checks": checks})
+        assert response.status_code == 302
+        run_id = response.headers["Location"].rsplit("/", 1)[1]
+        deadline = time.monotonic() + 30
+        while (record := client.get(f"/api/runs/{run_id}").json)["status"] == "running":
+            assert time.monotonic() < deadline, "the run did not finish"
+            time.sleep(0.05)
+    assert record["summary"]["failed"] == 0, record["summary"]
+    verdicts = {result["id"]: result["verdict"] for result in record["checks"]}
+    assert verdicts["conversation.debug-orders"] == "passed"
