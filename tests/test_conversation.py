@@ -4,6 +4,7 @@ back (reference/conversation.py, reference/market.py) and ``koosim verify --debu
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -54,13 +55,15 @@ def test_polling_waits_for_an_asynchronously_provisioned_instance(serve: Serve) 
     waited: list[float] = []
     try:
         created = ctx.new_instance()
-        polls = poll_until_listed(ctx, [created.instance_id], polling=Polling(0.5, 4), sleep=waited.append)
+        polls = poll_until_listed(
+            ctx, [created.instance_id], polling=Polling(timedelta(minutes=5), 4), sleep=waited.append
+        )
     finally:
         transport.close()
     assert len(polls) == 2  # the first poll: not ready yet; the second lists it
     assert polls[0].result_code == "000000" and polls[0].answer_field("info") == []
     assert [item["instanceId"] for item in polls[1].answer_field("info")] == [created.instance_id]
-    assert waited == [0.5]
+    assert waited == [timedelta(minutes=5)]
 
 
 def test_polling_gives_up_after_the_schedule(serve: Serve) -> None:
@@ -73,10 +76,12 @@ def test_polling_gives_up_after_the_schedule(serve: Serve) -> None:
     waited: list[float] = []
     try:
         created = ctx.new_instance()
-        polls = poll_until_listed(ctx, [created.instance_id], polling=Polling(0.25, 3), sleep=waited.append)
+        polls = poll_until_listed(
+            ctx, [created.instance_id], polling=Polling(timedelta(minutes=2), 3), sleep=waited.append
+        )
     finally:
         transport.close()
-    assert len(polls) == 3 and waited == [0.25, 0.25]
+    assert len(polls) == 3 and waited == [timedelta(minutes=2)] * 2
     assert all(poll.answer_field("info") == [] for poll in polls)
 
 

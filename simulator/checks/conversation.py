@@ -30,10 +30,12 @@ import time
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
+from simulator.clock import format_duration
 from simulator.model import query_fields, status_fields
 from simulator.openapi import MOCK_ORDERS, ChargingMode, InboundCall, OrderType
 from simulator.protocol import ResultCode
@@ -43,24 +45,45 @@ from simulator.transport import Exchange
 # --- polling queryInstance after an asynchronous newInstance (§10.2, U43) ----------------------------
 
 
+RUN_TIME_SCALE = 3600.0
+"""How much faster than the wall marketplace time runs in verify, play and explore (an hour per
+wall second, docs/protocol.md §10), used to wait when the check has no clock of its own."""
+
+
 @dataclass(frozen=True)
 class Polling:
     """How the marketplace polls queryInstance for an instance still being provisioned.
 
     No page gives the cadence or when the marketplace gives up (§10.2, ASSUMPTION U43). koosim
-    polls ``polls`` times in all, ``interval`` seconds apart. The interval is wall time scaled for
-    a run: a real marketplace polls over minutes, a contract test cannot wait that long.
+    polls ``polls`` times in all, ``interval`` of marketplace time apart, on the run's clock (a
+    minute of marketplace time passes in 1/60 s at the run's default scale).
     """
 
-    interval: float = 0.2
-    polls: int = 6
+    interval: timedelta = timedelta(minutes=1)
+    polls: int = 10
 
     def describe(self) -> str:
-        return f"{self.polls} queryInstance polls {self.interval:g} s apart (ASSUMPTION U43)"
+        return f"{self.polls} queryInstance polls {format_duration(self.interval)} apart (ASSUMPTION U43)"
+
+    @property
+    def wall_seconds(self) -> float:
+        """The interval in wall seconds at the run's default time scale."""
+        return self.interval.total_seconds() / RUN_TIME_SCALE
 
 
 POLLING = Polling()
 """The schedule the checks poll on (a parameter: tests and the clock may pass another)."""
+
+
+def wait_between_polls(ctx: Context, interval: timedelta) -> None:
+    """Let ``interval`` of marketplace time pass: on the check's clock when it has one, else in
+    wall time at the run's default scale."""
+    clock = getattr(ctx, "clock", None)
+    if clock is not None:
+        clock.sleep(interval)
+    else:
+        time.sleep(interval.total_seconds() / RUN_TIME_SCALE)
+
 
 PENDING_CODE = ResultCode.PROCESSING
 """``000004`` (request being processed, §3.2): a queryInstance answer saying "not yet"."""
@@ -90,10 +113,11 @@ def poll_until_listed(
     instance_ids: Sequence[str],
     label: str = "queryInstance",
     polling: Polling = POLLING,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[timedelta], None] | None = None,
 ) -> list[Exchange]:
     """queryInstance of ``instance_ids`` until the answer lists them all, is a refusal, or the
-    polls run out (§10.2, U43); every poll's exchange, in order. The last one is the verdict."""
+    polls run out (§10.2, U43); every poll's exchange, in order. The last one is the verdict.
+    ``sleep`` waits between polls (default :func:`wait_between_polls`)."""
     polls: list[Exchange] = []
     fields = query_fields(*instance_ids)
     for attempt in range(1, polling.polls + 1):
@@ -102,7 +126,10 @@ def poll_until_listed(
         polls.append(exchange)
         if not pending(exchange, instance_ids) or attempt == polling.polls:
             break
-        sleep(polling.interval)
+        if sleep is None:
+            wait_between_polls(ctx, polling.interval)
+        else:
+            sleep(polling.interval)
     return polls
 
 
