@@ -3,8 +3,9 @@ back (reference/conversation.py, reference/market.py) and ``koosim verify --debu
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,14 @@ from conftest import Serve
 from mutants.base import refuse_calls
 
 from simulator.checks import Context, Verdict, catalog, select
-from simulator.checks.conversation import Polling, poll_until_listed
+from simulator.checks.conversation import Polling, poll_until_listed, usage_problems
 from simulator.cli import main
 from simulator.engine.explore import Exploration
 from simulator.engine.run import run_checks
 from simulator.model import OrderFactory
+from simulator.openapi import InboundCall
 from simulator.protocol.profiles import Profile
+from simulator.protocol.usage_signature import BodyForm, UsageReason, UsageRefusal, UsageSigned
 from simulator.reference import MerchantConfig, create_app
 from simulator.server.market import MarketServer
 from simulator.transport import Target, Transport
@@ -267,3 +270,39 @@ def test_the_console_replays_the_debug_cases(serve: Serve, tmp_path: Path) -> No
     assert record["summary"]["failed"] == 0, record["summary"]
     verdicts = {result["id"]: result["verdict"] for result in record["checks"]}
     assert verdicts["conversation.debug-orders"] == "passed"
+
+
+def _usage_call(
+    code: str, *, gateway: object = None, problems: tuple[str, ...] = (), **fields: object
+) -> InboundCall:
+    return InboundCall(
+        id="c1",
+        api="usagePush",
+        method="POST",
+        url="http://127.0.0.1:1/api/mkp-openapi-public/global/v1/isv/usage-data",
+        request_headers={},
+        request_body=b"",
+        started_at=0.0,
+        status=200 if code == "MKT.0000" else 401,
+        response_body=b"",
+        gateway=gateway,  # type: ignore[arg-type]
+        code=code,
+        problems=problems,
+        fields=dict(fields),
+    )
+
+
+def test_usage_problems_name_unknown_instances_and_keep_assumed_refusals_to_warnings() -> None:
+    signed = UsageSigned(BodyForm.SORTED, datetime.now(UTC), skewed=False, replayed=False)
+    records = [{"instance_id": "inst-1"}, {"instance_id": "CS-order"}, {"instance_id": "CS-order"}]
+    (unknown,) = usage_problems(_usage_call("MKT.0000", gateway=signed, usage_records=records), {"inst-1"})
+    assert "'CS-order'" in unknown.message and "never created" in unknown.message and not unknown.assumed
+    assert (
+        usage_problems(_usage_call("MKT.0000", gateway=signed, usage_records=records[:1]), {"inst-1"}) == []
+    )
+    replayed = _usage_call("MKT.0154", gateway=UsageRefusal(UsageReason.NONCE_REPLAYED))
+    assert [problem.assumed for problem in usage_problems(replayed, set())] == [True]  # U36
+    wrong = _usage_call("MKT.0154", gateway=UsageRefusal(UsageReason.SIGNATURE_MISMATCH))
+    assert [problem.assumed for problem in usage_problems(wrong, set())] == [False]
+    other = _usage_call("MKT.0000", gateway=signed, usage_records=records)
+    assert usage_problems(dataclasses.replace(other, api="queryOrder"), set()) == []

@@ -40,6 +40,7 @@ from simulator.model import query_fields, status_fields
 from simulator.openapi import MOCK_ORDERS, ChargingMode, InboundCall, OrderType
 from simulator.protocol import ResultCode
 from simulator.protocol.mkt import MktCode
+from simulator.protocol.usage_signature import UsageReason
 from simulator.transport import Exchange
 
 # --- polling queryInstance after an asynchronous newInstance (§10.2, U43) ----------------------------
@@ -548,17 +549,33 @@ def usage_push(ctx: Context) -> None:
     known = _created_instances(ctx)
     for call in calls:
         for problem in usage_problems(call, known):
-            ctx.fail(problem, *ctx.exchanges)
+            (ctx.warn if problem.assumed else ctx.fail)(problem.message, *ctx.exchanges)
 
 
-def usage_problems(call: InboundCall, created: Container[str]) -> list[str]:
+ASSUMED_USAGE_REFUSALS = frozenset({UsageReason.TS_OUT_OF_WINDOW, UsageReason.NONCE_REPLAYED})
+"""Usage-push refusals resting on ASSUMPTION U36 (no published ``ts`` window or replay rule)."""
+
+
+@dataclass(frozen=True)
+class UsageProblem:
+    """What is wrong with a usage push, and whether the rule it breaks is an ASSUMPTION (a warning)."""
+
+    message: str
+    assumed: bool = False
+
+
+def usage_problems(call: InboundCall, created: Container[str]) -> list[UsageProblem]:
     """What is wrong with one of the merchant's calls to usage push (§8.3, §2.6): refused by the
     open API, or a record naming an instance not in ``created`` (the instanceIds the merchant
     answered). Empty for any other call. Explore judges its sequences with it too."""
     if call.api != USAGE_PUSH_API:
         return []
     if not call.accepted:
-        return [f"a usage push of the merchant was refused (§8.3, §2.6): {call_text(call)}"]
+        reason = getattr(call.gateway, "reason", None)
+        assumed = reason in ASSUMED_USAGE_REFUSALS or any("ASSUMPTION" in p for p in call.problems)
+        return [
+            UsageProblem(f"a usage push of the merchant was refused (§8.3, §2.6): {call_text(call)}", assumed)
+        ]
     records = call.fields.get("usage_records")
     named = (
         [record.get("instance_id") for record in records if isinstance(record, dict)]
@@ -566,8 +583,10 @@ def usage_problems(call: InboundCall, created: Container[str]) -> list[str]:
         else []
     )
     return [
-        f"usage pushed for instance {instance_id!r}, which the merchant never created: instance_id must "
-        "be the instanceId newInstance answered (§8.3)"
+        UsageProblem(
+            f"usage pushed for instance {instance_id!r}, which the merchant never created: instance_id "
+            "must be the instanceId newInstance answered (§8.3)"
+        )
         for instance_id in dict.fromkeys(named)
         if instance_id not in created
     ]

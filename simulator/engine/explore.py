@@ -314,7 +314,12 @@ class MarketplaceMachine(RuleBasedStateMachine):
         pushes meanwhile name instances it created (§8.3)."""
         self.exploration.instances.update(self.player.lifecycle.states)
         calls, self.calls[:] = list(self.calls), []
-        problems = [p for call in calls for p in usage_problems(call, self.exploration.instances)]
+        problems = [
+            problem.message
+            for call in calls
+            for problem in usage_problems(call, self.exploration.instances)
+            if self.exploration.hunt_warnings or not problem.assumed
+        ]
         if problems and self.failure is None and self.steps:
             self.failure = Judgement("usage push (§8.3)", False, USAGE_CHECK, problems[0])
             self.exploration.failed(list(self.steps), self.failure)
