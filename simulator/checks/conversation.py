@@ -182,7 +182,7 @@ def order_details(ctx: Context) -> None:
 
 @check(
     "conversation.async-provisioning",
-    rule="§4.1-c, §10.2, U43",
+    rule="§4.1, §10.2, U43",
     severity=Severity.WARNING,
     needs=("newInstance", "queryInstance"),
     protocols=("v2",),
@@ -252,7 +252,7 @@ def _states(ctx: Context, created: Provisioned) -> list[tuple[str, list[Mapping[
     return states
 
 
-@check("conversation.resource-details", rule="§5.1, §4.5, A23, U13")
+@check("conversation.resource-details", rule="§5.1, §4.5, A23")
 def resource_details(ctx: Context) -> None:
     """ "View Resource Details" asks again: same instanceId, nothing changed.
 
@@ -347,7 +347,7 @@ def _mock_call(order_id: str, activity: str, **fields: str) -> dict[str, Any]:
     return _debug({"activity": activity, "orderId": order_id, "orderLineId": f"{order_id}-000001", **fields})
 
 
-@check("conversation.debug-orders", rule="§8.2, §10.4, U31", by_request=True)
+@check("conversation.debug-orders", rule="§8.2, §10.4", by_request=True)
 def debug_orders(ctx: Context) -> None:
     """The seller console's 接口调试 with the MOCK orders: every debug case succeeds.
 
@@ -528,7 +528,7 @@ def _created_instances(ctx: Context) -> set[str]:
     return {i for i in ids if isinstance(i, str) and i}
 
 
-@check("conversation.usage-push", rule="§8.3, §4.1-e")
+@check("conversation.usage-push", rule="§8.3, §4.1")
 def usage_push(ctx: Context) -> None:
     """Usage pushed by a pay-per-use merchant names the instances it created.
 

@@ -54,7 +54,7 @@ MUTANT = mutant(
     build,
     catches="conversation.async-provisioning",
     evidence="provisioning never completed",
-    rule="§4.1-c, §10.2, U43",
+    rule="§4.1, §10.2, U43",
     verdict=Verdict.WARNED,
     controls=("lifecycle.test-order",),
 )
