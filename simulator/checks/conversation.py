@@ -40,6 +40,7 @@ from simulator.model import query_fields, status_fields
 from simulator.openapi import MOCK_ORDERS, ChargingMode, InboundCall, OrderType
 from simulator.protocol import ResultCode
 from simulator.protocol.mkt import MktCode
+from simulator.protocol.profiles import USAGE_PUSH
 from simulator.protocol.usage_signature import UsageReason
 from simulator.transport import Exchange
 
@@ -528,7 +529,7 @@ def _created_instances(ctx: Context) -> set[str]:
     return {i for i in ids if isinstance(i, str) and i}
 
 
-@check("conversation.usage-push", rule="§8.3, §4.1")
+@check("conversation.usage-push", rule="§8.3, §4.1", needs=("newInstance", USAGE_PUSH))
 def usage_push(ctx: Context) -> None:
     """Usage pushed by a pay-per-use merchant names the instances it created.
 
@@ -538,11 +539,6 @@ def usage_push(ctx: Context) -> None:
     fields §8.3) fail, and so does a record naming an instance the merchant never answered in
     this run. When the merchant pushes is its own business (hourly, §8.3): no push is no fault.
     """
-    if ctx.target.profile.billing != "on-demand":
-        ctx.skip(
-            "usage push belongs to pay-per-use products "
-            f"(--billing on-demand; profile {ctx.target.profile}, §1.2)"
-        )
     with merchant_calls(ctx) as calls:
         for _ in range(2):
             ctx.new_instance(prerequisite=True)
