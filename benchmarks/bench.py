@@ -285,8 +285,9 @@ def measure_startup(workdir: Path, sizes: Sizes) -> float:
 
 
 def designed_waits(target: Target, workdir: Path) -> float:
-    """Seconds the checks sleep on purpose in one run, measured in-process: the resend schedule
-    ``idempotency.converges-after-failures`` plays (scaled to 50 + 100 ms). A bare client that
+    """Seconds the checks sleep on purpose in one run, measured in-process: the delivery policy
+    ``idempotency.converges-after-failures`` plays on the ×3600 marketplace clock (V2's 1 s + 2 s
+    of marketplace time: under a millisecond of wall time). A bare client that
     plays the same protocol waits as long, so the floor of ``koosim verify`` includes it."""
     slept: list[float] = []
     real_sleep = time.sleep

@@ -68,6 +68,11 @@ class SystemWall:
 
 
 SYSTEM_WALL = SystemWall()
+DEFAULT_TIME_SCALE = 3600.0
+"""Marketplace time ×3600 (an hour per wall second): the clock of verify, play, explore and load
+unless ``--time-scale`` says otherwise, so the published 3-hour schedules (V1 newInstance
+60 × 3 min, order notifications) play in 3 s and a 3-minute gap takes 50 ms. ``serve`` runs in
+real time."""
 MIN_WALL_SLEEP = 1e-6
 """The shortest wall sleep a wall-driven clock takes (it may overshoot by ``scale`` µs)."""
 

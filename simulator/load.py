@@ -2,9 +2,10 @@
 
 Every simulated marketplace (a Locust user) places new orders, resends some of them, sends
 concurrent duplicate copies of others, renews and queries what it created, resending failed
-calls per the :class:`~simulator.resend.ResendPolicy`. Every instanceId any answer gives for an
-order goes into an :class:`OrderLedger`; an order that ends with more than one is the
-idempotency failure that only concurrency exposes. Locally one process does everything; in
+calls per the delivery policies (:mod:`simulator.delivery`) on the marketplace clock. Every
+instanceId any answer gives for an order goes into an :class:`OrderLedger`; an order that ends
+with more than one is the idempotency failure that only concurrency exposes. Locally one process
+does everything; in
 distributed mode each worker reports its ledger to the master with its stats
 (``report_to_master`` / ``worker_report``) and once more, complete, when its users stop.
 
@@ -41,11 +42,12 @@ from rich.table import Table
 
 from simulator.checks.base import describe
 from simulator.checks.idempotency import answered_ids
+from simulator.delivery import Delivery, DeliveryOverride, deliver, delivery_failure, policy_for
+from simulator.engine.run import delivery_note
 from simulator.model import Order, OrderFactory, query_fields, within_query_limit
 from simulator.protocol import ResultCode
 from simulator.redaction import printable, redact
-from simulator.resend import ResendPolicy
-from simulator.transport import Exchange, Target, Transport
+from simulator.transport import PRODUCE, Exchange, Target, Transport
 
 LOCUST_VERSION = locust.__version__
 
@@ -128,7 +130,8 @@ class LoadPlan:
     """
 
     target: Target
-    policy: ResendPolicy
+    delivery: DeliveryOverride | None = None
+    """The user's change to the delivery policies (None: the published ones, §10.1)."""
     ledger: OrderLedger = field(default_factory=OrderLedger)
     copies: int = 3
     """How many copies of one order a concurrent duplicate resend sends at once."""
@@ -157,7 +160,7 @@ class MarketplaceUser(locust.User):
     @locust.task(4)
     def new_order(self) -> None:
         order = self.orders.order()
-        self._remember(order, self._deliver(self._new_instance(order), NEW, RESEND), new=True)
+        self._remember(order, self._deliver("newInstance", self._new_instance(order), NEW, RESEND), new=True)
 
     @locust.task(2)
     def resend(self) -> None:
@@ -165,7 +168,9 @@ class MarketplaceUser(locust.User):
         if not self.known:
             return self.new_order()
         order, _ = random.choice(self.known)
-        self._remember(order, self._deliver(self._new_instance(order), RESEND, RESEND), new=False)
+        self._remember(
+            order, self._deliver("newInstance", self._new_instance(order), RESEND, RESEND), new=False
+        )
 
     @locust.task(1)
     def concurrent_copies(self) -> None:
@@ -203,7 +208,7 @@ class MarketplaceUser(locust.User):
             return self.new_order()
         order, instance_id = random.choice(self.known)
         expire = self.orders.expire_time(days=random.randint(31, 400))
-        self._deliver(lambda: order.refresh_fields(instance_id, expire), RENEWAL, RENEWAL)
+        self._deliver("refreshInstance", lambda: order.refresh_fields(instance_id, expire), RENEWAL, RENEWAL)
 
     @locust.task(2)
     def query(self) -> None:
@@ -211,7 +216,7 @@ class MarketplaceUser(locust.User):
             return self.new_order()
         chosen = random.sample(list(self.known), min(QUERY_BATCH, len(self.known)))
         ids = within_query_limit([instance_id for _, instance_id in chosen])  # ≤ 100 characters (§4.5)
-        self._deliver(lambda: query_fields(*ids), QUERY, QUERY)
+        self._deliver("queryInstance", lambda: query_fields(*ids), QUERY, QUERY)
 
     # --- the mechanics -----------------------------------------------------------------------
 
@@ -219,15 +224,24 @@ class MarketplaceUser(locust.User):
         """Each delivery of an order is a new call: new businessId (and timestamp and nonce)."""
         return lambda: order.new_instance_fields(self.orders.business_id())
 
-    def _deliver(self, fields: Callable[[], dict[str, str]], label: str, resend_label: str) -> list[Exchange]:
-        """Send a call, resending per the policy; each delivery is its own request in the stats."""
+    def _deliver(
+        self, activity: str, fields: Callable[[], dict[str, str]], label: str, resend_label: str
+    ) -> list[Exchange]:
+        """Send a call, resending per its delivery policy on the marketplace clock (the target's);
+        each delivery is its own request in the stats."""
 
         def send(attempt: int) -> Exchange:
             return self.transport.send(
                 fields(), label=label if attempt == 1 else resend_label, attempt=attempt
             )
 
-        return self.plan.policy.deliver(send, sleep=gevent.sleep)
+        policy = policy_for(PRODUCE, self.target.protocol, activity, self.plan.delivery)
+        deadline = self.target.timeout
+        return deliver(
+            Delivery(policy, self.target.clock),
+            send,
+            lambda exchange: delivery_failure(exchange, deadline=deadline),
+        )
 
     def _remember(self, order: Order, exchanges: list[Exchange], new: bool) -> None:
         """Put every instanceId the answers gave in the ledger; keep a new order for later."""
@@ -552,7 +566,7 @@ def main(argv: list[str]) -> int:
         settings = load_settings(spec["flags"])
     except KoosimError as exc:
         return fail(exc.one_line(), exc.exit_code)
-    policy = settings.resend_policy
+    delivery = settings.delivery
     if not settings.profile.requires("newInstance", settings.protocol):
         return fail(
             f"koosim load plays SaaS orders (newInstance, renewals, queries); the profile "
@@ -567,7 +581,7 @@ def main(argv: list[str]) -> int:
             settings, url=settings.url or "", access_key=settings.access_key or DEMO_ACCESS_KEY
         )
         plan = LoadPlan(
-            target=target, policy=policy, ledger=OrderLedger(forwarding=True), copies=spec["copies"]
+            target=target, delivery=delivery, ledger=OrderLedger(forwarding=True), copies=spec["copies"]
         )
         where = f"{spec['master_host']}:{spec['master_port']}"
         console.print(f"koosim load worker (Locust {LOCUST_VERSION}): master at {where}", highlight=False)
@@ -585,11 +599,12 @@ def main(argv: list[str]) -> int:
     max_error_rate = spec["max_error_rate"]
     try:
         with reach_target(settings) as target:
-            plan = LoadPlan(target=target, policy=policy, copies=spec["copies"])
+            plan = LoadPlan(target=target, delivery=delivery, copies=spec["copies"])
             where = "the bundled reference merchant" if settings.url is None else target.url
             console.print(
                 f"koosim load (Locust {LOCUST_VERSION}): {users} users, spawn rate {spawn_rate:g}/s, "
-                f"for {run_time:g} s against {where} ({target.protocol}); resends: {policy.describe()}",
+                f"for {run_time:g} s against {where} ({target.protocol}); {target.clock.describe()}; "
+                f"resends: {delivery_note(delivery)}",
                 highlight=False,
             )
             if spec["mode"] == "master":

@@ -81,16 +81,29 @@ class Order:
         return fields | self.extra
 
     def license_fields(self, business_id: str) -> dict[str, str]:
-        return {
+        """getLicense per docs/protocol.md §6.1: the rows the License page publishes [S75]
+        (``customerId``, ``customerName``, ``businessId`` new on every copy, ``orderId`` the
+        idempotency key, ``skuCode``), plus ``productId`` and ``expireTime`` from the rows not read
+        (U24; a merchant ignores members it does not know, U46). No ``orderLineId``: not a row read.
+        """
+        fields = {
             "activity": "getLicense",
+            "customerId": self.customer_id,
+            "customerName": self.customer_name,
             "businessId": business_id,
             "orderId": self.order_id,
-            "orderLineId": self.order_line_id,
-            "customerId": self.customer_id,
-            "productId": self.product_id,
             "skuCode": self.sku_code,
+            "productId": self.product_id,
             "expireTime": self.expire_time,
         }
+        if self.test:
+            fields["testFlag"] = "1"
+        return fields
+
+    def license_change_fields(self, activity: str, license_code: str) -> dict[str, str]:
+        """refreshLicense / expireLicense / releaseLicense (§6.1, U24): the order and the licence
+        code getLicense answered; refreshLicense also the new ``expireTime`` (set by the caller)."""
+        return {"activity": activity, "orderId": self.order_id, "license": license_code}
 
     def follow_up_order_id(self, scene: str) -> str:
         """The order a follow-up call names (§4.2, §4.3): never the purchase order itself.

@@ -23,6 +23,7 @@ import pytest
 
 if TYPE_CHECKING:
     from simulator.checks import Check
+    from simulator.clock import Clock
     from simulator.engine.run import CheckResult
     from simulator.model import Order, OrderFactory
     from simulator.settings import Settings
@@ -112,7 +113,7 @@ def pytest_report_header(config: pytest.Config) -> str | None:
     where = "the bundled reference merchant" if settings.url is None else settings.url
     return (
         f"koosim: checks against {where} ({settings.protocol}, deadline {settings.timeout:g} s, "
-        f"profile {settings.profile})"
+        f"profile {settings.profile}); {settings.clock().describe()}"
     )
 
 
@@ -196,7 +197,7 @@ class KoosimSession:
             self._transport = Transport(target)
             self._resources.callback(self._transport.close)
         return run_check(
-            check, target, self._transport, self.orders, self.exchanges, self.settings().resend_policy
+            check, target, self._transport, self.orders, self.exchanges, self.settings().delivery
         )
 
     def reproduce(self, check_id: str) -> str:
@@ -366,6 +367,13 @@ class SimulatedMarketplace:
 
     def __repr__(self) -> str:
         return f"<SimulatedMarketplace {self.target!r}, {len(self.exchanges)} exchange(s)>"
+
+    @property
+    def clock(self) -> Clock:
+        """The marketplace clock (``--time-scale``; docs/protocol.md §10): every exchange carries
+        the instant it was sent (``market_at``); with ``KOOSIM_TIME_SCALE=frozen`` a test moves
+        it with ``marketplace.clock.advance(timedelta(hours=1))`` instead of sleeping."""
+        return self.target.clock
 
     def close(self) -> None:
         self._transport.close()

@@ -22,15 +22,17 @@ import tomllib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from simulator.clock import DEFAULT_TIME_SCALE, Clock, FrozenClock, RealClock, ScaledClock, parse_duration
+from simulator.delivery import MAX_POLICY_RESENDS, DeliveryOverride
 from simulator.errors import ConfigError, TargetUnreachable, TimeBudget
 from simulator.protocol import load_rsa_public_key
 from simulator.protocol.profiles import DEFAULT_PROFILE, Profile, parse_billing, parse_optional, parse_product
 from simulator.redaction import secret_problem
-from simulator.resend import BACKOFF_VARIABLE, DEFAULT_POLICY, MAX_RESENDS, RESENDS_VARIABLE, ResendPolicy
 from simulator.transport import DEFAULT_ENCRYPT_TYPE, DEFAULT_TIMEOUT, ENCRYPT_TYPES, Target
 
 CONFIG_FILE = "koosim.toml"
@@ -47,8 +49,13 @@ SETTINGS = {
     "timeout": "KOOSIM_TIMEOUT",
     "encrypt_type": "KOOSIM_ENCRYPT_TYPE",
     "max_time": "KOOSIM_MAX_TIME",
-    "resends": RESENDS_VARIABLE,
-    "backoff": BACKOFF_VARIABLE,
+    # --- the marketplace clock and delivery policies (issue 15; docs/protocol.md §10) ---
+    "time_scale": "KOOSIM_TIME_SCALE",
+    "delivery_resends": "KOOSIM_DELIVERY_RESENDS",
+    "delivery_interval": "KOOSIM_DELIVERY_INTERVAL",
+    "resends": "KOOSIM_RESENDS",  # deprecated: delivery_resends
+    "backoff": "KOOSIM_BACKOFF",  # deprecated: delivery_interval
+    # ---
     "product": "KOOSIM_PRODUCT",
     "billing": "KOOSIM_BILLING",
     "optional": "KOOSIM_OPTIONAL",
@@ -65,6 +72,8 @@ NUMERIC_SETTINGS: dict[str, tuple[type, ...]] = {
     "resends": (int,),
     "backoff": (int, float),
     "market_port": (int,),
+    "delivery_resends": (int,),
+    "time_scale": (int, float, str),
 }
 
 MAX_TIMEOUT = 300.0
@@ -163,6 +172,35 @@ def parse_rsa_public_key(value: object) -> bytes:
     return pem
 
 
+# --- the marketplace clock and delivery policies (issue 15) -----------------------------------
+
+MAX_TIME_SCALE = 1_000_000.0
+FROZEN = "frozen"
+"""``--time-scale frozen``: marketplace time moves only when advanced (docs/protocol.md §10)."""
+DEPRECATED = {
+    "resends": "delivery_resends",
+    "backoff": "delivery_interval",
+}
+"""Old setting -> the one that replaced it (KOOSIM_RESENDS/KOOSIM_BACKOFF, issue 15)."""
+
+
+def parse_time_scale(value: object) -> float | str:
+    """``frozen``, ``real`` (= 1), or how many times faster than the wall marketplace time runs."""
+    if isinstance(value, str) and value.strip().lower() in (FROZEN, "real"):
+        return FROZEN if value.strip().lower() == FROZEN else 1.0
+    if isinstance(value, bool):
+        raise ValueError(f"time_scale must be a number, real or frozen, not {value!r}")
+    try:
+        scale = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"time_scale must be a number > 0 (3600: an hour per second), real or frozen, not {value!r}"
+        ) from None
+    if not (math.isfinite(scale) and 0 < scale <= MAX_TIME_SCALE):
+        raise ValueError(f"time_scale must be more than 0 and at most {MAX_TIME_SCALE:g}, not {value!r}")
+    return scale
+
+
 def parse_resends(value: object) -> int:
     if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
         raise ValueError(f"a whole number of resends, not {value!r}")
@@ -170,16 +208,28 @@ def parse_resends(value: object) -> int:
         resends = int(value)  # type: ignore[call-overload]
     except (TypeError, ValueError):
         raise ValueError(f"a whole number of resends, not {value!r}") from None
-    if not 0 <= resends <= MAX_RESENDS:
-        raise ValueError(f"resends must be between 0 and {MAX_RESENDS}, not {resends}")
+    if not 0 <= resends <= MAX_POLICY_RESENDS:
+        raise ValueError(f"resends must be between 0 and {MAX_POLICY_RESENDS}, not {resends}")
     return resends
 
 
-def parse_backoff(value: object) -> float:
+def parse_interval(value: object) -> timedelta:
+    """The first gap between deliveries: a duration (``90s``, ``3m``, ``1h``) of marketplace time."""
+    if isinstance(value, timedelta):
+        if value <= timedelta(0):
+            raise ValueError("delivery_interval must be longer than zero")
+        return value
+    if isinstance(value, str):
+        return parse_duration(value)
+    raise ValueError(f"delivery_interval must be a duration such as 90s, 3m or 1h, not {value!r}")
+
+
+def parse_backoff(value: object) -> timedelta:
+    """The deprecated KOOSIM_BACKOFF: seconds before the first resend (now delivery_interval)."""
     seconds = _seconds(value, "backoff")
     if not (math.isfinite(seconds) and seconds >= 0):
         raise ValueError(f"backoff must be a number of seconds >= 0, not {value!r}")
-    return seconds
+    return timedelta(seconds=seconds)
 
 
 def parse_encrypt_type(value: object) -> str:
@@ -232,6 +282,9 @@ VALIDATORS: dict[str, Callable[[object], Any]] = {
     "encrypt_type": parse_encrypt_type,
     "max_time": parse_max_time,
     "rsa_public_key": parse_rsa_public_key,
+    "time_scale": parse_time_scale,
+    "delivery_resends": parse_resends,
+    "delivery_interval": parse_interval,
     "resends": parse_resends,
     "backoff": parse_backoff,
     "product": parse_product,
@@ -272,8 +325,6 @@ class Settings:
     """The seller's encryption choice for v1 e-mail/mobile values: 1 AES-256, 2 AES-128 (U20)."""
     max_time: float = DEFAULT_MAX_TIME
     """The whole-run time budget of verify, play and explore, in seconds."""
-    resend_policy: ResendPolicy = DEFAULT_POLICY
-    """How the marketplace resends (resends / backoff, ASSUMPTION): read here once, passed down."""
     profile: Profile = DEFAULT_PROFILE
     """The product profile (product / billing / optional, §1.2): which interfaces are exercised."""
     market_port: int = 0
@@ -282,6 +333,32 @@ class Settings:
     market_sk: str | None = None
     """The AK/SK a merchant signs its open-API calls with (protocol.md §2.5); without them every
     call is refused with APIGW.0303."""
+    # --- the marketplace clock and delivery policies (issue 15) ---
+    time_scale: float | str | None = None
+    """``--time-scale``: a number (×scale), ``frozen``, or None for the command's default."""
+    delivery: DeliveryOverride | None = None
+    """The user's change to every delivery policy (delivery_resends / delivery_interval), or None:
+    the published schedules (docs/protocol.md §10.1). Read here once, passed down."""
+    deprecations: tuple[str, ...] = ()
+    """One line per deprecated setting used (KOOSIM_RESENDS, KOOSIM_BACKOFF), for the command to print."""
+
+    def clock(self, *, live: bool = False, start: datetime | None = None) -> Clock:
+        """The one place a marketplace clock is built from settings.
+
+        ``live`` is ``serve``: real time unless ``time_scale`` says otherwise, and a frozen clock
+        waits until someone advances it (console, JSON API). Otherwise (verify, play, explore,
+        load): ×:data:`DEFAULT_TIME_SCALE` by default, and a frozen clock is advanced by each wait
+        (and by scenario ``advance`` steps) — a discrete-event run that never sleeps.
+        """
+        scale = self.time_scale if self.time_scale is not None else (1.0 if live else DEFAULT_TIME_SCALE)
+        if scale == FROZEN:
+            return FrozenClock(start or datetime.now(UTC), waits="block" if live else "jump")
+        assert isinstance(scale, float)
+        if scale == 1.0:
+            return RealClock()
+        return ScaledClock(scale, start=start)
+
+    # ---
 
 
 def _read_file(path: Path) -> dict[str, Any]:
@@ -341,14 +418,34 @@ def load_settings(
         except ValueError as exc:
             joiner = " " if str(exc).startswith("is ") else ": "
             raise ConfigError(f"{source}{joiner}{exc}") from None
-    policy = {name: values.pop(name) for name in ("resends", "backoff") if name in values}
-    try:
-        resend_policy = replace(DEFAULT_POLICY, **policy)
-    except ValueError as exc:
-        raise ConfigError(f"{SETTINGS['resends']}/{SETTINGS['backoff']}: {exc}") from None
+    delivery, deprecations = _delivery_override(values)
     chosen = {name: values.pop(name) for name in PROFILE_SETTINGS if name in values}
     profile = replace(DEFAULT_PROFILE, **chosen)
-    return Settings(**values, resend_policy=resend_policy, profile=profile)
+    return Settings(**values, profile=profile, delivery=delivery, deprecations=deprecations)
+
+
+def _delivery_override(values: dict[str, Any]) -> tuple[DeliveryOverride | None, tuple[str, ...]]:
+    """Pop the delivery settings (and the deprecated ones, which the new names win over)."""
+    deprecations = []
+    for old, new in DEPRECATED.items():
+        if old in values:
+            value = values.pop(old)
+            deprecations.append(
+                f"{SETTINGS[old]} ({old} in {CONFIG_FILE}) is deprecated: use {SETTINGS[new]} ({new}); "
+                + (
+                    "it sets the resends of every delivery policy"
+                    if old == "resends"
+                    else "it sets the first gap between deliveries, in marketplace time"
+                )
+            )
+            values.setdefault(new, value)
+    resends, interval = values.pop("delivery_resends", None), values.pop("delivery_interval", None)
+    if resends is None and interval is None:
+        return None, tuple(deprecations)
+    try:
+        return DeliveryOverride(resends=resends, first_gap=interval), tuple(deprecations)
+    except ValueError as exc:
+        raise ConfigError(f"{SETTINGS['delivery_resends']}/{SETTINGS['delivery_interval']}: {exc}") from None
 
 
 # --- the target -----------------------------------------------------------------------------------
@@ -370,6 +467,8 @@ def build_target(settings: Settings, *, budget: TimeBudget | None = None, **over
         "budget": budget,
         **overrides,
     }
+    if "clock" not in fields:
+        fields["clock"] = settings.clock()
     return Target(**fields)
 
 

@@ -39,6 +39,7 @@ import urllib3
 import urllib3.connection
 import urllib3.exceptions
 
+from simulator.clock import DEFAULT_TIME_SCALE, Clock, ScaledClock
 from simulator.errors import TimeBudget
 from simulator.model import kit_envelope, v1_fields
 from simulator.protocol import (
@@ -123,6 +124,11 @@ class Target:
     budget: TimeBudget | None = field(default=None, repr=False, compare=False)
     """The whole run's time budget (``--max-time``): once spent, :meth:`Transport.perform`
     raises :class:`~simulator.errors.BudgetSpent` instead of sending."""
+    clock: Clock = field(default_factory=lambda: ScaledClock(DEFAULT_TIME_SCALE), repr=False, compare=False)
+    """The marketplace's clock (docs/protocol.md §10): every exchange is stamped with its
+    marketplace instant (:attr:`Exchange.market_at`) and deliveries wait on it. The settings
+    build it (``--time-scale``, :meth:`simulator.settings.Settings.clock`); by default ×3600, as
+    verify's. Signatures and timestamps on the wire stay wall time: the merchant checks those."""
 
     def __repr__(self) -> str:  # keys never show up in a repr, a log line or a traceback
         return f"Target(url={self.url!r}, protocol={self.protocol!r}, sync_url={self.sync_url!r})"
@@ -166,6 +172,9 @@ class Exchange:
     elapsed: float = 0.0
     error: str | None = None
     timed_out: bool = False
+    market_at: datetime | None = None
+    """The marketplace instant it was sent (:attr:`Target.clock`); ``started_at`` is the wall's.
+    None for an exchange recorded before koosim had a marketplace clock."""
 
     @property
     def answered(self) -> bool:
@@ -442,6 +451,8 @@ class Transport:
         """Send a prepared exchange and fill in what came back; never raises for the merchant's doing."""
         if self.target.budget is not None:
             self.target.budget.check()
+        if exchange.market_at is None:
+            exchange.market_at = self.target.clock.now()
         started = time.perf_counter()
         deadline = started + self.target.timeout
         connect_timeout = min(self.target.connect_timeout, self.target.timeout)

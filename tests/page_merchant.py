@@ -11,7 +11,9 @@ cannot pass it off as a failure:
 - §3.1: answers ``resultCode`` and ``resultMsg``; no ``Body-Sign`` header (A8: not required on V2);
 - §4: the seven activities with their published fields; unknown members are ignored (U46);
   lengths as the tables give them; the instance is found by ``instanceId`` (§4.2-§4.7);
-- §4.1-a: one instance per ``orderId`` + ``orderLineId``, whatever the ``businessId``.
+- §4.1-a: one instance per ``orderId`` + ``orderLineId``, whatever the ``businessId``;
+- §6.1 (``license_handlers``): a License product's getLicense with the License page's rows, one
+  License per order; the follow-up calls need only the licence code (U24).
 
 Run it by hand: ``python tests/page_merchant.py 8080`` (access key from PAGE_MERCHANT_KEY).
 """
@@ -25,6 +27,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +84,25 @@ ACTIVITIES: dict[str, dict[str, tuple[bool, int | None]]] = {
         "testFlag": (False, 2),
     },
 }
+# §6.1, a License product: getLicense with the rows the License page publishes [S75] (its
+# authToken/timeStamp rows are the V1 transport; this merchant is V2-signed, A56). The follow-up
+# tables are not published (U24): the most lenient reading, only the licence code is needed.
+LICENSE_ACTIVITIES: dict[str, dict[str, tuple[bool, int | None]]] = {
+    "getLicense": {
+        "activity": (True, 20),
+        "customerId": (True, 100),
+        "customerName": (False, 64),
+        "businessId": (True, 64),
+        "orderId": (True, 64),
+        "skuCode": (False, 64),
+        "testFlag": (False, 2),
+    },
+    **{
+        name: {"activity": (True, 20), "license": (True, 64), "testFlag": (False, 2)}
+        for name in ("refreshLicense", "expireLicense", "releaseLicense")
+    },
+}
+ACTIVITIES.update(LICENSE_ACTIVITIES)
 SCENES = {"TRIAL_TO_FORMAL", "RENEWAL", "UNSUBSCRIBE_RENEWAL_PERIOD"}  # §4.2
 STATUSES = {"FREEZE", "UNFREEZE"}  # §4.4
 QUERY_LIMIT = 100  # §4.5
@@ -114,6 +136,36 @@ class Ledger:
     by_order_line: dict[tuple[str, str], Instance] = field(default_factory=dict)
     by_id: dict[str, Instance] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def license_handlers(answer: Callable[..., Response]) -> dict[str, Callable[[dict[str, Any]], Response]]:
+    """§6.1: one License per order, whatever the businessId ("for the same order number ...
+    return the License created before" [S75]); a code it never issued, or released, is 000003."""
+    lock = threading.Lock()
+    by_order: dict[str, str] = {}
+    released: set[str] = set()
+
+    def get_license(body: dict[str, Any]) -> Response:
+        with lock:
+            code = by_order.setdefault(body["orderId"], f"LIC-{uuid.uuid4().hex[:16]}")
+        return answer(SUCCESS, license=code)
+
+    def change(body: dict[str, Any]) -> Response:
+        with lock:
+            known = body["license"] in by_order.values()
+            if known and body["activity"] == "releaseLicense":
+                released.add(body["license"])  # a resent release answers success again
+                return answer(SUCCESS)
+            if not known or body["license"] in released:
+                return answer(NO_INSTANCE, "no such license")
+        return answer(SUCCESS)
+
+    return {
+        "getLicense": get_license,
+        "refreshLicense": change,
+        "expireLicense": change,
+        "releaseLicense": change,
+    }
 
 
 def create_app(access_key: str) -> Flask:
@@ -238,6 +290,7 @@ def create_app(access_key: str) -> Flask:
         "queryInstance": query_instance,
         "releaseInstance": release_instance,
         "changeInstanceCheck": change_check,
+        **license_handlers(answer),
     }
     return app
 

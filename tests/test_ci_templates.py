@@ -161,6 +161,8 @@ def test_the_job_fails_when_verify_fails_and_still_writes_the_reports(name: str,
         KOOSIM_PRODUCT="saas-kit",
     )
     assert finished.returncode == 1, finished
-    assert "Delisting risk" in finished.output
+    # the refused user syncs are failed calls: "frequent" failures, no number (§10.3, A42)
+    assert "Delisting verdict:" in finished.output
+    assert "fails 'frequently'" in finished.output
     assert 'failures="0"' not in (tmp_path / "koosim.xml").read_text()
     assert (tmp_path / "koosim.html").stat().st_size > 0

@@ -88,13 +88,13 @@ def test_checks_lists_whole_ids_at_80_columns(monkeypatch: pytest.MonkeyPatch) -
 def test_verify_without_url_passes_against_the_bundled_merchant() -> None:
     result = koosim("verify")
     assert result.exit_code == 0, result.output
-    assert "No delisting risk" in result.output
+    assert "no failure here leads to a published delisting consequence" in result.output
 
 
 def test_verify_v1_without_url_passes_against_the_bundled_merchant() -> None:
     result = koosim("verify", "--protocol", "v1")
     assert result.exit_code == 0, result.output
-    assert "No delisting risk" in result.output
+    assert "no failure here leads to a published delisting consequence" in result.output
 
 
 def test_verify_selected_checks_write_a_json_report(tmp_path: Path) -> None:

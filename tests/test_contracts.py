@@ -45,7 +45,7 @@ DIRECTIONS = ["request", "response"]
 
 EXPECTED = sorted(
     [("v2", name, d) for name in PRODUCE + LICENSE for d in DIRECTIONS]
-    + [("v1", name, d) for name in PRODUCE_V1 for d in DIRECTIONS]
+    + [("v1", name, d) for name in PRODUCE_V1 + LICENSE for d in DIRECTIONS]
     + [("sync", name, d) for name in SYNC for d in DIRECTIONS]
     + [("openapi", name, d) for name in MARKETPLACE for d in DIRECTIONS]
 )
@@ -622,12 +622,12 @@ def _valid_examples() -> list[tuple[str, str, str, dict[str, Any]]]:
     examples = []
     for name, requests in {**PRODUCE_REQUESTS, **LICENSE_REQUESTS}.items():
         examples += [("v2", name, "request", request) for request in requests]
-        if name in PRODUCE:
+        if name in PRODUCE or name in LICENSE:  # License: also the authToken form (§6.1, A56)
             examples += [("v1", V1_NAME.get(name, name), "request", _v1(request)) for request in requests]
     for name, answers in ANSWERS.items():
         family = "sync" if name in SYNC else "v2"
         examples += [(family, name, "response", answer) for answer in answers]
-        if name in PRODUCE:
+        if name in PRODUCE or name in LICENSE:
             examples += [("v1", V1_NAME.get(name, name), "response", answer) for answer in answers]
     for name, requests in SYNC_REQUESTS.items():
         examples += [("sync", name, "request", request) for request in requests]
@@ -1132,7 +1132,7 @@ def test_odd_member_names_are_quoted_in_the_path() -> None:
 @pytest.mark.parametrize(
     ("family", "name", "direction", "hint"),
     [
-        ("v1", "getLicense", "request", "family 'v1' has changeInstanceCheck"),
+        ("v1", "getLicenseAsync", "request", "family 'v1' has changeInstanceCheck"),
         ("license", "getLicense", "request", "use one of openapi, sync, v1, v2"),
         ("v2", "newInstance", "answer", "use one of request, response"),
         ("v2", "newinstance", "request", "no contract v2/newinstance.request"),

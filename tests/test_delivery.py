@@ -189,7 +189,10 @@ def test_v2_keeps_the_assumed_three_resends_after_1_2_4_seconds(activity: str) -
 
 
 def test_the_other_kinds_of_call() -> None:
-    assert policy_for("produce", "v2", "getLicense").rule == "§10.1, U11, U24"
+    assert policy_for("produce", "v2", "refreshLicense").rule == "§10.1, U11, U24"
+    opening = policy_for("produce", "v2", "getLicense")  # hourly for 3 h, then 重新启动 [S75]
+    assert (opening.rule, opening.assumed, opening.after_last) == ("§6.1, §10.1", False, DeliveryState.PARKED)
+    assert opening.schedule(T0) == tuple(T0 + timedelta(hours=h) for h in (0, 1, 2, 3))
     assert policy_for("produce", "v1", "instanceStatus").rule == "§10.1, U11"
     assert policy_for("produce", "v1", "upgrade").assumed
     sync = policy_for("sync", "sync", "authSync")

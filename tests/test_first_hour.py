@@ -324,7 +324,7 @@ def test_quiet_prints_the_failures_and_the_summary_only(merchant: tuple[Counting
     assert quiet.exit_code == loud.exit_code == 0
     assert f"koosim verify: {url}" in loud.output and f"koosim verify: {url}" not in quiet.output
     assert "PASS lifecycle.test-order" in loud.output and "PASS lifecycle.test-order" not in quiet.output
-    assert "No delisting risk found" in quiet.output
+    assert "no failure here leads to a published delisting consequence" in quiet.output
     assert koosim("verify", "-q", "-v").exit_code == 2
 
 

@@ -58,6 +58,8 @@ def profile_for(patterns: list[str], billing: str | None = None) -> Profile:
     billed = {} if billing is None else {"billing": billing}
     if "license" in needs:
         return Profile(product="license", **billed)
+    if "instanceStatus" in needs:  # V1 pay-per-use (§1.2)
+        return Profile(product="saas", billing="on-demand")
     return Profile(product="saas-kit" if "kit" in needs else "saas", **billed)
 
 
@@ -153,7 +155,7 @@ def test_the_reference_merchant_passes_every_check(
     # Only the other generation's and the other products' checks may skip (§1.2): under
     # saas-kit the sync and applicationSync checks really ran.
     skipped = [r for r in run.results if r.verdict is Verdict.SKIPPED]
-    allowed = ("applies to", "no exchange to judge")  # v1 License: no License call on v1 (§6.2)
+    allowed = ("applies to", "no exchange to judge")
     expected = [
         r
         for r in skipped
@@ -163,7 +165,7 @@ def test_the_reference_merchant_passes_every_check(
     ran = {r.check.id for r in run.results if r.verdict is Verdict.PASSED}
     if product == "saas-kit" and protocol == "v2":
         assert {"sync.directory", "sync.application-secret", "security.sync-signature-wrong"} <= ran
-    if product == "license" and protocol == "v2":
+    if product == "license":  # both forms of the License page (§6.1, A56)
         assert {"lifecycle.license", "idempotency.license-resend"} <= ran
 
 

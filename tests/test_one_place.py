@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -211,11 +212,15 @@ def test_the_command_line_and_the_api_call_the_very_same_validator(
     )
 
 
-def test_the_resend_policy_is_read_once_with_the_settings(tmp_path: Path) -> None:
-    settings = load_settings({}, environ={"KOOSIM_RESENDS": "1", "KOOSIM_BACKOFF": "0.5"}, cwd=tmp_path)
-    assert (settings.resend_policy.resends, settings.resend_policy.backoff) == (1, 0.5)
-    with pytest.raises(ConfigError, match="KOOSIM_RESENDS: resends must be between 0 and 10"):
-        load_settings({}, environ={"KOOSIM_RESENDS": "11"}, cwd=tmp_path)
+def test_the_delivery_override_is_read_once_with_the_settings(tmp_path: Path) -> None:
+    """KOOSIM_DELIVERY_RESENDS / _INTERVAL replaced KOOSIM_RESENDS / KOOSIM_BACKOFF (issue 15);
+    the cap is the most any published schedule has, 60 (V1 newInstance), not the invented 10."""
+    environ = {"KOOSIM_DELIVERY_RESENDS": "1", "KOOSIM_DELIVERY_INTERVAL": "30s"}
+    settings = load_settings({}, environ=environ, cwd=tmp_path)
+    assert settings.delivery is not None
+    assert (settings.delivery.resends, settings.delivery.first_gap) == (1, timedelta(seconds=30))
+    with pytest.raises(ConfigError, match="KOOSIM_DELIVERY_RESENDS: resends must be between 0 and 60"):
+        load_settings({}, environ={"KOOSIM_DELIVERY_RESENDS": "61"}, cwd=tmp_path)
 
 
 def test_the_target_is_named_redacted_and_printable_in_every_header(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -371,7 +371,7 @@ def test_v1_email_that_does_not_decrypt_is_refused_with_000002(client: FlaskClie
 
 
 def test_v1_unknown_activity_is_refused_with_000002(client: FlaskClient) -> None:
-    response = get_v1(client, v1_params(activity="getLicense"))
+    response = get_v1(client, v1_params(activity="getLicenseAsync"))
     assert as_json(response)["resultCode"] == "000002"
 
 
@@ -584,24 +584,35 @@ def test_lifecycle_works_over_v1_too(client: FlaskClient) -> None:
 # --- licence products --------------------------------------------------------------------------
 
 
-LICENSE_ORDER = {
-    "activity": "getLicense",
-    "customerId": "68cbc86abc2018ab880d92f36422fa0e",
-    "productId": "00301-666666-0--0",
-    "skuCode": "sku-basic",
-}
-"""getLicense's fields are ASSUMPTION U24 (docs/protocol.md §6.1): the order, customer and product."""
+def license_order() -> dict[str, Any]:
+    """A getLicense body built from the rows the License page publishes (docs/protocol.md §6.1,
+    [S75]): customerId (M, 100), customerName (O, 64), businessId (M, new on every request),
+    orderId (M), skuCode (O). No orderLineId: not among the rows read."""
+    order_id = f"CS{uuid.uuid4().hex[:14].upper()}"
+    return {
+        "activity": "getLicense",
+        "customerId": "68cbc86abc2018ab880d92f36422fa0e" + "c" * 68,  # the page allows 100 characters
+        "customerName": "测试客户",
+        "businessId": str(uuid.uuid4()),
+        "orderId": order_id,
+        "skuCode": "sku-basic",
+        "testFlag": "1",
+    }
 
 
 def test_license_lifecycle(client: FlaskClient) -> None:
-    order = independent.new_order(**LICENSE_ORDER)
+    order = license_order()
     got = post_v2(client, order)
     assert got["resultCode"] == "000000"
     license_code = got["license"]
     assert license_code
-    assert post_v2(client, resend(order))["license"] == license_code  # resend: the same code
+    # "For the same order number ... return the License created before" [S75]: a resend carries a
+    # new businessId (every request does) and gets the same code.
+    assert post_v2(client, resend(order))["license"] == license_code
+    other = post_v2(client, license_order())["license"]
+    assert other and other != license_code  # another order, another License
 
-    ref = {"orderId": order["orderId"], "orderLineId": order["orderLineId"], "license": license_code}
+    ref = {"orderId": order["orderId"], "license": license_code}  # the follow-up tables are U24
     refresh = {"activity": "refreshLicense", **ref, "expireTime": "21001231235959", "scene": "RENEWAL"}
     assert post_v2(client, refresh)["resultCode"] == "000000"
     assert post_v2(client, refresh)["resultCode"] == "000000"
@@ -618,16 +629,22 @@ def test_license_lifecycle(client: FlaskClient) -> None:
 
 @pytest.mark.parametrize("activity", ["refreshLicense", "expireLicense", "releaseLicense"])
 def test_unknown_license_is_000003(client: FlaskClient, activity: str) -> None:
-    body = {"activity": activity, "orderId": "CS0", "orderLineId": "CS0-1", "license": "LIC-NOPE"}
+    body = {"activity": activity, "orderId": "CS0", "license": "LIC-NOPE"}
     if activity == "refreshLicense":
         body["expireTime"] = "21001231235959"
     assert post_v2(client, body)["resultCode"] == "000003"
 
 
-def test_get_license_without_order_line_is_000002(client: FlaskClient) -> None:
-    order = independent.new_order(**LICENSE_ORDER)
-    del order["orderLineId"]
+@pytest.mark.parametrize("mandatory", ["customerId", "businessId", "orderId"])
+def test_get_license_without_a_mandatory_row_is_000002(client: FlaskClient, mandatory: str) -> None:
+    """The rows [S75] marks M; orderLineId is not one of them (the spec changed: it was assumed)."""
+    order = license_order()
+    del order[mandatory]
     assert post_v2(client, order)["resultCode"] == "000002"
+
+
+def test_get_license_longer_customer_id_than_the_page_allows_is_000002(client: FlaskClient) -> None:
+    assert post_v2(client, {**license_order(), "customerId": "c" * 101})["resultCode"] == "000002"
 
 
 # --- user-authorization sync -------------------------------------------------------------------

@@ -4,6 +4,7 @@ whose merchant answered garbage, markup and the access key itself.
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import time
@@ -38,6 +39,7 @@ SETTINGS = Settings(
 )
 REAL_CHECKS = ["lifecycle.full", "security.v1-authtoken-wrong", "contract.http-200-json"]
 HOSTILE = "<script>alert(1)</script>"
+NO_CONSEQUENCE = "no failure here leads to a published delisting consequence"
 
 
 def _synthetic_check(check_id: str, severity: Severity) -> Check:
@@ -139,7 +141,13 @@ def test_record_holds_every_check_and_exchange(run: Run, record: dict[str, Any])
     assert [check["id"] for check in record["checks"]] == [result.check.id for result in run.results]
     assert record["summary"] == {"passed": 2, "failed": 1, "warned": 1, "skipped": 1}
     assert record["exit_code"] == 1
-    assert record["delisting_risk"] is True
+    # A42: a failed check is not "a delisting risk" as such; the verdict names its consequence
+    verdict = record["delisting"]
+    assert verdict["reached"] is False
+    assert [(item["check"], item["rule"]) for item in verdict["consequences"]] == [
+        ("contract.synthetic-garbage", "frequent failures")
+    ]
+    assert verdict["headline"].startswith("Delisting verdict: 1 failed check counts")
     ids = {exchange["id"] for exchange in record["exchanges"]}
     for check in record["checks"]:
         assert set(check["exchanges"]) <= ids
@@ -322,16 +330,33 @@ def test_html_has_a_details_element_per_exchange(page: str, record: dict[str, An
 
 def test_html_header(page: str, record: dict[str, Any]) -> None:
     assert record["run_id"] in page
-    assert "Delisting risk: the real marketplace would treat this interface as failing" in page
+    assert html.escape(record["delisting"]["headline"]) in page
+    assert "publish no number" in page
     assert "resend schedule" in page
     assert "protocol.md §6" in page
     for verdict, count in record["summary"].items():
         assert f"<strong>{count}</strong> {verdict}" in page
 
 
-def test_html_says_when_there_is_no_risk(record: dict[str, Any]) -> None:
-    clean = dict(record, delisting_risk=False)
-    assert "No delisting risk found" in html_report.render(clean)
+def test_html_says_when_no_failure_leads_to_a_consequence(record: dict[str, Any]) -> None:
+    checks = [check for check in record["checks"] if check["verdict"] != "failed"]
+    clean = {name: value for name, value in record.items() if name != "delisting"} | {"checks": checks}
+    assert NO_CONSEQUENCE in html_report.render(clean)
+
+
+def test_a_record_written_before_verdicts_still_shows_one(record: dict[str, Any]) -> None:
+    """A version-1 JSON record (``delisting_risk``, no ``delisting``) is read by recomputing the
+    verdict from its checks: every report still shows it."""
+    old = {name: value for name, value in record.items() if name != "delisting"}
+    old |= {"schema_version": 1, "delisting_risk": True}
+    headline = record["delisting"]["headline"]
+    assert html.escape(headline) in html_report.render(old)
+    properties = {
+        prop.get("name"): prop.get("value")
+        for prop in ET.fromstring(junit_report.render(old).encode("utf-8")).iter("property")
+    }
+    assert properties["delisting.verdict"] == headline
+    assert properties["delisting.reached"] == "false"
 
 
 # --- the command line -------------------------------------------------------------------------------------
@@ -370,5 +395,5 @@ def test_verify_writes_all_three_reports(tmp_path: Path, monkeypatch: pytest.Mon
     assert suite.get("failures") == "0"
     page = html_path.read_text(encoding="utf-8")
     _parse(page)
-    assert "No delisting risk found" in page
+    assert NO_CONSEQUENCE in page
     assert page.count("<details") == sum(len(check["exchanges"]) for check in record["checks"])

@@ -315,10 +315,19 @@ def test_check_names_the_id_a_failure_is_reported_under(serve: Any, tmp_path: Pa
     assert "✗ same_instance_as new [lifecycle.full]" in result.output
 
 
-def test_a_v2_only_scenario_forced_to_v1_is_a_usage_error() -> None:
-    result = koosim("play", "license-validity", "--protocol", "v1", "--product", "license")
+def test_a_v1_only_scenario_forced_to_v2_is_a_usage_error() -> None:
+    # (License is no longer v2-only: the License page publishes the authToken form, §6.1, A56.)
+    result = koosim("play", "new-order-v1", "--protocol", "v2")
     assert result.exit_code == 2
-    assert "step 'license' (#1): getLicense is a v2 call, the target speaks v1" in result.stderr
+    assert "step 'new' (#1): body_sign is a v1 expectation, the target speaks v2" in result.stderr
+
+
+def test_the_license_scenario_plays_in_the_authtoken_form(serve: Any) -> None:
+    url = serve(create_app(merchant_config()))
+    result = koosim(
+        "play", "license-validity", "--url", url, "--protocol", "v1", "--product", "license", **KEYS
+    )
+    assert result.exit_code == 0, result.output
 
 
 def _garbage(environ: dict[str, Any], start_response: Any) -> list[bytes]:

@@ -484,14 +484,15 @@ def test_the_api_call_names_bad_input(configured: FlaskClient, body: Any, status
     assert message in response.json["error"]
 
 
-def test_a_call_without_a_target_is_a_conflict_and_license_calls_need_v2(
+def test_a_call_without_a_target_is_a_conflict_and_license_calls_go_in_the_authtoken_form_on_v1(
     client: FlaskClient, merchant: dict[str, Any]
 ) -> None:
     response = client.post("/api/calls", json={"activity": "newInstance", "fields": {}})
     assert response.status_code == 409 and "no target configured" in response.json["error"]
     client.put("/api/target", json=merchant | {"protocol": "v1"})
-    response = client.post("/api/calls", json={"activity": "getLicense", "fields": {}})
-    assert response.status_code == 400 and "v2 only" in response.json["error"]
+    # The License page publishes getLicense with authToken + timeStamp (docs/protocol.md §6.1, A56).
+    license_call = send(client, "getLicense")
+    assert "authToken=" in license_call["exchange"]["request"]["url"]
     v1 = send(client, "newInstance")
     assert v1["verdict"] == "passed" and "authToken=" in v1["exchange"]["request"]["url"]
 

@@ -259,7 +259,10 @@ def test_runs_are_listed_newest_first_with_counts_and_found_by_prefix(store: Sto
     listed = store.history.runs()
     assert [run["run_id"] for run in listed] == ["run-1", "run-2", "run-0"]
     assert listed[0]["summary"] == {"passed": 1, "failed": 1, "warned": 0, "skipped": 0}
-    assert store.history.run("run-1")["delisting_risk"] is True  # type: ignore[index]
+    # the verdict is recomputed from the stored checks (rows written before it existed show one)
+    verdict = store.history.run("run-1")["delisting"]  # type: ignore[index]
+    assert [item["check"] for item in verdict["consequences"]] == ["c1"]
+    assert verdict["reached"] is False
     assert store.history.resolve_run_id("run-2") == "run-2"
     with pytest.raises(LookupError, match="several runs"):
         store.history.resolve_run_id("run-")

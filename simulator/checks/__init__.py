@@ -19,6 +19,7 @@ from simulator.checks import (  # noqa: F401 - registers
     idempotency,
     lifecycle,
     notification,
+    schedule,
     security,
     sync,
 )

@@ -17,12 +17,20 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NoReturn, Protocol
 
+from simulator.clock import Clock
+from simulator.delivery import (
+    Delivery,
+    DeliveryOverride,
+    DeliveryPolicy,
+    deliver,
+    delivery_failure,
+    policy_for,
+)
 from simulator.model import Order, OrderFactory
 from simulator.openapi import InboundLog
 from simulator.protocol import ResultCode
 from simulator.protocol.profiles import KIT
-from simulator.resend import DEFAULT_POLICY, ResendPolicy
-from simulator.transport import Exchange, Tamper, Target, Transport, send_at_once
+from simulator.transport import PRODUCE, Exchange, Tamper, Target, Transport, send_at_once
 
 
 class Severity(StrEnum):
@@ -177,13 +185,14 @@ class Context:
         target: Target,
         transport: Transport,
         orders: OrderFactory,
-        resend_policy: ResendPolicy = DEFAULT_POLICY,
+        delivery: DeliveryOverride | None = None,
         inbound: InboundLog | None = None,
         seen: Sequence[Exchange] = (),
     ) -> None:
         self.target = target
-        self.resend_policy = resend_policy
-        """How the marketplace resends, as the settings give it (the run passes it down)."""
+        self.delivery = delivery
+        """The user's change to the delivery policies, as the settings give it (None: the
+        published ones, docs/protocol.md §10.1); the run passes it down."""
         self.inbound = inbound
         """The open API's log of the merchant's calls (None: no open API runs): a check listens
         to it while it drives the merchant (``conversation.*``)."""
@@ -194,6 +203,33 @@ class Context:
         self.findings: list[Finding] = []
         self.exchanges: list[Exchange] = []
         self._lock = threading.Lock()
+
+    # --- the marketplace's clock and delivery policies ------------------------------------------
+
+    @property
+    def clock(self) -> Clock:
+        """The marketplace's clock (the target's, built once from the settings)."""
+        return self.target.clock
+
+    def policy(self, activity: str, interface: str = PRODUCE) -> DeliveryPolicy:
+        """How the marketplace delivers ``activity`` to this target (§10.1), with the override."""
+        return policy_for(interface, self.target.protocol, activity, self.delivery)
+
+    def deliver(self, fields: Mapping[str, Any], label: str = "") -> tuple[Delivery, list[Exchange]]:
+        """Deliver a produce call as the marketplace does: sent, and resent on failure per its
+        policy (:meth:`policy`) on the marketplace clock, until accepted, parked or cancelled.
+        Every attempt is recorded; returns the delivery (its timeline) and its exchanges."""
+        label = label or str(fields.get("activity", ""))
+        delivery = Delivery(self.policy(str(fields.get("activity", ""))), self.clock)
+
+        def send(number: int) -> Exchange:
+            shown = label if number == 1 else f"{label} (delivery {number})"
+            return self._record(self.transport.send(fields, label=shown, attempt=number))
+
+        deadline = self.target.timeout
+        return delivery, deliver(
+            delivery, send, lambda exchange: delivery_failure(exchange, deadline=deadline)
+        )
 
     # --- sending -------------------------------------------------------------------------------
 

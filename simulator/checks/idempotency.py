@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -12,9 +11,9 @@ from typing import Any
 
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
 from simulator.checks.conversation import poll_until_listed
+from simulator.delivery import Delivery, Failure, FailureKind, delivery_failure
 from simulator.model import announce, release_fields, status_fields
 from simulator.protocol import ResultCode
-from simulator.resend import RESENDS_VARIABLE, resend_reason
 from simulator.transport import Exchange, Target, Transport
 
 RESENDS = 3
@@ -109,6 +108,66 @@ def new_instance_resend(ctx: Context) -> None:
         ctx.fail("a second orderLineId of the same orderId got the first line's instanceId", other)
 
 
+SECOND_PRODUCT = "OFFI000000000002"
+"""The productId of a pay-per-use order's second billing item in ``per-product-instances``."""
+
+
+@check(
+    "idempotency.per-product-instances",
+    rule="§5.1, A21",
+    severity=Severity.WARNING,
+    protocols=("v1",),
+    needs=("newInstance", "instanceStatus"),
+)
+def per_product_instances(ctx: Context) -> None:
+    """A pay-per-use order gets one instance per billing item (productId), each resend-safe.
+
+    One specification with several billing items opens one instance per item: the calls share
+    the ``orderId`` and differ in ``productId``, so the idempotency key is orderId + productId
+    (§5.1, [S38] 2024-08-20; §4.1-d [S2][S3]). koosim sends the first item's subscription and a
+    resend (new businessId), then the second item's and a resend. The two items must get two
+    instanceIds, and each resend the instanceId of its own item. The rule is in the newer
+    editions only (A21): a warning. V1 only: the V2 newInstance carries no productId (A21).
+    """
+    order = ctx.orders.order()
+    items = {
+        order.product_id: replace(order, extra={**order.extra, "productId": order.product_id}),
+        SECOND_PRODUCT: replace(
+            order, product_id=SECOND_PRODUCT, extra={**order.extra, "productId": SECOND_PRODUCT}
+        ),
+    }
+    instances: dict[str, list[str]] = {}
+    sent: list[Exchange] = []
+    for product_id, item in items.items():
+        copies = [
+            ctx.send(
+                item.new_instance_fields(ctx.orders.business_id()),
+                f"newInstance productId {product_id} ({kind})",
+            )
+            for kind in ("first", "resend")
+        ]
+        if not all(
+            ctx.expect(e, ResultCode.SUCCESS, f"newInstance for billing item {product_id}") for e in copies
+        ):
+            return
+        for index in succeeded_without(copies):
+            ctx.fail(f"newInstance for productId {product_id} succeeded without an instanceId", copies[index])
+        ids = answered_ids(copies)
+        if len(ids) > 1:
+            ctx.fail(
+                f"a resend for the same orderId + productId {product_id} got a different instance", *copies
+            )
+        instances[product_id] = ids
+        sent.extend(copies)
+    first, second = (instances[p] for p in items)
+    if shared := sorted(set(first) & set(second)):
+        ctx.fail(
+            f"two productIds of one pay-per-use order got the same instance {shared[0]}:"
+            " the key is orderId + productId",
+            *sent,
+        )
+
+
 @check("idempotency.new-instance-concurrent", rule="§4.1, U44", severity=Severity.WARNING)
 def new_instance_concurrent(ctx: Context) -> None:
     """Copies of one newInstance arriving at the same moment yield one instanceId.
@@ -181,11 +240,16 @@ def release_resend(ctx: Context) -> None:
     "idempotency.license-resend",
     rule="§6.1, U24",
     severity=Severity.WARNING,
-    protocols=("v2",),
     needs=("license",),
 )
 def license_resend(ctx: Context) -> None:
-    """A resent getLicense for the same order line returns the same license code."""
+    """A resent getLicense for the same order returns the License created before.
+
+    The rule is the License page's: "for the same order number" the merchant answers success
+    with the License it created and creates no new one (§6.1, [S75]); each copy carries a new
+    ``businessId``, as the page says every request does. The answer table was not read: the
+    member koosim compares, ``license``, is U24, so the check reports a warning.
+    """
     order = ctx.orders.order()
     copies = [
         ctx.send(order.license_fields(ctx.orders.business_id()), f"getLicense (copy {n + 1})")
@@ -204,9 +268,15 @@ ABANDON_AFTER = 0.001
 """How long the marketplace waits for the first deliveries in ``converges-after-failures``: far
 below any merchant's processing time, so those deliveries count as failed while the merchant
 still processes them."""
-CHECK_BACKOFF = 0.05
-"""The first resend delay inside ``converges-after-failures``: the configured resend schedule
-scaled to start at 50 ms (50, 100, 200 ms by default) so that the check stays fast."""
+
+
+ABANDONED = Failure(
+    FailureKind.LATE,
+    f"Call interface failed: the marketplace stopped waiting after {ABANDON_AFTER * 1000:g} ms",
+    "§3.3",
+    transient=True,
+)
+"""A delivery the marketplace gave up on while the merchant still processed it."""
 
 
 @check("idempotency.converges-after-failures", rule="§4.1")
@@ -216,22 +286,29 @@ def converges_after_failures(ctx: Context) -> None:
     The marketplace sends newInstance and stops waiting after 1 ms, while the merchant is still
     processing it: the first delivery's connection is closed unread; for the second the
     simulator keeps listening (the marketplace does not) to learn what it created. It resends
-    per the resend policy (KOOSIM_RESENDS, KOOSIM_BACKOFF; the backoff scaled to 50 ms steps)
-    until an answer arrives, then one late copy comes. Every answer and queryInstance must
+    per newInstance's delivery policy (docs/protocol.md §10.1: V1 every 3 minutes, V2 after 1 s,
+    2 s, 4 s, U11), on the marketplace clock (``--time-scale``, ×3600 by default: 3 minutes
+    pass in 50 ms), until an answer arrives, then one late copy comes. Every answer and queryInstance must
     show a single instance for the order. The first delivery's exchange appears only as
     evidence of a failure: it has no answer by design.
     """
-    policy = ctx.resend_policy.scaled(CHECK_BACKOFF)
-    if not policy.resends:
-        ctx.skip(f"the resend policy allows no resend ({RESENDS_VARIABLE}=0)")
+    policy = ctx.policy("newInstance")
+    if not policy.cadence.resends:
+        ctx.skip(f"the delivery policy allows no resend ({policy.describe()})")
+    # Every delivery here counts as failed (abandoned, or not yet answered) until one is
+    # accepted, so the schedule goes on whatever the failure: the policy's cadence, not its
+    # trigger (U11 resends only after a timeout or no answer, which an abandoned call is).
+    delivery = Delivery(policy, ctx.clock)
     order = ctx.orders.order()
-    abandoned = min(2, policy.resends)  # at least one delivery left for an answer
+    abandoned = min(2, policy.cadence.resends)  # at least one delivery left for an answer
     given_up: list[Exchange] = []
     listening: list[Future[Exchange]] = []
     answered: list[Exchange] = []
     outcome: Exchange | None = None
     with ThreadPoolExecutor(max_workers=abandoned) as pool:
-        for attempt in range(1, policy.attempts + 1):
+        while (due := delivery.next_due) is not None:
+            ctx.clock.sleep_until(due)
+            attempt = delivery.begin()
             fields = order.new_instance_fields(ctx.orders.business_id())
             label = f"newInstance (attempt {attempt})"
             seen: Exchange | None
@@ -252,18 +329,18 @@ def converges_after_failures(ctx: Context) -> None:
                 seen = ctx.transport.send(fields, label=label, attempt=attempt)
                 answered.append(seen)
                 ctx.exchanges.append(seen)
-            if seen is not None and resend_reason(seen) is None:
+            failure = delivery_failure(seen, deadline=ctx.target.timeout) if seen is not None else ABANDONED
+            delivery.finish(failure)
+            if failure is None:
                 outcome = seen
                 break
-            if attempt < policy.attempts:
-                time.sleep(policy.delays[attempt - 1])
         overheard = [future.result() for future in listening]  # each bounded by the call's deadline
     ctx.exchanges[:0] = overheard
     deliveries = [*given_up, *overheard, *answered]
     if outcome is None:
         ctx.abort(
             f"newInstance was not accepted after {len(deliveries)} deliveries "
-            f"({policy.describe()}): last {describe(deliveries[-1])}",
+            f"({policy.describe()}): last {describe(deliveries[-1])}; {delivery.summary()}",
             *deliveries[-2:],
         )
     ctx.require(outcome, ResultCode.SUCCESS, "newInstance resent after failed deliveries must succeed")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from simulator.checks.base import Context, Severity, check, describe
@@ -211,28 +212,33 @@ def after_release(ctx: Context) -> None:
         ctx.fail("queryInstance still lists a released instance", query)
 
 
-@check(
-    "lifecycle.license", rule="§6.1, U24", severity=Severity.WARNING, protocols=("v2",), needs=("license",)
-)
+CUSTOMER_ID_MAX = 100
+"""getLicense's ``customerId``: M, String, at most 100 characters (docs/protocol.md §6.1, [S75])."""
+
+
+@check("lifecycle.license", rule="§6.1, U24", severity=Severity.WARNING, needs=("license",))
 def license_lifecycle(ctx: Context) -> None:
-    """getLicense → refreshLicense (validity update) → expireLicense → releaseLicense; unknown → 000003."""
+    """getLicense → refreshLicense (validity update) → expireLicense → releaseLicense; unknown → 000003.
+
+    The getLicense carries a ``customerId`` of 100 characters, the most the License page allows
+    (§6.1, [S75]): a merchant that stores it in a 64-character column refuses a real customer.
+    """
     order = ctx.orders.order()
+    order = replace(order, customer_id=(order.customer_id * 4)[:CUSTOMER_ID_MAX])
     issued = ctx.send(order.license_fields(ctx.orders.business_id()), "getLicense")
     ctx.require(issued, ResultCode.SUCCESS, "getLicense must succeed")
     code = issued.answer_field("license")
     if not isinstance(code, str) or not code:
         ctx.abort("getLicense succeeded without a license code", issued)
-    line = {"orderId": order.order_id, "orderLineId": order.order_line_id, "license": code}
+    renewal = ctx.orders.expire_time(days=365)
     steps = [
-        (
-            "refreshLicense",
-            {"activity": "refreshLicense", **line, "expireTime": ctx.orders.expire_time(days=365)},
-        ),
-        ("expireLicense", {"activity": "expireLicense", **line}),
-        ("releaseLicense", {"activity": "releaseLicense", **line}),
+        ("refreshLicense", order.license_change_fields("refreshLicense", code) | {"expireTime": renewal}),
+        ("expireLicense", order.license_change_fields("expireLicense", code)),
+        ("releaseLicense", order.license_change_fields("releaseLicense", code)),
     ]
     for label, fields in steps:
         ctx.expect(ctx.send(fields, label), ResultCode.SUCCESS, f"{label} of a license just issued")
-    unknown = {**line, "license": "LIC-KOOSIM-UNKNOWN", "expireTime": ctx.orders.expire_time(days=30)}
-    exchange = ctx.send({"activity": "refreshLicense", **unknown}, "refreshLicense of an unknown license")
+    unknown = order.license_change_fields("refreshLicense", "LIC-KOOSIM-UNKNOWN")
+    unknown["expireTime"] = ctx.orders.expire_time(days=30)
+    exchange = ctx.send(unknown, "refreshLicense of an unknown license")
     ctx.expect(exchange, ResultCode.INSTANCE_NOT_FOUND, "refreshLicense of an unknown license")

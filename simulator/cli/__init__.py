@@ -2,7 +2,8 @@
 
 This module is the group and the registration of the command families, one module each
 (:mod:`~simulator.cli.verify`, :mod:`~simulator.cli.checks`, :mod:`~simulator.cli.scenarios`,
-:mod:`~simulator.cli.server`, :mod:`~simulator.cli.merchant`, :mod:`~simulator.cli.load`). They
+:mod:`~simulator.cli.server`, :mod:`~simulator.cli.merchant`, :mod:`~simulator.cli.load`,
+:mod:`~simulator.cli.watch`). They
 share :mod:`simulator.cli.common` (options, exit codes, the one error mapping, ``with_target``)
 and never import this module back.
 
@@ -10,6 +11,8 @@ Exit codes, for every command that talks to a merchant: 0 all selected checks pa
 one failed (or the whole-run time budget left some unrun), 2 a usage or configuration error,
 3 the target could not be reached at all (or the preflight found a wrong key, a wrong path or a
 web page), 130/143 interrupted by Ctrl-C/SIGTERM (what ran is reported and recorded).
+``watch`` adds 4 (``--strict``: a dial test failed) and 5 (the published delisting threshold is
+reached: docs/watch.md).
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from simulator.cli.merchant import merchant
 from simulator.cli.scenarios import explore, play, scenarios
 from simulator.cli.server import runs, serve, show
 from simulator.cli.verify import verify
+from simulator.cli.watch import watch
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -43,7 +47,7 @@ def main(no_color: bool) -> None:
     OUTPUT["color"] = not no_color
 
 
-for command in (verify, list_checks, merchant, load, scenarios, play, explore, serve, runs, show):
+for command in (verify, watch, list_checks, merchant, load, scenarios, play, explore, serve, runs, show):
     main.add_command(command)
 
 if __name__ == "__main__":  # pragma: no cover

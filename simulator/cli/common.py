@@ -61,6 +61,7 @@ TARGET_FLAGS = (
     "billing",
     "optional",
     "market_port",
+    "time_scale",
 )
 """The settings a command's flags can set, as :func:`simulator.settings.load_settings` names them."""
 
@@ -169,6 +170,14 @@ def target_options(function: F) -> F:
             "on 127.0.0.1 for the merchant to call; AK/SK from KOOSIM_MARKET_AK / KOOSIM_MARKET_SK "
             "(env KOOSIM_MARKET_PORT, default 0: a free port, printed in the run header).",
         ),
+        click.option(
+            "--time-scale",
+            metavar="SCALE|frozen",
+            help="The marketplace clock: marketplace time runs SCALE times the wall (3600 = an hour "
+            "per second; real = 1), or 'frozen' (moves only when advanced: scenario `advance` steps, "
+            "each wait in verify/play/explore, POST /api/clock/advance in serve). Default 3600, "
+            "real time in serve (env KOOSIM_TIME_SCALE; docs/protocol.md §10).",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -233,6 +242,8 @@ class TargetInfo:
             from simulator.settings import load_settings
 
             self._settings = load_settings(self.flags)
+            for line in self._settings.deprecations:
+                make_console(stderr=True).print(f"koosim: warning: {line}", markup=False, soft_wrap=True)
         return self._settings
 
     @contextmanager

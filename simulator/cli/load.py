@@ -70,15 +70,19 @@ class Duration(click.ParamType):
     help="Exit 1 when more than this fraction of requests fail.",
 )
 @click.option(
-    "--resends",
-    type=click.IntRange(0, 10),
-    help="Resends of a failed call (env KOOSIM_RESENDS, default 3: ASSUMPTION).",
+    "--delivery-resends",
+    type=click.IntRange(0, 60),
+    help="Resends of a failed call, for every delivery policy (env KOOSIM_DELIVERY_RESENDS; "
+    "default: the published schedules, docs/protocol.md §10.1).",
 )
 @click.option(
-    "--backoff",
-    type=click.FloatRange(min=0),
-    help="Seconds before the first resend, doubling after (env KOOSIM_BACKOFF, default 1).",
+    "--delivery-interval",
+    metavar="DURATION",
+    help="Marketplace time before the first resend (90s, 3m, 1h), for every delivery policy "
+    "(env KOOSIM_DELIVERY_INTERVAL); scaled by --time-scale.",
 )
+@click.option("--resends", type=click.IntRange(0, 60), hidden=True, help="Deprecated: --delivery-resends.")
+@click.option("--backoff", type=click.FloatRange(min=0), hidden=True, help="Deprecated: --delivery-interval.")
 @click.option(
     "--copies",
     type=click.IntRange(2, 20),
@@ -115,6 +119,8 @@ def load(
     spawn_rate: float,
     run_time: float,
     max_error_rate: float,
+    delivery_resends: int | None,
+    delivery_interval: str | None,
     resends: int | None,
     backoff: float | None,
     copies: int,
@@ -140,7 +146,12 @@ def load(
     if find_spec("locust") is None:
         fail("koosim load needs Locust: pip install 'koogallery-simulator[load]'", EXIT_USAGE)
 
-    info.flags.update(resends=resends, backoff=backoff)
+    info.flags.update(
+        delivery_resends=delivery_resends,
+        delivery_interval=delivery_interval,
+        resends=resends,
+        backoff=backoff,
+    )
     info.settings  # noqa: B018 - a malformed setting fails here, before a process is started
     spec = {
         "mode": "worker" if worker else "master" if master else "local",

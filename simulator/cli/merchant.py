@@ -37,6 +37,13 @@ def _url_host(host: str) -> str:
     help="PEM private key for applicationSync secrets (default: a new key each start).",
 )
 @click.option(
+    "--billing",
+    type=click.Choice(["period", "one-time", "on-demand"]),
+    default="period",
+    show_default=True,
+    help="The product's billing mode; on-demand (pay-per-use) reports usage in queryInstance answers.",
+)
+@click.option(
     "--write-public-key",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the merchant's RSA public key here (for KOOSIM_RSA_PUBLIC_KEY).",
@@ -59,6 +66,7 @@ def merchant(
     protocol: str,
     db: str,
     rsa_key: Path | None,
+    billing: str,
     write_public_key: Path | None,
     market_url: str | None,
     async_provisioning: bool,
@@ -80,6 +88,7 @@ def merchant(
         database=db,
         protocols=frozenset({"v1", "v2"} if protocol == "both" else {protocol}),
         async_provisioning=async_provisioning,
+        billing=billing,
     )
     notes = []
     if market_url is not None:

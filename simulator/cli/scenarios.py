@@ -169,6 +169,7 @@ def play(
             f"koosim play: {len(loaded)} scenario(s) against {where}, profile {target.profile}",
             highlight=False,
         )
+        console.print(f"[dim]{escape(target.clock.describe())}[/]", highlight=False)
         interrupted: KeyboardInterrupt | None = None
         with sigterm_interrupts():
             try:
@@ -282,7 +283,7 @@ def _play_interactively(
 
     console.rule(f"step {number}/{total} · {escape(step.id)} · {escape(show.step_title(step))}", align="left")
     if step.activity is None:
-        console.print(f"a pause of {step.wait:g} s", highlight=False)
+        console.print(show.step_title(step), highlight=False, markup=False)
         return player.play_step(step), True
     try:
         prepared = player.prepare(step)
@@ -301,6 +302,7 @@ def _play_interactively(
     if step.wait:
         console.print(f"[dim]waiting {step.wait:g} s[/]", highlight=False)
         time.sleep(step.wait)
+    player.advance(step)
     outcome = player.perform(prepared)
     for exchange in outcome.exchanges:
         answer = show.response_text(exchange, player.target.secrets, limit=None)
@@ -384,6 +386,7 @@ def explore(
             f"against {escape(info.where(target))} ({target.protocol})",
             highlight=False,
         )
+        console.print(f"[dim]{escape(target.clock.describe())}[/]", highlight=False)
         if not target.sync_key:
             console.print("[dim]no sync key (KOOSIM_SYNC_KEY): user-sync calls are left out[/]")
         info.preflight(target, skip=no_preflight, seed=seed)

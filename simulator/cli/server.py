@@ -149,7 +149,10 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
     than a loopback one needs KOOSIM_SERVE_TOKEN.
     """
 
+    from simulator.clock import isoformat
+    from simulator.engine.delisting import next_dial_test
     from simulator.server import create_app, market_state
+    from simulator.server.dial import service as dial_service
     from simulator.server.guard import TokenError, bind_problem, console_url, server_token
     from simulator.server.state import ConsoleSettings, SettingsError
     from simulator.server.wsgi import Server
@@ -165,7 +168,12 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
     store = _open_store(db_path)
     app = create_app(
         store,
-        ConsoleSettings(protocol=found.protocol, timeout=found.timeout, resend_policy=found.resend_policy),
+        ConsoleSettings(
+            protocol=found.protocol,
+            timeout=found.timeout,
+            time_scale=found.time_scale,
+            delivery=found.delivery,
+        ),
         token=token,
         hosts=[host],
         scenario_dirs=scenario_dirs,
@@ -201,6 +209,7 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
     console.print(
         "  scripts send the token as 'Authorization: Bearer <token>' (the token= above)", highlight=False
     )
+    console.print(f"  {market.clock.describe()} (GET {base}/api/clock)", highlight=False, markup=False)
     where = "the bundled reference merchant" if settings.bundled else printable(settings.url or "")
     console.print(f"  target: {where} ({settings.protocol})", highlight=False, markup=False)
     if settings.url and not settings.access_key:
@@ -232,8 +241,13 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
         highlight=False,
         markup=False,
     )
+    dial_timer = dial_service(app)
+    dial_timer.start()  # twice a marketplace day (docs/protocol.md §10.3); /dial runs one now
+    next_dial = isoformat(next_dial_test(dial_timer.clock.now()))
+    console.print(f"  dial tests: twice a marketplace day, the next at {next_dial}", highlight=False)
     console.print("  Ctrl+C stops it", highlight=False)
     try:
         server.run()
     finally:
+        dial_timer.stop()
         market.close()

@@ -174,6 +174,7 @@ def verify(
                     f"({target.protocol}, profile {target.profile}), seed {seed}"
                 )
                 console.print(escape(info.market_line()), highlight=False)
+                console.print(f"[dim]{escape(target.clock.describe())}[/]", highlight=False)
                 first = info.preflight(target, skip=no_preflight, seed=seed)
                 sent_first.extend([] if first is None else [first])
                 progress = console_report.LiveProgress(console, len(checks), quiet=quiet)
@@ -186,7 +187,7 @@ def verify(
                         on_result=finished,
                         on_begin=begin,
                         on_exchange=recorder.exchange,
-                        resend_policy=settings.resend_policy,
+                        delivery=settings.delivery,
                         inbound=None if info.market is None else info.market.log,
                         on_inbound=recorder.inbound,
                     )

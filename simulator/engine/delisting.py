@@ -32,10 +32,12 @@ reason for an ``error``, §0):
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from enum import StrEnum
+from typing import Any
 
 MARKETPLACE_TZ = timezone(timedelta(hours=8), "UTC+08:00")
 """The zone of the marketplace's days and months (ASSUMPTION, see the module docstring)."""
@@ -55,6 +57,9 @@ class Rule(StrEnum):
     DIAL_TEST = "dial test"
     V1_ORDERS = "v1 failed orders"
     FREQUENT_FAILURES = "frequent failures"
+    NONE = "no published consequence"
+    """A broken rule the marketplace does not see as a failed call (§3.4): no delisting rule
+    applies to it (the check keeps its severity)."""
 
 
 @dataclass(frozen=True)
@@ -182,20 +187,23 @@ def failed_orders_this_month(
     return sum(1 for instant in failures if marketplace_day(instant, tz).replace(day=1) == month)
 
 
-def v1_orders_verdict(failed_orders: int) -> DelistingVerdict:
+def v1_orders_verdict(failed_orders: int, *, scope: str = "this month") -> DelistingVerdict:
     """The V1 rule's verdict for this month's failed orders: "3 failed orders this month, the
-    v1 limit is 5"; removal when there are more than 5 [S38]."""
+    v1 limit is 5"; removal when there are more than 5 [S38]. ``scope`` names where the orders
+    were counted when it is not the month ("in this run": a run sees only its own orders, and
+    they are this month's, so more than 5 there is more than 5 this month)."""
     if isinstance(failed_orders, bool) or failed_orders < 0:
         raise ValueError(f"a number of failed orders is a whole number >= 0, not {failed_orders!r}")
     limit = V1_FAILED_ORDER_LIMIT
     orders = "order" if failed_orders == 1 else "orders"
+    per = "" if scope == "this month" else " a month"
     if failed_orders > limit:
         text = (
-            f"{failed_orders} failed {orders} this month, more than the v1 limit of {limit}: "
+            f"{failed_orders} failed {orders} {scope}, more than the v1 limit of {limit}{per}: "
             "the product is removed"
         )
         return DelistingVerdict(Rule.V1_ORDERS, text, "§10.3", reached=True, remaining=0)
-    text = f"{failed_orders} failed {orders} this month, the v1 limit is {limit}"
+    text = f"{failed_orders} failed {orders} {scope}, the v1 limit is {limit}{per}"
     return DelistingVerdict(Rule.V1_ORDERS, text, "§10.3", reached=False, remaining=limit + 1 - failed_orders)
 
 
@@ -212,3 +220,295 @@ def frequent_failures_verdict(failed_calls: int) -> DelistingVerdict:
         "'frequently' and publish no number"
     )
     return DelistingVerdict(Rule.FREQUENT_FAILURES, text, "§10.3, A42", reached=False, remaining=None)
+
+
+# --- a run's verdict: which published consequence each failure leads to ----------------------
+
+ORDER_ACTIVITIES = frozenset({"newInstance", "getLicense", "getLicenseAsync"})
+"""The calls that open an order: when one fails, the order fails (§10.1, §10.3)."""
+
+
+@dataclass(frozen=True)
+class Consequence:
+    """What one failed check leads to under the published rules: ``rule`` names the rule the
+    failure counts toward, ``text`` says how, in a sentence a report prints as it is."""
+
+    check: str
+    rule: Rule
+    text: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"check": self.check, "rule": self.rule.value, "text": self.text}
+
+
+@dataclass(frozen=True)
+class RunVerdict:
+    """The delisting verdict of a run (or of a watched target): one :class:`DelistingVerdict`
+    per published rule that has something to say, and the consequence of each failed check.
+
+    It replaces the old ``delisting_risk`` flag, which called any failed check a delisting risk:
+    a check's severity says whether a rule is broken; this says what the marketplace then does.
+    """
+
+    verdicts: tuple[DelistingVerdict, ...] = ()
+    consequences: tuple[Consequence, ...] = ()
+
+    @property
+    def reached(self) -> bool:
+        """A rule's consequence happens: frozen and hidden, or removed."""
+        return any(verdict.reached for verdict in self.verdicts)
+
+    @property
+    def counting(self) -> bool:
+        """Something counts against the merchant: a failed check, or a failing dial-test day."""
+        return bool(self.counted) or any(_warns(verdict) for verdict in self.verdicts)
+
+    @property
+    def counted(self) -> tuple[Consequence, ...]:
+        """The failed checks that count toward a published rule."""
+        return tuple(item for item in self.consequences if item.rule is not Rule.NONE)
+
+    @property
+    def headline(self) -> str:
+        reached = [verdict.text for verdict in self.verdicts if verdict.reached]
+        if reached:
+            return "Delisting verdict: " + "; ".join(reached)
+        if not self.counting:
+            return "Delisting verdict: no failure here leads to a published delisting consequence (§10.3)"
+        counted = len(self.counted)
+        if counted == 1:
+            failures = "1 failed check counts"
+        elif counted:
+            failures = f"{counted} failed checks count"
+        else:
+            failures = "the failing dial tests count"
+        return f"Delisting verdict: {failures} toward the published rules (§10.3), none reached yet"
+
+    def lines(self) -> list[str]:
+        """The rules' verdicts, then each failed check's consequence, one line each."""
+        return [f"{verdict.text} ({verdict.rule_ref})" for verdict in self.verdicts] + [
+            f"{consequence.check}: {consequence.text}" for consequence in self.consequences
+        ]
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "headline": self.headline,
+            "reached": self.reached,
+            "rules": [verdict.as_dict() for verdict in self.verdicts],
+            "consequences": [consequence.as_dict() for consequence in self.consequences],
+        }
+
+    @classmethod
+    def from_dict(cls, data: object) -> RunVerdict | None:
+        """A verdict read back from a JSON record; None when ``data`` is not one (an older record:
+        recompute it with :func:`record_verdict`)."""
+        if not isinstance(data, dict):
+            return None
+        try:
+            verdicts = tuple(
+                DelistingVerdict(
+                    Rule(item["rule"]),
+                    str(item["text"]),
+                    str(item["rule_ref"]),
+                    bool(item["reached"]),
+                    None if item.get("remaining") is None else int(item["remaining"]),
+                )
+                for item in data.get("rules", [])
+            )
+            consequences = tuple(
+                Consequence(str(item["check"]), Rule(item["rule"]), str(item["text"]))
+                for item in data.get("consequences", [])
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+        return cls(verdicts, consequences)
+
+
+def _warns(verdict: DelistingVerdict) -> bool:
+    """A rule's verdict that counts something against the merchant: a failing dial-test day."""
+    return verdict.reached or (
+        verdict.rule is Rule.DIAL_TEST
+        and verdict.remaining is not None
+        and verdict.remaining < FREEZE_AFTER_FAILING_DAYS
+    )
+
+
+def _request_fields(exchange: Mapping[str, Any]) -> dict[str, Any]:
+    """The members of a recorded request body (an empty dict when it is not a JSON object)."""
+    body = (exchange.get("request") or {}).get("body")
+    if not isinstance(body, str):
+        return {}
+    try:
+        fields = json.loads(body)
+    except ValueError:
+        return {}
+    return fields if isinstance(fields, dict) else {}
+
+
+def _failed_call(exchange: Mapping[str, Any]) -> bool:
+    """Whether the marketplace counts a recorded call as failed (§3.4), as far as its record
+    shows: no answer, not HTTP 200, a ``resultCode`` other than ``000000`` (or none, or a body
+    that does not parse), or a newInstance success without an ``instanceId`` (§10.4 D4)."""
+    response = exchange.get("response")
+    if not isinstance(response, dict) or response.get("status") != 200:
+        return True
+    if response.get("result_code") != "000000":
+        return True
+    if exchange.get("activity") == "newInstance":
+        try:
+            answer = json.loads(str(response.get("body") or ""))
+        except ValueError:
+            return True
+        return not (isinstance(answer, dict) and answer.get("instanceId"))
+    return False
+
+
+ANSWER_FAMILIES = frozenset({"contract", "timing"})
+"""Check families that judge answers by §3.4's other failure causes (a missing or over-long
+member, a missing Body-Sign, a late answer): a failure there is a failed call."""
+
+
+def consequence_of(
+    check: Mapping[str, Any], exchanges: Mapping[str, Mapping[str, Any]], protocol: str
+) -> Consequence:
+    """Which published consequence a failed check (a record of engine/record.py) leads to,
+    read from the calls its findings point at:
+
+    - the test order (``testFlag=1``) failing: what a dial test sends (ASSUMPTION U14), so the
+      dial-test rule — five failing days in a row freeze and hide the product;
+    - an order opened for real failing: the order fails — V1: the order is cancelled after the
+      published resends and counts toward the five a month [S38]; V2: no number, "frequent";
+    - any other failed call (§3.4): the pages remove a product whose interface fails
+      "frequently" (A42);
+    - a broken rule on calls the marketplace counts as answered (a duplicate instance, a forged
+      call accepted — the marketplace never sends one): no published delisting consequence.
+    """
+    check_id = str(check.get("id", "?"))
+    family = check_id.split(".", 1)[0]
+    shown = [
+        exchanges[exchange_id]
+        for finding in check.get("findings", [])
+        for exchange_id in finding.get("exchanges", [])
+        if exchange_id in exchanges
+    ]
+    failed = (
+        [] if family == "security" else [e for e in shown if family in ANSWER_FAMILIES or _failed_call(e)]
+    )
+    orders = [e for e in failed if e.get("interface") == "produce" and e.get("activity") in ORDER_ACTIVITIES]
+    # what the dial test itself judges (engine/dial.py: the envelope and the instanceId)
+    if any(str(_request_fields(e).get("testFlag")) == "1" and _failed_call(e) for e in orders):
+        return Consequence(
+            check_id,
+            Rule.DIAL_TEST,
+            "the test order fails, which is what a dial test places (ASSUMPTION U14): each day a "
+            f"dial test fails counts toward the {FREEZE_AFTER_FAILING_DAYS} in a row that freeze and "
+            "hide the product",
+        )
+    if orders and protocol == "v1":
+        return Consequence(
+            check_id,
+            Rule.V1_ORDERS,
+            "a failed order: the marketplace resends newInstance 60 times every 3 minutes, then "
+            f"cancels the order automatically; more than {V1_FAILED_ORDER_LIMIT} such orders a month "
+            "remove a V1 product",
+        )
+    if orders:
+        return Consequence(
+            check_id,
+            Rule.FREQUENT_FAILURES,
+            "a failed order: the delivery ends as a production-interface message (生产接口消息) until "
+            "重新启动; the pages remove a product whose interface fails 'frequently' (no number)",
+        )
+    if failed:
+        activities = sorted({str(e.get("activity")) for e in failed if e.get("activity")})
+        what = f"a failed {'/'.join(activities[:3])} call" if activities else "a failed call"
+        return Consequence(
+            check_id,
+            Rule.FREQUENT_FAILURES,
+            f"{what} (§3.4): the pages remove a product whose interface fails 'frequently' (no number)",
+        )
+    if family == "security":
+        why = "the marketplace never sends such a call"
+    else:
+        why = "the marketplace counts these calls as answered (§3.4)"
+    return Consequence(
+        check_id,
+        Rule.NONE,
+        f"{why}: no published delisting consequence; the broken rule is still an error of its own",
+    )
+
+
+def _failed_orders(checks: Iterable[Mapping[str, Any]], exchanges: Mapping[str, Mapping[str, Any]]) -> int:
+    """How many distinct orders the V1_ORDERS consequences of ``checks`` fail."""
+    orders: set[str] = set()
+    for check in checks:
+        for finding in check.get("findings", []):
+            for exchange_id in finding.get("exchanges", []):
+                exchange = exchanges.get(exchange_id)
+                if exchange is None or exchange.get("activity") not in ORDER_ACTIVITIES:
+                    continue
+                if not _failed_call(exchange):
+                    continue
+                orders.add(str(_request_fields(exchange).get("orderId") or exchange_id))
+    return len(orders)
+
+
+def run_verdict(
+    checks: Iterable[Mapping[str, Any]],
+    exchanges: Iterable[Mapping[str, Any]],
+    protocol: str,
+    dial_history: Iterable[DialDay] | None = None,
+) -> RunVerdict:
+    """The verdict of a run from its check and exchange records (engine/record.py shape).
+
+    ``dial_history`` is the target's dial-test days (``koosim watch``, ``serve``): with it the
+    dial-test line is the countdown over real dial tests; without it, a run whose test order
+    fails counts as one failing dial-test day (what today's dial tests would meet).
+    """
+    by_id = {str(exchange.get("id")): exchange for exchange in exchanges}
+    failed = [check for check in checks if check.get("verdict") == "failed"]
+    consequences = tuple(consequence_of(check, by_id, protocol) for check in failed)
+    verdicts: list[DelistingVerdict] = []
+    history = list(dial_history) if dial_history is not None else None
+    if history:
+        verdicts.append(dial_test_verdict(history))
+    elif any(consequence.rule is Rule.DIAL_TEST for consequence in consequences):
+        one_day = dial_test_verdict([DialDay(date.min, (False,))])
+        verdicts.append(
+            DelistingVerdict(
+                Rule.DIAL_TEST,
+                "the test order a dial test places fails here (U14): if today's dial tests meet it, "
+                f"{one_day.remaining} more failing days and the product is frozen and hidden",
+                one_day.rule_ref,
+                reached=False,
+                remaining=one_day.remaining,
+            )
+        )
+    order_checks = [c for c, q in zip(failed, consequences, strict=True) if q.rule is Rule.V1_ORDERS]
+    if order_checks:
+        verdicts.append(v1_orders_verdict(_failed_orders(order_checks, by_id), scope="in this run"))
+    frequent = [c for c, q in zip(failed, consequences, strict=True) if q.rule is Rule.FREQUENT_FAILURES]
+    if frequent:
+        calls = {
+            exchange_id
+            for check in frequent
+            for finding in check.get("findings", [])
+            for exchange_id in finding.get("exchanges", [])
+            if exchange_id in by_id
+            and (
+                str(check.get("id", "")).split(".", 1)[0] in ANSWER_FAMILIES
+                or _failed_call(by_id[exchange_id])
+            )
+        }
+        verdicts.append(frequent_failures_verdict(len(calls) or len(frequent)))
+    return RunVerdict(tuple(verdicts), consequences)
+
+
+def record_verdict(record: Mapping[str, Any]) -> RunVerdict:
+    """A record's verdict: the one it carries, or — a record written before verdicts existed
+    (``delisting_risk``) — recomputed from its checks and exchanges."""
+    stored = RunVerdict.from_dict(record.get("delisting"))
+    if stored is not None:
+        return stored
+    protocol = str((record.get("target") or {}).get("protocol") or "v2")
+    return run_verdict(record.get("checks", []), record.get("exchanges", []), protocol)

@@ -500,7 +500,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
     # --- licenses --------------------------------------------------------------------------------
 
     def _licenses_apply(self) -> bool:
-        return self.exploration.target.protocol == "v2" and self.has("license")
+        return self.has("license")
 
     @precondition(_licenses_apply)
     @rule(target=licenses)

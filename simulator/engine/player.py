@@ -23,6 +23,7 @@ from typing import Any
 
 from simulator.checks import REGISTRY, Check, Finding, Severity, Verdict
 from simulator.checks.base import describe
+from simulator.clock import FrozenClock
 from simulator.engine.expectations import Expectations, Judgement, Prepared, Record
 from simulator.engine.run import CheckResult
 from simulator.engine.scenario import Scenario, Step, Unresolved, dig, resolve
@@ -48,7 +49,6 @@ from simulator.protocol.vocabulary import (
     INSTANCE_CHANGES,
     LICENSE_CHANGES,
     ORDERING_ACTIVITIES,
-    is_license,
 )
 from simulator.redaction import printable, redact
 from simulator.transport import Exchange, Target, Transport, send_at_once
@@ -122,8 +122,6 @@ def requirements(scenario: Scenario, target: Target) -> list[str]:
                 f"{where}: applicationSync encrypts a clientSecret with the merchant's RSA public key; "
                 "set KOOSIM_RSA_PUBLIC_KEY or give fields.clientSecret"
             )
-        if is_license(step.activity) and target.protocol != "v2":
-            problems.append(f"{where}: {step.activity} is a v2 call, the target speaks {target.protocol}")
         if step.expect.body_sign and target.protocol != "v1":
             problems.append(f"{where}: body_sign is a v1 expectation, the target speaks {target.protocol}")
     return problems
@@ -169,6 +167,7 @@ class Player:
         """Prepare, wait, send and judge one step."""
         if step.activity is None:
             time.sleep(step.wait)
+            self.advance(step)
             return StepOutcome(step, None)
         try:
             prepared = self.prepare(step)
@@ -176,7 +175,19 @@ class Player:
             return StepOutcome(step, None, blocked=redact(str(problem), self.target.secrets))
         if step.wait:
             time.sleep(step.wait)
+        self.advance(step)
         return self.perform(prepared)
+
+    def advance(self, step: Step) -> None:
+        """Let ``step.advance`` of marketplace time pass on the run's clock (the target's): a
+        frozen clock jumps at once, a scaled one waits the scaled time (1h: 1 s at ×3600)."""
+        if step.advance is None:
+            return
+        clock = self.target.clock
+        if isinstance(clock, FrozenClock):
+            clock.advance(step.advance)
+        else:
+            clock.sleep(step.advance)
 
     def prepare(self, step: Step) -> Prepared:
         """The calls ``step`` will send; raises :class:`Unresolved` when an earlier value is missing."""
@@ -295,8 +306,11 @@ class Player:
         activity = step.activity or ""
         instance_id = instance_ids[0] if instance_ids else ""
         if activity in LICENSE_CHANGES:
-            line = {"orderId": order.order_id, "orderLineId": order.order_line_id} if order else {}
-            fields = {"activity": activity, **line, "license": license_code}
+            fields = (
+                order.license_change_fields(activity, license_code or "")
+                if order
+                else {"activity": activity, "license": license_code}
+            )
             if activity == "refreshLicense":
                 fields["expireTime"] = self.orders.expire_time(days=365)
             return fields

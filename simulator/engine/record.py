@@ -7,16 +7,21 @@ is scrubbed of the target's keys (by :mod:`simulator.redaction`) before it leave
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from simulator.checks import Verdict
+from simulator.clock import isoformat
+from simulator.engine.delisting import run_verdict
 from simulator.engine.run import CheckResult, Run
 from simulator.openapi import InboundCall
 from simulator.redaction import printable, readable_body, redact, redact_data, redact_each
 from simulator.transport import Exchange
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: ``delisting`` (the verdict of engine/delisting.py) replaced version 1's ``delisting_risk``
+flag; readers take either (:func:`simulator.engine.delisting.record_verdict`)."""
 
 
 def exchange_record(exchange: Exchange, secrets: Iterable[str]) -> dict[str, Any]:
@@ -62,6 +67,7 @@ def exchange_record(exchange: Exchange, secrets: Iterable[str]) -> dict[str, Any
         "activity": activity,
         "attempt": exchange.attempt,
         "started_at": exchange.started_at,
+        "market_at": None if exchange.market_at is None else isoformat(exchange.market_at),
         "elapsed_ms": round(exchange.elapsed * 1000, 1),
         "request": request,
         "response": response,
@@ -105,6 +111,14 @@ def inbound_record(call: InboundCall, secrets: Iterable[str]) -> dict[str, Any]:
     }
 
 
+def exchange_times(record: Mapping[str, Any]) -> str:
+    """When an exchange was sent, on both clocks, for every report: ``wall 2026-11-30T00:50:01.250Z,
+    marketplace 2026-11-30T03:50:01.250Z`` (the marketplace one only when it was recorded)."""
+    wall = isoformat(datetime.fromtimestamp(record["started_at"], UTC))
+    market = record.get("market_at")
+    return f"wall {wall}, marketplace {market}" if market else f"wall {wall}"
+
+
 def result_record(result: CheckResult, secrets: Iterable[str]) -> dict[str, Any]:
     check = result.check
     return {
@@ -134,7 +148,7 @@ def run_record(run: Run, reproduce: dict[str, str] | None = None) -> dict[str, A
     for result in run.results:  # per-exchange checks point at exchanges the active ones made
         for finding in result.findings:
             exchanges.update({e.id: e for e in finding.exchanges})
-    return {
+    record: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
         "run_id": run.id,
         "started_at": run.started_at,
@@ -146,10 +160,10 @@ def run_record(run: Run, reproduce: dict[str, str] | None = None) -> dict[str, A
             "timeout_s": run.target.timeout,
         },
         "seed": run.seed,
+        "clock": run.clock,
         "assumptions": run.assumptions,
         "summary": {verdict.value: run.count(verdict) for verdict in Verdict},
         "exit_code": run.exit_code,
-        "delisting_risk": run.delisting_risk,
         "checks": [
             result_record(result, secrets)
             | {"reproduce": redact((reproduce or {}).get(result.check.id) or "", secrets) or None}
@@ -158,3 +172,7 @@ def run_record(run: Run, reproduce: dict[str, str] | None = None) -> dict[str, A
         "exchanges": [exchange_record(exchange, secrets) for exchange in exchanges.values()],
         "inbound": [inbound_record(call, secrets) for call in list(run.inbound)],
     }
+    verdict = run_verdict(record["checks"], record["exchanges"], run.target.protocol)
+    # the verdict's text is koosim's own, but may name an activity the merchant's answer set
+    record["delisting"] = verdict.as_dict()
+    return record

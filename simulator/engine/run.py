@@ -13,17 +13,15 @@ from typing import Any
 
 from simulator.checks import Check, Context, Finding, Verdict, judge_exchange
 from simulator.checks.base import CheckAborted, CheckSkipped, applicability
+from simulator.clock import isoformat
+from simulator.delivery import DeliveryOverride
 from simulator.errors import BudgetSpent, budget_reason
 from simulator.model import OrderFactory
 from simulator.openapi import InboundCall, InboundLog
-from simulator.resend import DEFAULT_POLICY, ResendPolicy
 from simulator.settings import TargetUnreachable, probe
 from simulator.transport import DEADLINE_SOURCE, DEFAULT_TIMEOUT, Exchange, Target, Transport
 
 __all__ = ["TargetUnreachable", "probe"]  # where the engine's callers have always found them
-
-RESEND_SCHEDULE = DEFAULT_POLICY.delays
-"""ASSUMPTION: the marketplace resends a failed call 3 times, after 1 s, 2 s and 4 s (resend.py)."""
 
 
 @dataclass
@@ -64,8 +62,8 @@ class Run:
     finished_at: float | None = None
     results: list[CheckResult] = field(default_factory=list)
     exchanges: list[Exchange] = field(default_factory=list)
-    resend_policy: ResendPolicy = DEFAULT_POLICY
-    """As the settings give it (KOOSIM_RESENDS / KOOSIM_BACKOFF, resends / backoff in koosim.toml)."""
+    delivery: DeliveryOverride | None = None
+    """The user's change to the delivery policies (KOOSIM_DELIVERY_RESENDS / _INTERVAL), or None."""
     budget_spent: float | None = None
     """The whole-run time budget in seconds, when it was spent before every check had run."""
     inbound: list[InboundCall] = field(default_factory=list)
@@ -78,9 +76,24 @@ class Run:
         """The figures the marketplace does not publish, as this run took them (protocol.md §10)."""
         return {
             "deadline": deadline_note(self.target.timeout),
-            "resend schedule": f"{self.resend_policy.describe()} (ASSUMPTION)",
+            "marketplace clock": self.clock,
+            "resend schedule": delivery_note(self.delivery),
             "timestamp window": "60 s (doc)",
         }
+
+    market_started_at: datetime | None = None
+    """The marketplace instant the run began (its clock's, :attr:`Target.clock`)."""
+
+    def __post_init__(self) -> None:
+        if self.market_started_at is None:
+            self.market_started_at = self.target.clock.now()
+
+    @property
+    def clock(self) -> str:
+        """The run header's clock line: which clock, and the marketplace instant the run began
+        ("marketplace time: scaled ×3600 (1h of marketplace time per wall second)")."""
+        began = isoformat(self.market_started_at) if self.market_started_at is not None else "?"
+        return f"{self.target.clock.describe()}; began at marketplace {began}"
 
     def count(self, verdict: Verdict) -> int:
         return sum(1 for result in self.results if result.verdict is verdict)
@@ -98,11 +111,6 @@ class Run:
             return []
         reason = budget_reason(self.budget_spent)
         return [result for result in self.results if result.skip_reason == reason]
-
-    @property
-    def delisting_risk(self) -> bool:
-        """Whether the real marketplace would see a failing interface: any doc rule broken."""
-        return self.count(Verdict.FAILED) > 0
 
 
 def reproduce_command(settings_flags: dict[str, Any], check_id: str) -> str:
@@ -125,7 +133,7 @@ def run_checks(
     on_result: Callable[[CheckResult], None] | None = None,
     on_begin: Callable[[Run], None] | None = None,
     on_exchange: Callable[[Exchange], None] | None = None,
-    resend_policy: ResendPolicy = DEFAULT_POLICY,
+    delivery: DeliveryOverride | None = None,
     inbound: InboundLog | None = None,
     on_inbound: Callable[[InboundCall], None] | None = None,
 ) -> Run:
@@ -142,7 +150,7 @@ def run_checks(
     with that reason (:attr:`Run.budget_spent`); the per-exchange checks, which send nothing,
     still judge the exchanges gathered so far.
     """
-    run = Run(target=target, seed=seed, resend_policy=resend_policy)
+    run = Run(target=target, seed=seed, delivery=delivery)
     if on_begin is not None:
         on_begin(run)
     transport = Transport(target, on_exchange=on_exchange)
@@ -153,7 +161,7 @@ def run_checks(
             for check in checks:
                 if on_start is not None:
                     on_start(check)
-                result = run_check(check, target, transport, orders, run.exchanges, resend_policy, inbound)
+                result = run_check(check, target, transport, orders, run.exchanges, delivery, inbound)
                 if target.budget is not None and result.skip_reason == budget_reason(target.budget.seconds):
                     run.budget_spent = target.budget.seconds
                 run.results.append(result)
@@ -182,7 +190,7 @@ def run_check(
     transport: Transport,
     orders: OrderFactory,
     exchanges: list[Exchange],
-    resend_policy: ResendPolicy = DEFAULT_POLICY,
+    delivery: DeliveryOverride | None = None,
     inbound: InboundLog | None = None,
 ) -> CheckResult:
     """Run one check as :func:`run_checks` does, for a caller that runs them one at a time.
@@ -194,7 +202,7 @@ def run_check(
     """
     if check.per_exchange:
         return _judge_exchanges(check, exchanges, target)
-    result = _run_active(check, target, transport, orders, resend_policy, inbound, exchanges)
+    result = _run_active(check, target, transport, orders, delivery, inbound, exchanges)
     exchanges.extend(result.exchanges)
     return result
 
@@ -204,6 +212,19 @@ def deadline_note(timeout: float) -> str:
     if timeout == DEFAULT_TIMEOUT:
         return f"{timeout:g} s per call (published: {DEADLINE_SOURCE})"
     return f"{timeout:g} s per call (--timeout; published {DEFAULT_TIMEOUT:g} s, {DEADLINE_SOURCE})"
+
+
+def delivery_note(override: DeliveryOverride | None) -> str:
+    """The run header's delivery line: the published schedules (V1 newInstance 60 × 3 min …),
+    the ASSUMPTION where none is published, and the user's override (docs/protocol.md §10.1)."""
+    note = (
+        "published where a page gives one (V1 newInstance 60 × 3 min then automatic cancellation; "
+        "V1 expire/release 60 × 1 min; order notification 3 h), else ASSUMPTION U11 "
+        "(V2: 3 resends after 1 s, 2 s, 4 s); failed for good: parked"
+    )
+    if override is not None:
+        note += f"; {override.describe()} for every policy"
+    return note
 
 
 def _verdict(check: Check, findings: list[Finding]) -> Verdict:
@@ -223,7 +244,7 @@ def _run_active(
     target: Target,
     transport: Transport,
     orders: OrderFactory,
-    resend_policy: ResendPolicy,
+    delivery: DeliveryOverride | None = None,
     inbound: InboundLog | None = None,
     seen: Sequence[Exchange] = (),
 ) -> CheckResult:
@@ -233,7 +254,7 @@ def _run_active(
         return CheckResult(check, Verdict.SKIPPED, skip_reason=not_applicable)
     if target.budget is not None and target.budget.spent:
         return CheckResult(check, Verdict.SKIPPED, skip_reason=budget_reason(target.budget.seconds))
-    ctx = Context(target, transport, orders, resend_policy=resend_policy, inbound=inbound, seen=seen)
+    ctx = Context(target, transport, orders, delivery=delivery, inbound=inbound, seen=seen)
     skip_reason = None
     try:
         check.play(ctx)

@@ -20,6 +20,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any, cast
@@ -28,6 +29,7 @@ import yaml
 from jsonschema import Draft202012Validator, ValidationError
 from jsonschema.exceptions import best_match
 
+from simulator.clock import format_duration, parse_duration
 from simulator.errors import UsageError
 from simulator.protocol.vocabulary import (
     APPINFO_ANSWERS,
@@ -94,6 +96,8 @@ class Step:
     repeat: int = 1
     concurrent: int = 1
     wait: float = 0.0
+    advance: timedelta | None = None
+    """Marketplace time that passes before the call (``advance: 1h``), on the run's clock."""
     check: str | None = None
     expect: Expect = Expect()
 
@@ -127,6 +131,8 @@ class Step:
         for name, default in (("repeat", 1), ("concurrent", 1), ("wait", 0.0)):
             if getattr(self, name) != default:
                 data[name] = getattr(self, name)
+        if self.advance is not None:
+            data["advance"] = format_duration(self.advance)
         if self.check is not None:
             data["check"] = self.check
         if expect := self.expect.to_data():
@@ -376,12 +382,13 @@ def _step(raw: dict[str, Any], earlier: dict[str, Step], protocol: str) -> Step:
         if resent.activity is None:
             raise ValueError(f"resend names {resend!r}, a pause, which has no call to resend")
         activity = resent.activity
+    advance = parse_duration(raw["advance"]) if "advance" in raw else None
     if activity is None:
-        if set(raw) - {"id", "wait"}:
+        if set(raw) - {"id", "wait", "advance"}:
             raise ValueError("a step needs an activity (or resend); only a pause has neither")
-        if "wait" not in raw:
-            raise ValueError("a step needs an activity, a resend or a wait")
-        return Step(id=raw["id"], wait=float(raw["wait"]))
+        if "wait" not in raw and advance is None:
+            raise ValueError("a step needs an activity, a resend, a wait or an advance")
+        return Step(id=raw["id"], wait=float(raw.get("wait", 0)), advance=advance)
 
     of = raw.get("of", ())
     of = (of,) if isinstance(of, str) else tuple(of)
@@ -425,6 +432,7 @@ def _step(raw: dict[str, Any], earlier: dict[str, Step], protocol: str) -> Step:
         repeat=repeat,
         concurrent=concurrent,
         wait=float(raw.get("wait", 0)),
+        advance=advance,
         check=check,
         expect=expect,
     )

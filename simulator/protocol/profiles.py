@@ -19,7 +19,8 @@ why an interface outside it is not exercised. Readings taken where §1.2 is ambi
 - Kit sync (§7) belongs to joint-operation SaaS (``saas-kit``) only; License interfaces (§6)
   to License products only ([S50][S52]). What else a License product implements is not stated:
   koosim's ``license`` profile requires the License interfaces and none of the SaaS produce
-  interface (every billing mode: the License field tables were not readable, U24).
+  interface, whatever the billing mode (License products are sold yearly/monthly or one-time
+  [S78]; what else they implement is not stated, U24).
 
 Pure data: this module imports nothing of the package (``protocol/`` is the bottom layer).
 """

@@ -16,7 +16,8 @@ INSTANCE_CHANGES = frozenset(
 PRODUCE_V1 = frozenset({"newInstance", "queryInstance"}) | INSTANCE_CHANGES
 """The produce activities of the v1 (legacy, authToken) interface."""
 LICENSE_CALLS = ("getLicense", "refreshLicense", "expireLicense", "releaseLicense")
-"""The license activities (v2 only), in the order a license code lives through them."""
+"""The license activities (V2-signed or in the authToken form, docs/protocol.md §6.1, A56), in
+the order a license code lives through them."""
 LICENSE_ACTIVITIES = frozenset(LICENSE_CALLS)
 LICENSE_CHANGES = LICENSE_ACTIVITIES - {"getLicense"}
 """License activities about a license code an earlier getLicense gave."""

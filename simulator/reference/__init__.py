@@ -45,6 +45,9 @@ class MerchantConfig:
     encrypt_type: EncryptType = EncryptType.AES256
     public_url: str = "https://merchant.example"
     rsa_private_key: bytes = field(default_factory=generate_rsa_private_key, repr=False)
+    billing: str = "period"
+    """The product's billing mode, as ``--billing`` names it (``period``, ``one-time``,
+    ``on-demand``): a pay-per-use merchant reports usage in queryInstance answers (§4.5)."""
     market_url: str | None = None
     """The marketplace's open-API base URL (``--market-url``): when set, newInstance asks Querying an
     Order what was bought and pay-per-use usage is pushed there (reference/conversation.py)."""
@@ -94,6 +97,7 @@ def _merchant(config: MerchantConfig, store: MerchantStore) -> Merchant:
             access_key=config.access_key,
             base_url=config.public_url,
             encrypt_type=config.encrypt_type,
+            metered=config.billing == "on-demand",
         )
     market = None
     if config.market_url is not None:
@@ -105,6 +109,7 @@ def _merchant(config: MerchantConfig, store: MerchantStore) -> Merchant:
         access_key=config.access_key,
         base_url=config.public_url,
         encrypt_type=config.encrypt_type,
+        metered=config.billing == "on-demand",
         market=market,
         async_provisioning=config.async_provisioning,
     )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from simulator.protocol import EncryptType, ResultCode, encrypt
 from simulator.protocol.limits import QUERY_INSTANCE_LIMIT
@@ -17,6 +18,15 @@ from simulator.protocol.vocabulary import LICENSE_ACTIVITIES
 from simulator.reference.store import ACTIVE, EXPIRED, FROZEN, RELEASED, MerchantStore
 
 Answer = dict[str, object]
+
+
+def usage_info(now: datetime | None = None) -> dict[str, str]:
+    """A pay-per-use instance's UsageInfo in a queryInstance answer (docs/protocol.md §4.5): the
+    console requires ``usageValue`` and ``statisticalTime`` whenever one is returned [S32]. The
+    rest of the structure is not published (U16): the reference merchant meters nothing, so it
+    reports a usage of 0 as of now, in the usage-push time format (§8.3)."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return {"usageValue": "0", "statisticalTime": moment.strftime("%Y%m%dT%H%M%SZ")}
 
 
 def answer(code: ResultCode, message: str | None = None, **fields: object) -> Answer:
@@ -31,6 +41,9 @@ class Merchant:
     access_key: str
     base_url: str
     encrypt_type: EncryptType = EncryptType.AES256
+    metered: bool = False
+    """Whether the product is sold pay-per-use (``MerchantConfig.billing``): queryInstance then
+    reports each instance's usage as a UsageInfo (docs/protocol.md §4.5)."""
 
     def handle(self, fields: dict[str, str]) -> Answer:
         method = HANDLERS.get(fields.get("activity", ""))
@@ -98,13 +111,16 @@ class Merchant:
         instance_ids = [part for part in fields["instanceId"].split(",") if part]
         if not instance_ids or len(instance_ids) > QUERY_INSTANCE_LIMIT:
             return answer(ResultCode.INVALID_PARAMETER, f"between 1 and {QUERY_INSTANCE_LIMIT} instanceIds")
-        info = [
+        info: list[dict[str, object]] = [
             {
                 "instanceId": item.instance_id,
                 "appInfo": self._app_info(item.instance_id, item.app_user_name, item.app_password),
             }
             for item in self.store.instances(instance_ids)
         ]
+        if self.metered:
+            for entry in info:
+                entry["usageInfo"] = usage_info()
         return answer(ResultCode.SUCCESS, encryptType=self.encrypt_type.value, info=info)
 
     def change_instance_check(self, fields: dict[str, str]) -> Answer:

@@ -26,6 +26,7 @@ from simulator.protocol import (
     verify_v2,
 )
 from simulator.protocol.signing import V1_TIMESTAMP_FORMAT
+from simulator.protocol.vocabulary import LICENSE_ACTIVITIES
 from simulator.reference.activities import PRODUCE_ACTIVITIES, V2_ACTIVITIES, Answer, Merchant, answer
 
 bp = Blueprint("produce", __name__)
@@ -120,7 +121,7 @@ def produce_v1() -> Response:
     if not _v1_fresh(params["timeStamp"]):
         return reply(answer(ResultCode.INVALID_PARAMETER, "timeStamp is outside the 60 s window"))
     activity = params.get("activity")
-    if activity not in PRODUCE_ACTIVITIES:
+    if activity not in PRODUCE_ACTIVITIES | LICENSE_ACTIVITIES:  # License: the authToken form, §6.1
         return reply(answer(ResultCode.INVALID_PARAMETER, f"unknown activity {activity!r}"))
     if (problem := first_violation(params, "v1", activity)) is not None:
         return reply(answer(ResultCode.INVALID_PARAMETER, problem))

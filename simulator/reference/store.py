@@ -52,6 +52,18 @@ CREATE TABLE IF NOT EXISTS directory (
 ACTIVE, FROZEN, RELEASED, EXPIRED = "ACTIVE", "FROZEN", "RELEASED", "EXPIRED"
 
 
+def line_key(fields: dict[str, str]) -> str:
+    """What one instance of an order is keyed on besides the orderId (docs/protocol.md §4.1-a,
+    §4.1-d, §5.1): the order line when the call names one (V2); else, on V1, the productId, so
+    that a pay-per-use order gets one instance per billing item (A21), and the order itself when
+    neither is sent."""
+    if fields.get("orderLineId"):
+        return fields["orderLineId"]
+    if fields.get("productId"):
+        return f"{fields['orderId']}/{fields['productId']}"
+    return fields["orderId"]
+
+
 @dataclass(frozen=True)
 class Instance:
     instance_id: str
@@ -94,8 +106,10 @@ class MerchantStore:
         """Record the order line's instance, or return the one an earlier copy recorded.
 
         The key is orderId + orderLineId (docs/protocol.md §4.1-a); a V1 call has no
-        orderLineId (§5.1, U22), so its orderId stands in for the line.
+        orderLineId (§5.1, U22), so the line is the order's product: pay-per-use opens one
+        instance per billing item, same orderId, different productId (§5.1, §4.1-d, A21).
         """
+        line = line_key(fields)
         with self._transaction() as db:
             db.execute(
                 """INSERT INTO instances (instance_id, order_id, order_line_id, customer_id, product_id,
@@ -105,7 +119,7 @@ class MerchantStore:
                 (
                     self.new_instance_id(fields),
                     fields["orderId"],
-                    fields.get("orderLineId", fields["orderId"]),
+                    line,
                     # Not in the V2 call (docs/protocol.md §4.1): filled from Querying an Order
                     # (§8.1) when the merchant asks; V1's subscription carries some of them.
                     fields.get("customerId"),
@@ -120,7 +134,7 @@ class MerchantStore:
             )
             row = db.execute(
                 "SELECT * FROM instances WHERE order_id = ? AND order_line_id = ?",
-                (fields["orderId"], fields.get("orderLineId", fields["orderId"])),
+                (fields["orderId"], line),
             ).fetchone()
         return _instance(row)
 
@@ -154,15 +168,18 @@ class MerchantStore:
     # --- licences --------------------------------------------------------------------------
 
     def create_license(self, fields: dict[str, str]) -> str:
+        """The order's licence, created by the first getLicense: "for the same order number"
+        a resend gets the License created before (docs/protocol.md §6.1, [S75]). The key is the
+        order; an order line, when a call names one, is recorded as the order's."""
         with self._transaction() as db:
             db.execute(
                 """INSERT INTO licenses (license, order_id, order_line_id, expire_time) VALUES (?, ?, ?, ?)
                    ON CONFLICT (order_id, order_line_id) DO NOTHING""",
-                (new_id("LIC").upper(), fields["orderId"], fields["orderLineId"], fields.get("expireTime")),
+                (new_id("LIC").upper(), fields["orderId"], fields["orderId"], fields.get("expireTime")),
             )
             row = db.execute(
                 "SELECT license FROM licenses WHERE order_id = ? AND order_line_id = ?",
-                (fields["orderId"], fields["orderLineId"]),
+                (fields["orderId"], fields["orderId"]),
             ).fetchone()
         license_code: str = row["license"]
         return license_code

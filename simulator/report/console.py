@@ -12,7 +12,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from rich.table import Table
 
 from simulator.checks import Check, Verdict
-from simulator.engine.record import run_record
+from simulator.engine.delisting import RunVerdict, record_verdict
+from simulator.engine.record import exchange_times, run_record
 from simulator.engine.run import CheckResult, Run
 from simulator.redaction import printable
 
@@ -128,13 +129,15 @@ def print_record(
         f"{plural(len(record['checks']), 'check')}: {counts}; {plural(len(record['exchanges']), 'exchange')}"
     )
     console.print(f"{totals}; run {record['run_id']}")
-    if record["delisting_risk"]:
-        console.print(
-            "[bold red]Delisting risk: the real marketplace would treat this interface as failing[/] "
-            f"({summary[Verdict.FAILED.value]} documented rule(s) broken)."
-        )
-    else:
-        console.print("[green]No delisting risk found: every documented rule checked holds.[/]")
+    print_delisting(console, record_verdict(record))
+
+
+def print_delisting(console: Console, verdict: RunVerdict) -> None:
+    """The delisting verdict: which published consequence the failures lead to (§10.3)."""
+    style = "bold red" if verdict.reached else ("yellow" if verdict.counting else "green")
+    console.print(f"[{style}]{escape(printable(verdict.headline, one_line=True))}[/]", highlight=False)
+    for line in verdict.lines():
+        console.print(f"  • {escape(printable(line, one_line=True))}", highlight=False)
 
 
 SHOWN_INBOUND = 20
@@ -213,6 +216,7 @@ def _exchange_lines(exchange: Mapping[str, Any]) -> str:
     text = f"  → {request['method']} {request['url']}"
     if exchange.get("attempt", 1) > 1:
         text += f" (attempt {exchange['attempt']})"
+    text += f"\n    sent {exchange_times(exchange)}"
     if request["body"]:
         text += "\n    " + request["body"]
     response = exchange["response"]

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from simulator import __version__
+from simulator.engine.delisting import RunVerdict, record_verdict
+from simulator.engine.record import exchange_times
 from simulator.redaction import printable
 
 STYLE = """
@@ -104,14 +106,7 @@ def _header(record: Mapping[str, Any]) -> str:
         f'<li class="{_e(verdict)}"><strong>{_e(count)}</strong> {_e(verdict)}</li>'
         for verdict, count in summary.items()
     )
-    failed = summary.get("failed", 0)
-    if record["delisting_risk"]:
-        risk = (
-            '<p class="risk failed">Delisting risk: the real marketplace would treat this interface '
-            f"as failing ({_e(failed)} documented rule(s) broken).</p>"
-        )
-    else:
-        risk = '<p class="risk passed">No delisting risk found: every documented rule checked holds.</p>'
+    risk = delisting_html(record_verdict(record))
     if record.get("partial"):
         risk += f'\n<p class="risk failed">Partial report: {_e(record["partial"])}; not every check ran.</p>'
     assumptions = "".join(
@@ -202,7 +197,12 @@ def _exchange(exchange: Mapping[str, Any], anchor: str, *, open_: bool) -> str:
         f'{outcome} · <span class="muted">{_e(exchange["elapsed_ms"])} ms{attempt}</span>'
     )
     request_part = _fields(
-        [("URL", request["url"]), ("headers", _headers(request["headers"])), ("body", request["body"])]
+        [
+            ("sent", exchange_times(exchange)),
+            ("URL", request["url"]),
+            ("headers", _headers(request["headers"])),
+            ("body", request["body"]),
+        ]
     )
     if response is None:
         response_part = _fields([("error", exchange["error"] or "no answer")])
@@ -251,3 +251,12 @@ def _date(epoch: float) -> str:
 
 def _e(value: Any) -> str:
     return html.escape(printable(str(value)), quote=True)
+
+
+def delisting_html(verdict: RunVerdict) -> str:
+    """The delisting verdict (§10.3): the headline, then each rule's line and each failure's
+    consequence."""
+    kind = "failed" if verdict.reached else ("warned" if verdict.counting else "passed")
+    items = "".join(f"<li>{_e(line)}</li>" for line in verdict.lines())
+    listed = f"<ul>{items}</ul>" if items else ""
+    return f'<div class="risk {kind}"><p><strong>{_e(verdict.headline)}</strong></p>{listed}</div>'

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from simulator.engine.delisting import record_verdict
+from simulator.engine.record import exchange_times
 from simulator.redaction import printable
 
 SUITE_NAME = "koosim verify"
@@ -45,6 +47,7 @@ def render(record: Mapping[str, Any]) -> str:
 
 def _properties(record: Mapping[str, Any]) -> list[tuple[str, Any]]:
     target = record["target"]
+    verdict = record_verdict(record)
     properties = [
         ("target.url", target["url"]),
         ("target.protocol", target["protocol"]),
@@ -52,7 +55,9 @@ def _properties(record: Mapping[str, Any]) -> list[tuple[str, Any]]:
         ("target.timeout_s", target["timeout_s"]),
         ("seed", record["seed"]),
         ("run_id", record["run_id"]),
-        ("delisting_risk", str(record["delisting_risk"]).lower()),
+        ("delisting.reached", str(verdict.reached).lower()),
+        ("delisting.verdict", verdict.headline),
+        *((f"delisting.{number}", line) for number, line in enumerate(verdict.lines(), start=1)),
     ]
     if record.get("partial"):  # interrupted, or stopped at the first failure: not every check ran
         properties.append(("partial", record["partial"]))
@@ -111,7 +116,10 @@ def _details(check: Mapping[str, Any], exchanges: Mapping[str, Mapping[str, Any]
 
 def _exchange_lines(exchange: Mapping[str, Any]) -> list[str]:
     request, response = exchange["request"], exchange["response"]
-    lines = [f"  [{exchange['label']}]", f"  → {request['method']} {request['url']}"]
+    lines = [
+        f"  [{exchange['label']}] sent {exchange_times(exchange)}",
+        f"  → {request['method']} {request['url']}",
+    ]
     if request["body"]:
         lines.append(f"    {request['body']}")
     if response is None:

@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 
 from simulator.checks.base import REGISTRY, Severity
+from simulator.clock import format_duration
 from simulator.redaction import body_text, printable, redact
 
 if TYPE_CHECKING:
@@ -62,8 +63,13 @@ def expectation_names(step: Step) -> list[str]:
 def step_title(step: Step) -> str:
     """A step in a few words: ``refreshInstance of new (scene RENEWAL) ×2``."""
     if step.activity is None:
-        return f"pause {step.wait:g} s"
+        parts = [f"{step.wait:g} s"] if step.wait else []
+        if step.advance is not None:
+            parts.append(f"advance the marketplace clock {format_duration(step.advance)}")
+        return "pause " + ", ".join(parts)
     words = f"resend of {step.resend}" if step.resend else step.activity
+    if step.advance is not None:
+        words = f"after {format_duration(step.advance)} of marketplace time: {words}"
     if step.of:
         words += f" of {', '.join(step.of)}"
     details = [f"{name} {step.fields[name]}" for name in ("status", "scene", "flag") if name in step.fields]

@@ -25,8 +25,10 @@ from flask import Flask, Response, jsonify, render_template, request
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
+from simulator.clock import Clock
 from simulator.redaction import printable
-from simulator.server import api, console, guard, openapi
+from simulator.server import api, console, dial, guard, openapi
+from simulator.server import clock as clock_routes
 from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.market import serve_service
 from simulator.server.state import ConsoleSettings, MarketState
@@ -43,12 +45,15 @@ def create_app(
     token: str | None = None,
     hosts: Iterable[str] = (),
     scenario_dirs: Iterable[Path] = (),
+    clock: Clock | None = None,
 ) -> Flask:
     """Build the marketplace server over ``store``; ``settings`` pre-configures the target.
 
     ``token`` is the secret every page and API call must present (random when not given: read
     it back with :func:`token`); ``hosts`` are the names besides loopback ones the server answers
-    to (its ``--host``); ``scenario_dirs`` are the merchant's scenario folders, before the library.
+    to (its ``--host``); ``scenario_dirs`` are the merchant's scenario folders, before the library;
+    ``clock`` is the marketplace's (default: ``settings.clock(live=True)``, real time), read back
+    as ``market_state(app).clock``; the dial-test timer waits on it.
     """
     app = Flask(__name__)
     app.config.update(
@@ -61,11 +66,13 @@ def create_app(
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     # every value a page shows may come from a merchant: no bidi override or control byte
     app.jinja_env.finalize = _shown
-    market = app.extensions["koosim.marketplace"] = MarketState(store, settings)
+    market = app.extensions["koosim.marketplace"] = MarketState(store, settings, clock)
     guard.install(app, app.config["KOOSIM_TOKEN"], hosts)
     app.register_blueprint(console.bp)
     app.register_blueprint(api.bp)
     openapi.install(app, serve_service(market))
+    app.register_blueprint(clock_routes.bp)
+    dial.install(app)  # dial tests on the app's clock: /api/dial, /dial; `serve` starts the timer
     app.add_template_filter(_when, "when")
     app.add_template_filter(_pretty, "pretty")
 

@@ -192,6 +192,10 @@ def document() -> dict[str, Any]:
             "/outbox/{message_id}/stop": {
                 "post": _operation("stop the sync", parameters=[_MESSAGE_ID], errors=(404, 409))
             },
+            "/dial": {
+                "get": _operation("the target's dial tests, the delisting countdown, the next dial test"),
+                "post": _operation("run one dial test of the target now (docs/watch.md)", errors=(409,)),
+            },
             "/scenarios": {"get": _operation("the scenarios a session can play")},
             "/plays": {
                 "post": _operation(

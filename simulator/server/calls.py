@@ -96,10 +96,8 @@ def family_of(activity: str, protocol: str) -> str:
     kinds = activities()
     if activity in kinds["sync"]:
         return SYNC
-    if activity in kinds["license"]:
-        if protocol != "v2":
-            raise CallError(f"{activity} is a license activity, which exists in v2 only")
-        return "v2"
+    if activity in kinds["license"]:  # both forms are published (docs/protocol.md §6.1, A56)
+        return protocol
     if activity in kinds["produce"]:
         return protocol
     known = ", ".join(name for names in kinds.values() for name in names)
@@ -113,11 +111,7 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
     instance_id = market.store.marketplace.latest_instance_id() or PLACEHOLDER_INSTANCE
     scope = {"instanceId": instance_id, "tenantId": "tenant-001"}
     rsa_public_key = market.settings.rsa_public_key
-    license_fields = {
-        "orderId": order.order_id,
-        "orderLineId": order.order_line_id,
-        "license": PLACEHOLDER_LICENSE,
-    }
+    license_fields = {"orderId": order.order_id, "license": PLACEHOLDER_LICENSE}
     templates: dict[str, Any] = {
         "newInstance": lambda: order.new_instance_fields(orders.business_id()) | {"testFlag": "1"},
         "refreshInstance": lambda: order.refresh_fields(instance_id, orders.expire_time(days=60)),

@@ -220,7 +220,7 @@ def start(market: MarketState, name: Any, dirs: Iterable[Path] = ()) -> PlaySess
     if not isinstance(name, str) or not name or len(name) > MAX_NAME_CHARS:
         raise PlayError("scenario must be the name of a scenario of the library")
     scenario = _named(name, dirs, market.secrets)
-    target = dataclasses.replace(market.target(), protocol=scenario.protocol)
+    target = dataclasses.replace(market.run_target(), protocol=scenario.protocol)
     skipped = not_applicable(scenario, target)
     if skipped is not None:  # another product profile's scenario: nothing is sent (§1.2)
         raise PlayError(f"{scenario.name} skipped: {skipped}")

@@ -21,7 +21,7 @@ def start_verify(market: MarketState, patterns: Iterable[str] = (), seed: int = 
     Raises NotConfigured without a target, LookupError when no check matches, and
     TargetUnreachable when nothing listens at the target's address (then no run is recorded).
     """
-    target = market.target()
+    target = market.run_target()
     checks = select(list(patterns))
     probe(target)
     flags = {
@@ -54,7 +54,7 @@ def start_verify(market: MarketState, patterns: Iterable[str] = (), seed: int = 
                 on_result=recorder.result,
                 on_begin=on_begin,
                 on_exchange=recorder.exchange,
-                resend_policy=market.settings.resend_policy,
+                delivery=market.settings.delivery,
             )
         except Exception as exc:  # the history must say why the run stopped, not leave it "running"
             failure.append(f"{type(exc).__name__}: {exc}")

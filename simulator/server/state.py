@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
+from simulator.clock import Clock
 from simulator.settings import (
     PROFILE_SETTINGS,
     VALIDATORS,
@@ -129,9 +130,14 @@ def _forget_keys_of_other_hosts(
 class MarketState:
     """The server's state, shared by every request and every background run of one app."""
 
-    def __init__(self, store: Store, settings: ConsoleSettings | None = None) -> None:
+    def __init__(
+        self, store: Store, settings: ConsoleSettings | None = None, clock: Clock | None = None
+    ) -> None:
         self.store = store
         self._settings = settings or ConsoleSettings()
+        self.clock: Clock = clock if clock is not None else self._settings.clock(live=True)
+        """The marketplace's one clock in ``serve`` (docs/protocol.md §10): every target, run and
+        scheduled delivery reads it; a frozen one is advanced by /api/clock/advance."""
         self._lock = threading.Lock()
         self._learned_secrets = LearnedSecrets()
         """Plaintexts decrypted in any call, redacted in every later one (a fresh Target each call)."""
@@ -235,7 +241,14 @@ class MarketState:
             raise NotConfigured("no target configured: set the merchant's URL and keys first")
         if not settings.access_key:
             raise NotConfigured("the target has no access key: set it first")
-        return build_target(settings, learned_secrets=self._learned_secrets)
+        return build_target(settings, learned_secrets=self._learned_secrets, clock=self.clock)
+
+    def run_target(self) -> Target:
+        """:meth:`target` for a verify run or a scenario played from the server: on a clock of its
+        own, as ``koosim verify``'s (×3600 unless ``--time-scale`` says otherwise; a frozen one
+        jumps at each wait), starting at the marketplace's current instant. A run never sleeps
+        through real marketplace time (V1's 3-minute resend gaps) nor blocks on a frozen clock."""
+        return replace(self.target(), clock=self.settings.clock(start=self.clock.now()))
 
     # --- background runs ---------------------------------------------------------------------
 

@@ -5,7 +5,8 @@ One room per concern, over one :class:`~simulator.store.schema.Database`:
 
 - :mod:`~simulator.store.schema`: opening the file, WAL, permissions, migrations;
 - :mod:`~simulator.store.history`: runs, exchanges, results, and the :class:`RunRecorder`;
-- :mod:`~simulator.store.marketplace`: orders, pushed usage, the outbox.
+- :mod:`~simulator.store.marketplace`: orders, pushed usage, the outbox;
+- :mod:`~simulator.store.dial`: the dial tests of each target (the delisting countdown).
 
 :class:`Store` opens a file and hands out both: ``store.history`` and ``store.marketplace``.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from simulator.store.dial import DialHistory
 from simulator.store.history import (
     FINISHED,
     INBOUND,
@@ -39,6 +41,7 @@ __all__ = [
     "OUTBOX_STOPPED",
     "RUNNING",
     "Database",
+    "DialHistory",
     "History",
     "MarketplaceRecords",
     "RunRecorder",
@@ -57,6 +60,7 @@ class Store:
         self.db = path if isinstance(path, Database) else Database(path, busy_timeout=busy_timeout)
         self.history = History(self.db)
         self.marketplace = MarketplaceRecords(self.db)
+        self.dial = DialHistory(self.db)
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"

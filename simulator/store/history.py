@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from simulator.checks import Check, Verdict
+from simulator.engine.delisting import run_verdict
 from simulator.engine.record import SCHEMA_VERSION, exchange_record, inbound_exchange, result_record
 from simulator.engine.run import CheckResult, Run, exchange_result
 from simulator.redaction import redact, redact_data
@@ -297,14 +298,18 @@ class History:
             ).fetchall()
         summary = self._summary(row)
         failed = summary["summary"][Verdict.FAILED.value]
+        checks = [load(result["record"]) for result in results]
+        exchange_records = [_exchange_row(exchange) for exchange in exchanges if exchange["direction"] != INBOUND]
+        protocol = str((summary.get("target") or {}).get("protocol") or "v2")
         return summary | {
             "schema_version": SCHEMA_VERSION,
             "seed": row["seed"],
             "assumptions": load(row["assumptions"]),
             "exit_code": row["exit_code"] if row["exit_code"] is not None else (1 if failed else 0),
-            "delisting_risk": failed > 0,
-            "checks": [load(result["record"]) for result in results],
-            "exchanges": [_exchange_row(row) for row in exchanges if row["direction"] != INBOUND],
+            # recomputed from the stored checks: rows written before verdicts existed show one too
+            "delisting": run_verdict(checks, exchange_records, protocol).as_dict(),
+            "checks": checks,
+            "exchanges": exchange_records,
             "inbound": [_inbound_row(row) for row in exchanges if row["direction"] == INBOUND],
         }
 

@@ -212,7 +212,27 @@ def _marketplace_tables(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_history_tables, _marketplace_tables]
+def _dial_tables(db: sqlite3.Connection) -> None:
+    """The dial tests of each target (store/dial.py): the last migration of the dial branch.
+    ``IF NOT EXISTS`` throughout, so it is safe wherever it lands among the migrations other
+    branches add (after outbox's deliveries tables: keep it last when merging)."""
+    _script(
+        db,
+        """
+        CREATE TABLE IF NOT EXISTS dial_tests (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            target_url TEXT NOT NULL,
+            market_at TEXT NOT NULL,
+            wall_at REAL NOT NULL,
+            passed INTEGER NOT NULL,
+            record TEXT NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS dial_tests_by_target ON dial_tests (target_url, market_at)
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_history_tables, _marketplace_tables, _dial_tables]
 """One function per schema version, applied in order; append, never edit a released one."""
 
 

@@ -46,5 +46,5 @@ MUTANT = mutant(
     verdict=Verdict.WARNED,
     catches="lifecycle.license",
     evidence="refreshLicense of an unknown license",
-    rule="§1 license products, §6",
+    rule="§6.1, U24",
 )

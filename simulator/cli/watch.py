@@ -1,0 +1,333 @@
+"""``koosim watch``: the marketplace's dial test against a merchant, on a schedule, with the
+delisting countdown (docs/protocol.md §10.3; docs/watch.md).
+
+Each round runs one dial test (:func:`simulator.engine.dial.dial_test`, ASSUMPTION U14) — and,
+with ``--checks``, that selection of the catalog as ``verify`` runs it — keeps the dial test in
+the history file (per target URL), and prints the countdown computed from every dial test of
+that URL so far: "a dial test failed: 4 more failing days and the product is frozen and hidden".
+
+Time is the marketplace's :class:`~simulator.clock.Clock`: real time by default (as ``serve``);
+``--time-scale N`` runs it faster; ``--at`` (or ``--time-scale frozen``) freezes it, at that instant,
+and each ``--every`` wait then moves it on at once — a week of dial tests replays in a second,
+and a test never sleeps through marketplace time. ``--at`` with a number ``--time-scale`` starts
+the scaled clock there.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import click
+
+from simulator.cli.common import (
+    TargetInfo,
+    UsageError,
+    db_option,
+    fail,
+    interrupted_code,
+    interrupted_reason,
+    make_console,
+    sigterm_interrupts,
+    with_target,
+)
+
+EXIT_PASSED = 0
+EXIT_CHECK_FAILED = 1
+EXIT_DIAL_FAILED = 4
+EXIT_THRESHOLD = 5
+ALERT_TIMEOUT_S = 10.0
+"""How long an alert POST may take (connect + read) before it is reported as not sent."""
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 the last dial test passed, or failed with the countdown still running; "
+    "1 a --checks check failed; 2 usage; 4 (--strict only) the last dial test failed; "
+    "5 the published threshold is reached (five failing days in a row: the product is frozen "
+    "and hidden) — watch stops there; 130/143 interrupted by Ctrl-C/SIGTERM (the dial tests "
+    "run so far are kept)."
+)
+
+
+def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -> Any:
+    if value is None:
+        return None
+    from simulator.clock import parse_duration
+
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _instant(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not an ISO-8601 instant, e.g. 2026-11-05T09:00:00+08:00"
+        ) from None
+    if instant.tzinfo is None:
+        raise click.BadParameter(f"{value!r} has no time zone: add one, e.g. +08:00 or Z")
+    return instant
+
+
+def _alert_url(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(f"{value!r} is not an http(s) URL")
+    return value
+
+
+@click.command(epilog=EXIT_CODES_HELP)
+@with_target()
+@click.option(
+    "--every",
+    callback=_duration,
+    metavar="DURATION",
+    help="Run a dial test every DURATION of marketplace time (e.g. 12h, the marketplace's "
+    "cadence) until stopped, --count is reached or the threshold is.",
+)
+@click.option("--once", is_flag=True, help="Run one dial test and exit (the default; for a CI cron job).")
+@click.option("--count", type=click.IntRange(min=1), help="With --every: stop after this many dial tests.")
+@click.option(
+    "--at",
+    "at",
+    callback=_instant,
+    metavar="INSTANT",
+    help="Freeze marketplace time at this ISO-8601 instant (e.g. 2026-11-05T09:00:00+08:00): the "
+    "dial test is recorded then, and each --every wait moves the clock on at once, without sleeping.",
+)
+@click.option(
+    "--checks",
+    "patterns",
+    multiple=True,
+    metavar="GLOB",
+    help="Also run the checks whose id matches (repeatable), as verify does; recorded as a run.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Exit 4 as soon as a dial test fails (default: only at the threshold)."
+)
+@click.option(
+    "--alert-url",
+    callback=_alert_url,
+    metavar="URL",
+    help="POST a JSON alert here when a dial test or a check fails or the threshold is reached "
+    f"({ALERT_TIMEOUT_S:g} s timeout; a failed alert is reported, never fatal; no key is ever in it).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print each round as one JSON line instead.")
+@db_option
+def watch(
+    info: TargetInfo,
+    every: Any,
+    once: bool,
+    count: int | None,
+    at: datetime | None,
+    patterns: tuple[str, ...],
+    strict: bool,
+    alert_url: str | None,
+    as_json: bool,
+    db_path: Path,
+) -> None:
+    """Dial-test a merchant as the marketplace does, and print the delisting countdown.
+
+    The marketplace probes every registered interface twice a day; five failing days in a row
+    freeze and hide the product (docs/protocol.md §10.3). watch plays that probe (what it sends
+    is ASSUMPTION U14: a test order, testFlag=1), keeps every result in the history file per
+    target URL, and counts the failing days. An unreachable merchant is a failed dial test.
+    """
+    from dataclasses import replace
+
+    from simulator.clock import Clock, FrozenClock
+    from simulator.settings import open_target
+    from simulator.store import Store
+
+    if every is not None and once:
+        raise UsageError("--every and --once contradict each other: --every repeats, --once runs one")
+    if count is not None and every is None:
+        raise UsageError("--count needs --every")
+    checks = _select(patterns) if patterns else []
+    settings = info.settings
+    clock: Clock
+    if (at is not None and settings.time_scale is None) or settings.time_scale == "frozen":
+        # frozen: each --every wait moves marketplace time on at once, nothing sleeps
+        clock = FrozenClock(at or datetime.now(UTC), waits="jump")
+    else:
+        clock = settings.clock(live=True, start=at)  # real time unless --time-scale says otherwise
+    store = Store(db_path)
+    console = make_console()
+    exit_code = EXIT_PASSED
+    rounds = 0
+    kept: list[int] = []  # the id of each dial test recorded, as soon as it is (an interruption
+    # may come mid-round, after the dial test was kept and before the round ends)
+    try:
+        with sigterm_interrupts(), open_target(settings) as opened:
+            target = replace(opened, clock=clock)
+            first = clock.now()
+            while True:
+                exit_code = _round(
+                    console, store, target, opened, checks, strict, alert_url, as_json, info, kept
+                )
+                rounds += 1
+                if every is None or exit_code == EXIT_THRESHOLD or (count is not None and rounds >= count):
+                    break
+                clock.sleep_until(first + every * rounds)
+    except KeyboardInterrupt as interruption:  # Ctrl-C or SIGTERM between (or during) dial tests
+        fail(
+            f"{interrupted_reason(interruption)} after {len(kept)} dial test(s); each one is kept",
+            interrupted_code(interruption),
+        )
+    sys.exit(exit_code)
+
+
+def _select(patterns: tuple[str, ...]) -> list[Any]:
+    from simulator.cli.verify import select_checks  # verify's --checks: the same globs, the same errors
+
+    return select_checks(patterns)
+
+
+def _round(
+    console: Any,
+    store: Any,
+    target: Any,
+    checks_target: Any,
+    checks: list[Any],
+    strict: bool,
+    alert_url: str | None,
+    as_json: bool,
+    info: TargetInfo,
+    kept: list[int],
+) -> int:
+    """One dial test (and the selected checks): record, print, alert; returns the exit code.
+
+    The dial test runs on ``target``'s clock (watch's); the checks on ``checks_target``, whose
+    clock is the one verify's settings give (scaled), so a resend schedule plays in seconds."""
+    from rich.markup import escape
+
+    from simulator.clock import isoformat
+    from simulator.engine.delisting import Rule, RunVerdict, dial_days, dial_test_verdict
+    from simulator.engine.dial import dial_test
+    from simulator.redaction import printable, redact
+
+    secrets = target.secrets
+    clock = target.clock
+    test = dial_test(target, clock)
+    record = test.as_dict(secrets)
+    url = record["url"]
+    kept.append(store.dial.add(url, test.market_at, test.at.wall.timestamp(), test.passed, record))
+    countdown = dial_test_verdict(dial_days(store.dial.results(url)))
+    verdict = RunVerdict((countdown,))
+    failed_checks: list[str] = []
+    run_id = None
+    if checks:
+        run_id, failed_checks, run_verdict = _run_checks(checks_target, checks, store, info)
+        # the real dial tests' countdown replaces the run's "if the dial tests meet it" line
+        others = tuple(item for item in run_verdict.verdicts if item.rule is not Rule.DIAL_TEST)
+        verdict = RunVerdict((countdown, *others), run_verdict.consequences)
+    if verdict.reached:
+        code = EXIT_THRESHOLD
+    elif failed_checks:
+        code = EXIT_CHECK_FAILED
+    elif strict and not test.passed:
+        code = EXIT_DIAL_FAILED
+    else:
+        code = EXIT_PASSED
+    summary = printable(redact(test.summary(), secrets), one_line=True)
+    report = {
+        "target": url,
+        "at": test.at.as_dict(),
+        "dial_test": {
+            "passed": test.passed,
+            "summary": summary,
+            "outcomes": [
+                {key: value for key, value in outcome.items() if key != "exchange"}
+                for outcome in record["outcomes"]
+            ],
+        },
+        "delisting": verdict.as_dict(),
+        "failed_checks": failed_checks,
+        "run_id": run_id,
+        "exit_code": code,
+    }
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+    else:
+        style = "green" if test.passed else "red"
+        console.print(f"[{style}]{escape(summary)}[/]", highlight=False)
+        from simulator.report.console import print_delisting
+
+        print_delisting(console, verdict)
+        if run_id is not None:
+            console.print(f"[dim]checks recorded as run {run_id}: koosim show {run_id}[/]", highlight=False)
+        console.print(f"[dim]marketplace time {isoformat(clock.now())}; exit {code}[/]", highlight=False)
+    if alert_url is not None and (not test.passed or failed_checks or verdict.reached):
+        problem = _send_alert(alert_url, report, secrets)
+        if problem is not None:
+            make_console(stderr=True).print(
+                f"koosim: the alert was not sent: {problem}", highlight=False, markup=False
+            )
+    return code
+
+
+def _run_checks(target: Any, checks: list[Any], store: Any, info: TargetInfo) -> tuple[str, list[str], Any]:
+    """Run the selected checks as verify does (recorded as a ``watch`` run)."""
+    from simulator.checks import Verdict
+    from simulator.engine.delisting import record_verdict
+    from simulator.engine.record import run_record
+    from simulator.engine.run import run_checks
+    from simulator.model import fresh_seed
+    from simulator.store import RunRecorder
+
+    seed = fresh_seed()
+    recorder = RunRecorder(
+        store, kind="watch", planned=len(checks), reproduce=lambda check_id: info.reproduce(check_id, seed)
+    )
+    run = run_checks(
+        target,
+        checks,
+        seed=seed,
+        on_begin=recorder.begin,
+        on_result=recorder.result,
+        on_exchange=recorder.exchange,
+        delivery=info.settings.delivery,
+    )
+    recorder.finish(run)
+    failed = [result.check.id for result in run.results if result.verdict is Verdict.FAILED]
+    return run.id, failed, record_verdict(run_record(run))
+
+
+def _send_alert(url: str, report: dict[str, Any], secrets: tuple[str, ...]) -> str | None:
+    """POST the round's report as JSON; the reason it was not delivered, or None."""
+    import requests
+
+    from simulator.redaction import printable, redact, redact_data
+
+    body = json.dumps({"event": _event(report), **redact_data(report, secrets)}, ensure_ascii=False)
+    try:
+        answer = requests.post(
+            url,
+            data=body.encode("utf-8"),
+            headers={"Content-Type": "application/json", "User-Agent": "koosim watch"},
+            timeout=(ALERT_TIMEOUT_S, ALERT_TIMEOUT_S),
+            allow_redirects=False,
+        )
+    except requests.RequestException as exc:
+        return printable(redact(f"{type(exc).__name__}: {exc}", secrets), one_line=True)
+    if not 200 <= answer.status_code < 300:
+        return f"{urlsplit(url).hostname} answered HTTP {answer.status_code}"
+    return None
+
+
+def _event(report: dict[str, Any]) -> str:
+    if report["delisting"]["reached"]:
+        return "threshold-reached"
+    if not report["dial_test"]["passed"]:
+        return "dial-test-failed"
+    return "check-failed"
