@@ -26,7 +26,6 @@ provisions asynchronously (which §4.1-c asks for) is not failed for it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,11 +46,6 @@ from simulator.transport import Exchange
 # --- polling queryInstance after an asynchronous newInstance (§10.2, U43) ----------------------------
 
 
-RUN_TIME_SCALE = 3600.0
-"""How much faster than the wall marketplace time runs in verify, play and explore (an hour per
-wall second, docs/protocol.md §10), used to wait when the check has no clock of its own."""
-
-
 @dataclass(frozen=True)
 class Polling:
     """How the marketplace polls queryInstance for an instance still being provisioned.
@@ -67,24 +61,15 @@ class Polling:
     def describe(self) -> str:
         return f"{self.polls} queryInstance polls {format_duration(self.interval)} apart (ASSUMPTION U43)"
 
-    @property
-    def wall_seconds(self) -> float:
-        """The interval in wall seconds at the run's default time scale."""
-        return self.interval.total_seconds() / RUN_TIME_SCALE
-
 
 POLLING = Polling()
 """The schedule the checks poll on (a parameter: tests and the clock may pass another)."""
 
 
 def wait_between_polls(ctx: Context, interval: timedelta) -> None:
-    """Let ``interval`` of marketplace time pass: on the check's clock when it has one, else in
-    wall time at the run's default scale."""
-    clock = getattr(ctx, "clock", None)
-    if clock is not None:
-        clock.sleep(interval)
-    else:
-        time.sleep(interval.total_seconds() / RUN_TIME_SCALE)
+    """Let ``interval`` of marketplace time pass on the run's clock (§10: ×3600 by default, so a
+    minute takes 1/60 s; a frozen clock jumps)."""
+    ctx.clock.sleep(interval)
 
 
 PENDING_CODE = ResultCode.PROCESSING

@@ -464,7 +464,7 @@ class MarketplaceMachine(RuleBasedStateMachine):
                 id=self._step_id("poll"),
                 activity="queryInstance",
                 of=(order,),
-                wait=0.0 if poll == 1 else POLLING.wall_seconds,
+                advance=None if poll == 1 else POLLING.interval,
                 expect=Expect(result_code=SUCCESS, schema=True, listed=(order,) if last else ()),
             )
             self._note_reported(self._play(step), [order])

@@ -299,7 +299,9 @@ class History:
         summary = self._summary(row)
         failed = summary["summary"][Verdict.FAILED.value]
         checks = [load(result["record"]) for result in results]
-        exchange_records = [_exchange_row(exchange) for exchange in exchanges if exchange["direction"] != INBOUND]
+        exchange_records = [
+            _exchange_row(exchange) for exchange in exchanges if exchange["direction"] != INBOUND
+        ]
         protocol = str((summary.get("target") or {}).get("protocol") or "v2")
         return summary | {
             "schema_version": SCHEMA_VERSION,
