@@ -143,7 +143,24 @@ class Order:
 
 
 def status_fields(instance_id: str, status: str) -> dict[str, str]:
+    """V2 updateInstanceStatus (§4.4): ``FREEZE`` or ``UNFREEZE``. No V1 activity (§5.1, U21)."""
     return {"activity": "updateInstanceStatus", "instanceId": instance_id, "status": status}
+
+
+def expire_fields(instance_id: str, subscription_order: str) -> dict[str, str]:
+    """V1 expireInstance (docs/protocol.md §5.4): the instance and the **subscription** order.
+
+    A V1 activity only; the V2 expiry is updateInstanceStatus FREEZE (§4.4)."""
+    return {"activity": "expireInstance", "instanceId": instance_id, "orderId": subscription_order}
+
+
+V1_STATUSES = ("FREEZE", "NORMAL")
+"""V1 instanceStatus values (docs/protocol.md §5.6): frozen, unfrozen."""
+
+
+def instance_status_fields(instance_id: str, status: str) -> dict[str, str]:
+    """V1 instanceStatus (docs/protocol.md §5.6), pay-per-use: ``FREEZE`` or ``NORMAL``."""
+    return {"activity": "instanceStatus", "instanceId": instance_id, "instanceStatus": status}
 
 
 def release_fields(instance_id: str, order_id: str | None = None) -> dict[str, str]:
@@ -153,6 +170,15 @@ def release_fields(instance_id: str, order_id: str | None = None) -> dict[str, s
         fields["orderId"] = order_id
         fields["orderLineId"] = line_of(order_id)
     return fields
+
+
+def release_call(protocol: str, instance_id: str, subscription_order: str) -> dict[str, str]:
+    """The release the marketplace sends after expiry, per generation: V1 names the
+    **subscription** order, mandatory (§5.5, A34); V2 names no order outside unsubscription
+    (§4.6, A11)."""
+    if protocol == "v1":
+        return {"activity": "releaseInstance", "instanceId": instance_id, "orderId": subscription_order}
+    return release_fields(instance_id)
 
 
 QUERY_INSTANCE_MAX = 100
@@ -194,8 +220,9 @@ def v1_fields(fields: Mapping[str, Any], product_id: str = Order.product_id) -> 
     """A call as V1 carries it (docs/protocol.md §5): V1's activity name, without the members
     V1's tables do not have; V1's ``upgrade`` carries the new productId and skuCode (§5.7, M).
 
-    Not yet V1's own generation everywhere (docs/protocol.md §13 K11): expireInstance and
-    instanceStatus are not sent, and releaseInstance does not always name the subscription order.
+    V1's own activities (expireInstance §5.4, instanceStatus §5.6) are built by
+    :func:`expire_fields` and :func:`instance_status_fields`; a profile never sends V2's
+    updateInstanceStatus on V1 (§5.1, U21).
     """
     activity = str(fields.get("activity", ""))
     call = {name: value for name, value in fields.items() if name not in _NOT_ON_V1}
@@ -336,13 +363,19 @@ _TRANSITIONS: dict[str, tuple[frozenset[InstanceState], InstanceState | None]] =
     "FREEZE": (frozenset({InstanceState.ACTIVE, InstanceState.FROZEN}), InstanceState.FROZEN),
     "UNFREEZE": (frozenset({InstanceState.ACTIVE, InstanceState.FROZEN}), InstanceState.ACTIVE),
     "releaseInstance": (frozenset(InstanceState), InstanceState.RELEASED),
+    # V1 (§5.4, §5.6): expireInstance freezes; instanceStatus FREEZE / NORMAL freezes / unfreezes.
+    "expireInstance": (frozenset({InstanceState.ACTIVE, InstanceState.FROZEN}), InstanceState.FROZEN),
+    "NORMAL": (frozenset({InstanceState.ACTIVE, InstanceState.FROZEN}), InstanceState.ACTIVE),
 }
 
 
 def transition_key(fields: dict[str, str]) -> str:
-    """The lifecycle event a call is: the status for updateInstanceStatus, else the activity."""
+    """The lifecycle event a call is: the status for updateInstanceStatus (V2) and instanceStatus
+    (V1), else the activity."""
     if fields.get("activity") == "updateInstanceStatus":
         return fields.get("status", "")
+    if fields.get("activity") == "instanceStatus":
+        return fields.get("instanceStatus", "")
     return fields.get("activity", "")
 
 

@@ -449,9 +449,11 @@ class SimulatedMarketplace:
         )
 
     def release(self, instance: Exchange | str) -> Exchange:
-        from simulator.model import release_fields
+        """releaseInstance; on V1 it names the subscription order, mandatory (docs/protocol.md §5.5)."""
+        from simulator.model import release_call
 
-        return self.send(release_fields(self._resolve(instance)[0]), "releaseInstance")
+        instance_id, order = self._resolve(instance)
+        return self.send(release_call(self.target.protocol, instance_id, order.order_id), "releaseInstance")
 
     def upgrade(self, instance: Exchange | str) -> Exchange:
         """upgradeInstance (docs/protocol.md §4.3): the upgrade order; no product fields in the body."""

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 from simulator.clock import DEFAULT_TIME_SCALE, Clock, FrozenClock, RealClock, ScaledClock, parse_duration
 from simulator.delivery import MAX_POLICY_RESENDS, DeliveryOverride
 from simulator.errors import ConfigError, TargetUnreachable, TimeBudget
-from simulator.protocol import load_rsa_public_key
+from simulator.protocol import EncryptType, load_rsa_public_key
 from simulator.protocol.profiles import DEFAULT_PROFILE, Profile, parse_billing, parse_optional, parse_product
 from simulator.redaction import secret_problem
 from simulator.transport import DEFAULT_ENCRYPT_TYPE, DEFAULT_TIMEOUT, ENCRYPT_TYPES, Target
@@ -509,7 +509,7 @@ def open_target(settings: Settings, *, budget: TimeBudget | None = None) -> Iter
     from simulator.reference import PRODUCE_PATH, MerchantConfig, create_app, public_key_pem
     from simulator.serving import BackgroundServer
 
-    config = MerchantConfig()
+    config = MerchantConfig(encrypt_type=EncryptType(settings.encrypt_type))  # the seller's choice (U20)
     for name in ("access_key", "sync_key"):
         if getattr(settings, name):
             setattr(config, name, getattr(settings, name))

@@ -23,6 +23,7 @@ import itertools
 import json
 import secrets
 import socket
+import string
 import threading
 import time
 import uuid
@@ -253,8 +254,17 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def new_nonce() -> str:
-    return secrets.token_hex(16)
+NONCE_SHAPES = ("hex64", "alnum16")
+"""The nonce shapes the pages show (docs/protocol.md §2.1, A19): 64 upper-case hex characters on
+the interface pages [S1][S7][S12], 16 alphanumerics on the signing page [S19][S21]."""
+_ALNUM = string.ascii_letters + string.digits
+
+
+def new_nonce(shape: str = "hex64") -> str:
+    """A fresh random nonce in one of the published shapes (A19)."""
+    if shape == "alnum16":
+        return "".join(secrets.choice(_ALNUM) for _ in range(16))
+    return secrets.token_hex(32).upper()
 
 
 class _Session(requests.Session):
@@ -324,11 +334,14 @@ class Transport:
         # changeInstanceCheck, whose page omits it on real calls, §4.7).
         self._v2_calls += 1
         other_half = self._v2_calls % 2 == 0
+        # and the nonce in both published shapes (A19), on its own period so that every
+        # combination of hex case and nonce shape occurs within four calls
+        nonce_shape = NONCE_SHAPES[(self._v2_calls // 2) % len(NONCE_SHAPES)]
         body = dict(fields)
         if other_half and "testFlag" not in body and body.get("activity") != "changeInstanceCheck":
             body["testFlag"] = "0"
         timestamp = str(tamper.timestamp_ms if tamper.timestamp_ms is not None else now_ms())
-        nonce = new_nonce()
+        nonce = new_nonce(nonce_shape)
         signature = sign_v2(body, self.target.access_key, timestamp, nonce)
         query = {
             "signature": signature.upper() if other_half else signature,

@@ -27,7 +27,32 @@ PRODUCE = [
 """The V2 produce activities (docs/protocol.md §4)."""
 V1_NAME = {"upgradeInstance": "upgrade"}
 """Where V1 names an activity differently (docs/protocol.md §5.1: V1's upgrade is ``upgrade``)."""
-PRODUCE_V1 = [V1_NAME.get(name, name) for name in PRODUCE]
+PRODUCE_V1 = [
+    "newInstance",
+    "refreshInstance",
+    "expireInstance",
+    "releaseInstance",
+    "instanceStatus",
+    "upgrade",
+]
+"""The V1 activity set (docs/protocol.md §5.1): no V1 queryInstance, updateInstanceStatus or
+changeInstanceCheck (U21); expireInstance (§5.4) and instanceStatus (§5.6) are V1's own."""
+V1_OWN = {
+    "expireInstance": [
+        {"activity": "expireInstance", "instanceId": "inst-001", "orderId": "CS1906666666ABCDE"},
+        {
+            "activity": "expireInstance",
+            "instanceId": "inst-001",
+            "orderId": "CS1906666666ABCDE",
+            "testFlag": "1",
+        },
+    ],
+    "instanceStatus": [
+        {"activity": "instanceStatus", "instanceId": "inst-001", "instanceStatus": "FREEZE"},
+        {"activity": "instanceStatus", "instanceId": "inst-001", "instanceStatus": "NORMAL", "testFlag": "0"},
+    ],
+}
+"""V1 requests with no V2 counterpart, from the tables of §5.4 and §5.6."""
 ACTIVITY_MAX = {
     "newInstance": 20,
     "refreshInstance": 20,
@@ -127,6 +152,8 @@ def test_v1_adds_its_signature_parameters() -> None:
 def test_v1_answers_are_the_v2_answers() -> None:
     metadata = ("$id", "title", "description")
     for name in PRODUCE:
+        if V1_NAME.get(name, name) not in PRODUCE_V1:
+            continue
         v1, v2 = schema_for("v1", V1_NAME.get(name, name), "response"), schema_for("v2", name, "response")
         assert {k: v for k, v in v1.items() if k not in metadata} == {
             k: v for k, v in v2.items() if k not in metadata
@@ -134,15 +161,21 @@ def test_v1_answers_are_the_v2_answers() -> None:
 
 
 BASE_CODES = {"000000", "000001", "000002", "000004", "000005"}
+LISTED_CODES = BASE_CODES | {"000003", "000100"}
+"""The published code list (docs/protocol.md §3.2): any of it is a valid answer of any produce
+activity (which code koosim expects of which activity is contract.result-code-per-activity's
+warning, U15; changed from per-activity enums by issue 17, K33)."""
 ALLOWED_CODES = {
-    "newInstance": BASE_CODES | {"000100"},
-    "refreshInstance": BASE_CODES | {"000003"},
-    "updateInstanceStatus": BASE_CODES | {"000003"},
-    "releaseInstance": BASE_CODES | {"000003"},
-    "upgrade": BASE_CODES | {"000003", "000100"},
-    "upgradeInstance": BASE_CODES | {"000003", "000100"},
-    "queryInstance": BASE_CODES,
-    "changeInstanceCheck": BASE_CODES | {"000003"},
+    "newInstance": LISTED_CODES,
+    "refreshInstance": LISTED_CODES,
+    "updateInstanceStatus": LISTED_CODES,
+    "releaseInstance": LISTED_CODES,
+    "expireInstance": LISTED_CODES,
+    "instanceStatus": LISTED_CODES,
+    "upgrade": LISTED_CODES,
+    "upgradeInstance": LISTED_CODES,
+    "queryInstance": LISTED_CODES,
+    "changeInstanceCheck": LISTED_CODES,
     "getLicense": BASE_CODES,
     "refreshLicense": BASE_CODES | {"000003"},
     "expireLicense": BASE_CODES | {"000003"},
@@ -622,13 +655,19 @@ def _valid_examples() -> list[tuple[str, str, str, dict[str, Any]]]:
     examples = []
     for name, requests in {**PRODUCE_REQUESTS, **LICENSE_REQUESTS}.items():
         examples += [("v2", name, "request", request) for request in requests]
-        if name in PRODUCE or name in LICENSE:  # License: also the authToken form (§6.1, A56)
+        if V1_NAME.get(name, name) in PRODUCE_V1 or name in LICENSE:  # License: also the authToken form (A56)
+            if name == "releaseInstance":  # V1: orderId mandatory, the subscription order (§5.5)
+                requests = [{"orderId": "CS1906666666ABCDE"} | request for request in requests]
             examples += [("v1", V1_NAME.get(name, name), "request", _v1(request)) for request in requests]
+    for name, requests in V1_OWN.items():
+        examples += [("v1", name, "request", {**request, **V1}) for request in requests]
     for name, answers in ANSWERS.items():
         family = "sync" if name in SYNC else "v2"
         examples += [(family, name, "response", answer) for answer in answers]
-        if name in PRODUCE or name in LICENSE:
+        if V1_NAME.get(name, name) in PRODUCE_V1 or name in LICENSE:
             examples += [("v1", V1_NAME.get(name, name), "response", answer) for answer in answers]
+    for name in V1_OWN:
+        examples += [("v1", name, "response", answer) for answer in ANSWERS["releaseInstance"]]
     for name, requests in SYNC_REQUESTS.items():
         examples += [("sync", name, "request", request) for request in requests]
     for (name, direction), values in OPENAPI_EXCHANGES.items():
@@ -765,10 +804,10 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
     ),
     (
         "empty id in queryInstance",
-        "v1",
+        "v2",
         "queryInstance",
         "request",
-        _v1({"activity": "queryInstance", "instanceId": "inst-001,,inst-002"}),
+        {"activity": "queryInstance", "instanceId": "inst-001,,inst-002"},
         "$.instanceId",
         "does not match",
     ),
@@ -818,11 +857,11 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
         "does not match '^[0-9]{6}$'",
     ),
     (
-        "code not allowed for the call",
+        "code not on the published list",
         "v2",
         "newInstance",
         "response",
-        {"resultCode": "000003", "resultMsg": "instance not found"},
+        {"resultCode": "000101", "resultMsg": "not a produce code"},
         "$.resultCode",
         "is not one of",
     ),
@@ -900,7 +939,7 @@ INVALID: list[tuple[str, str, str, str, Any, str, str]] = [
     ),
     (
         "queryInstance entry without instanceId",
-        "v1",
+        "v2",
         "queryInstance",
         "response",
         {**OK, "info": [{"instanceId": "inst-001"}, {"appInfo": APP_INFO}]},
@@ -1132,7 +1171,7 @@ def test_odd_member_names_are_quoted_in_the_path() -> None:
 @pytest.mark.parametrize(
     ("family", "name", "direction", "hint"),
     [
-        ("v1", "getLicenseAsync", "request", "family 'v1' has changeInstanceCheck"),
+        ("v1", "getLicenseAsync", "request", "family 'v1' has expireInstance, expireLicense"),
         ("license", "getLicense", "request", "use one of openapi, sync, v1, v2"),
         ("v2", "newInstance", "answer", "use one of request, response"),
         ("v2", "newinstance", "request", "no contract v2/newinstance.request"),

@@ -289,7 +289,10 @@ def test_koosim_bodies_are_canonical_and_signatures_alternate_hex_case(serve: An
 
     def capture() -> Response:
         sent.append((request.get_data(), request.args.get("signature", "")))
+        nonces.append(request.args.get("nonce", ""))
         return view()  # type: ignore[no-any-return]
+
+    nonces: list[str] = []
 
     app.view_functions["produce.produce_v2"] = capture
     url = serve(app)
@@ -309,6 +312,11 @@ def test_koosim_bodies_are_canonical_and_signatures_alternate_hex_case(serve: An
     # testFlag varied between absent and "0" (A14)
     flags = [json.loads(payload).get("testFlag") for payload, _ in sent]
     assert None in flags and "0" in flags
+    # the nonce in both published shapes (A19): 64 upper-case hex [S1][S7][S12], 16 alphanumerics [S19][S21]
+    hex64 = [n for n in nonces if len(n) == 64 and all(c in "0123456789ABCDEF" for c in n)]
+    alnum16 = [n for n in nonces if len(n) == 16 and n.isalnum() and n.isascii()]
+    assert hex64 and alnum16 and len(hex64) + len(alnum16) == len(nonces)
+    assert len(set(nonces)) == len(nonces)
 
 
 def _hashes_the_received_bytes(app: Flask) -> None:
@@ -448,6 +456,46 @@ def test_single_and_all_org_sync_as_published(client: FlaskClient) -> None:
     assert post_kit(client, "/produceAPI/allOrgSync", all_orgs)["resultCode"] == "000000"
 
 
+def test_kit_calls_with_an_empty_instance_id_are_accepted_and_signed(client: FlaskClient) -> None:
+    # §7.1, A40: instanceId (and tenantSync's orderId) sent empty when the seller applies for
+    # application credentials; [S56]: the example answer carries Body-Sign (key: U25).
+    body = TENANT_SYNC_EXAMPLE | {"instanceId": "", "orderId": ""}
+    assert validate(body, "sync", "tenantSync", "request") == []
+    timestamp, nonce = independent.now_ms(), independent.nonce()
+    response = client.post(
+        "/produceAPI/tenantSync",
+        data=json.dumps(body, ensure_ascii=False).encode("utf-8"),
+        headers={
+            "Content-Type": "application/json;charset=UTF-8",
+            "x-timestamp": timestamp,
+            "x-nonce": nonce,
+            "x-sign": independent.sync_signature(body, SYNC_KEY, timestamp, nonce),
+        },
+    )
+    assert response.get_json()["resultCode"] == "000000"
+    assert independent.body_sign_ok(response.get_data(), response.headers.get("Body-Sign"), ACCESS_KEY)
+
+
+@pytest.mark.parametrize("flag", [0, 3], ids=["delete", "cancel"])
+def test_auth_sync_delete_needs_no_instance(client: FlaskClient, flag: int) -> None:
+    # §7.4 [S54][S55]: "a delete must not depend on the instance from the subscription call existing".
+    body = {
+        "instanceId": "inst-never-subscribed",
+        "tenantId": "t-001",
+        "appId": "app-001",
+        "userList": [
+            {"userName": "bob", "name": "Bob", "orgCode": "org-001", "role": "user", "enable": "false"}
+        ],
+        "currentSyncTime": "20220420114117642",
+        "flag": flag,
+        "testFlag": 1,
+        "timeStamp": "20220420114117642",
+    }
+    assert validate(body, "sync", "authSync", "request") == []
+    for _ in range(2):  # and a repeat succeeds too
+        assert post_kit(client, "/produceAPI/v2/authSync", body)["resultCode"] == "000000"
+
+
 def test_client_secret_is_rsa_oaep_sha256_mgf1_sha1_with_a_3072_bit_key(rsa_key: bytes) -> None:
     key = load_rsa_private_key(rsa_key)
     assert key.key_size >= 3072 == RSA_KEY_BITS  # §2.8, U26
@@ -492,4 +540,194 @@ def test_the_wrong_authtoken_probe_covers_every_v1_activity(serve: Any, app: Fla
     result = _run_v1(serve, app, "security.v1-authtoken-wrong")
     assert result.verdict is Verdict.FAILED
     refused = {finding.message.split(" with a wrong authToken")[0] for finding in result.findings}
-    assert refused == {"refreshInstance", "upgrade", "updateInstanceStatus", "releaseInstance"}
+    # The default profile is yearly/monthly: its V1 set has expireInstance, not instanceStatus (§1.2, §5.1).
+    assert refused == {"refreshInstance", "upgrade", "expireInstance", "releaseInstance"}
+
+
+# --- §5.4-§5.6 V1 expireInstance, releaseInstance, instanceStatus -------------------------------
+
+
+def get_v1(client: FlaskClient, params: dict[str, str], access_key: str = ACCESS_KEY) -> Any:
+    """A V1 call as the pages show it: GET, every value a percent-encoded query parameter, the
+    authToken over the decoded values (§2.2), e.g. ``…/produceAPI?activity=expireInstance&…``."""
+    from urllib.parse import quote
+
+    pairs = {**params, "authToken": independent.v1_auth_token(params, access_key)}
+    query = "&".join(f"{name}={quote(value, safe='')}" for name, value in pairs.items())
+    return client.get(f"{PRODUCE_PATH}?{query}")
+
+
+def v1_instance(client: FlaskClient, **extra: str) -> dict[str, str]:
+    """A V1 subscription with §5.2's established fields; returns them with the instanceId."""
+    params = {
+        "activity": "newInstance",
+        "businessId": str(uuid.uuid4()),
+        "orderId": order_id(),
+        "timeStamp": independent.v1_timestamp(),
+        **extra,
+    }
+    answer = get_v1(client, params).get_json()
+    assert answer["resultCode"] == "000000", answer
+    return params | {"instanceId": answer["instanceId"]}
+
+
+def test_v1_expire_instance_as_its_table(client: FlaskClient) -> None:
+    # §5.4 [S40][S41]: activity, instanceId, orderId (the subscription order), testFlag O,
+    # authToken, timeStamp; the merchant freezes the instance.
+    created = v1_instance(client)
+    params = {
+        "activity": "expireInstance",
+        "instanceId": created["instanceId"],
+        "orderId": created["orderId"],
+        "testFlag": "0",
+        "timeStamp": independent.v1_timestamp(),
+    }
+    assert validate({**params, "authToken": "x"}, "v1", "expireInstance", "request") == []
+    response = get_v1(client, params)
+    assert response.get_json()["resultCode"] == "000000"
+    assert independent.body_sign_ok(response.get_data(), response.headers.get("Body-Sign"), ACCESS_KEY)
+    without_order = {k: v for k, v in params.items() if k != "orderId"}
+    assert validate({**without_order, "authToken": "x"}, "v1", "expireInstance", "request") != []
+    unknown = get_v1(client, {**params, "instanceId": "inst-never-created"})
+    assert unknown.get_json()["resultCode"] == "000003"  # §3.2: 000003 tied to expiry
+
+
+@pytest.mark.parametrize("status", ["FREEZE", "NORMAL"])
+def test_v1_instance_status_as_its_table(client: FlaskClient, status: str) -> None:
+    # §5.6 [S44]: authToken, activity, instanceId, instanceStatus FREEZE/NORMAL, timeStamp, testFlag O.
+    created = v1_instance(client, productId="00301-666666-0--0")
+    params = {
+        "activity": "instanceStatus",
+        "instanceId": created["instanceId"],
+        "instanceStatus": status,
+        "timeStamp": "20230327070251713",  # the page's example value, as a format
+    }
+    assert validate({**params, "authToken": "x"}, "v1", "instanceStatus", "request") == []
+    params["timeStamp"] = independent.v1_timestamp()
+    assert get_v1(client, params).get_json()["resultCode"] == "000000"
+    assert validate(
+        {**params, "instanceStatus": "UNFREEZE", "authToken": "x"}, "v1", "instanceStatus", "request"
+    )
+
+
+def test_v1_release_names_the_subscription_order(client: FlaskClient) -> None:
+    # §5.5 [S42][S43]: orderId M, the subscription order (V2 differs, A34).
+    created = v1_instance(client)
+    params = {
+        "activity": "releaseInstance",
+        "instanceId": created["instanceId"],
+        "timeStamp": independent.v1_timestamp(),
+    }
+    assert validate({**params, "authToken": "x"}, "v1", "releaseInstance", "request") != []
+    assert get_v1(client, params).get_json()["resultCode"] == "000002"
+    params["orderId"] = created["orderId"]
+    assert get_v1(client, params).get_json()["resultCode"] == "000000"
+
+
+def test_koosim_sends_v1_expiry_status_and_release_as_their_tables() -> None:
+    from simulator.model import expire_fields, instance_status_fields, release_call, status_fields
+
+    orders = OrderFactory(9)
+    order = orders.order()
+    assert expire_fields("inst-1", order.order_id) == {
+        "activity": "expireInstance",
+        "instanceId": "inst-1",
+        "orderId": order.order_id,
+    }
+    assert set(instance_status_fields("inst-1", "NORMAL")) == {"activity", "instanceId", "instanceStatus"}
+    assert release_call("v1", "inst-1", order.order_id)["orderId"] == order.order_id
+    assert "orderId" not in release_call("v2", "inst-1", order.order_id)  # §4.6: only on unsubscription
+    # No V1 page lists updateInstanceStatus (§5.1, U21): the V1 profiles never require it.
+    from simulator.protocol.profiles import BILLINGS, Profile
+
+    for billing in BILLINGS:
+        assert not Profile(billing=billing).requires(status_fields("i", "FREEZE")["activity"], "v1")
+    assert Profile(billing="period").requires("expireInstance", "v1")
+    assert Profile(billing="on-demand").requires("instanceStatus", "v1")
+
+
+# --- §2.7 the seller's encryption choice (U20) ---------------------------------------------------
+
+
+@pytest.mark.parametrize("encrypt_type", ["1", "2"])
+def test_the_reference_merchant_decrypts_v1_values_with_the_configured_cipher(
+    serve: Any, rsa_key: bytes, encrypt_type: str
+) -> None:
+    from simulator.protocol import EncryptType, encrypt
+
+    chosen = EncryptType(encrypt_type)
+    other = EncryptType.AES128 if chosen is EncryptType.AES256 else EncryptType.AES256
+    merchant = create_app(MerchantConfig(access_key=ACCESS_KEY, encrypt_type=chosen, rsa_private_key=rsa_key))
+    client = merchant.test_client()
+    accepted = v1_instance(client, email=encrypt("buyer+tag@example.com", ACCESS_KEY, chosen))
+    assert accepted["instanceId"]
+    params = {
+        "activity": "newInstance",
+        "businessId": str(uuid.uuid4()),
+        "orderId": order_id(),
+        "email": encrypt("buyer+tag@example.com", ACCESS_KEY, other),
+        "timeStamp": independent.v1_timestamp(),
+    }
+    refused = get_v1(client, params).get_json()
+    assert refused["resultCode"] == "000002"
+    assert ("AES-256" if chosen is EncryptType.AES256 else "AES-128") in refused["resultMsg"]
+    # koosim's check sends under the target's encrypt type: passes on a match, warns (naming the
+    # encryption, not '+' encoding) on a mismatch.
+    url = serve(merchant)
+    for target_type, verdict in ((encrypt_type, Verdict.PASSED), (other.value, Verdict.WARNED)):
+        target = Target(url=url, access_key=ACCESS_KEY, protocol="v1", encrypt_type=target_type)
+        transport = Transport(target)
+        try:
+            result = run_check(
+                REGISTRY["security.v1-encrypted-values"], target, transport, OrderFactory(3), []
+            )
+        finally:
+            transport.close()
+        assert result.verdict is verdict, result.findings
+        if verdict is Verdict.WARNED:
+            message = result.findings[0].message
+            assert "encrypted with encryptType" in message and "'+'" not in message
+
+
+def test_the_console_target_page_offers_and_saves_the_encrypt_type(tmp_path: Any) -> None:
+    from simulator.server import create_app as create_server
+    from simulator.server import token as server_token
+    from simulator.store import Store
+
+    server = create_server(Store(tmp_path / "koosim.db"))
+    try:
+        client = server.test_client()
+        client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {server_token(server)}"
+        page = client.get("/target").get_data(as_text=True)
+        assert 'name="encrypt_type"' in page and "AES-128" in page
+        assert client.post("/target", data={"encrypt_type": "2"}).status_code == 302
+        assert client.get("/api/target").json["encrypt_type"] == "2"
+        assert 'value="2" selected' in client.get("/target").get_data(as_text=True)
+        refused = client.post("/target", data={"encrypt_type": "3"})
+        assert refused.status_code == 400
+        assert "encrypt_type must be 1 (AES-256) or 2 (AES-128)" in refused.get_data(as_text=True)
+    finally:
+        server.extensions["koosim.marketplace"].close()
+
+
+def test_the_console_offers_the_v1_activities_for_a_v1_target(tmp_path: Any) -> None:
+    # §5.1: expireInstance and instanceStatus exist on V1 only; the console's hand-made calls offer
+    # them and refuse them for a V2 target.
+    from simulator.server import calls
+    from simulator.server import create_app as create_server
+    from simulator.store import Store
+
+    produce = calls.activities()["produce"]
+    assert {"expireInstance", "instanceStatus"} <= set(produce)
+    assert calls.family_of("expireInstance", "v1") == "v1"
+    with pytest.raises(calls.CallError, match="V1 activity"):
+        calls.family_of("instanceStatus", "v2")
+    server = create_server(Store(tmp_path / "koosim.db"))
+    try:
+        market = server.extensions["koosim.marketplace"]
+        expire = calls.template("expireInstance", market)
+        assert set(expire) == {"activity", "instanceId", "orderId"}
+        status = calls.template("instanceStatus", market)
+        assert status["instanceStatus"] in ("FREEZE", "NORMAL")
+    finally:
+        server.extensions["koosim.marketplace"].close()

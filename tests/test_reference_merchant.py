@@ -567,18 +567,28 @@ def test_unknown_instance_is_000003(client: FlaskClient, activity: str) -> None:
 
 
 def test_lifecycle_works_over_v1_too(client: FlaskClient) -> None:
-    created = as_json(get_v1(client, v1_params()))
-    freeze = {
-        "activity": "updateInstanceStatus",
-        "instanceId": created["instanceId"],
-        "status": "FREEZE",
-        "timeStamp": independent.v1_timestamp(),
-    }
-    response = get_v1(client, freeze)
-    assert as_json(response)["resultCode"] == "000000"
-    assert independent.body_sign_ok(response.get_data(), response.headers.get("Body-Sign"), ACCESS_KEY)
-    ghost = get_v1(client, {**freeze, "instanceId": "inst-does-not-exist"})
-    assert as_json(ghost)["resultCode"] == "000003"
+    """V1's own activities (docs/protocol.md §5.1): expireInstance (§5.4), instanceStatus (§5.6),
+    releaseInstance with the subscription order (§5.5); no V2 updateInstanceStatus (U21)."""
+    params = v1_params()
+    created = as_json(get_v1(client, params))
+    instance = {"instanceId": created["instanceId"], "timeStamp": independent.v1_timestamp()}
+    calls = [
+        {"activity": "expireInstance", **instance, "orderId": params["orderId"]},
+        {"activity": "instanceStatus", **instance, "instanceStatus": "NORMAL"},
+        {"activity": "instanceStatus", **instance, "instanceStatus": "FREEZE"},
+    ]
+    for call in calls:
+        response = get_v1(client, call)
+        assert as_json(response)["resultCode"] == "000000", call
+        assert independent.body_sign_ok(response.get_data(), response.headers.get("Body-Sign"), ACCESS_KEY)
+        ghost = get_v1(client, {**call, "instanceId": "inst-does-not-exist"})
+        assert as_json(ghost)["resultCode"] == "000003"
+    v2_status = {"activity": "updateInstanceStatus", **instance, "status": "FREEZE"}
+    assert as_json(get_v1(client, v2_status))["resultCode"] == "000002"
+    no_order = {"activity": "releaseInstance", **instance}
+    assert as_json(get_v1(client, no_order))["resultCode"] == "000002"
+    release = get_v1(client, {**no_order, "orderId": params["orderId"]})
+    assert as_json(release)["resultCode"] == "000000"
 
 
 # --- licence products --------------------------------------------------------------------------

@@ -310,10 +310,12 @@ def test_the_notification_page_sends_and_shows_the_run(configured: FlaskClient) 
             "/api/target", json={"notification_url": f"{server.base_url}/notify", "notification_token": TOKEN}
         )
         fields = configured.get("/api/notifications/template").json["fields"]
-        response = configured.post("/notify", data={"fields": json.dumps(fields), "check_token": "on"})
+        form = {"fields": json.dumps(fields), "check_token": "on", "check_repeat": "on"}
+        response = configured.post("/notify", data=form)
         assert response.status_code == 302
         page = configured.get(response.headers["Location"]).data.decode()
     assert "notification.accepted" in page and "notification.token" in page and "badge failed" not in page
+    assert "notification.repeat" in page
     assert TOKEN not in page
     assert configured.post("/notify", data={"fields": "{"}).status_code == 400
 
@@ -449,7 +451,10 @@ def test_the_api_sends_every_activity_with_its_signature(configured: FlaskClient
     assert created["verdict"] == "passed" and created["result_code"] == "000000"
     license_code = json.loads(send(configured, "getLicense")["exchange"]["response"]["body"])["license"]
     outcomes = {}
-    for activity in [name for names in activities.values() for name in names]:  # in lifecycle order
+    # in lifecycle order; V1's own activities (§5.4, §5.6) are refused for this V2 target
+    v1_own = {"expireInstance", "instanceStatus"}
+    assert v1_own <= set(activities["produce"])
+    for activity in [name for names in activities.values() for name in names if name not in v1_own]:
         changes = (
             {"license": license_code} if activity.endswith("License") and activity != "getLicense" else {}
         )
@@ -572,7 +577,11 @@ def test_order_notifications_are_sent_signed_and_judged(configured: FlaskClient)
             )
             record = configured.post("/api/notifications", json={"fields": fields}).json
         verdicts = {check["id"]: check["verdict"] for check in record["checks"]}
-        assert verdicts == {"notification.accepted": "passed", "notification.token": expected}
+        assert verdicts == {
+            "notification.accepted": "passed",
+            "notification.token": expected,
+            "notification.repeat": "passed",
+        }
         assert record["kind"] == "notification" and TOKEN not in json.dumps(record)
 
 
@@ -580,10 +589,12 @@ def test_order_notifications_are_sent_signed_and_judged(configured: FlaskClient)
     ("body", "message"),
     [
         ({"fields": [1]}, "JSON object of strings"),
-        ({"fields": {"orderId": "o", "orderType": "NEW", "n": 1}}, "JSON object of strings"),
-        ({"fields": {"orderId": "o", "orderType": "SOLD"}}, "orderType must be one of"),
-        ({"fields": {"orderType": "NEW"}}, "orderId is required"),
-        ({"fields": {"orderId": "o", "orderType": "NEW"}, "check_token": "yes"}, "check_token must be"),
+        ({"fields": {"orderId": "o", "n": 1}}, "JSON object of strings"),
+        ({"fields": {"orderId": "o", "orderType": "NEW"}}, "the order number only"),
+        ({"fields": {"orderId": "o" * 65}}, "at most 64"),
+        ({"fields": {"orderLineId": "l"}}, "orderId is required"),
+        ({"fields": {"orderId": "o"}, "check_token": "yes"}, "check_token must be"),
+        ({"fields": {"orderId": "o"}, "check_repeat": 1}, "check_repeat must be"),
     ],
 )
 def test_the_api_notification_names_bad_input(configured: FlaskClient, body: Any, message: str) -> None:

@@ -10,6 +10,7 @@ from typing import Any, TypeGuard
 from simulator.checks.base import Severity, exchange_check
 from simulator.contracts import UnknownContract, allowed_result_codes, validate
 from simulator.protocol import ResultCode
+from simulator.protocol.vocabulary import LICENSE_ACTIVITIES
 from simulator.redaction import redact_data
 from simulator.transport import DEADLINE_SOURCE, DEFAULT_TIMEOUT, Exchange, Target
 
@@ -79,20 +80,53 @@ def result_code(exchange: Exchange, target: Target) -> str | None:
     return None
 
 
+_ANY_ACTIVITY = frozenset({"000000", "000001", "000002", "000004", "000005"})
+"""The codes the list of §3.2 ties to no activity: success and the general refusals."""
+TIED_CODES = {
+    "000003": frozenset({"refreshInstance", "expireInstance", "releaseInstance"}),
+    "000100": frozenset({"newInstance"}),
+}
+"""What the code list ties to activities (docs/protocol.md §3.2 [S34]): 000003 to renewal, expiry
+and release, 000100 to a new purchase. A tied code on its activity is never a finding."""
+EXPECTED_ELSEWHERE = {
+    "000003": frozenset(
+        {"updateInstanceStatus", "instanceStatus", "upgradeInstance", "upgrade", "changeInstanceCheck"}
+    ),
+    "000100": frozenset({"upgradeInstance", "upgrade"}),
+}
+"""Where koosim also expects a code the list does not tie there (ASSUMPTION U15): an unknown
+instance named by a status change, an upgrade or a change check; no resource for an upgrade."""
+
+
+def expected_codes(protocol: str, activity: str) -> frozenset[str] | None:
+    """The resultCodes koosim expects of ``activity`` (§3.2, U15); None: no expectation (a probe's
+    unknown activity). The License and Kit answers keep their contracts' own list (§6, §7)."""
+    try:
+        contract = allowed_result_codes(protocol, activity)
+    except UnknownContract:
+        return None
+    if protocol not in ("v1", "v2") or activity in LICENSE_ACTIVITIES:
+        return contract
+    tied = {code for code, names in TIED_CODES.items() if activity in names}
+    elsewhere = {code for code, names in EXPECTED_ELSEWHERE.items() if activity in names}
+    return _ANY_ACTIVITY | tied | elsewhere
+
+
 @exchange_check("contract.result-code-per-activity", rule="§3.2, U15", severity=Severity.WARNING)
 def result_code_per_activity(exchange: Exchange, target: Target) -> str | None:
     """resultCode is one koosim expects of the activity (ASSUMPTION U15: the code list ties codes
-    to activities only for 000003 and 000100)."""
+    to activities only for 000003 — renewal, expiry, release — and 000100 — a new purchase)."""
     code = exchange.result_code
     if code is None or code not in _KNOWN_CODES:
         return None
-    try:
-        allowed = allowed_result_codes(exchange.protocol, exchange.activity)
-    except UnknownContract:
+    allowed = expected_codes(exchange.protocol, exchange.activity)
+    if allowed is None or code in allowed:
         return None
-    if code not in allowed:
-        return f"{exchange.activity} may not answer {code}; allowed: {', '.join(sorted(allowed))}"
-    return None
+    return (
+        f"{exchange.activity} answered {code}, which koosim does not expect of it (expected: "
+        f"{', '.join(sorted(allowed))}; ASSUMPTION U15: the code list ties 000003 only to renewal, "
+        "expiry and release and 000100 only to a new purchase)"
+    )
 
 
 RESULT_MSG_LIMIT = 255

@@ -12,7 +12,7 @@ from typing import Any
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
 from simulator.checks.conversation import poll_until_listed
 from simulator.delivery import Delivery, Failure, FailureKind, delivery_failure
-from simulator.model import announce, release_fields, status_fields
+from simulator.model import announce, query_fields, release_call, status_fields
 from simulator.protocol import ResultCode
 from simulator.transport import Exchange, Target, Transport
 
@@ -46,7 +46,11 @@ def _instance_ids(exchanges: list[Exchange]) -> set[str]:
 
 def _listed_instances(ctx: Context, instance_ids: set[str]) -> set[str] | None:
     """The ids among ``instance_ids`` that queryInstance says exist; None (and a finding of its
-    own) when the query fails."""
+    own) when the query fails; None without a query when the product has no queryInstance (V1
+    has none, docs/protocol.md §5.1, U21)."""
+    query = query_fields(*sorted(instance_ids))
+    if not ctx.applies(query):
+        return None
     exchange = poll_until_listed(ctx, sorted(instance_ids))[-1]  # async provisioning: §10.2
     if not ctx.expect(
         exchange, ResultCode.SUCCESS, "queryInstance of the instances just created must succeed"
@@ -233,7 +237,8 @@ def upgrade_resend(ctx: Context) -> None:
 def release_resend(ctx: Context) -> None:
     """A resent releaseInstance of an already released instance answers 000000."""
     created = ctx.new_instance()
-    _resent(ctx, release_fields(created.instance_id), "releaseInstance")
+    release = release_call(ctx.target.protocol, created.instance_id, created.order.order_id)
+    _resent(ctx, release, "releaseInstance")
 
 
 @check(

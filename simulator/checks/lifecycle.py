@@ -12,8 +12,10 @@ from simulator.model import (
     QUERY_INSTANCE_MAX,
     Lifecycle,
     change_check_fields,
+    expire_fields,
+    instance_status_fields,
     query_fields,
-    release_fields,
+    release_call,
     status_fields,
     within_query_limit,
 )
@@ -21,8 +23,10 @@ from simulator.protocol import ResultCode
 from simulator.protocol.limits import QUERY_INSTANCE_LIMIT
 from simulator.transport import Exchange
 
-TIED_TO_NOT_FOUND = frozenset({"refreshInstance", "releaseInstance"})
-"""The activities the result-code list ties 000003 to (renewal, release; docs/protocol.md §3.2)."""
+TIED_TO_NOT_FOUND = frozenset({"refreshInstance", "expireInstance", "releaseInstance"})
+"""The activities the result-code list ties 000003 to (renewal, expiry, release; docs/protocol.md
+§3.2): V1's expireInstance is the expiry the list's wording names (A50); V2's expiry is a status
+update, whose code stays ASSUMPTION U15."""
 
 
 def _listed(exchange: Exchange) -> list[Any]:
@@ -32,11 +36,15 @@ def _listed(exchange: Exchange) -> list[Any]:
     return [item.get("instanceId") for item in info if isinstance(item, dict)]
 
 
-@check("lifecycle.full", rule="§4")
+@check("lifecycle.full", rule="§4, §5")
 def full(ctx: Context) -> None:
-    """new → query → renewal → freeze → unfreeze → change check → upgrade → release all succeed.
+    """new → query → renewal → freeze → unfreeze → change check → upgrade → expiry → release all succeed.
 
-    queryInstance lists the instance it just created.
+    queryInstance lists the instance it just created. Each generation gets its own activities,
+    as far as the product profile has them (§1.2): V2 freezes and unfreezes with
+    updateInstanceStatus (§4.4); V1 freezes a yearly/monthly instance with expireInstance (§5.4)
+    and a pay-per-use one with instanceStatus FREEZE / NORMAL (§5.6), and its release names the
+    subscription order (§5.5).
     """
     created = ctx.new_instance()
     order, instance_id = created.order, created.instance_id
@@ -51,9 +59,12 @@ def full(ctx: Context) -> None:
         ("refreshInstance RENEWAL", order.refresh_fields(instance_id, ctx.orders.expire_time(days=60))),
         ("updateInstanceStatus FREEZE", status_fields(instance_id, "FREEZE")),
         ("updateInstanceStatus UNFREEZE", status_fields(instance_id, "UNFREEZE")),
+        ("instanceStatus FREEZE", instance_status_fields(instance_id, "FREEZE")),
+        ("instanceStatus NORMAL", instance_status_fields(instance_id, "NORMAL")),
         ("changeInstanceCheck", change_check_fields(instance_id, order.product_id, "sku-pro-0002")),
         ("upgradeInstance", order.upgrade_fields(instance_id)),
-        ("releaseInstance", release_fields(instance_id)),
+        ("expireInstance", expire_fields(instance_id, order.order_id)),
+        ("releaseInstance", release_call(ctx.target.protocol, instance_id, order.order_id)),
     ]
     for label, fields in steps:
         if ctx.applies(fields):
@@ -91,10 +102,11 @@ def test_order(ctx: Context) -> None:
 
 @check("lifecycle.unknown-instance", rule="§3.2", needs=("releaseInstance",))
 def unknown_instance(ctx: Context) -> None:
-    """refresh, freeze, unfreeze, upgrade and release of an unknown instanceId are refused.
+    """refresh, freeze, unfreeze, expiry, upgrade and release of an unknown instanceId are refused.
 
-    The code list ties 000003 to renewal and release [S34]: there it is required. For freeze,
-    unfreeze and upgrade the refusal is required and 000003 only expected (ASSUMPTION U15).
+    The code list ties 000003 to renewal, expiry and release [S34]: there it is required. For
+    freeze, unfreeze (V2 updateInstanceStatus, V1 instanceStatus) and upgrade the refusal is
+    required and 000003 only expected (ASSUMPTION U15).
     """
     order = ctx.orders.order()
     unknown = ctx.orders.unknown_instance_id()
@@ -102,8 +114,11 @@ def unknown_instance(ctx: Context) -> None:
         ("refreshInstance", order.refresh_fields(unknown, ctx.orders.expire_time(days=60))),
         ("updateInstanceStatus FREEZE", status_fields(unknown, "FREEZE")),
         ("updateInstanceStatus UNFREEZE", status_fields(unknown, "UNFREEZE")),
+        ("instanceStatus FREEZE", instance_status_fields(unknown, "FREEZE")),
+        ("instanceStatus NORMAL", instance_status_fields(unknown, "NORMAL")),
         ("upgradeInstance", order.upgrade_fields(unknown)),
-        ("releaseInstance", release_fields(unknown)),
+        ("expireInstance", expire_fields(unknown, order.order_id)),
+        ("releaseInstance", release_call(ctx.target.protocol, unknown, order.order_id)),
     ]
     for label, fields in calls:
         if not ctx.applies(fields):
@@ -133,8 +148,9 @@ def invalid_parameters(ctx: Context) -> None:
     if ctx.applies(malformed):
         exchange = ctx.send(malformed, "refreshInstance, expireTime not yyyyMMddHHmmss")
         if exchange.result_code != ResultCode.INVALID_PARAMETER.value:
+            where = "§5.3, U23" if ctx.target.protocol == "v1" else "§4.2"  # V1's format text is cut off
             ctx.warn(
-                "a malformed expireTime (§4.2: yyyyMMddHHmmss) should be refused with 000002, got "
+                f"a malformed expireTime ({where}: yyyyMMddHHmmss) should be refused with 000002, got "
                 f"{describe(exchange)} (ASSUMPTION U2)",
                 exchange,
             )
@@ -192,14 +208,17 @@ def after_release(ctx: Context) -> None:
     order, instance_id = created.order, created.instance_id
     lifecycle = Lifecycle()
     lifecycle.created(instance_id)
-    release = release_fields(instance_id)
+    release = release_call(ctx.target.protocol, instance_id, order.order_id)
     ctx.require(ctx.send(release, "releaseInstance"), ResultCode.SUCCESS, "release")
     lifecycle.apply(release)
     for label, fields in (
         ("refreshInstance RENEWAL", order.refresh_fields(instance_id, ctx.orders.expire_time(days=90))),
         ("updateInstanceStatus FREEZE", status_fields(instance_id, "FREEZE")),
         ("updateInstanceStatus UNFREEZE", status_fields(instance_id, "UNFREEZE")),
+        ("instanceStatus FREEZE", instance_status_fields(instance_id, "FREEZE")),
+        ("instanceStatus NORMAL", instance_status_fields(instance_id, "NORMAL")),
         ("upgradeInstance", order.upgrade_fields(instance_id)),
+        ("expireInstance", expire_fields(instance_id, order.order_id)),
     ):
         if not ctx.applies(fields):
             continue

@@ -1,8 +1,10 @@
-"""Order notification (订单通知): the console tells the merchant's notification URL that an order
-event happened, signed with the interface security token (signature scheme: ASSUMPTION, like the
-user-authorization sync, protocol.md §4). These rules judge the merchant's answers to those
-notices; ``verify`` does not run them (they are about the console's notices, not the merchant's
-produce or sync interfaces), :mod:`simulator.server.notify` applies them.
+"""Order notification (订单通知, docs/protocol.md §9): the marketplace pushes an order's number to
+the merchant's notification address, signed with the interface security token, retried for 3 hours
+when it fails. The page publishes the order number and the 3 hours; the body's JSON name, the
+signature scheme (koosim: like a Kit sync call, §2.4) and the expected answer are ASSUMPTION U41,
+so both rules are warnings. ``verify`` does not run them (they are about the notices ``koosim
+serve`` sends, not the merchant's produce or sync interfaces): :mod:`simulator.server.notify`
+applies them to every attempt.
 """
 
 from __future__ import annotations
@@ -41,3 +43,17 @@ def token(exchange: Exchange, target: Target) -> str | None:
     if exchange.result_code == ResultCode.AUTH_FAILED.value:
         return None
     return f"a notice with a wrong x-sign must be refused with 000001, got {describe(exchange)}"
+
+
+@exchange_check("notification.repeat", rule="§9, U41", severity=Severity.WARNING, interfaces=(NOTIFICATION,))
+def repeat(exchange: Exchange, target: Target) -> str | None:
+    """A repeated order notification is accepted again.
+
+    Applied to a second copy of an accepted notice (same order number, fresh signature): the
+    marketplace keeps calling for 3 hours when it sees no success [S59], so a merchant that
+    refuses a notice it already knows gets it again and again, and the order is reported under
+    生产接口消息 (what a success looks like: ASSUMPTION U41, resultCode 000000).
+    """
+    if exchange.result_code == ResultCode.SUCCESS.value and not judge_exchange(exchange, target):
+        return None
+    return f"a repeated notice must be accepted like the first, got {describe(exchange)}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from simulator.checks.base import Context, Severity, check, describe
-from simulator.model import query_fields, release_fields, status_fields, v1_fields
+from simulator.model import expire_fields, instance_status_fields, query_fields, release_call, v1_fields
 from simulator.protocol import (
     DecryptionError,
     EncryptType,
@@ -116,15 +116,19 @@ def v1_authtoken_wrong(ctx: Context) -> None:
     ctx.refused(wrong, ResultCode.AUTH_FAILED, "a wrong authToken must be refused", "U18")
     missing = ctx.send(_probe_fields(ctx), "newInstance, no authToken", Tamper(omit=frozenset({"authToken"})))
     ctx.refused(missing, ResultCode.AUTH_FAILED, "a call without authToken must be refused", "U18")
-    # Every V1 activity verifies the token (docs/protocol.md §2.2), not only the subscription.
+    # Every V1 activity the product has verifies the token (docs/protocol.md §2.2, §5.1), not
+    # only the subscription.
     created = ctx.new_instance()
     order, instance_id = created.order, created.instance_id
     for fields in (
         order.refresh_fields(instance_id, ctx.orders.expire_time(days=60)),
         order.upgrade_fields(instance_id),
-        status_fields(instance_id, "FREEZE"),
-        release_fields(instance_id, order.order_id),
+        expire_fields(instance_id, order.order_id),
+        instance_status_fields(instance_id, "FREEZE"),
+        release_call("v1", instance_id, order.order_id),
     ):
+        if not ctx.applies(fields):
+            continue
         activity = v1_fields(fields)["activity"]
         exchange = ctx.send(fields, f"{activity}, wrong authToken", Tamper(signature="AAAA" * 11))
         ctx.refused(

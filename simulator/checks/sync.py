@@ -12,10 +12,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from simulator.checks.base import Context, Severity, check
-from simulator.checks.security import STALE_BY_MS, WRONG_SIGNATURE
+from simulator.checks.security import STALE_BY_MS, WRONG_SIGNATURE, body_sign_problem
 from simulator.model import TENANT_DOMAIN, kit_user, org_info, single_org_fields
 from simulator.protocol import ResultCode, encrypt_client_secret
-from simulator.protocol.vocabulary import ADD, DELETE, MODIFY
+from simulator.protocol.vocabulary import ADD, CANCEL, DELETE, MODIFY
 from simulator.transport import Tamper, now_ms
 
 RESENDS = 3
@@ -89,6 +89,78 @@ def user_sync_delete(ctx: Context) -> None:
         ctx.expect(exchange, ResultCode.SUCCESS, "a repeated delete of the same user must succeed")
     again = ctx.sync("authSync", _auth_body(scope, ADD), "authSync add after delete")
     ctx.expect(again, ResultCode.SUCCESS, "adding a deleted user back must succeed")
+
+
+@check("idempotency.user-sync-delete-unscoped", rule="§7.4", needs=("kit",))
+def user_sync_delete_unscoped(ctx: Context) -> None:
+    """A delete succeeds for an instance the merchant never created and a user it never added.
+
+    The authSync pages: repeated deletes succeed, and **a delete must not depend on the instance
+    from the subscription call existing** [S54][S55]: the marketplace may delete users of an
+    instance already released, or never provisioned here. Cancelling an authorisation (flag 3)
+    follows the same rule.
+    """
+    unknown = ctx.orders.unknown_instance_id()
+    scope = {"instanceId": unknown, "tenantId": f"tenant-{unknown[-12:]}"}
+    for flag, label in ((DELETE, "delete"), (CANCEL, "cancel authorisation")):
+        exchange = ctx.sync("authSync", _auth_body(scope, flag), f"authSync {label}, instance never created")
+        ctx.expect(
+            exchange,
+            ResultCode.SUCCESS,
+            f"an authSync {label} for an instance the merchant never created must succeed (§7.4: a delete "
+            "must not depend on the subscription's instance)",
+        )
+
+
+@check("sync.empty-instance", rule="§7.1, A40", needs=("kit",))
+def empty_instance(ctx: Context) -> None:
+    """Kit calls with an empty instanceId (and tenantSync's empty orderId) are accepted.
+
+    ``instanceId`` is marked M, yet the same cell says it is sent **empty** when the seller applies
+    for application credentials (A40): a merchant must not refuse ``""`` on these calls.
+    """
+    scope = {"instanceId": "", "tenantId": "tenant-koosim-credentials"}
+    tenant = {
+        **scope,
+        "orderId": "",
+        "tenantCode": "koosim-credentials",
+        "name": "koosim 凭证申请",
+        "domainName": TENANT_DOMAIN,
+    }
+    steps: list[tuple[str, Mapping[str, Any], str]] = [
+        ("tenantSync", {**tenant, "flag": ADD}, "tenantSync add, empty instanceId and orderId"),
+        ("authSync", _auth_body(scope, ADD), "authSync add, empty instanceId"),
+        ("singleOrgSync", single_org_fields(scope, ADD), "singleOrgSync add, empty instanceId"),
+        ("allOrgSync", {**scope, "orgInfo": org_info()}, "allOrgSync, empty instanceId"),
+        ("authSync", _auth_body(scope, DELETE), "authSync delete, empty instanceId"),
+    ]
+    for call, body, label in steps:
+        ctx.expect(ctx.sync(call, body, label), ResultCode.SUCCESS, f"{label} must be accepted (A40)")
+
+
+@check("security.sync-body-sign", rule="§2.4, A37, U25", severity=Severity.WARNING, needs=("kit",))
+def sync_body_sign(ctx: Context) -> None:
+    """Kit answers carry a Body-Sign over the exact bytes, as V1 answers do.
+
+    The older tenantSync page's example answer carries a ``Body-Sign: sign_type="HM…`` header
+    [S56] (cut off); which key signs it is not stated (U25, A37): koosim accepts the seller's
+    access key (the V1 rule, §2.3) or the sync key. A warning at most.
+    """
+    scope = {"instanceId": "", "tenantId": "tenant-koosim-body-sign"}
+    tenant = {**scope, "orderId": "", "tenantCode": "acme", "name": "Acme", "domainName": TENANT_DOMAIN}
+    exchanges = [
+        ctx.sync("tenantSync", {**tenant, "flag": ADD}, "tenantSync add"),
+        ctx.sync("tenantSync", {**tenant, "flag": DELETE}, "tenantSync delete"),
+    ]
+    for exchange in (e for e in exchanges if e.answered):
+        keys = [key for key in (ctx.target.access_key, ctx.target.sync_key) if key]
+        problems = [body_sign_problem(exchange, key) for key in keys]
+        if all(problems):
+            ctx.fail(
+                f"{exchange.label}: {problems[0]} (the tenantSync page's example answer is signed [S56]; "
+                "the key is ASSUMPTION U25: the access key or the sync key is accepted)",
+                exchange,
+            )
 
 
 @check("sync.directory", rule="§7.2, U45", severity=Severity.WARNING, needs=("kit", "newInstance"))

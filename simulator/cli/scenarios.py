@@ -371,7 +371,7 @@ def explore(
 
     Failures found earlier are tried first (Hypothesis example database in .koosim/examples).
     """
-    from simulator.engine.explore import Exploration
+    from simulator.engine.explore import Exploration, nothing_to_explore
     from simulator.errors import BudgetSpent
     from simulator.report import playback as show
 
@@ -389,6 +389,9 @@ def explore(
         console.print(f"[dim]{escape(target.clock.describe())}[/]", highlight=False)
         if not target.sync_key:
             console.print("[dim]no sync key (KOOSIM_SYNC_KEY): user-sync calls are left out[/]")
+        if (nothing := nothing_to_explore(target)) is not None:  # skipped with the reason (§1.2)
+            console.print(f"explore: skipped: {escape(nothing)}", highlight=False)
+            sys.exit(EXIT_OK)
         info.preflight(target, skip=no_preflight, seed=seed)
         exploration = Exploration(
             target,

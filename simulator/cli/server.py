@@ -151,7 +151,8 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
 
     from simulator.clock import isoformat
     from simulator.engine.delisting import next_dial_test
-    from simulator.server import create_app, market_state
+    from simulator.server import create_app, market_state, start_scheduler
+    from simulator.server.deliveries import durable_clock
     from simulator.server.dial import service as dial_service
     from simulator.server.guard import TokenError, bind_problem, console_url, server_token
     from simulator.server.state import ConsoleSettings, SettingsError
@@ -177,6 +178,7 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
         token=token,
         hosts=[host],
         scenario_dirs=scenario_dirs,
+        clock=durable_clock(store, found.time_scale),
     )
     market = market_state(app)
     try:
@@ -245,7 +247,15 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
     dial_timer.start()  # twice a marketplace day (docs/protocol.md §10.3); /dial runs one now
     next_dial = isoformat(next_dial_test(dial_timer.clock.now()))
     console.print(f"  dial tests: twice a marketplace day, the next at {next_dial}", highlight=False)
+    pending = store.deliveries.pending()
+    if pending:
+        console.print(
+            f"  {pending} scheduled delivery(ies) pending in the history: sent when due ({base}/messages)",
+            highlight=False,
+            markup=False,
+        )
     console.print("  Ctrl+C stops it", highlight=False)
+    start_scheduler(app)
     try:
         server.run()
     finally:

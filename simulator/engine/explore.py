@@ -48,7 +48,7 @@ from simulator.contracts import schema_for
 from simulator.engine.explore_defaults import DATABASE_DIR, DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS
 from simulator.engine.player import Judgement, Player, StepOutcome
 from simulator.engine.scenario import Expect, Scenario, Step
-from simulator.model import InstanceState, kit_user, status_fields
+from simulator.model import QUERY_INSTANCE_MAX, InstanceState, kit_user, status_fields
 from simulator.openapi import InboundCall, InboundLog
 from simulator.protocol import ResultCode
 from simulator.protocol.vocabulary import ADD, DELETE, LICENSE_CALLS
@@ -204,6 +204,23 @@ class Exploration:
 # --- values drawn from the contracts ------------------------------------------------------------
 
 
+UNKNOWN_QUERY_ID = "koosim-unknown-0001"
+"""An instanceId no merchant created, asked for beside real ones in a queryInstance."""
+
+
+def nothing_to_explore(target: Target) -> str | None:
+    """Why the target's profile leaves explore nothing to draw on this generation (None: it has
+    something): no produce interface, no License activity, no Kit with a sync key."""
+    profile = target.profile
+    if profile.requires("newInstance", target.protocol):
+        return None
+    if profile.requires("license", target.protocol):
+        return None
+    if profile.requires("kit", target.protocol) and target.sync_key:
+        return None
+    return f"profile {profile} has no interface explore draws on {target.protocol} (docs/protocol.md §1.2)"
+
+
 @cache
 def _enum(family: str, name: str, member: str) -> list[str]:
     values = schema_for(family, name, "request")["properties"][member]["enum"]
@@ -331,7 +348,11 @@ class MarketplaceMachine(RuleBasedStateMachine):
     def _expected(self, activity: str, order: str, fields: dict[str, str]) -> str:
         """What the lifecycle requires the merchant to answer to ``activity`` on ``order``'s instance."""
         instance_id = self.player.instance_id(order) or ""
-        call = status_fields(instance_id, fields["status"]) if "status" in fields else {"activity": activity}
+        call = (
+            status_fields(instance_id, fields["status"])
+            if "status" in fields
+            else {"activity": activity, **fields}
+        )
         return self.player.lifecycle.expected_code(call | {"instanceId": instance_id}).value
 
     def _instance_call(self, kind: str, activity: str, order: str, fields: dict[str, str]) -> None:
@@ -398,11 +419,25 @@ class MarketplaceMachine(RuleBasedStateMachine):
         fields = {} if scene == "RENEWAL" else {"scene": scene}
         self._instance_call("refresh", "refreshInstance", order, fields)
 
-    @precondition(lambda self: self.has("updateInstanceStatus"))
+    def _freezes(self) -> bool:
+        return any(self.has(name) for name in ("updateInstanceStatus", "instanceStatus", "expireInstance"))
+
+    @precondition(_freezes)
     @rule(order=orders, status=st.sampled_from(_enum("v2", "updateInstanceStatus", "status")))
     def change_status(self, order: str, status: str) -> None:
-        """FREEZE or UNFREEZE: each succeeds on a live instance, and gets 000003 on a released one."""
-        self._instance_call(status.lower(), "updateInstanceStatus", order, {"status": status})
+        """FREEZE or UNFREEZE: each succeeds on a live instance, and gets 000003 on a released one.
+
+        In the generation's own words: V2 updateInstanceStatus (§4.4); V1 instanceStatus FREEZE /
+        NORMAL for pay-per-use (§5.6), expireInstance for a yearly/monthly freeze (§5.4). One rule
+        for all, so the V2 draws are what they were.
+        """
+        if self.has("updateInstanceStatus"):
+            self._instance_call(status.lower(), "updateInstanceStatus", order, {"status": status})
+        elif self.has("instanceStatus"):
+            v1_status = "NORMAL" if status == "UNFREEZE" else "FREEZE"
+            self._instance_call(v1_status.lower(), "instanceStatus", order, {"instanceStatus": v1_status})
+        else:
+            self._instance_call("expire", "expireInstance", order, {})
 
     @precondition(lambda self: self.has("upgradeInstance"))
     @rule(order=orders, ask_first=st.booleans())
@@ -421,6 +456,19 @@ class MarketplaceMachine(RuleBasedStateMachine):
     def release(self, order: str) -> None:
         self._instance_call("release", "releaseInstance", order, {})
 
+    def _within_query_limit(self, chosen: list[str], unknown: bool) -> list[str]:
+        """The first of ``chosen`` whose instanceIds (and the unknown one) fit the 100 characters
+        of queryInstance's instanceId (docs/protocol.md §4.5, A9): a longer query is koosim's
+        fault, not the merchant's."""
+        extra = [UNKNOWN_QUERY_ID] if unknown else []
+        kept: list[str] = []
+        for step_id in chosen:
+            ids = [self.player.instance_id(s) or "" for s in (*kept, step_id)]
+            if len(",".join([*ids, *extra])) > QUERY_INSTANCE_MAX:
+                break
+            kept.append(step_id)
+        return kept
+
     @precondition(lambda self: self.has("queryInstance"))
     @rule(chosen=st.lists(orders, min_size=1, max_size=4), unknown=st.booleans())
     def query(self, chosen: list[str], unknown: bool) -> None:
@@ -429,13 +477,15 @@ class MarketplaceMachine(RuleBasedStateMachine):
         A live instance must be listed once provisioning is over (once a query listed it): a
         merchant may provision asynchronously (§4.1-c), which :meth:`await_provisioning` polls for.
         """
-        chosen = list(dict.fromkeys(chosen))
+        chosen = self._within_query_limit(list(dict.fromkeys(chosen)), unknown)
+        if not chosen:
+            return
         released = tuple(o for o in chosen if self.player.state_of(o) is InstanceState.RELEASED)
         live = tuple(o for o in chosen if o not in released and o in self.reported)
         fields = {}
         if unknown:
             ids = [f"${{{o}.instanceId}}" for o in chosen]
-            fields["instanceId"] = ",".join([*ids, "koosim-unknown-0001"])
+            fields["instanceId"] = ",".join([*ids, UNKNOWN_QUERY_ID])
         step = Step(
             id=self._step_id("query"),
             activity="queryInstance",

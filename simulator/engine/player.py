@@ -35,9 +35,12 @@ from simulator.model import (
     OrderFactory,
     announce,
     change_check_fields,
+    expire_fields,
+    instance_status_fields,
     kit_user,
     org_info,
     query_fields,
+    release_call,
     release_fields,
     single_org_fields,
     status_fields,
@@ -320,7 +323,11 @@ class Player:
             return query_fields(*instance_ids)
         if activity == "updateInstanceStatus":
             return status_fields(instance_id, str(extra.get("status", "")))
-        if activity == "releaseInstance":
+        if activity == "instanceStatus":  # V1, pay-per-use (§5.6)
+            return instance_status_fields(instance_id, str(extra.get("instanceStatus", "FREEZE")))
+        if activity == "releaseInstance":  # V1 names the subscription order, mandatory (§5.5)
+            if order is not None:
+                return release_call(self.target.protocol, instance_id, order.order_id)
             return release_fields(instance_id)
         if order is None:  # an instance the scenario did not create: only what the step gives
             return {"instanceId": instance_id}
@@ -333,6 +340,8 @@ class Player:
             return order.refresh_fields(instance_id, expire_time, scene)
         if activity == "upgradeInstance":
             return order.upgrade_fields(instance_id)
+        if activity == "expireInstance":  # V1: the subscription order (§5.4)
+            return expire_fields(instance_id, order.order_id)
         return change_check_fields(instance_id, order.product_id, "sku-pro-0002")
 
     def _sync_defaults(self, call: str, instance_id: str, order: Order | None) -> dict[str, Any]:

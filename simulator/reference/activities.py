@@ -14,7 +14,6 @@ from datetime import UTC, datetime
 
 from simulator.protocol import EncryptType, ResultCode, encrypt
 from simulator.protocol.limits import QUERY_INSTANCE_LIMIT
-from simulator.protocol.vocabulary import LICENSE_ACTIVITIES
 from simulator.reference.store import ACTIVE, EXPIRED, FROZEN, RELEASED, MerchantStore
 
 Answer = dict[str, object]
@@ -83,6 +82,21 @@ class Merchant:
         if (refused := self._refuse_unless_live(fields["instanceId"])) is not None:
             return refused
         status = FROZEN if fields["status"] == "FREEZE" else ACTIVE
+        self.store.update_instance(fields["instanceId"], status=status)
+        return answer(ResultCode.SUCCESS)
+
+    def expire_instance(self, fields: dict[str, str]) -> Answer:
+        """V1 expireInstance (docs/protocol.md §5.4): freeze the expired instance."""
+        if (refused := self._refuse_unless_live(fields["instanceId"])) is not None:
+            return refused
+        self.store.update_instance(fields["instanceId"], status=FROZEN)
+        return answer(ResultCode.SUCCESS)
+
+    def instance_status(self, fields: dict[str, str]) -> Answer:
+        """V1 instanceStatus (docs/protocol.md §5.6), pay-per-use: FREEZE freezes, NORMAL unfreezes."""
+        if (refused := self._refuse_unless_live(fields["instanceId"])) is not None:
+            return refused
+        status = FROZEN if fields["instanceStatus"] == "FREEZE" else ACTIVE
         self.store.update_instance(fields["instanceId"], status=status)
         return answer(ResultCode.SUCCESS)
 
@@ -183,6 +197,8 @@ HANDLERS: dict[str, str] = {
     "releaseInstance": "release_instance",
     "upgradeInstance": "upgrade_instance",
     "upgrade": "upgrade_instance",
+    "expireInstance": "expire_instance",
+    "instanceStatus": "instance_status",
     "queryInstance": "query_instance",
     "changeInstanceCheck": "change_instance_check",
     "getLicense": "get_license",
@@ -192,9 +208,13 @@ HANDLERS: dict[str, str] = {
 }
 """activity -> the :class:`Merchant` method answering it (looked up on the instance, so a
 subclass can override one activity)."""
-V1_ONLY = frozenset({"upgrade"})
-"""V1's name for upgradeInstance (docs/protocol.md §5.7); not a V2 activity."""
+V1_ONLY = frozenset({"upgrade", "expireInstance", "instanceStatus"})
+"""V1's own activities (docs/protocol.md §5.4, §5.6, §5.7: ``upgrade`` is V1's upgradeInstance);
+not V2 activities."""
 V2_ACTIVITIES = frozenset(HANDLERS) - V1_ONLY
 """What the V2 route answers (docs/protocol.md §4, and the License activities §6)."""
-PRODUCE_ACTIVITIES = frozenset(HANDLERS) - LICENSE_ACTIVITIES - {"upgradeInstance"}
-"""What the V1 route answers (docs/protocol.md §5.1; not yet expireInstance/instanceStatus, §13 K11)."""
+PRODUCE_ACTIVITIES = frozenset(
+    {"newInstance", "refreshInstance", "expireInstance", "releaseInstance", "instanceStatus", "upgrade"}
+)
+"""What the V1 route answers: the V1 activity set (docs/protocol.md §5.1). No V1 page lists a
+queryInstance, updateInstanceStatus, upgradeInstance or changeInstanceCheck (U21)."""

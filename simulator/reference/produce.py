@@ -32,8 +32,8 @@ from simulator.reference.activities import PRODUCE_ACTIVITIES, V2_ACTIVITIES, An
 bp = Blueprint("produce", __name__)
 
 V1_ENCRYPTED_FIELDS = ("email", "mobilePhone")
-V1_REQUEST_ENCRYPT_TYPE = EncryptType.AES256
-"""ASSUMPTION: the marketplace encrypts v1 ``email``/``mobilePhone`` with the AES-256 key."""
+"""V1 request values the marketplace sends encrypted, under the seller's encryption choice
+(``MerchantConfig.encrypt_type``: 1 AES-256, 2 AES-128): ASSUMPTION U20 (docs/protocol.md §2.7)."""
 
 
 def json_response(body: Answer, *, sign_with: str | None = None) -> Response:
@@ -125,10 +125,12 @@ def produce_v1() -> Response:
         return reply(answer(ResultCode.INVALID_PARAMETER, f"unknown activity {activity!r}"))
     if (problem := first_violation(params, "v1", activity)) is not None:
         return reply(answer(ResultCode.INVALID_PARAMETER, problem))
+    merchant = _merchant()
     for name in V1_ENCRYPTED_FIELDS:
         if name in params:
             try:
-                decrypt(params[name], access_key, V1_REQUEST_ENCRYPT_TYPE)
+                decrypt(params[name], access_key, merchant.encrypt_type)
             except DecryptionError:
-                return reply(answer(ResultCode.INVALID_PARAMETER, f"{name} does not decrypt"))
-    return reply(_merchant().handle(params))
+                cipher = "AES-256" if merchant.encrypt_type is EncryptType.AES256 else "AES-128"
+                return reply(answer(ResultCode.INVALID_PARAMETER, f"{name} does not decrypt with {cipher}"))
+    return reply(merchant.handle(params))

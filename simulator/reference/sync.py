@@ -26,23 +26,30 @@ bp = Blueprint("sync", __name__)
 def sync(call: str) -> Response:
     """The Kit calls on their published paths (docs/protocol.md §7.1, A36): ``/produceAPI/<name>``
     for the older generation, ``/produceAPI/v2/authSync`` for the newer authSync."""
+    access_key = current_app.config["KOOSIM_ACCESS_KEY"]
+
+    def reply(body: dict[str, object]) -> Response:
+        """Signed with Body-Sign as V1 answers are: the tenantSync page's example answer carries
+        one [S56]; the key (the seller's access key here) is ASSUMPTION U25 (§2.4)."""
+        return json_response(body, sign_with=access_key)
+
     if call not in SYNC_CALLS:
-        return json_response(answer(ResultCode.INVALID_PARAMETER, f"unknown sync call {call!r}"))
+        return reply(answer(ResultCode.INVALID_PARAMETER, f"unknown sync call {call!r}"))
     timestamp, nonce = request.headers.get("x-timestamp"), request.headers.get("x-nonce")
     if not timestamp or not nonce:
-        return json_response(answer(ResultCode.INVALID_PARAMETER, "x-timestamp and x-nonce are required"))
+        return reply(answer(ResultCode.INVALID_PARAMETER, "x-timestamp and x-nonce are required"))
     body = read_json_object()
     if body is None:
-        return json_response(answer(ResultCode.INVALID_PARAMETER, "the body is not a JSON object"))
+        return reply(answer(ResultCode.INVALID_PARAMETER, "the body is not a JSON object"))
     sync_key = current_app.config["KOOSIM_SYNC_KEY"]
     if not verify_sync(body, sync_key, timestamp, nonce, request.headers.get("x-sign")):
-        return json_response(answer(ResultCode.AUTH_FAILED, "x-sign verification failed"))
+        return reply(answer(ResultCode.AUTH_FAILED, "x-sign verification failed"))
     if not is_fresh(timestamp, now_ms=int(time.time() * 1000)):
-        return json_response(answer(ResultCode.INVALID_PARAMETER, "x-timestamp is outside the 60 s window"))
+        return reply(answer(ResultCode.INVALID_PARAMETER, "x-timestamp is outside the 60 s window"))
     if (problem := first_violation(body, "sync", call)) is not None:
-        return json_response(answer(ResultCode.INVALID_PARAMETER, problem))
+        return reply(answer(ResultCode.INVALID_PARAMETER, problem))
     store: MerchantStore = current_app.extensions["koosim.merchant"].store
-    return json_response(_SYNC_HANDLERS[call](store, body))
+    return reply(_SYNC_HANDLERS[call](store, body))
 
 
 def _scope(body: dict[str, Any]) -> tuple[str, str]:

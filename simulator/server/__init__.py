@@ -27,7 +27,7 @@ from werkzeug.exceptions import HTTPException
 
 from simulator.clock import Clock
 from simulator.redaction import printable
-from simulator.server import api, console, dial, guard, openapi
+from simulator.server import api, console, deliveries, dial, guard, messages, openapi
 from simulator.server import clock as clock_routes
 from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.market import serve_service
@@ -53,7 +53,8 @@ def create_app(
     it back with :func:`token`); ``hosts`` are the names besides loopback ones the server answers
     to (its ``--host``); ``scenario_dirs`` are the merchant's scenario folders, before the library;
     ``clock`` is the marketplace's (default: ``settings.clock(live=True)``, real time), read back
-    as ``market_state(app).clock``; the dial-test timer waits on it.
+    as ``market_state(app).clock``; the dial-test timer waits on it. The scheduler that sends due
+    deliveries is not started here: ``koosim serve`` starts it (:func:`start_scheduler`).
     """
     app = Flask(__name__)
     app.config.update(
@@ -73,6 +74,7 @@ def create_app(
     openapi.install(app, serve_service(market))
     app.register_blueprint(clock_routes.bp)
     dial.install(app)  # dial tests on the app's clock: /api/dial, /dial; `serve` starts the timer
+    app.register_blueprint(messages.bp)
     app.add_template_filter(_when, "when")
     app.add_template_filter(_pretty, "pretty")
 
@@ -108,6 +110,14 @@ def market_state(app: Flask) -> MarketState:
     return app.extensions["koosim.marketplace"]
 
 
+def start_scheduler(app: Flask) -> deliveries.Scheduler:
+    """Start the background thread that sends due deliveries; :meth:`MarketState.close` stops it."""
+    market = market_state(app)
+    if market.scheduler is None:
+        market.scheduler = deliveries.Scheduler(market).start()
+    return market.scheduler
+
+
 def token(app: Flask) -> str:
     """The token clients of an app made by :func:`create_app` must present."""
     return str(app.config["KOOSIM_TOKEN"])
@@ -137,4 +147,4 @@ def _pretty(text: str | None) -> str:
         return text
 
 
-__all__ = ["create_app", "market_state", "token"]
+__all__ = ["create_app", "market_state", "start_scheduler", "token"]

@@ -202,10 +202,14 @@ def notification_template() -> Response:
 @bp.post("/notifications")
 def send_notification() -> Response:
     body = _json_object()
-    check_token = body.get("check_token", True)
+    check_token, check_repeat = body.get("check_token", True), body.get("check_repeat", True)
     if not isinstance(check_token, bool):
         raise BadRequest("check_token must be true or false")
-    run_id = notify.send_notification(_market(), body.get("fields"), check_token=check_token)
+    if not isinstance(check_repeat, bool):
+        raise BadRequest("check_repeat must be true or false")
+    run_id = notify.send_notification(
+        _market(), body.get("fields"), check_token=check_token, check_repeat=check_repeat
+    )
     return jsonify(_market().store.history.run(run_id))
 
 

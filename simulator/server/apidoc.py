@@ -69,6 +69,7 @@ _LIMIT = {
 }
 _RUN_ID = _path_parameter("run_id", _STRING)
 _PLAY_ID = _path_parameter("play_id", _STRING)
+_DELIVERY_ID = _path_parameter("delivery_id", {"type": "integer", "minimum": 0, "maximum": MAX_ID})
 _MESSAGE_ID = _path_parameter("message_id", {"type": "integer", "minimum": 0, "maximum": MAX_ID})
 _TARGET = {
     "type": "object",
@@ -78,6 +79,7 @@ _TARGET = {
         "protocol": {"type": "string", "enum": ["v2", "v1"]},
         "sync_url": {"type": ["string", "null"]},
         "timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 300},
+        "encrypt_type": {"type": "string", "enum": ["1", "2"]},
         "access_key": _STRING,
         "sync_key": _STRING,
         "rsa_public_key": _STRING,
@@ -164,14 +166,50 @@ def document() -> dict[str, Any]:
             "/notifications/template": {"get": _operation("fresh fields for an order notification")},
             "/notifications": {
                 "post": _operation(
-                    "send an order notification",
+                    "send an order notification (the order number; retried for 3 h when it fails, §9)",
                     body=_body(
                         {
                             "type": "object",
-                            "properties": {"fields": _FIELDS, "check_token": {"type": "boolean"}},
+                            "properties": {
+                                "fields": {
+                                    "type": "object",
+                                    "description": "the order number only (its name: U41)",
+                                    "properties": {"orderId": {"type": "string", "maxLength": 64}},
+                                },
+                                "check_token": {"type": "boolean"},
+                                "check_repeat": {"type": "boolean"},
+                            },
                         }
                     ),
                     errors=(400, 409),
+                )
+            },
+            "/messages": {
+                "get": _operation(
+                    "生产接口消息: every delivery that failed at least once, newest first, with its "
+                    "异常信息, attempts, next attempt (marketplace time) and state",
+                    parameters=[
+                        _LIMIT,
+                        {
+                            "name": "state",
+                            "in": "query",
+                            "required": False,
+                            "schema": {
+                                "type": "string",
+                                "enum": ["pending", "delivered", "parked", "cancelled"],
+                            },
+                        },
+                    ],
+                )
+            },
+            "/messages/{delivery_id}": {
+                "get": _operation("one delivery and every attempt", parameters=[_DELIVERY_ID], errors=(404,))
+            },
+            "/messages/{delivery_id}/restart": {
+                "post": _operation(
+                    "重新启动: one more attempt, now (pending or parked deliveries only)",
+                    parameters=[_DELIVERY_ID],
+                    errors=(404, 409),
                 )
             },
             "/outbox": {

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +31,8 @@ from simulator.model import (
     TENANT_DOMAIN,
     OrderFactory,
     change_check_fields,
+    expire_fields,
+    instance_status_fields,
     kit_user,
     org_info,
     query_fields,
@@ -40,14 +42,20 @@ from simulator.model import (
 )
 from simulator.protocol import ResultCode, encrypt_client_secret
 from simulator.protocol.vocabulary import ADD, is_license
+from simulator.server import deliveries
 from simulator.server.state import MarketState, NotConfigured
 from simulator.store import OUTBOX_PENDING, OUTBOX_RESOLVED, OUTBOX_STOPPED, RunRecorder
-from simulator.transport import Exchange, Target
+from simulator.transport import PRODUCE, Exchange, Target
 
 PRODUCE_FAMILIES = ("v2", "v1")
 SYNC = "sync"
+CALL = "call"
+"""The kind of delivery a call sent from the console or the API is."""
 PLACEHOLDER_INSTANCE = "replace-with-an-instanceId"
 PLACEHOLDER_LICENSE = "replace-with-a-license-from-getLicense"
+PLACEHOLDER_SUBSCRIPTION = "replace-with-the-subscription-orderId"
+V1_OWN = frozenset({"expireInstance", "instanceStatus"})
+"""V1 activities with no V2 counterpart (docs/protocol.md §5.4, §5.6): offered for a V1 target."""
 
 
 class CallError(ValueError):
@@ -58,6 +66,8 @@ LIFECYCLE_ORDER = (
     "newInstance",
     "refreshInstance",
     "updateInstanceStatus",
+    "expireInstance",
+    "instanceStatus",
     "upgradeInstance",
     "queryInstance",
     "changeInstanceCheck",
@@ -85,7 +95,7 @@ def activities() -> dict[str, list[str]]:
 
     v2 = [name for family, name in requests if family == "v2"]
     return {
-        "produce": ordered([name for name in v2 if not is_license(name)]),
+        "produce": ordered([name for name in v2 if not is_license(name)] + sorted(V1_OWN)),
         "license": ordered([name for name in v2 if is_license(name)]),
         "sync": ordered([name for family, name in requests if family == SYNC]),
     }
@@ -98,6 +108,8 @@ def family_of(activity: str, protocol: str) -> str:
         return SYNC
     if activity in kinds["license"]:  # both forms are published (docs/protocol.md §6.1, A56)
         return protocol
+    if activity in V1_OWN and protocol != "v1":
+        raise CallError(f"{activity} is a V1 activity (docs/protocol.md §5.1); the target speaks {protocol}")
     if activity in kinds["produce"]:
         return protocol
     known = ", ".join(name for names in kinds.values() for name in names)
@@ -116,6 +128,8 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
         "newInstance": lambda: order.new_instance_fields(orders.business_id()) | {"testFlag": "1"},
         "refreshInstance": lambda: order.refresh_fields(instance_id, orders.expire_time(days=60)),
         "updateInstanceStatus": lambda: status_fields(instance_id, "FREEZE"),
+        "expireInstance": lambda: expire_fields(instance_id, PLACEHOLDER_SUBSCRIPTION),
+        "instanceStatus": lambda: instance_status_fields(instance_id, "FREEZE"),
         "releaseInstance": lambda: release_fields(instance_id),
         "upgradeInstance": lambda: order.upgrade_fields(instance_id),
         "queryInstance": lambda: query_fields(instance_id),
@@ -219,6 +233,10 @@ class CallOutcome:
     secrets: tuple[str, ...] = field(default=(), repr=False)
     """The target's keys, redacted from the exchange wherever it is shown."""
     outbox_id: int | None = None
+    delivery_id: int | None = None
+    """The delivery this call is the first attempt of (produce interface only)."""
+    delivery: str | None = None
+    """How that delivery stands after this attempt (delivered, pending and when, parked …)."""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -251,7 +269,12 @@ class CallOutcome:
 def send_call(
     market: MarketState, activity: Any, fields: Any, *, label: str = "", report_sync_failure: bool = True
 ) -> CallOutcome:
-    """Sign and send one call, record it, judge the answer; a failed sync call goes to the outbox."""
+    """Sign and send one call, record it, judge the answer; a failed sync call goes to the outbox.
+
+    A produce-interface call is a delivery (:mod:`~simulator.server.deliveries`): this is its first
+    attempt, and when it fails and its policy resends (docs/protocol.md §10.1) the scheduler of
+    ``koosim serve`` sends the next attempts at their marketplace instants.
+    """
     if not isinstance(activity, str) or not activity:
         raise CallError("activity must be a non-empty string")
     if not isinstance(fields, dict):
@@ -260,22 +283,56 @@ def send_call(
     family = family_of(activity, target.protocol)
     if family == SYNC and not target.sync_key:
         raise NotConfigured("no sync key is configured: set it on the target page before sending a sync call")
-    if family != SYNC:
-        fields = {"activity": activity} | {
-            name: value for name, value in fields.items() if name != "activity"
-        }
+    if family == SYNC:
+        outcome = _send_once(market, target, family, activity, fields, label=label or activity)
+        if report_sync_failure and outcome.result_code != ResultCode.SUCCESS.value:
+            outcome.outbox_id = _notify_sync_failure(market, target, activity, fields, outcome.exchange)
+        return outcome
+    fields = {"activity": activity} | {name: value for name, value in fields.items() if name != "activity"}
+    started = deliveries.begin_new(
+        market,
+        kind=CALL,
+        interface=PRODUCE,
+        protocol=target.protocol,
+        activity=activity,
+        label=label or activity,
+        target_url=target.url,
+        body=fields,
+    )
+    try:
+        outcome = _send_once(market, target, family, activity, fields, label=label or activity)
+    except BaseException:
+        market.store.deliveries.release(started.id, market.owner)
+        raise
+    deliveries.finish(market, started, outcome.exchange, deliveries.judge(outcome.exchange))
+    outcome.delivery_id = started.id
+    outcome.delivery = started.delivery.summary()
+    return outcome
+
+
+def _send_once(
+    market: MarketState,
+    target: Target,
+    family: str,
+    activity: str,
+    fields: dict[str, Any],
+    *,
+    label: str,
+    attempt: int = 1,
+) -> CallOutcome:
+    """Send one call (one attempt), record it as a run of kind ``call`` and judge the answer."""
     recording = RunRecorder.start(
         market.store,
         target,
         kind="call",
         planned=len(answer_checks()) + 1,
-        command=f"{activity} sent by hand",
+        command=f"{activity} sent by hand" if attempt == 1 else f"{activity}, attempt {attempt}",
     )
     try:
         if family == SYNC:
-            exchange = recording.transport.sync(activity, fields, label=label or activity)
+            exchange = recording.transport.sync(activity, fields, label=label)
         else:
-            exchange = recording.transport.send(fields, label=label or activity)
+            exchange = recording.transport.send(fields, label=label, attempt=attempt)
         violations = [
             f"{v.path}: {v.message}" for v in validate(exchange.fields, family, activity, "request")
         ]
@@ -285,7 +342,7 @@ def send_call(
         problems = [f"{check.id}: {problem}" for check, found_problems in found for problem in found_problems]
     finally:
         recording.finish()
-    outcome = CallOutcome(
+    return CallOutcome(
         run_id=recording.id,
         activity=activity,
         exchange=exchange,
@@ -296,9 +353,24 @@ def send_call(
         secrets=target.secrets,
         notes=[] if recording.problem is None else [f"the run history is incomplete: {recording.problem}"],
     )
-    if family == SYNC and report_sync_failure and exchange.result_code != ResultCode.SUCCESS.value:
-        outcome.outbox_id = _notify_sync_failure(market, target, activity, fields, exchange)
-    return outcome
+
+
+def _resend(market: MarketState, row: Mapping[str, Any], number: int) -> Exchange:
+    """Attempt ``number`` of a stored call (the scheduler's, or a 重新启动): fresh signature,
+    timestamp and nonce, the body as first sent."""
+    target = market.target()
+    if target.url != row["target_url"] or target.protocol != row["protocol"]:
+        raise NotConfigured(
+            f"the target is {target.url} ({target.protocol}) now, not {row['target_url']} ({row['protocol']})"
+        )
+    family = family_of(row["activity"], target.protocol)
+    label = f"{row['label']} (attempt {number}, delivery #{row['id']})"
+    return _send_once(
+        market, target, family, row["activity"], dict(row["body"]), label=label, attempt=number
+    ).exchange
+
+
+deliveries.register(CALL, _resend)
 
 
 def _notify_sync_failure(

@@ -33,6 +33,7 @@ FORM_SETTINGS = (
     "product",
     "billing",
     "optional",
+    "encrypt_type",
     "access_key",
     "sync_key",
     "notification_url",
@@ -72,6 +73,7 @@ def overview() -> str:
         settings=market.settings.public(),
         runs=market.store.history.runs(limit=8),
         pending=len(market.store.marketplace.outbox(status=OUTBOX_PENDING)),
+        failing=market.store.deliveries.failing(),
         inbound=market.store.history.exchanges(direction=INBOUND, limit=5),
     )
 
@@ -185,7 +187,10 @@ def notification() -> str | Response | tuple[str, int]:
         if fields is not None:
             try:
                 run_id = notify.send_notification(
-                    market, fields, check_token=request.form.get("check_token") == "on"
+                    market,
+                    fields,
+                    check_token=request.form.get("check_token") == "on",
+                    check_repeat=request.form.get("check_repeat") == "on",
                 )
             except (notify.NotificationError, NotConfigured) as exc:
                 error = _said(exc)
@@ -196,7 +201,6 @@ def notification() -> str | Response | tuple[str, int]:
             fields=text,
             error=error,
             settings=market.settings.public(),
-            order_types=notify.ORDER_TYPES,
         )
         return page, 400
     text = json.dumps(notify.template(market), ensure_ascii=False, indent=2)
@@ -205,7 +209,6 @@ def notification() -> str | Response | tuple[str, int]:
         fields=text,
         error=None,
         settings=market.settings.public(),
-        order_types=notify.ORDER_TYPES,
     )
 
 

@@ -7,6 +7,9 @@ record that leaves the server is redacted with them.
 
 from __future__ import annotations
 
+import os
+import secrets
+import socket
 import threading
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, ExitStack
@@ -71,6 +74,7 @@ class ConsoleSettings(Settings):
             "billing": self.profile.billing,
             "optional": self.profile.optional,
             "profile": str(self.profile),
+            "encrypt_type": self.encrypt_type,
             "notification_url": self.notification_url,
             "contact": self.contact,
             "bundled": self.bundled,
@@ -85,7 +89,7 @@ class ConsoleSettings(Settings):
 
 CONFIGURABLE = frozenset(
     {"url", "sync_url", "notification_url", "protocol", "timeout", "contact", "bundled", "clear_keys"}
-    | {"product", "billing", "optional"}
+    | {"product", "billing", "optional", "encrypt_type"}
     | {"rsa_public_key", *SECRET_SETTINGS}
 )
 """What the console and the API may change (the resend policy and time budget are the CLI's)."""
@@ -134,6 +138,12 @@ class MarketState:
         self, store: Store, settings: ConsoleSettings | None = None, clock: Clock | None = None
     ) -> None:
         self.store = store
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        """This process's name on the deliveries it claims (store/deliveries.py)."""
+        self.held_deliveries: dict[int, float] = {}
+        """Deliveries the scheduler could not send, until when (monotonic) it leaves them alone."""
+        self.scheduler: Any = None
+        """The background sender of due deliveries, when ``serve`` started one (server/deliveries.py)."""
         self._settings = settings or ConsoleSettings()
         self.clock: Clock = clock if clock is not None else self._settings.clock(live=True)
         """The marketplace's one clock in ``serve`` (docs/protocol.md §10): every target, run and
@@ -178,6 +188,8 @@ class MarketState:
             values["protocol"] = _checked("protocol", changes["protocol"])
         if changes.get("timeout") not in (None, ""):
             values["timeout"] = _checked("timeout", changes["timeout"])
+        if changes.get("encrypt_type") not in (None, ""):  # the seller's choice (§2.7, U20)
+            values["encrypt_type"] = _checked("encrypt_type", changes["encrypt_type"])
         profile = {
             name: _checked(name, changes[name])
             for name in PROFILE_SETTINGS
@@ -219,10 +231,15 @@ class MarketState:
         return settings
 
     def _use_bundled(self, settings: ConsoleSettings) -> ConsoleSettings:
+        if self._bundled is not None and self._bundled[1].encrypt_type != settings.encrypt_type:
+            # the bundled merchant decrypts with the seller's choice (§2.7, U20): restart it
+            self._bundled[0].close()
+            self._bundled = None
         if self._bundled is None:
             # the reference merchant every command falls back on, kept running until close()
             stack = ExitStack()
-            self._bundled = stack, stack.enter_context(open_target(Settings()))
+            started = open_target(Settings(encrypt_type=settings.encrypt_type))
+            self._bundled = stack, stack.enter_context(started)
         bundled = self._bundled[1]
         return replace(
             settings,
@@ -233,6 +250,14 @@ class MarketState:
             rsa_public_key=bundled.rsa_public_key,
             bundled=True,
         )
+
+    def delivery_urls(self) -> tuple[str, ...]:
+        """The URLs this server holds keys for: it sends stored deliveries to these only."""
+        settings = self.settings
+        urls = [settings.url] if settings.url and settings.access_key else []
+        if settings.notification_url and settings.notification_token:
+            urls.append(settings.notification_url)
+        return tuple(urls)
 
     def target(self) -> Target:
         """The configured merchant as a transport target; NotConfigured if it has no URL or key."""
@@ -270,7 +295,11 @@ class MarketState:
         self._closing.enter_context(context)
 
     def close(self) -> None:
-        """Finish the scenario sessions and stop the bundled reference merchant, if any."""
+        """Stop the delivery scheduler, finish the scenario sessions and stop the bundled
+        reference merchant, if any."""
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            scheduler.stop()
         self._closing.close()
         for session in list(self.plays.values()):
             session.finish()

@@ -6,7 +6,8 @@ One room per concern, over one :class:`~simulator.store.schema.Database`:
 - :mod:`~simulator.store.schema`: opening the file, WAL, permissions, migrations;
 - :mod:`~simulator.store.history`: runs, exchanges, results, and the :class:`RunRecorder`;
 - :mod:`~simulator.store.marketplace`: orders, pushed usage, the outbox;
-- :mod:`~simulator.store.dial`: the dial tests of each target (the delisting countdown).
+- :mod:`~simulator.store.dial`: the dial tests of each target (the delisting countdown);
+- :mod:`~simulator.store.deliveries`: scheduled deliveries and the marketplace clock's anchor.
 
 :class:`Store` opens a file and hands out both: ``store.history`` and ``store.marketplace``.
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from simulator.store.deliveries import CLAIM_LEASE_S, DeliveryRecords
 from simulator.store.dial import DialHistory
 from simulator.store.history import (
     FINISHED,
@@ -31,6 +33,7 @@ from simulator.store.schema import BUSY_TIMEOUT_S, MIGRATIONS, Database, StoreEr
 
 __all__ = [
     "BUSY_TIMEOUT_S",
+    "CLAIM_LEASE_S",
     "FINISHED",
     "INBOUND",
     "INTERRUPTED",
@@ -41,6 +44,7 @@ __all__ = [
     "OUTBOX_STOPPED",
     "RUNNING",
     "Database",
+    "DeliveryRecords",
     "DialHistory",
     "History",
     "MarketplaceRecords",
@@ -53,13 +57,14 @@ __all__ = [
 
 
 class Store:
-    """One history file: its :attr:`history` and its :attr:`marketplace` records, sharing one
+    """One history file: its :attr:`history`, :attr:`marketplace` and :attr:`deliveries` records, sharing one
     :class:`Database`. Cheap to create and safe to share between threads."""
 
     def __init__(self, path: str | Path | Database, *, busy_timeout: float = BUSY_TIMEOUT_S) -> None:
         self.db = path if isinstance(path, Database) else Database(path, busy_timeout=busy_timeout)
         self.history = History(self.db)
         self.marketplace = MarketplaceRecords(self.db)
+        self.deliveries = DeliveryRecords(self.db)
         self.dial = DialHistory(self.db)
 
     def __repr__(self) -> str:

@@ -213,9 +213,8 @@ def _marketplace_tables(db: sqlite3.Connection) -> None:
 
 
 def _dial_tables(db: sqlite3.Connection) -> None:
-    """The dial tests of each target (store/dial.py): the last migration of the dial branch.
-    ``IF NOT EXISTS`` throughout, so it is safe wherever it lands among the migrations other
-    branches add (after outbox's deliveries tables: keep it last when merging)."""
+    """Version 3: the dial tests of each target (store/dial.py). ``IF NOT EXISTS`` throughout:
+    version 4 runs it again for a history the outbox branch made before the two met."""
     _script(
         db,
         """
@@ -232,7 +231,59 @@ def _dial_tables(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_history_tables, _marketplace_tables, _dial_tables]
+def _delivery_tables(db: sqlite3.Connection) -> None:
+    """Version 4: scheduled deliveries (the outbox generalised, docs/protocol.md §10.1, §10.5) and
+    the marketplace clock's anchor, so a schedule survives a restart of ``koosim serve``.
+
+    ``IF NOT EXISTS`` throughout, and the dial tables again (version 3 on main): a history made
+    by the outbox branch before the merge had these as version 3 and no dial tables."""
+    _dial_tables(db)
+    _script(
+        db,
+        """
+        CREATE TABLE IF NOT EXISTS deliveries (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL,
+            kind TEXT NOT NULL,
+            interface TEXT NOT NULL,
+            protocol TEXT NOT NULL,
+            activity TEXT NOT NULL,
+            label TEXT NOT NULL,
+            target_url TEXT NOT NULL,
+            body TEXT NOT NULL,
+            policy TEXT NOT NULL,
+            state TEXT NOT NULL,
+            first_due REAL NOT NULL,
+            next_due REAL,
+            manual_due REAL,
+            attempts TEXT NOT NULL,
+            in_flight INTEGER,
+            claimed_by TEXT,
+            claimed_until REAL,
+            summary TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (next_due) WHERE state = 'pending';
+        CREATE INDEX IF NOT EXISTS deliveries_restarted ON deliveries (manual_due)
+            WHERE manual_due IS NOT NULL;
+        CREATE INDEX IF NOT EXISTS deliveries_in_flight ON deliveries (claimed_until)
+            WHERE in_flight IS NOT NULL;
+        CREATE TABLE IF NOT EXISTS market_clock (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            scale REAL NOT NULL,
+            market REAL NOT NULL,
+            wall REAL NOT NULL
+        );
+        """,
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _history_tables,
+    _marketplace_tables,
+    _dial_tables,
+    _delivery_tables,
+]
 """One function per schema version, applied in order; append, never edit a released one."""
 
 

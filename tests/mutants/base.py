@@ -178,11 +178,10 @@ def refuse_calls(
 ) -> None:
     """Answer ``code`` to every call of ``endpoint`` for which ``reason(fields)`` names one.
 
-    ``fields`` are the call's query parameters (v1 GET) or its JSON body (v2, sync). Produce
-    answers are signed with Body-Sign as the reference merchant signs them, so the defect is
-    only the refusal; every other call goes to the reference merchant unchanged.
+    ``fields`` are the call's query parameters (v1 GET) or its JSON body (v2, sync). Answers
+    are signed with Body-Sign as the reference merchant signs them (produce and Kit), so the
+    defect is only the refusal; every other call goes to the reference merchant unchanged.
     """
-    produce = endpoint.startswith("produce.")
 
     def refusing(view: Callable[..., Response]) -> Callable[..., Response]:
         def refuse_or_serve(*args: Any, **kwargs: Any) -> Response:
@@ -190,8 +189,7 @@ def refuse_calls(
             why = None if fields is None else reason(fields)
             if why is None:
                 return view(*args, **kwargs)
-            sign_with = app.config["KOOSIM_ACCESS_KEY"] if produce else None
-            return json_response(answer(code, why), sign_with=sign_with)
+            return json_response(answer(code, why), sign_with=app.config["KOOSIM_ACCESS_KEY"])
 
         return refuse_or_serve
 

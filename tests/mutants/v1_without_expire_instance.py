@@ -40,5 +40,4 @@ MUTANT = mutant(
     evidence="expireInstance",
     rule="§5.4",
     protocol="v1",
-    xfail="waits on docs/protocol.md §13 K11 (wire): koosim sends no v1 expireInstance",
 )
