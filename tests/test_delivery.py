@@ -1,4 +1,4 @@
-"""Delivery policies and the Delivery state machine (simulator/engine/delivery.py).
+"""Delivery policies and the Delivery state machine (simulator/delivery.py).
 
 Every test runs on a frozen clock (or a scaled clock over a fake wall): the marketplace's
 three-hour schedules play in milliseconds and never sleep.
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from walls import FakeWall
 
 from simulator.clock import FrozenClock, ScaledClock
-from simulator.engine.delivery import (
+from simulator.delivery import (
     KIT_SYNC,
     MAX_POLICY_RESENDS,
     MAX_SCHEDULE_SPAN,

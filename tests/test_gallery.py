@@ -8,6 +8,9 @@ stay green), which keeps the file fast; the reference merchant gets the full cat
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,11 +30,13 @@ from simulator.reference import (
     generate_rsa_private_key,
     public_key_pem,
 )
+from simulator.server.market import MarketServer
 from simulator.serving import BackgroundServer
 from simulator.transport import Target
 
 ACCESS_KEY = "koosim-gallery-access-key"
 SYNC_KEY = "koosim-gallery-sync-key"
+MARKET_AK, MARKET_SK = "koosim-gallery-market-ak", "koosim-gallery-market-sk"
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "mutants.md"
 
 
@@ -46,15 +51,26 @@ def config(rsa_private_key: bytes) -> MerchantConfig:
     return MerchantConfig(access_key=ACCESS_KEY, sync_key=SYNC_KEY, rsa_private_key=rsa_private_key)
 
 
-def profile_for(patterns: list[str]) -> Profile:
+def profile_for(patterns: list[str], billing: str | None = None) -> Profile:
     """The product profile under which every selected check applies (docs/protocol.md §1.2):
     Kit checks need a joint-operation SaaS product, License checks a License product."""
     needs = {need for check in select(patterns) if not check.per_exchange for need in check.needs}
+    billed = {} if billing is None else {"billing": billing}
     if "license" in needs:
-        return Profile(product="license")
+        return Profile(product="license", **billed)
     if "instanceStatus" in needs:  # V1 pay-per-use (§1.2)
         return Profile(product="saas", billing="on-demand")
-    return Profile(product="saas-kit" if "kit" in needs else "saas")
+    return Profile(product="saas-kit" if "kit" in needs else "saas", **billed)
+
+
+@contextmanager
+def open_api(
+    config: MerchantConfig, billing: str = "period"
+) -> Iterator[tuple[MarketServer, MerchantConfig]]:
+    """koosim's open API for one run, and ``config`` pointed at it (``koosim merchant --market-url``)."""
+    with MarketServer(market_ak=MARKET_AK, market_sk=MARKET_SK, billing=billing) as market:
+        market.usage_key = config.access_key
+        yield market, replace(config, market_url=market.base_url, market_ak=MARKET_AK, market_sk=MARKET_SK)
 
 
 def target(
@@ -76,11 +92,20 @@ def target(
 
 
 def run_against(
-    app: Flask, config: MerchantConfig, protocol: str, patterns: list[str], timeout: float = 5.0
+    app: Flask,
+    config: MerchantConfig,
+    protocol: str,
+    patterns: list[str],
+    timeout: float = 5.0,
+    market: MarketServer | None = None,
+    billing: str | None = None,
 ) -> Run:
     with BackgroundServer(app) as server:
-        profile = profile_for(patterns)
-        return run_checks(target(server, config, protocol, timeout, profile), select(patterns))
+        profile = profile_for(patterns, billing)
+        inbound = None if market is None else market.log
+        return run_checks(
+            target(server, config, protocol, timeout, profile), select(patterns), inbound=inbound
+        )
 
 
 def summary(result: CheckResult) -> str:
@@ -100,7 +125,14 @@ def _param(mutant: Mutant) -> object:
 
 @pytest.mark.parametrize("mutant", [_param(mutant) for mutant in GALLERY])
 def test_the_check_catches_the_mutant(mutant: Mutant, config: MerchantConfig) -> None:
-    run = run_against(mutant.build(config), config, mutant.protocol, mutant.selection, mutant.timeout)
+    with ExitStack() as stack:
+        market = None
+        if mutant.market:
+            market, config = stack.enter_context(open_api(config, mutant.billing or "period"))
+        app = mutant.build(config)
+        run = run_against(
+            app, config, mutant.protocol, mutant.selection, mutant.timeout, market, mutant.billing
+        )
     results = {result.check.id: result for result in run.results}
     caught = results[mutant.catches]
     assert caught.verdict is mutant.verdict, summary(caught)
@@ -115,8 +147,9 @@ def test_the_reference_merchant_passes_every_check(
     protocol: str, product: str, config: MerchantConfig
 ) -> None:
     profile = Profile(product=product)
-    with BackgroundServer(create_app(config)) as server:
-        run = run_checks(target(server, config, protocol, 5.0, profile), select([]))
+    with open_api(config) as (market, _), BackgroundServer(create_app(config)) as server:
+        # the open API runs, as in every command; this merchant is not told about it
+        run = run_checks(target(server, config, protocol, 5.0, profile), select([]), inbound=market.log)
     alarms = [summary(r) for r in run.results if r.verdict in (Verdict.FAILED, Verdict.WARNED)]
     assert not alarms, "\n".join(alarms)
     # Only the other generation's and the other products' checks may skip (§1.2): under
@@ -134,6 +167,42 @@ def test_the_reference_merchant_passes_every_check(
         assert {"sync.directory", "sync.application-secret", "security.sync-signature-wrong"} <= ran
     if product == "license":  # both forms of the License page (§6.1, A56)
         assert {"lifecycle.license", "idempotency.license-resend"} <= ran
+
+
+@pytest.mark.parametrize(
+    ("product", "billing"), [("saas-kit", "period"), ("saas", "on-demand"), ("saas", "one-time")]
+)
+@pytest.mark.parametrize("protocol", ["v2", "v1"])
+@pytest.mark.parametrize("asynchronous", [False, True], ids=["sync", "async"])
+def test_the_reference_merchant_asking_querying_an_order_passes_every_check(
+    protocol: str, product: str, billing: str, asynchronous: bool, config: MerchantConfig
+) -> None:
+    """Issue 16's done-when: a merchant that takes the order from Querying an Order (and fails
+    without it) passes the whole catalog, the open-API checks included, in every profile."""
+    with open_api(config, billing) as (market, talking):
+        talking.async_provisioning = asynchronous
+        with BackgroundServer(create_app(talking)) as server:
+            profile = Profile(product=product, billing=billing)
+            run = run_checks(target(server, talking, protocol, 5.0, profile), select([]), inbound=market.log)
+    alarms = [summary(r) for r in run.results if r.verdict in (Verdict.FAILED, Verdict.WARNED)]
+    assert not alarms, "\n".join(alarms)
+    ran = {r.check.id for r in run.results if r.verdict is Verdict.PASSED}
+    assert "conversation.query-order" in ran
+    assert ("conversation.usage-push" in ran) is (billing == "on-demand")
+    queried = [call for call in run.inbound if call.api == "queryOrder"]
+    assert queried and all(call.accepted for call in queried)
+    if billing == "on-demand":
+        pushed = [call for call in run.inbound if call.api == "usagePush"]
+        assert pushed and all(call.accepted for call in pushed)
+
+
+def test_the_reference_merchant_fails_without_the_open_api(config: MerchantConfig) -> None:
+    """The merchant really depends on Querying an Order: pointed at nothing, it provisions nothing."""
+    unreachable = replace(config, market_url="http://127.0.0.1:9", market_ak=MARKET_AK, market_sk=MARKET_SK)
+    run = run_against(create_app(unreachable), unreachable, "v2", ["lifecycle.test-order"])
+    (result,) = run.results
+    assert result.verdict is Verdict.FAILED
+    assert "000005" in result.evidence
 
 
 def test_koosim_verify_names_the_failing_check_and_how_to_reproduce_it(

@@ -32,6 +32,7 @@ from simulator.reference import (
 )
 from simulator.server import create_app as create_server
 from simulator.server import token as server_token
+from simulator.server.market import MarketServer
 from simulator.serving import BackgroundServer
 from simulator.settings import load_settings, validate
 from simulator.store import Store
@@ -51,6 +52,7 @@ REQUIRED = {
         "refreshInstance",
         "updateInstanceStatus",
         "releaseInstance",
+        "usagePush",  # the matrix's usage-push row (merchant → marketplace), pay-per-use M
     },
 }
 OPTIONAL_ROWS = {"one-time": set(), "period": {"upgradeInstance", "changeInstanceCheck"}, "on-demand": set()}
@@ -119,7 +121,8 @@ def test_verify_runs_exactly_the_checks_the_matrix_implies(
     profile = Profile(product, billing, optional)
     active = [check for check in catalog() if not check.per_exchange]
     seed = 100 + PROFILES.index((product, billing, optional))  # fresh orders on the shared merchant
-    run = run_checks(target(merchant[0], config, profile), active, seed=seed)
+    with MarketServer(billing=billing) as market:  # every command serves the open API
+        run = run_checks(target(merchant[0], config, profile), active, seed=seed, inbound=market.log)
     have = spec_interfaces(product, billing, optional)
     ran = {r.check.id for r in run.results if r.verdict is not Verdict.SKIPPED}
     expected = {c.id for c in active if "v2" in c.protocols and c.needs <= have}

@@ -12,7 +12,7 @@ active check records is a :class:`Finding`.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, NoReturn, Protocol
@@ -27,6 +27,7 @@ from simulator.delivery import (
     policy_for,
 )
 from simulator.model import Order, OrderFactory
+from simulator.openapi import InboundLog
 from simulator.protocol import ResultCode
 from simulator.protocol.profiles import KIT
 from simulator.transport import PRODUCE, Exchange, Tamper, Target, Transport, send_at_once
@@ -96,6 +97,10 @@ class Check:
     """The interfaces (activities, ``kit``, ``license``) the product must have for the check to
     apply (docs/protocol.md §1.2): outside the target's profile it is skipped, never failed
     (:func:`applicability`). Steps about other, optional interfaces are left out in the check."""
+    by_request: bool = False
+    """Run only when asked for by its id (``--checks <id>``, ``verify --debug-orders``), never as
+    part of the whole catalog: e.g. the debug-order replay sends the fixed MOCK order IDs, which
+    a merchant that keeps its data has seen before."""
 
     @property
     def family(self) -> str:
@@ -181,11 +186,18 @@ class Context:
         transport: Transport,
         orders: OrderFactory,
         delivery: DeliveryOverride | None = None,
+        inbound: InboundLog | None = None,
+        seen: Sequence[Exchange] = (),
     ) -> None:
         self.target = target
         self.delivery = delivery
         """The user's change to the delivery policies, as the settings give it (None: the
         published ones, docs/protocol.md §10.1); the run passes it down."""
+        self.inbound = inbound
+        """The open API's log of the merchant's calls (None: no open API runs): a check listens
+        to it while it drives the merchant (``conversation.*``)."""
+        self.seen = seen
+        """The exchanges of the run before this check (what the merchant answered earlier)."""
         self.transport = transport
         self.orders = orders
         self.findings: list[Finding] = []
@@ -338,14 +350,28 @@ class Provisioned:
 
 
 REGISTRY: dict[str, Check] = {}
-FAMILY_ORDER = ("security", "lifecycle", "idempotency", "sync", "contract", "timing", "notification")
+FAMILY_ORDER = (
+    "security",
+    "lifecycle",
+    "idempotency",
+    "sync",
+    "conversation",
+    "contract",
+    "timing",
+    "notification",
+)
 
 
-def catalog() -> list[Check]:
+def catalog(*, by_request: bool = False) -> list[Check]:
     """Every check of the merchant's interfaces (what ``verify`` runs), by family as in
     :data:`FAMILY_ORDER`; the per-exchange ones come last. The order-notification rules, which
-    the console applies to the notices it sends, are in :data:`REGISTRY` too."""
-    chosen = (check for check in REGISTRY.values() if check.interfaces & MERCHANT_INTERFACES)
+    the console applies to the notices it sends, are in :data:`REGISTRY` too. ``by_request``:
+    with the checks run only when named (:attr:`Check.by_request`)."""
+    chosen = (
+        check
+        for check in REGISTRY.values()
+        if check.interfaces & MERCHANT_INTERFACES and (by_request or not check.by_request)
+    )
     return sorted(chosen, key=lambda c: (c.per_exchange, FAMILY_ORDER.index(c.family)))
 
 
@@ -363,10 +389,12 @@ def check(
     severity: Severity = Severity.ERROR,
     protocols: Iterable[str] = ("v1", "v2"),
     needs: Iterable[str] = ("newInstance",),
+    by_request: bool = False,
 ) -> Callable[[ActiveRule], ActiveRule]:
     """Register an active check: ``function(ctx)`` drives the merchant and records findings.
 
-    ``needs``: the interfaces the product must have for the check to apply (§1.2)."""
+    ``needs``: the interfaces the product must have for the check to apply (§1.2);
+    ``by_request``: left out of the whole catalog, run only when named (:attr:`Check.by_request`)."""
 
     def decorate(function: ActiveRule) -> ActiveRule:
         title, doc = _describe(check_id, function)
@@ -379,6 +407,7 @@ def check(
             drive=function,
             protocols=frozenset(protocols),
             needs=frozenset(needs),
+            by_request=by_request,
         )
         return function
 

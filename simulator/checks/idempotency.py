@@ -10,8 +10,9 @@ from dataclasses import replace
 from typing import Any
 
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
+from simulator.checks.conversation import poll_until_listed
 from simulator.delivery import Delivery, Failure, FailureKind, delivery_failure
-from simulator.model import query_fields, release_call, status_fields
+from simulator.model import announce, query_fields, release_call, status_fields
 from simulator.protocol import ResultCode
 from simulator.transport import Exchange, Target, Transport
 
@@ -50,7 +51,7 @@ def _listed_instances(ctx: Context, instance_ids: set[str]) -> set[str] | None:
     query = query_fields(*sorted(instance_ids))
     if not ctx.applies(query):
         return None
-    exchange = ctx.send(query, "queryInstance")
+    exchange = poll_until_listed(ctx, sorted(instance_ids))[-1]  # async provisioning: §10.2
     if not ctx.expect(
         exchange, ResultCode.SUCCESS, "queryInstance of the instances just created must succeed"
     ):
@@ -101,8 +102,6 @@ def new_instance_resend(ctx: Context) -> None:
         return
     # The key is the order *line*: a second line of the same order is a different instance.
     second_line = replace(order, order_line_id=f"{order.order_id}-000002")
-    from simulator.model import announce  # (here: one import line every branch edits)
-
     announce(second_line)  # Querying an Order knows both lines
     other = ctx.send(
         second_line.new_instance_fields(ctx.orders.business_id()), "newInstance (second order line)"

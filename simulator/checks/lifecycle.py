@@ -7,6 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from simulator.checks.base import Context, Severity, check, describe
+from simulator.checks.conversation import poll_until_listed
 from simulator.model import (
     QUERY_INSTANCE_MAX,
     Lifecycle,
@@ -48,8 +49,8 @@ def full(ctx: Context) -> None:
     created = ctx.new_instance()
     order, instance_id = created.order, created.instance_id
     query_call = query_fields(instance_id)
-    if ctx.applies(query_call):
-        query = ctx.send(query_call, "queryInstance")
+    if ctx.applies(query_call):  # polled while provisioning runs (§4.1-c, §10.2)
+        query = poll_until_listed(ctx, [instance_id])[-1]
         if ctx.expect(
             query, ResultCode.SUCCESS, "queryInstance of a live instance"
         ) and instance_id not in _listed(query):
@@ -169,7 +170,7 @@ def query_several(ctx: Context) -> None:
     fitting = within_query_limit(created)
     if len(fitting) < 2:
         ctx.skip(f"two of the merchant's instanceIds do not fit the {QUERY_INSTANCE_MAX} characters of §4.5")
-    exchange = ctx.send(query_fields(*fitting), f"queryInstance of {len(fitting)} instances")
+    exchange = poll_until_listed(ctx, fitting, f"queryInstance of {len(fitting)} instances")[-1]
     if ctx.expect(exchange, ResultCode.SUCCESS, "queryInstance of several ids"):
         listed = _listed(exchange)
         missing = [iid for iid in fitting if iid not in listed]

@@ -4,6 +4,7 @@ policy of the generation (docs/protocol.md §10.1), on the marketplace clock (§
 from __future__ import annotations
 
 from simulator.checks.base import Context, check
+from simulator.checks.conversation import poll_until_listed
 from simulator.clock import format_duration
 from simulator.delivery import AFTER_LAST, DeliveryState
 from simulator.model import query_fields
@@ -53,7 +54,7 @@ def delivered_on_schedule(ctx: Context) -> None:
     fields = query_fields(instance_id)
     if not ctx.applies(fields):
         return
-    query = ctx.send(fields, "queryInstance")
+    query = poll_until_listed(ctx, [instance_id])[-1]  # while provisioning runs (§4.1-c, §10.2)
     if not ctx.expect(query, ResultCode.SUCCESS, "queryInstance of the delivered order must succeed"):
         return
     info = query.answer_field("info")

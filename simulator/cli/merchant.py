@@ -48,6 +48,18 @@ def _url_host(host: str) -> str:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the merchant's RSA public key here (for KOOSIM_RSA_PUBLIC_KEY).",
 )
+@click.option(
+    "--market-url",
+    metavar="URL",
+    help="The marketplace's open-API base URL (koosim's, printed by verify/play/serve): newInstance "
+    "then asks Querying an Order what was bought, and pay-per-use usage is pushed there. The AK/SK "
+    "come from KOOSIM_MARKET_AK / KOOSIM_MARKET_SK.",
+)
+@click.option(
+    "--async-provisioning",
+    is_flag=True,
+    help="Answer newInstance at once and report the instance on a later queryInstance (§4.1-c).",
+)
 def merchant(
     host: str,
     port: int,
@@ -56,11 +68,14 @@ def merchant(
     rsa_key: Path | None,
     billing: str,
     write_public_key: Path | None,
+    market_url: str | None,
+    async_provisioning: bool,
 ) -> None:
     """Run the bundled reference merchant, a model of a correct server.
 
     Keys come from KOOSIM_ACCESS_KEY and KOOSIM_SYNC_KEY; without them it uses the published
-    demo keys, which are fine for a laptop and wrong for anything else.
+    demo keys, which are fine for a laptop and wrong for anything else. With --market-url it
+    calls the marketplace back (docs/merchant-side.md).
     """
     import os
 
@@ -72,9 +87,21 @@ def merchant(
     config = MerchantConfig(
         database=db,
         protocols=frozenset({"v1", "v2"} if protocol == "both" else {protocol}),
+        async_provisioning=async_provisioning,
         billing=billing,
     )
     notes = []
+    if market_url is not None:
+        config.market_url = _market_url(market_url)
+        config.market_ak = os.environ.get("KOOSIM_MARKET_AK", "")
+        config.market_sk = os.environ.get("KOOSIM_MARKET_SK", "")
+        if not (config.market_ak and config.market_sk):
+            fail(
+                "--market-url needs KOOSIM_MARKET_AK and KOOSIM_MARKET_SK (the open APIs' AK/SK)", EXIT_USAGE
+            )
+        notes.append(f"open APIs at {config.market_url} (AK/SK from KOOSIM_MARKET_AK / KOOSIM_MARKET_SK)")
+    if async_provisioning:
+        notes.append("provisioning asynchronously: a new instance is reported on a later queryInstance")
     exports = []
     for name, variable in (("access_key", "KOOSIM_ACCESS_KEY"), ("sync_key", "KOOSIM_SYNC_KEY")):
         if os.environ.get(variable):
@@ -108,6 +135,20 @@ def merchant(
     console.print(f"    koosim verify --url {url}", highlight=False, markup=False)
     console.print("  Ctrl+C stops it", highlight=False)
     serve_until_interrupted(server)
+
+
+def _market_url(url: str) -> str:
+    """The open-API base URL, checked: http(s)://host[:port][/path], no query, no credentials."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises on a malformed port
+    except ValueError:
+        fail(f"--market-url {url!r}: not a URL", EXIT_USAGE)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.username:
+        fail(f"--market-url {url!r}: give http(s)://host[:port], without query or credentials", EXIT_USAGE)
+    return url.rstrip("/")
 
 
 def _reason(exc: BaseException) -> str:

@@ -430,7 +430,12 @@ def explore(
             sys.exit(EXIT_OK)
         info.preflight(target, skip=no_preflight, seed=seed)
         exploration = Exploration(
-            target, seed=seed, max_examples=max_examples, max_steps=max_steps, hunt_warnings=hunt_warnings
+            target,
+            seed=seed,
+            max_examples=max_examples,
+            max_steps=max_steps,
+            hunt_warnings=hunt_warnings,
+            inbound=None if info.market is None else info.market.log,
         )
         with show.ExploreProgress(console, max_examples) as progress, sigterm_interrupts():
             exploration.on_progress = progress.update

@@ -56,8 +56,9 @@ def select_checks(patterns: tuple[str, ...]) -> list[Any]:
     from simulator.checks import catalog, select
 
     ids = [check.id for check in catalog()]
+    on_request = {check.id for check in catalog(by_request=True)} - set(ids)
     for pattern in patterns:
-        if not any(fnmatchcase(check_id, pattern) for check_id in ids):
+        if pattern not in on_request and not any(fnmatchcase(check_id, pattern) for check_id in ids):
             close = difflib.get_close_matches(pattern, ids, n=1)
             hint = f" (did you mean {close[0]}?)" if close else ""
             raise UsageError(f"--checks {pattern}: no check matches{hint}; `koosim checks` lists them")
@@ -65,6 +66,10 @@ def select_checks(patterns: tuple[str, ...]) -> list[Any]:
         return select(patterns)
     except LookupError as exc:
         raise UsageError(str(exc)) from None
+
+
+DEBUG_ORDERS = "conversation.debug-orders"
+"""The check ``--debug-orders`` runs (docs/protocol.md §8.2, §10.4)."""
 
 
 class FailFast(Exception):
@@ -88,6 +93,12 @@ class FailFast(Exception):
 @click.option(
     "--html", type=click.Path(dir_okay=False, path_type=Path), help="Write a self-contained HTML report."
 )
+@click.option(
+    "--debug-orders",
+    is_flag=True,
+    help="Replay the seller console's interface debugging (接口调试) with the MOCK orders and testFlag=1 "
+    f"({DEBUG_ORDERS}, then the per-answer checks), instead of the catalog.",
+)
 @click.option("--fail-fast", "-x", is_flag=True, help="Stop at the first failed check (exit 1).")
 @no_preflight_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only the failures and the summary.")
@@ -100,6 +111,7 @@ def verify(
     junit: Path | None,
     json_path: Path | None,
     html: Path | None,
+    debug_orders: bool,
     fail_fast: bool,
     no_preflight: bool,
     quiet: bool,
@@ -128,7 +140,9 @@ def verify(
     given_seed = seed
     seed = fresh_seed() if seed is None else seed
     settings = info.settings
-    checks = select_checks(patterns)
+    if debug_orders and patterns:
+        raise UsageError("--debug-orders runs its own selection: leave out --checks")
+    checks = select_checks((DEBUG_ORDERS, "contract.*", "timing.*") if debug_orders else patterns)
     console = make_console()
     recorder = RunRecorder(
         Store(db_path), planned=len(checks), reproduce=lambda check_id: info.reproduce(check_id, given_seed)

@@ -14,7 +14,7 @@ gets the product frozen and hidden. It does not say what a probe sends. koosim's
   product's own order fields, correctly signed;
 - **a probe fails** exactly as any call fails (§3.4): no answer within the 5 s deadline, an
   HTTP status other than 200, a body that does not parse, no ``resultCode`` or one other than
-  ``000000`` (:func:`~simulator.engine.delivery.delivery_failure`, whose 异常信息 are the
+  ``000000`` (:func:`~simulator.delivery.delivery_failure`, whose 异常信息 are the
   debugging FAQ's words), and — for ``newInstance`` — a success without an ``instanceId``
   (§10.4 D4).
 
@@ -31,8 +31,8 @@ from datetime import datetime
 from typing import Any
 
 from simulator.clock import Clock, Stamp, isoformat
+from simulator.delivery import delivery_failure
 from simulator.engine.delisting import MARKETPLACE_TZ
-from simulator.engine.delivery import delivery_failure
 from simulator.engine.record import exchange_record
 from simulator.model import OrderFactory
 from simulator.redaction import printable, redact

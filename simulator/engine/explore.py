@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -42,11 +43,13 @@ from hypothesis.stateful import (
 )
 
 from simulator.checks import REGISTRY, Severity
+from simulator.checks.conversation import POLLING, listed_ids, usage_problems
 from simulator.contracts import schema_for
 from simulator.engine.explore_defaults import DATABASE_DIR, DEFAULT_MAX_EXAMPLES, DEFAULT_MAX_STEPS
 from simulator.engine.player import Judgement, Player, StepOutcome
 from simulator.engine.scenario import Expect, Scenario, Step
 from simulator.model import QUERY_INSTANCE_MAX, InstanceState, kit_user, status_fields
+from simulator.openapi import InboundCall, InboundLog
 from simulator.protocol import ResultCode
 from simulator.protocol.vocabulary import ADD, DELETE, LICENSE_CALLS
 from simulator.transport import Target, Transport
@@ -57,6 +60,7 @@ COPIES = st.sampled_from([1, 2])
 """One call, or two copies of it at the same moment."""
 
 Progress = Callable[["Exploration"], None]
+USAGE_CHECK = "conversation.usage-push"
 
 
 def _breaks(judgement: Judgement) -> bool:
@@ -112,6 +116,11 @@ class Exploration:
     first_failure: tuple[int, int] | None = None
     """(sequences tried, calls sent) when the first failure happened."""
     found: Found | None = None
+    inbound: InboundLog | None = None
+    """The open API's log (``koosim explore`` serves it): the merchant's usage pushes are judged
+    after every step (``conversation.usage-push``)."""
+    instances: set[str] = field(default_factory=set)
+    """Every instanceId the merchant answered in the exploration: usage may name any of them."""
     _transport: Transport | None = None
 
     @property
@@ -281,6 +290,15 @@ class MarketplaceMachine(RuleBasedStateMachine):
         self.steps: list[Step] = []
         self.failure: Judgement | None = None
         self.license_states: dict[str, str] = {}
+        self.reported: set[str] = set()
+        """The orders whose instance queryInstance has listed: provisioning is over (§10.2)."""
+        self.calls: list[InboundCall] = []
+        self._listening = ExitStack()
+        if exploration.inbound is not None:
+            self._listening.enter_context(exploration.inbound.listen(self.calls.append))
+
+    def teardown(self) -> None:
+        self._listening.close()
 
     def has(self, interface: str) -> bool:
         """Whether the target's product profile has ``interface`` (docs/protocol.md §1.2): the
@@ -309,7 +327,19 @@ class MarketplaceMachine(RuleBasedStateMachine):
 
     @invariant()
     def merchant_answered_as_expected(self) -> None:
-        """Contract, idempotency and lifecycle hold for the call just made."""
+        """Contract, idempotency and lifecycle hold for the call just made; the merchant's usage
+        pushes meanwhile name instances it created (§8.3)."""
+        self.exploration.instances.update(self.player.lifecycle.states)
+        calls, self.calls[:] = list(self.calls), []
+        problems = [
+            problem.message
+            for call in calls
+            for problem in usage_problems(call, self.exploration.instances)
+            if self.exploration.hunt_warnings or not problem.assumed
+        ]
+        if problems and self.failure is None and self.steps:
+            self.failure = Judgement("usage push (§8.3)", False, USAGE_CHECK, problems[0])
+            self.exploration.failed(list(self.steps), self.failure)
         if self.failure is not None:
             raise failure_type(self.failure.check_id or "koosim.unresolved")(
                 f"{self.steps[-1].id}: {self.failure.expectation}: {self.failure.message}"
@@ -442,12 +472,16 @@ class MarketplaceMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.has("queryInstance"))
     @rule(chosen=st.lists(orders, min_size=1, max_size=4), unknown=st.booleans())
     def query(self, chosen: list[str], unknown: bool) -> None:
-        """queryInstance of several instances, released ones included: it lists exactly the live ones."""
+        """queryInstance of several instances, released ones included: it lists exactly the live ones.
+
+        A live instance must be listed once provisioning is over (once a query listed it): a
+        merchant may provision asynchronously (§4.1-c), which :meth:`await_provisioning` polls for.
+        """
         chosen = self._within_query_limit(list(dict.fromkeys(chosen)), unknown)
         if not chosen:
             return
         released = tuple(o for o in chosen if self.player.state_of(o) is InstanceState.RELEASED)
-        live = tuple(o for o in chosen if o not in released)
+        live = tuple(o for o in chosen if o not in released and o in self.reported)
         fields = {}
         if unknown:
             ids = [f"${{{o}.instanceId}}" for o in chosen]
@@ -459,7 +493,59 @@ class MarketplaceMachine(RuleBasedStateMachine):
             fields=fields,
             expect=Expect(result_code=SUCCESS, schema=True, listed=live, not_listed=released),
         )
-        self._play(step)
+        self._note_reported(self._play(step), chosen)
+
+    def _note_reported(self, outcome: StepOutcome, chosen: list[str]) -> None:
+        """Remember the orders whose instance a queryInstance answer listed."""
+        exchange = next(iter(outcome.exchanges), None)
+        listed = set(listed_ids(exchange)) if exchange is not None else set()
+        self.reported |= {order for order in chosen if self.player.instance_id(order) in listed}
+
+    @precondition(lambda self: self.has("queryInstance"))
+    @rule(order=orders)
+    def await_provisioning(self, order: str) -> None:
+        """The marketplace polls queryInstance after a newInstance until the instance is reported
+        (§4.1-c, §10.2); cadence and give-up point as the checks poll (ASSUMPTION U43)."""
+        if self.player.state_of(order) in (None, InstanceState.RELEASED) or order in self.reported:
+            return
+        for poll in range(1, POLLING.polls + 1):
+            last = poll == POLLING.polls
+            step = Step(
+                id=self._step_id("poll"),
+                activity="queryInstance",
+                of=(order,),
+                advance=None if poll == 1 else POLLING.interval,
+                expect=Expect(result_code=SUCCESS, schema=True, listed=(order,) if last else ()),
+            )
+            self._note_reported(self._play(step), [order])
+            if self.failure is not None or order in self.reported:
+                return
+
+    @rule(order=orders)
+    def view_resource_details(self, order: str) -> None:
+        """The buyer opens "View Resource Details" (§5.1, §4.5, A23): V2 asks queryInstance
+        synchronously, V1 (and V2, U13) re-calls newInstance, which must name the same instance."""
+        if self.has("queryInstance") and self.player.state_of(order) is not InstanceState.RELEASED:
+            if order not in self.reported:
+                self.await_provisioning(order)
+            if self.failure is not None:
+                return
+            step = Step(
+                id=self._step_id("details"),
+                activity="queryInstance",
+                of=(order,),
+                expect=Expect(result_code=SUCCESS, schema=True, listed=(order,)),
+            )
+            self._play(step)
+            if self.failure is not None:
+                return
+        recall = Step(
+            id=self._step_id("recall"),
+            activity="newInstance",
+            resend=order,
+            expect=Expect(result_code=SUCCESS, same_instance_as=order, schema=True),
+        )
+        self._play(recall)
 
     # --- licenses --------------------------------------------------------------------------------
 

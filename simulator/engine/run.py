@@ -161,7 +161,7 @@ def run_checks(
             for check in checks:
                 if on_start is not None:
                     on_start(check)
-                result = run_check(check, target, transport, orders, run.exchanges, delivery)
+                result = run_check(check, target, transport, orders, run.exchanges, delivery, inbound)
                 if target.budget is not None and result.skip_reason == budget_reason(target.budget.seconds):
                     run.budget_spent = target.budget.seconds
                 run.results.append(result)
@@ -191,15 +191,18 @@ def run_check(
     orders: OrderFactory,
     exchanges: list[Exchange],
     delivery: DeliveryOverride | None = None,
+    inbound: InboundLog | None = None,
 ) -> CheckResult:
     """Run one check as :func:`run_checks` does, for a caller that runs them one at a time.
 
     An active check drives the merchant through ``transport`` and its exchanges are appended to
-    ``exchanges``; a per-exchange check judges ``exchanges`` (skipped when there is none yet).
+    ``exchanges``; it sees the exchanges before it and, through ``inbound`` (the open API's
+    log), the calls the merchant makes meanwhile. A per-exchange check judges ``exchanges``
+    (skipped when there is none yet).
     """
     if check.per_exchange:
         return _judge_exchanges(check, exchanges, target)
-    result = _run_active(check, target, transport, orders, delivery)
+    result = _run_active(check, target, transport, orders, delivery, inbound, exchanges)
     exchanges.extend(result.exchanges)
     return result
 
@@ -242,6 +245,8 @@ def _run_active(
     transport: Transport,
     orders: OrderFactory,
     delivery: DeliveryOverride | None = None,
+    inbound: InboundLog | None = None,
+    seen: Sequence[Exchange] = (),
 ) -> CheckResult:
     started = time.perf_counter()
     not_applicable = applicability(check, target)
@@ -249,7 +254,7 @@ def _run_active(
         return CheckResult(check, Verdict.SKIPPED, skip_reason=not_applicable)
     if target.budget is not None and target.budget.spent:
         return CheckResult(check, Verdict.SKIPPED, skip_reason=budget_reason(target.budget.seconds))
-    ctx = Context(target, transport, orders, delivery=delivery)
+    ctx = Context(target, transport, orders, delivery=delivery, inbound=inbound, seen=seen)
     skip_reason = None
     try:
         check.play(ctx)

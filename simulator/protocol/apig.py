@@ -15,8 +15,11 @@ deterministic.
 Every refusal is a :class:`GatewayRefusal` naming its :class:`Reason`; all of them answer
 ``APIGW.0303`` (§2.5, A51) with HTTP 401 (U40). Which refusals the pages name: a wrong key, a
 wrong signature, an expired date (§2.5). The others (a missing or malformed ``Authorization``,
-a malformed date, unsigned ``host``, a replay) share the code by ASSUMPTION; the replay rule
-itself is not published (ASSUMPTION beside U40).
+a malformed date, unsigned ``host``) share the code by ASSUMPTION. The scheme carries no nonce
+and no page names a replay rule for it, so the same signed request sent twice inside the window
+is accepted twice: a merchant that asks for the same order again in the same second (on a resend,
+for two copies of one call) is doing nothing the pages forbid, and refusing it would fail its
+order for koosim's own rule (docs/protocol.md U40).
 """
 
 from __future__ import annotations
@@ -35,7 +38,6 @@ from huaweicloudsdkcore.signer.signer import Signer
 
 from simulator.protocol.limits import BASIC_UTC_FORMAT, GATEWAY_CLOCK_WINDOW
 from simulator.protocol.mkt import GATEWAY_AUTH_FAILED, GATEWAY_AUTH_STATUS
-from simulator.protocol.replay import ReplayCache
 
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_HEADER = "X-Sdk-Date"
@@ -77,7 +79,6 @@ class Reason(Enum):
     SIGNED_HEADER_MISSING = "a header named in SignedHeaders is not in the request"
     SIGNED_HEADER_REPEATED = "a header named in SignedHeaders appears more than once"
     SIGNATURE_MISMATCH = "the signature does not match the request signed with the AK's SK"
-    REPLAYED = "the same signed request was already accepted within the 15-minute window"
 
     @property
     def code(self) -> str:
@@ -196,13 +197,10 @@ def verify(
     request: InboundRequest,
     keys: Mapping[str, str],
     now: datetime,
-    replays: ReplayCache | None = None,
 ) -> Verdict:
     """Authenticate ``request`` as the gateway would, against the AK → SK table ``keys``.
 
-    Never raises on anything a client can send. With ``replays``, a request whose signature was
-    accepted before and whose window has not passed is refused, and an accepted one is
-    remembered until its date leaves the window.
+    Never raises on anything a client can send.
     """
     authorizations = request.header_values("Authorization")
     if not authorizations:
@@ -239,10 +237,6 @@ def verify(
     expected = _signature(parsed.access_key, secret, request, headers)
     if expected is None or not hmac.compare_digest(expected, parsed.signature):
         return GatewayRefusal(Reason.SIGNATURE_MISMATCH)
-    if replays is not None and not replays.remember(
-        f"{parsed.access_key}:{parsed.signature}", signed_at + WINDOW, now
-    ):
-        return GatewayRefusal(Reason.REPLAYED)
     return Authenticated(parsed.access_key, parsed.signed_headers, signed_at)
 
 

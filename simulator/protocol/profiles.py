@@ -41,6 +41,9 @@ KIT = "kit"
 """The interface name a check uses for the Kit user-authorisation sync calls (§7)."""
 LICENSE = "license"
 """The interface name a check uses for the License interfaces (§6)."""
+USAGE_PUSH = "usagePush"
+"""The interface name a check uses for usage push (§8.3), which pay-per-use SaaS products must
+call, V2 [S2][S3][S27] and V1 [S46] alike (§1.2)."""
 SYNC_CALLS = frozenset({"tenantSync", "applicationSync", "authSync", "singleOrgSync", "allOrgSync"})
 LICENSE_INTERFACES = frozenset(
     {"getLicense", "refreshLicense", "expireLicense", "releaseLicense", "getLicenseAsync"}
@@ -75,7 +78,7 @@ SAAS_PRODUCE = frozenset().union(
     *V2_REQUIRED.values(), *V1_REQUIRED.values(), OPTIONAL_V2, V1_OPTIONAL
 ) | frozenset({"queryInstance", "updateInstanceStatus", "expireInstance", "instanceStatus"})
 """Every SaaS produce activity of either generation the matrix names."""
-KNOWN_INTERFACES = SAAS_PRODUCE | LICENSE_INTERFACES | SYNC_CALLS | {KIT, LICENSE}
+KNOWN_INTERFACES = SAAS_PRODUCE | LICENSE_INTERFACES | SYNC_CALLS | {KIT, LICENSE, USAGE_PUSH}
 """The names a profile decides about; any other name (a probe's unknown activity) always applies."""
 
 
@@ -135,6 +138,8 @@ class Profile:
             chosen = V2_REQUIRED[self.billing] | (V2_OPTIONAL[self.billing] if self.optional else frozenset())
         if self.product == "saas-kit":
             chosen |= SYNC_CALLS | {KIT}
+        if self.billing == "on-demand":
+            chosen |= {USAGE_PUSH}
         return chosen
 
     def requires(self, interface: str, protocol: str = "v2") -> bool:
@@ -165,6 +170,10 @@ class Profile:
             return f"License interfaces: not a License product (--product license; profile {self}, §1.2)"
         if self.product == "license":
             return f"{interface}: not an interface of a License product (profile {self}, §1.2)"
+        if interface == USAGE_PUSH:
+            if self.billing == "on-demand":
+                return None
+            return f"usage push: pay-per-use products only (--billing on-demand; profile {self}, §1.2)"
         name = interface
         if protocol == "v1" and interface == "upgradeInstance":
             name = "upgrade"

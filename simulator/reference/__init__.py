@@ -15,6 +15,8 @@ from werkzeug.exceptions import HTTPException
 from simulator.protocol import EncryptType, ResultCode, generate_rsa_private_key, public_key_pem
 from simulator.reference import produce, sync
 from simulator.reference.activities import Merchant, answer
+from simulator.reference.conversation import ConversingMerchant
+from simulator.reference.market import MarketClient
 from simulator.reference.store import MerchantStore
 
 DEMO_ACCESS_KEY = "koosim-demo-access-key"
@@ -46,6 +48,14 @@ class MerchantConfig:
     billing: str = "period"
     """The product's billing mode, as ``--billing`` names it (``period``, ``one-time``,
     ``on-demand``): a pay-per-use merchant reports usage in queryInstance answers (§4.5)."""
+    market_url: str | None = None
+    """The marketplace's open-API base URL (``--market-url``): when set, newInstance asks Querying an
+    Order what was bought and pay-per-use usage is pushed there (reference/conversation.py)."""
+    market_ak: str = ""
+    market_sk: str = field(default="", repr=False)
+    """The API gateway's AK/SK for the open APIs (KOOSIM_MARKET_AK / KOOSIM_MARKET_SK, §2.5)."""
+    async_provisioning: bool = False
+    """Answer newInstance at once and report the instance on a later queryInstance (§4.1-c, §10.2)."""
 
 
 def create_app(config: MerchantConfig | None = None) -> Flask:
@@ -59,13 +69,7 @@ def create_app(config: MerchantConfig | None = None) -> Flask:
         KOOSIM_RSA_PRIVATE_KEY=config.rsa_private_key,
     )
     store = MerchantStore(config.database)
-    app.extensions["koosim.merchant"] = Merchant(
-        store=store,
-        access_key=config.access_key,
-        base_url=config.public_url,
-        encrypt_type=config.encrypt_type,
-        metered=config.billing == "on-demand",
-    )
+    app.extensions["koosim.merchant"] = _merchant(config, store)
     app.register_blueprint(produce.bp)
     app.register_blueprint(sync.bp)
 
@@ -82,3 +86,30 @@ def create_app(config: MerchantConfig | None = None) -> Flask:
         )
 
     return app
+
+
+def _merchant(config: MerchantConfig, store: MerchantStore) -> Merchant:
+    """The plain merchant, or the one that talks back when the open APIs or async provisioning
+    are configured."""
+    if config.market_url is None and not config.async_provisioning:
+        return Merchant(
+            store=store,
+            access_key=config.access_key,
+            base_url=config.public_url,
+            encrypt_type=config.encrypt_type,
+            metered=config.billing == "on-demand",
+        )
+    market = None
+    if config.market_url is not None:
+        market = MarketClient(
+            config.market_url, config.market_ak, config.market_sk, usage_key=config.access_key
+        )
+    return ConversingMerchant(
+        store=store,
+        access_key=config.access_key,
+        base_url=config.public_url,
+        encrypt_type=config.encrypt_type,
+        metered=config.billing == "on-demand",
+        market=market,
+        async_provisioning=config.async_provisioning,
+    )

@@ -104,7 +104,6 @@ class OpenApiService:
     now: Callable[[], datetime] = _utc_now
     known_instances: Callable[[], Container[str] | None] = lambda: None
     on_usage: Callable[[InboundCall, UsagePushResult], None] | None = None
-    gateway_replays: ReplayCache = field(default_factory=ReplayCache)
     usage_nonces: ReplayCache = field(default_factory=ReplayCache)
 
 
@@ -212,7 +211,7 @@ def _query_order(service: OpenApiService, raw: bytes, now: datetime, request_id:
         headers=tuple(request.headers.items()),
         body=raw,
     )
-    verdict = verify(inbound, service.keys(), now, service.gateway_replays)
+    verdict = verify(inbound, service.keys(), now)
     if isinstance(verdict, GatewayRefusal):
         return _Outcome(
             verdict.status, verdict.body(request_id), "queryOrder", verdict, problems=(verdict.message,)
@@ -242,7 +241,7 @@ def _usage_push(service: OpenApiService, raw: bytes, now: datetime, request_id: 
         inbound = InboundRequest(
             request.method, request.path, tuple(_query_pairs()), tuple(request.headers.items()), raw
         )
-        verdict = verify(inbound, service.keys(), now, service.gateway_replays)
+        verdict = verify(inbound, service.keys(), now)
         if isinstance(verdict, GatewayRefusal):
             return _Outcome(
                 verdict.status, verdict.body(request_id), "usagePush", verdict, problems=(verdict.message,)

@@ -36,10 +36,13 @@ from . import (
     no_front_end_url,
     numeric_result_code,
     order_line_ignored,
+    pending_forever,
     plaintext_password,
     product_instance_per_resend,
+    query_order_signed_wrongly,
     query_single_id,
     reads_order_from_new_instance,
+    recall_changes_instance_id,
     release_resend_not_found,
     released_still_listed,
     renewal_by_order_id,
@@ -54,6 +57,7 @@ from . import (
     unknown_activity_success,
     unknown_instance_crash,
     upgrade_resend_rejected,
+    usage_for_unknown_instance,
     user_add_not_idempotent,
     user_delete_needs_instance,
     user_delete_not_idempotent,
@@ -135,6 +139,11 @@ GALLERY: list[Mutant] = [
         kit_refuses_empty_instance,
         user_delete_needs_instance,
         kit_answers_unsigned,
+        # the conversation (issue 16: docs/protocol.md §4.1-c, §5.1, §8, §10.2)
+        pending_forever,
+        recall_changes_instance_id,
+        query_order_signed_wrongly,
+        usage_for_unknown_instance,
     )
 ]
 

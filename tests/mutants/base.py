@@ -52,6 +52,10 @@ class Mutant:
     """The marketplace's per-call deadline for this run, in seconds."""
     xfail: str | None = None
     """Why the catalog does not catch this mutant yet (a check bug or gap), or None."""
+    market: bool = False
+    """Run with koosim's open API, the merchant configured to call it (``MerchantConfig.market_url``)."""
+    billing: str | None = None
+    """The billing profile to run under (``--billing``), when the defect needs one."""
 
     @property
     def selection(self) -> list[str]:

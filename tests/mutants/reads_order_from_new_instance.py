@@ -42,7 +42,8 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
-    catches="lifecycle.test-order",
-    evidence="got resultCode 000002",
-    rule="§4.1, A6",
+    catches="conversation.order-details",
+    evidence="reads order details from the newInstance body; the marketplace sends only five fields, "
+    "call Querying an Order",
+    rule="§4.1, A6, §8.1",
 )
