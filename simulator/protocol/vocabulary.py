@@ -57,8 +57,3 @@ def app_infos(answer: Any) -> list[Any]:
 def is_license(activity: str | None) -> bool:
     """Whether ``activity`` is one of the license activities (getLicense and the changes of a code)."""
     return activity in LICENSE_ACTIVITIES
-
-
-def is_sync_call(name: str | None) -> bool:
-    """Whether ``name`` is a user-authorization sync call (``authSync``, …)."""
-    return name in SYNC_CALLS
