@@ -346,6 +346,45 @@ def test_watch_posts_an_alert_without_secrets(
     assert ACCESS_KEY not in json.dumps(alert, ensure_ascii=False)
 
 
+PLAINTEXT_PASSWORD = "decrypted-appinfo-password-77"
+
+
+def echoing_password() -> Flask:
+    """A merchant that fails its newInstance, hands back an encrypted appInfo password and
+    echoes the password's plaintext in its resultMsg."""
+    from simulator.protocol.crypto import encrypt
+
+    app = Flask(__name__)
+
+    @app.post("/produceAPI")
+    def produce() -> Any:
+        return jsonify(
+            resultCode="000005",
+            resultMsg=f"could not provision, password {PLAINTEXT_PASSWORD}",
+            encryptType="1",
+            appInfo={"userName": "admin", "password": encrypt(PLAINTEXT_PASSWORD, ACCESS_KEY, "1")},
+        )
+
+    return app
+
+
+def test_watch_redacts_a_password_decrypted_during_the_dial_test(
+    serve: Callable[[Any], str], tmp_path: Path, alerts: tuple[str, list[dict[str, Any]]]
+) -> None:
+    hook, received = alerts
+    url = serve(echoing_password())
+    for args in (["--alert-url", hook], ["--json"]):
+        result = koosim("--once", "--at", _morning(1), *args, db=tmp_path / "k.db", url=url)
+        assert result.exit_code == 0, result.output + result.stderr
+        assert PLAINTEXT_PASSWORD not in result.output + result.stderr
+    (alert,) = received
+    assert alert["event"] == "dial-test-failed"
+    assert PLAINTEXT_PASSWORD not in json.dumps(alert, ensure_ascii=False)
+    stored = Store(tmp_path / "k.db").dial.recent()
+    assert len(stored) == 2 and "could not provision, password" in json.dumps(stored, default=str)
+    assert PLAINTEXT_PASSWORD not in json.dumps(stored, ensure_ascii=False, default=str)
+
+
 def test_a_failed_alert_is_reported_not_fatal(serve: Callable[[Any], str], tmp_path: Path) -> None:
     url = serve(answering("000005"))
     result = koosim(
@@ -446,6 +485,25 @@ def test_no_target_is_a_409(tmp_path: Path) -> None:
     app = create_app(Store(tmp_path / "k.db"), clock=FrozenClock(DAY_ONE, waits="block"))
     answer = _client(app).post("/api/dial")
     assert answer.status_code == 409 and "no target configured" in answer.json["error"]
+
+
+def test_the_timer_logs_a_failure_without_secrets(
+    market: tuple[Flask, FrozenClock, Switchable], monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    import simulator.server.dial as server_dial
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError(f"history damaged near key={ACCESS_KEY}")
+
+    app, clock, _merchant = market
+    monkeypatch.setattr(server_dial, "dial_test", broken)
+    dial = service(app)
+    dial.start()
+    clock.advance(timedelta(hours=2))  # 08:00 → 10:00: the 09:00 dial test was due
+    assert dial.wait_for(1, timeout=20)
+    assert dial.last_problem is not None and "RuntimeError: history damaged" in dial.last_problem
+    assert ACCESS_KEY not in dial.last_problem
+    assert "history damaged" in caplog.text and ACCESS_KEY not in caplog.text
 
 
 def test_the_timer_refuses_a_clock_that_jumps(tmp_path: Path) -> None:

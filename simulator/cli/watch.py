@@ -216,9 +216,9 @@ def _round(
     from simulator.engine.dial import dial_test
     from simulator.redaction import printable, redact
 
-    secrets = target.secrets
     clock = target.clock
     test = dial_test(target, clock)
+    secrets = target.secrets  # after the test: it learns the passwords it decrypts (appInfo)
     record = test.as_dict(secrets)
     url = record["url"]
     kept.append(store.dial.add(url, test.market_at, test.at.wall.timestamp(), test.passed, record))

@@ -131,7 +131,9 @@ class DialService:
             except NotConfigured as exc:  # no target yet: nothing to probe at this instant
                 self.last_problem = str(exc)
             except Exception as exc:  # a damaged history file must not kill the timer
-                self.last_problem = f"{type(exc).__name__}: {exc}"
+                self.last_problem = printable(
+                    redact(f"{type(exc).__name__}: {exc}", self.market.secrets), one_line=True
+                )
                 LOG.warning("dial test not run: %s", self.last_problem)
             with self._done:
                 self.completed += 1
