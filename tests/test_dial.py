@@ -506,6 +506,17 @@ def test_the_timer_logs_a_failure_without_secrets(
     assert "history damaged" in caplog.text and ACCESS_KEY not in caplog.text
 
 
+def test_closing_the_app_stops_its_timer(tmp_path: Path) -> None:
+    from simulator.server import market_state
+
+    app = create_app(Store(tmp_path / "k.db"), clock=FrozenClock(DAY_ONE, waits="block"))
+    dial = service(app)
+    dial.start()
+    assert dial.running
+    market_state(app).close()  # an app built by a test or the pytest plugin: no serve finally
+    assert not dial.running
+
+
 def test_the_timer_refuses_a_clock_that_jumps(tmp_path: Path) -> None:
     app = create_app(Store(tmp_path / "k.db"), clock=FrozenClock(DAY_ONE, waits="jump"))
     with pytest.raises(ValueError, match="waits='block'"):
