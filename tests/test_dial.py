@@ -313,6 +313,11 @@ def test_watch_usage_errors_are_one_line(tmp_path: Path) -> None:
         (["--at", "2026-11-02T09:00:00"], "no time zone"),
         (["--alert-url", "ftp://x"], "not an http(s) URL"),
         (["--checks", "nope.*"], "no check matches"),
+        (["--every", "999999d"], "too long"),
+        (["--at", "2026-11-05T09:00:00+08:00", "--every", "400d", "--count", "999999999"], "runs past 8999"),
+        (["--at", "9999-12-31T23:00:00+00:00", "--once"], "out of range"),
+        (["--at", "0001-01-01T00:00:00+08:00", "--once"], "out of range"),
+        (["--at", "8999-12-31T23:00:00Z", "--every", "12h"], "runs past 8999"),
     ]:
         result = koosim(*args, db=tmp_path / "k.db", url="http://127.0.0.1:9/produceAPI")
         assert result.exit_code == 2, (args, result.output, result.stderr)

@@ -251,7 +251,8 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
         pending = store.deliveries.pending()
         if pending:
             console.print(
-                f"  {pending} scheduled delivery(ies) pending in the history: sent when due ({base}/messages)",
+                f"  {pending} scheduled delivery(ies) pending in the history: "
+                f"sent when due ({base}/messages)",
                 highlight=False,
                 markup=False,
             )

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,6 +41,8 @@ EXIT_CHECK_FAILED = 1
 EXIT_DIAL_FAILED = 4
 EXIT_THRESHOLD = 5
 ALERT_TIMEOUT_S = 10.0
+MAX_EVERY = timedelta(days=400)
+"""The longest ``--every``: a year and a bit (the most a clock advance moves in serve, too)."""
 """How long an alert POST may take (connect + read) before it is reported as not sent."""
 
 EXIT_CODES_HELP = (
@@ -58,9 +60,12 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     from simulator.clock import parse_duration
 
     try:
-        return parse_duration(value)
+        duration = parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if duration > MAX_EVERY:
+        raise click.BadParameter(f"{value!r} is too long: at most {MAX_EVERY.days}d between dial tests")
+    return duration
 
 
 def _instant(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
@@ -74,6 +79,13 @@ def _instant(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
         ) from None
     if instant.tzinfo is None:
         raise click.BadParameter(f"{value!r} has no time zone: add one, e.g. +08:00 or Z")
+    from simulator.clock import EARLIEST_MARKET_TIME, LATEST_MARKET_TIME
+
+    if not EARLIEST_MARKET_TIME <= instant < LATEST_MARKET_TIME:
+        raise click.BadParameter(
+            f"{value!r} is out of range: give an instant from {EARLIEST_MARKET_TIME.year} "
+            f"to {LATEST_MARKET_TIME.year - 1}"
+        )
     return instant
 
 
@@ -145,7 +157,7 @@ def watch(
     """
     from dataclasses import replace
 
-    from simulator.clock import Clock, FrozenClock
+    from simulator.clock import LATEST_MARKET_TIME, Clock, FrozenClock
     from simulator.settings import open_target
     from simulator.store import Store
 
@@ -161,6 +173,11 @@ def watch(
         clock = FrozenClock(at or datetime.now(UTC), waits="jump")
     else:
         clock = settings.clock(live=True, start=at)  # real time unless --time-scale says otherwise
+    if every is not None and count is not None and (LATEST_MARKET_TIME - clock.now()) // every < count - 1:
+        raise UsageError(
+            f"--every {_shown(every)} --count {count} runs past {LATEST_MARKET_TIME.year - 1}: "
+            "give a shorter --every or a smaller --count"
+        )
     store = Store(db_path)
     console = make_console()
     exit_code = EXIT_PASSED
@@ -178,6 +195,11 @@ def watch(
                 rounds += 1
                 if every is None or exit_code == EXIT_THRESHOLD or (count is not None and rounds >= count):
                     break
+                if (LATEST_MARKET_TIME - first) // every < rounds:  # never overflow datetime
+                    raise UsageError(
+                        f"--every {_shown(every)} runs past {LATEST_MARKET_TIME.year - 1}: "
+                        f"stopped after {rounds} dial test(s); give a --count"
+                    )
                 clock.sleep_until(first + every * rounds)
     except KeyboardInterrupt as interruption:  # Ctrl-C or SIGTERM between (or during) dial tests
         fail(
@@ -185,6 +207,12 @@ def watch(
             interrupted_code(interruption),
         )
     sys.exit(exit_code)
+
+
+def _shown(duration: timedelta) -> str:
+    from simulator.clock import format_duration
+
+    return format_duration(duration)
 
 
 def _select(patterns: tuple[str, ...]) -> list[Any]:
