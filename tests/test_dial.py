@@ -351,6 +351,47 @@ def test_watch_posts_an_alert_without_secrets(
     assert ACCESS_KEY not in json.dumps(alert, ensure_ascii=False)
 
 
+MARKET_AK = "watch-market-ak-41"
+MARKET_SK = "watch-market-sk-42"
+
+
+def test_watch_answers_a_merchant_that_reads_its_order(serve: Callable[[Any], str], tmp_path: Path) -> None:
+    """The reference merchant configured as docs/merchant-side.md says (``koosim merchant
+    --market-url``) asks Querying an Order before each V2 newInstance: watch runs the open API."""
+    import socket
+
+    from simulator.reference import MerchantConfig
+    from simulator.reference import create_app as create_merchant
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    config = MerchantConfig(
+        access_key=ACCESS_KEY,
+        market_url=f"http://127.0.0.1:{port}",
+        market_ak=MARKET_AK,
+        market_sk=MARKET_SK,
+    )
+    url = serve(create_merchant(config))
+    result = CliRunner().invoke(
+        main,
+        ["watch", "--url", url, "--once", "--at", _morning(1), "--market-port", str(port)],
+        env={
+            "KOOSIM_ACCESS_KEY": ACCESS_KEY,
+            "KOOSIM_DB": str(tmp_path / "k.db"),
+            "KOOSIM_MARKET_AK": MARKET_AK,
+            "KOOSIM_MARKET_SK": MARKET_SK,
+        },
+    )
+    assert result.exit_code == 0, result.output + result.stderr
+    assert f"marketplace open API: http://127.0.0.1:{port}" in result.output
+    assert "PASSED" in result.output or "passed" in result.output, result.output
+    assert "FAILED" not in result.output, result.output
+    assert MARKET_SK not in result.output and MARKET_AK not in result.output
+    [stored] = Store(tmp_path / "k.db").dial.recent()
+    assert stored["passed"]
+
+
 PLAINTEXT_PASSWORD = "decrypted-appinfo-password-77"
 
 
@@ -625,6 +666,7 @@ def test_sigterm_ends_watch_with_one_line_and_keeps_the_dial_tests(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as watch:
         assert watch.stdout is not None
+        assert watch.stdout.readline().startswith("marketplace open API: http://127.0.0.1:")
         first = watch.stdout.readline()  # the first dial test's line: then it waits
         assert "FAILED" in first
         watch.send_signal(signal.SIGTERM)

@@ -158,6 +158,7 @@ def watch(
     from dataclasses import replace
 
     from simulator.clock import LATEST_MARKET_TIME, Clock, FrozenClock
+    from simulator.server.market import market_server
     from simulator.settings import open_target
     from simulator.store import Store
 
@@ -185,7 +186,15 @@ def watch(
     kept: list[int] = []  # the id of each dial test recorded, as soon as it is (an interruption
     # may come mid-round, after the dial test was kept and before the round ends)
     try:
-        with sigterm_interrupts(), open_target(settings) as opened:
+        with sigterm_interrupts(), market_server(settings) as market, open_target(settings) as opened:
+            # the open API, as in every command: a V2 merchant reads its order through Querying
+            # an Order before it answers newInstance (docs/protocol.md §4.1, §8.1)
+            market.usage_key = opened.access_key
+            for key in market.secrets:  # redacted from every record, like the target's keys
+                opened.learn_secret(key)
+            info.market = market
+            if not as_json:
+                console.print(market.header(), highlight=False, markup=False)
             target = replace(opened, clock=clock)
             first = clock.now()
             while True:
@@ -325,6 +334,8 @@ def _run_checks(target: Any, checks: list[Any], store: Any, info: TargetInfo) ->
         on_result=recorder.result,
         on_exchange=recorder.exchange,
         delivery=info.settings.delivery,
+        inbound=None if info.market is None else info.market.log,
+        on_inbound=recorder.inbound,
     )
     recorder.finish(run)
     failed = [result.check.id for result in run.results if result.verdict is Verdict.FAILED]
