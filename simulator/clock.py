@@ -73,6 +73,11 @@ DEFAULT_TIME_SCALE = 3600.0
 unless ``--time-scale`` says otherwise, so the published 3-hour schedules (V1 newInstance
 60 × 3 min, order notifications) play in 3 s and a 3-minute gap takes 50 ms. ``serve`` runs in
 real time."""
+EARLIEST_MARKET_TIME = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST_MARKET_TIME = datetime(9000, 1, 1, tzinfo=UTC)
+"""The span of marketplace time koosim accepts from a user (``--at``, ``--every`` schedules, a
+clock advance): far from datetime's limits, so no date arithmetic on it (a time zone, a month
+ahead, a year of dial tests) overflows."""
 MIN_WALL_SLEEP = 1e-6
 """The shortest wall sleep a wall-driven clock takes (it may overshoot by ``scale`` µs)."""
 

@@ -313,6 +313,11 @@ def test_watch_usage_errors_are_one_line(tmp_path: Path) -> None:
         (["--at", "2026-11-02T09:00:00"], "no time zone"),
         (["--alert-url", "ftp://x"], "not an http(s) URL"),
         (["--checks", "nope.*"], "no check matches"),
+        (["--every", "999999d"], "too long"),
+        (["--at", "2026-11-05T09:00:00+08:00", "--every", "400d", "--count", "999999999"], "runs past 8999"),
+        (["--at", "9999-12-31T23:00:00+00:00", "--once"], "out of range"),
+        (["--at", "0001-01-01T00:00:00+08:00", "--once"], "out of range"),
+        (["--at", "8999-12-31T23:00:00Z", "--every", "12h"], "runs past 8999"),
     ]:
         result = koosim(*args, db=tmp_path / "k.db", url="http://127.0.0.1:9/produceAPI")
         assert result.exit_code == 2, (args, result.output, result.stderr)
@@ -344,6 +349,86 @@ def test_watch_posts_an_alert_without_secrets(
     assert alert["event"] == "dial-test-failed"
     assert alert["delisting"]["rules"][0]["remaining"] == 4
     assert ACCESS_KEY not in json.dumps(alert, ensure_ascii=False)
+
+
+MARKET_AK = "watch-market-ak-41"
+MARKET_SK = "watch-market-sk-42"
+
+
+def test_watch_answers_a_merchant_that_reads_its_order(serve: Callable[[Any], str], tmp_path: Path) -> None:
+    """The reference merchant configured as docs/merchant-side.md says (``koosim merchant
+    --market-url``) asks Querying an Order before each V2 newInstance: watch runs the open API."""
+    import socket
+
+    from simulator.reference import MerchantConfig
+    from simulator.reference import create_app as create_merchant
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    config = MerchantConfig(
+        access_key=ACCESS_KEY,
+        market_url=f"http://127.0.0.1:{port}",
+        market_ak=MARKET_AK,
+        market_sk=MARKET_SK,
+    )
+    url = serve(create_merchant(config))
+    result = CliRunner().invoke(
+        main,
+        ["watch", "--url", url, "--once", "--at", _morning(1), "--market-port", str(port)],
+        env={
+            "KOOSIM_ACCESS_KEY": ACCESS_KEY,
+            "KOOSIM_DB": str(tmp_path / "k.db"),
+            "KOOSIM_MARKET_AK": MARKET_AK,
+            "KOOSIM_MARKET_SK": MARKET_SK,
+        },
+    )
+    assert result.exit_code == 0, result.output + result.stderr
+    assert f"marketplace open API: http://127.0.0.1:{port}" in result.output
+    assert "PASSED" in result.output or "passed" in result.output, result.output
+    assert "FAILED" not in result.output, result.output
+    assert MARKET_SK not in result.output and MARKET_AK not in result.output
+    [stored] = Store(tmp_path / "k.db").dial.recent()
+    assert stored["passed"]
+
+
+PLAINTEXT_PASSWORD = "decrypted-appinfo-password-77"
+
+
+def echoing_password() -> Flask:
+    """A merchant that fails its newInstance, hands back an encrypted appInfo password and
+    echoes the password's plaintext in its resultMsg."""
+    from simulator.protocol.crypto import encrypt
+
+    app = Flask(__name__)
+
+    @app.post("/produceAPI")
+    def produce() -> Any:
+        return jsonify(
+            resultCode="000005",
+            resultMsg=f"could not provision, password {PLAINTEXT_PASSWORD}",
+            encryptType="1",
+            appInfo={"userName": "admin", "password": encrypt(PLAINTEXT_PASSWORD, ACCESS_KEY, "1")},
+        )
+
+    return app
+
+
+def test_watch_redacts_a_password_decrypted_during_the_dial_test(
+    serve: Callable[[Any], str], tmp_path: Path, alerts: tuple[str, list[dict[str, Any]]]
+) -> None:
+    hook, received = alerts
+    url = serve(echoing_password())
+    for args in (["--alert-url", hook], ["--json"]):
+        result = koosim("--once", "--at", _morning(1), *args, db=tmp_path / "k.db", url=url)
+        assert result.exit_code == 0, result.output + result.stderr
+        assert PLAINTEXT_PASSWORD not in result.output + result.stderr
+    (alert,) = received
+    assert alert["event"] == "dial-test-failed"
+    assert PLAINTEXT_PASSWORD not in json.dumps(alert, ensure_ascii=False)
+    stored = Store(tmp_path / "k.db").dial.recent()
+    assert len(stored) == 2 and "could not provision, password" in json.dumps(stored, default=str)
+    assert PLAINTEXT_PASSWORD not in json.dumps(stored, ensure_ascii=False, default=str)
 
 
 def test_a_failed_alert_is_reported_not_fatal(serve: Callable[[Any], str], tmp_path: Path) -> None:
@@ -446,6 +531,36 @@ def test_no_target_is_a_409(tmp_path: Path) -> None:
     app = create_app(Store(tmp_path / "k.db"), clock=FrozenClock(DAY_ONE, waits="block"))
     answer = _client(app).post("/api/dial")
     assert answer.status_code == 409 and "no target configured" in answer.json["error"]
+
+
+def test_the_timer_logs_a_failure_without_secrets(
+    market: tuple[Flask, FrozenClock, Switchable], monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    import simulator.server.dial as server_dial
+
+    def broken(*_args: Any, **_kwargs: Any) -> Any:
+        raise RuntimeError(f"history damaged near key={ACCESS_KEY}")
+
+    app, clock, _merchant = market
+    monkeypatch.setattr(server_dial, "dial_test", broken)
+    dial = service(app)
+    dial.start()
+    clock.advance(timedelta(hours=2))  # 08:00 → 10:00: the 09:00 dial test was due
+    assert dial.wait_for(1, timeout=20)
+    assert dial.last_problem is not None and "RuntimeError: history damaged" in dial.last_problem
+    assert ACCESS_KEY not in dial.last_problem
+    assert "history damaged" in caplog.text and ACCESS_KEY not in caplog.text
+
+
+def test_closing_the_app_stops_its_timer(tmp_path: Path) -> None:
+    from simulator.server import market_state
+
+    app = create_app(Store(tmp_path / "k.db"), clock=FrozenClock(DAY_ONE, waits="block"))
+    dial = service(app)
+    dial.start()
+    assert dial.running
+    market_state(app).close()  # an app built by a test or the pytest plugin: no serve finally
+    assert not dial.running
 
 
 def test_the_timer_refuses_a_clock_that_jumps(tmp_path: Path) -> None:
@@ -551,6 +666,7 @@ def test_sigterm_ends_watch_with_one_line_and_keeps_the_dial_tests(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as watch:
         assert watch.stdout is not None
+        assert watch.stdout.readline().startswith("marketplace open API: http://127.0.0.1:")
         first = watch.stdout.readline()  # the first dial test's line: then it waits
         assert "FAILED" in first
         watch.send_signal(signal.SIGTERM)

@@ -323,6 +323,21 @@ def test_serve_advances_a_frozen_clock(tmp_path: Path) -> None:
         assert client.post("/clock", data={"by": "never"}).status_code == 400
 
 
+def test_serve_refuses_to_advance_past_the_last_marketplace_instant(tmp_path: Path) -> None:
+    from simulator.clock import LATEST_MARKET_TIME
+    from simulator.server import create_app
+
+    clock = FrozenClock(LATEST_MARKET_TIME - timedelta(days=10))
+    with no_server_errors(create_app(Store(tmp_path / "koosim.db"), clock=clock)) as app:
+        client = _client(app)
+        assert client.post("/api/clock/advance", json={"by": "3d"}).status_code == 200
+        refused = client.post("/api/clock/advance", json={"by": "400d"})
+        assert refused.status_code == 400 and "marketplace time stops at 9000-01-01" in refused.json["error"]
+        assert clock.now() == LATEST_MARKET_TIME - timedelta(days=7)
+        assert client.post("/clock", data={"by": "8d"}).status_code == 400
+        assert client.get("/api/dial").status_code == 200
+
+
 def test_serve_in_real_time_refuses_to_advance(tmp_path: Path) -> None:
     from simulator.server import create_app, market_state
 

@@ -243,20 +243,21 @@ def serve(info: TargetInfo, host: str, port: int, scenario_dirs: tuple[Path, ...
         highlight=False,
         markup=False,
     )
-    dial_timer = dial_service(app)
-    dial_timer.start()  # twice a marketplace day (docs/protocol.md §10.3); /dial runs one now
-    next_dial = isoformat(next_dial_test(dial_timer.clock.now()))
-    console.print(f"  dial tests: twice a marketplace day, the next at {next_dial}", highlight=False)
-    pending = store.deliveries.pending()
-    if pending:
-        console.print(
-            f"  {pending} scheduled delivery(ies) pending in the history: sent when due ({base}/messages)",
-            highlight=False,
-            markup=False,
-        )
-    console.print("  Ctrl+C stops it", highlight=False)
-    start_scheduler(app)
+    dial_timer = dial_service(app)  # stopped by market.close() too (install ties it to the app)
     try:
+        dial_timer.start()  # twice a marketplace day (docs/protocol.md §10.3); /dial runs one now
+        next_dial = isoformat(next_dial_test(dial_timer.clock.now()))
+        console.print(f"  dial tests: twice a marketplace day, the next at {next_dial}", highlight=False)
+        pending = store.deliveries.pending()
+        if pending:
+            console.print(
+                f"  {pending} scheduled delivery(ies) pending in the history: "
+                f"sent when due ({base}/messages)",
+                highlight=False,
+                markup=False,
+            )
+        console.print("  Ctrl+C stops it", highlight=False)
+        start_scheduler(app)
         server.run()
     finally:
         dial_timer.stop()

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import click
@@ -36,11 +37,22 @@ from simulator.cli.common import (
     with_target,
 )
 
+if TYPE_CHECKING:  # the command imports its machinery lazily (a fast --help)
+    from rich.console import Console
+
+    from simulator.clock import Clock
+    from simulator.engine.delisting import RunVerdict
+    from simulator.engine.dial import DialTest
+    from simulator.store import Store
+    from simulator.transport import Target
+
 EXIT_PASSED = 0
 EXIT_CHECK_FAILED = 1
 EXIT_DIAL_FAILED = 4
 EXIT_THRESHOLD = 5
 ALERT_TIMEOUT_S = 10.0
+MAX_EVERY = timedelta(days=400)
+"""The longest ``--every``: a year and a bit (the most a clock advance moves in serve, too)."""
 """How long an alert POST may take (connect + read) before it is reported as not sent."""
 
 EXIT_CODES_HELP = (
@@ -58,9 +70,12 @@ def _duration(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     from simulator.clock import parse_duration
 
     try:
-        return parse_duration(value)
+        duration = parse_duration(value)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
+    if duration > MAX_EVERY:
+        raise click.BadParameter(f"{value!r} is too long: at most {MAX_EVERY.days}d between dial tests")
+    return duration
 
 
 def _instant(_ctx: click.Context, _param: click.Parameter, value: str | None) -> datetime | None:
@@ -74,6 +89,13 @@ def _instant(_ctx: click.Context, _param: click.Parameter, value: str | None) ->
         ) from None
     if instant.tzinfo is None:
         raise click.BadParameter(f"{value!r} has no time zone: add one, e.g. +08:00 or Z")
+    from simulator.clock import EARLIEST_MARKET_TIME, LATEST_MARKET_TIME
+
+    if not EARLIEST_MARKET_TIME <= instant < LATEST_MARKET_TIME:
+        raise click.BadParameter(
+            f"{value!r} is out of range: give an instant from {EARLIEST_MARKET_TIME.year} "
+            f"to {LATEST_MARKET_TIME.year - 1}"
+        )
     return instant
 
 
@@ -145,7 +167,8 @@ def watch(
     """
     from dataclasses import replace
 
-    from simulator.clock import Clock, FrozenClock
+    from simulator.clock import LATEST_MARKET_TIME, FrozenClock
+    from simulator.server.market import market_server
     from simulator.settings import open_target
     from simulator.store import Store
 
@@ -153,7 +176,7 @@ def watch(
         raise UsageError("--every and --once contradict each other: --every repeats, --once runs one")
     if count is not None and every is None:
         raise UsageError("--count needs --every")
-    checks = _select(patterns) if patterns else []
+    plan = _Plan(info, _select(patterns) if patterns else [], strict, alert_url, as_json)
     settings = info.settings
     clock: Clock
     if (at is not None and settings.time_scale is None) or settings.time_scale == "frozen":
@@ -161,6 +184,11 @@ def watch(
         clock = FrozenClock(at or datetime.now(UTC), waits="jump")
     else:
         clock = settings.clock(live=True, start=at)  # real time unless --time-scale says otherwise
+    if every is not None and count is not None and (LATEST_MARKET_TIME - clock.now()) // every < count - 1:
+        raise UsageError(
+            f"--every {_shown(every)} --count {count} runs past {LATEST_MARKET_TIME.year - 1}: "
+            "give a shorter --every or a smaller --count"
+        )
     store = Store(db_path)
     console = make_console()
     exit_code = EXIT_PASSED
@@ -168,16 +196,27 @@ def watch(
     kept: list[int] = []  # the id of each dial test recorded, as soon as it is (an interruption
     # may come mid-round, after the dial test was kept and before the round ends)
     try:
-        with sigterm_interrupts(), open_target(settings) as opened:
+        with sigterm_interrupts(), market_server(settings) as market, open_target(settings) as opened:
+            # the open API, as in every command: a V2 merchant reads its order through Querying
+            # an Order before it answers newInstance (docs/protocol.md §4.1, §8.1)
+            market.usage_key = opened.access_key
+            for key in market.secrets:  # redacted from every record, like the target's keys
+                opened.learn_secret(key)
+            info.market = market
+            if not as_json:
+                console.print(market.header(), highlight=False, markup=False)
             target = replace(opened, clock=clock)
             first = clock.now()
             while True:
-                exit_code = _round(
-                    console, store, target, opened, checks, strict, alert_url, as_json, info, kept
-                )
+                exit_code = _round(console, store, target, opened, plan, kept)
                 rounds += 1
                 if every is None or exit_code == EXIT_THRESHOLD or (count is not None and rounds >= count):
                     break
+                if (LATEST_MARKET_TIME - first) // every < rounds:  # never overflow datetime
+                    raise UsageError(
+                        f"--every {_shown(every)} runs past {LATEST_MARKET_TIME.year - 1}: "
+                        f"stopped after {rounds} dial test(s); give a --count"
+                    )
                 clock.sleep_until(first + every * rounds)
     except KeyboardInterrupt as interruption:  # Ctrl-C or SIGTERM between (or during) dial tests
         fail(
@@ -187,68 +226,125 @@ def watch(
     sys.exit(exit_code)
 
 
+def _shown(duration: timedelta) -> str:
+    from simulator.clock import format_duration
+
+    return format_duration(duration)
+
+
 def _select(patterns: tuple[str, ...]) -> list[Any]:
     from simulator.cli.verify import select_checks  # verify's --checks: the same globs, the same errors
 
     return select_checks(patterns)
 
 
+@dataclass(frozen=True)
+class _Plan:
+    """What every round of one watch does besides the dial test (the command's options)."""
+
+    info: TargetInfo
+    checks: list[Any]  # simulator.checks.Check, as verify's --checks selects them
+    strict: bool
+    alert_url: str | None
+    as_json: bool
+
+
+@dataclass(frozen=True)
+class _Dialled:
+    """A dial test as kept: its record, and the secrets learned by the end of it."""
+
+    test: DialTest
+    record: dict[str, Any]
+    secrets: tuple[str, ...]
+
+    @property
+    def url(self) -> str:
+        return str(self.record["url"])
+
+
 def _round(
-    console: Any,
-    store: Any,
-    target: Any,
-    checks_target: Any,
-    checks: list[Any],
-    strict: bool,
-    alert_url: str | None,
-    as_json: bool,
-    info: TargetInfo,
-    kept: list[int],
+    console: Console, store: Store, target: Target, checks_target: Target, plan: _Plan, kept: list[int]
 ) -> int:
     """One dial test (and the selected checks): record, print, alert; returns the exit code.
 
     The dial test runs on ``target``'s clock (watch's); the checks on ``checks_target``, whose
     clock is the one verify's settings give (scaled), so a resend schedule plays in seconds."""
-    from rich.markup import escape
+    dialled = _dial_and_keep(target, store, kept)
+    verdict, failed_checks, run_id = _judge(store, dialled, checks_target, plan)
+    code = _exit_code(verdict, failed_checks, strict=plan.strict, passed=dialled.test.passed)
+    report = _report(dialled, verdict, failed_checks, run_id, code)
+    if plan.as_json:
+        click.echo(json.dumps(report, ensure_ascii=False))
+    else:
+        _print(console, report, verdict, target.clock)
+    if plan.alert_url is not None and (not dialled.test.passed or failed_checks or verdict.reached):
+        _alert(plan.alert_url, report, dialled.secrets)
+    return code
 
-    from simulator.clock import isoformat
-    from simulator.engine.delisting import Rule, RunVerdict, dial_days, dial_test_verdict
+
+def _alert(url: str, report: dict[str, Any], secrets: tuple[str, ...]) -> None:
+    """Send the alert; a failure is reported on stderr, never fatal."""
+    problem = _send_alert(url, report, secrets)
+    if problem is not None:
+        make_console(stderr=True).print(
+            f"koosim: the alert was not sent: {problem}", highlight=False, markup=False
+        )
+
+
+def _dial_and_keep(target: Target, store: Store, kept: list[int]) -> _Dialled:
+    """Run one dial test on ``target``'s clock and keep it in the history at once."""
     from simulator.engine.dial import dial_test
+
+    test = dial_test(target, target.clock)
+    secrets = target.secrets  # after the test: it learns the passwords it decrypts (appInfo)
+    record = test.as_dict(secrets)
+    dialled = _Dialled(test, record, secrets)
+    kept.append(store.dial.add(dialled.url, test.market_at, test.at.wall.timestamp(), test.passed, record))
+    return dialled
+
+
+def _judge(
+    store: Store, dialled: _Dialled, checks_target: Target, plan: _Plan
+) -> tuple[RunVerdict, list[str], str | None]:
+    """The delisting verdict from every dial test of this URL so far (and the selected checks,
+    run and recorded): (verdict, the failed checks' ids, the checks' run id or None)."""
+    from simulator.engine.delisting import Rule, RunVerdict, dial_days, dial_test_verdict
+
+    countdown = dial_test_verdict(dial_days(store.dial.results(dialled.url)))
+    if not plan.checks:
+        return RunVerdict((countdown,)), [], None
+    run_id, failed_checks, run_verdict = _run_checks(checks_target, plan.checks, store, plan.info)
+    # the real dial tests' countdown replaces the run's "if the dial tests meet it" line
+    others = tuple(item for item in run_verdict.verdicts if item.rule is not Rule.DIAL_TEST)
+    return RunVerdict((countdown, *others), run_verdict.consequences), failed_checks, run_id
+
+
+def _exit_code(verdict: RunVerdict, failed_checks: list[str], *, strict: bool, passed: bool) -> int:
+    if verdict.reached:
+        return EXIT_THRESHOLD
+    if failed_checks:
+        return EXIT_CHECK_FAILED
+    if strict and not passed:
+        return EXIT_DIAL_FAILED
+    return EXIT_PASSED
+
+
+def _report(
+    dialled: _Dialled, verdict: RunVerdict, failed_checks: list[str], run_id: str | None, code: int
+) -> dict[str, Any]:
+    """The round as ``--json`` prints it and an alert carries it (redacted of every secret)."""
     from simulator.redaction import printable, redact
 
-    secrets = target.secrets
-    clock = target.clock
-    test = dial_test(target, clock)
-    record = test.as_dict(secrets)
-    url = record["url"]
-    kept.append(store.dial.add(url, test.market_at, test.at.wall.timestamp(), test.passed, record))
-    countdown = dial_test_verdict(dial_days(store.dial.results(url)))
-    verdict = RunVerdict((countdown,))
-    failed_checks: list[str] = []
-    run_id = None
-    if checks:
-        run_id, failed_checks, run_verdict = _run_checks(checks_target, checks, store, info)
-        # the real dial tests' countdown replaces the run's "if the dial tests meet it" line
-        others = tuple(item for item in run_verdict.verdicts if item.rule is not Rule.DIAL_TEST)
-        verdict = RunVerdict((countdown, *others), run_verdict.consequences)
-    if verdict.reached:
-        code = EXIT_THRESHOLD
-    elif failed_checks:
-        code = EXIT_CHECK_FAILED
-    elif strict and not test.passed:
-        code = EXIT_DIAL_FAILED
-    else:
-        code = EXIT_PASSED
-    summary = printable(redact(test.summary(), secrets), one_line=True)
-    report = {
-        "target": url,
+    test = dialled.test
+    return {
+        "target": dialled.url,
         "at": test.at.as_dict(),
         "dial_test": {
             "passed": test.passed,
-            "summary": summary,
+            "summary": printable(redact(test.summary(), dialled.secrets), one_line=True),
             "outcomes": [
                 {key: value for key, value in outcome.items() if key != "exchange"}
-                for outcome in record["outcomes"]
+                for outcome in dialled.record["outcomes"]
             ],
         },
         "delisting": verdict.as_dict(),
@@ -256,27 +352,31 @@ def _round(
         "run_id": run_id,
         "exit_code": code,
     }
-    if as_json:
-        click.echo(json.dumps(report, ensure_ascii=False))
-    else:
-        style = "green" if test.passed else "red"
-        console.print(f"[{style}]{escape(summary)}[/]", highlight=False)
-        from simulator.report.console import print_delisting
-
-        print_delisting(console, verdict)
-        if run_id is not None:
-            console.print(f"[dim]checks recorded as run {run_id}: koosim show {run_id}[/]", highlight=False)
-        console.print(f"[dim]marketplace time {isoformat(clock.now())}; exit {code}[/]", highlight=False)
-    if alert_url is not None and (not test.passed or failed_checks or verdict.reached):
-        problem = _send_alert(alert_url, report, secrets)
-        if problem is not None:
-            make_console(stderr=True).print(
-                f"koosim: the alert was not sent: {problem}", highlight=False, markup=False
-            )
-    return code
 
 
-def _run_checks(target: Any, checks: list[Any], store: Any, info: TargetInfo) -> tuple[str, list[str], Any]:
+def _print(console: Console, report: dict[str, Any], verdict: RunVerdict, clock: Clock) -> None:
+    from rich.markup import escape
+
+    from simulator.clock import isoformat
+    from simulator.report.console import print_delisting
+
+    dial = report["dial_test"]
+    style = "green" if dial["passed"] else "red"
+    console.print(f"[{style}]{escape(dial['summary'])}[/]", highlight=False)
+    print_delisting(console, verdict)
+    if report["run_id"] is not None:
+        console.print(
+            f"[dim]checks recorded as run {report['run_id']}: koosim show {report['run_id']}[/]",
+            highlight=False,
+        )
+    console.print(
+        f"[dim]marketplace time {isoformat(clock.now())}; exit {report['exit_code']}[/]", highlight=False
+    )
+
+
+def _run_checks(
+    target: Target, checks: list[Any], store: Store, info: TargetInfo
+) -> tuple[str, list[str], RunVerdict]:
     """Run the selected checks as verify does (recorded as a ``watch`` run)."""
     from simulator.checks import Verdict
     from simulator.engine.delisting import record_verdict
@@ -297,6 +397,8 @@ def _run_checks(target: Any, checks: list[Any], store: Any, info: TargetInfo) ->
         on_result=recorder.result,
         on_exchange=recorder.exchange,
         delivery=info.settings.delivery,
+        inbound=None if info.market is None else info.market.log,
+        on_inbound=recorder.inbound,
     )
     recorder.finish(run)
     failed = [result.check.id for result in run.results if result.verdict is Verdict.FAILED]

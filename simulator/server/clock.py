@@ -19,7 +19,15 @@ from typing import Any
 from flask import Blueprint, current_app, flash, jsonify, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from simulator.clock import Clock, FrozenClock, ScaledClock, format_duration, isoformat, parse_duration
+from simulator.clock import (
+    LATEST_MARKET_TIME,
+    Clock,
+    FrozenClock,
+    ScaledClock,
+    format_duration,
+    isoformat,
+    parse_duration,
+)
 from simulator.server.inputs import InvalidJSON, parse_json
 from simulator.server.state import MarketState
 
@@ -73,6 +81,12 @@ def advance(clock: Clock, by: object) -> dict[str, Any]:
         raise ClockRefused(str(exc), 400) from None
     if duration > MAX_ADVANCE:
         raise ClockRefused(f"advance by at most {format_duration(MAX_ADVANCE)} at a time", 400)
+    if clock.now() + duration > LATEST_MARKET_TIME:
+        raise ClockRefused(
+            f"marketplace time stops at {isoformat(LATEST_MARKET_TIME)}: "
+            f"it is {isoformat(clock.now())}, so advance by less than {format_duration(duration)}",
+            400,
+        )
     clock.advance(duration)
     return {**describe_clock(clock), "advanced_by": format_duration(duration)}
 

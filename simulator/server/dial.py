@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from contextlib import closing
 from datetime import datetime
 from typing import Any
 
@@ -113,6 +114,10 @@ class DialService:
             self._thread.join(timeout)
             self._thread = None
 
+    def close(self) -> None:
+        """Stop the timer (:meth:`MarketState.close` calls it: every app's timer ends with it)."""
+        self.stop()
+
     def wait_for(self, count: int, timeout: float) -> bool:
         """Wait (wall ``timeout``) until the timer has run ``count`` dial tests in all (tests)."""
         with self._done:
@@ -131,7 +136,9 @@ class DialService:
             except NotConfigured as exc:  # no target yet: nothing to probe at this instant
                 self.last_problem = str(exc)
             except Exception as exc:  # a damaged history file must not kill the timer
-                self.last_problem = f"{type(exc).__name__}: {exc}"
+                self.last_problem = printable(
+                    redact(f"{type(exc).__name__}: {exc}", self.market.secrets), one_line=True
+                )
                 LOG.warning("dial test not run: %s", self.last_problem)
             with self._done:
                 self.completed += 1
@@ -162,6 +169,7 @@ def install(app: Flask) -> DialService:
     and register the blueprint."""
     market: MarketState = app.extensions["koosim.marketplace"]
     service = DialService(market, market.clock)
+    market.on_close(closing(service))  # the timer stops with the app, whoever built it
     app.extensions[EXTENSION] = service
     app.register_blueprint(bp)
     return service
