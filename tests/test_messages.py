@@ -136,10 +136,16 @@ def test_a_v1_subscription_is_cancelled_automatically_after_its_61st_attempt(
     assert message["restartable"] is False
     refused = client.post("/api/messages/1/restart")
     assert refused.status_code == 409 and "cancelled" in refused.json["error"]
+    # the V1 rule counts it: more than 5 failed orders in a month remove the product (§10.3)
+    assert "1 failed order this month, the v1 limit is 5" in json.dumps(
+        client.get("/api/dial").json["delisting"]
+    )
     clock.advance(timedelta(hours=5))
     assert run_due(market) == 0 and len(merchant.received) == 61
     page = client.get("/messages").data.decode()
     assert "cancelled automatically" in page and "重新启动 (restart)" not in page
+    # 16:00 UTC is 00:00 on 1 December in the marketplace's UTC+8: a new month, nothing counted
+    assert "0 failed orders this month" in json.dumps(client.get("/api/dial").json["delisting"])
 
 
 def test_a_parked_delivery_is_restarted_by_hand(

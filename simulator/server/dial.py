@@ -25,7 +25,14 @@ from flask import Blueprint, Flask, current_app, flash, jsonify, redirect, rende
 from werkzeug.wrappers import Response
 
 from simulator.clock import Clock, FrozenClock, isoformat
-from simulator.engine.delisting import RunVerdict, dial_days, dial_test_verdict, next_dial_test
+from simulator.engine.delisting import (
+    RunVerdict,
+    dial_days,
+    dial_test_verdict,
+    failed_orders_this_month,
+    next_dial_test,
+    v1_orders_verdict,
+)
 from simulator.engine.dial import DialTest, dial_test
 from simulator.redaction import printable, redact
 from simulator.server.state import MarketState, NotConfigured
@@ -72,10 +79,16 @@ class DialService:
         return None if not settings.url else redact(settings.url, settings.secrets)
 
     def verdict(self, url: str | None = None) -> RunVerdict:
-        """The dial-test countdown of ``url`` (default: the configured target)."""
+        """The dial-test countdown of ``url`` (default: the configured target) and, for a V1
+        target, this month's orders cancelled automatically against the V1 limit (§10.3)."""
         url = url or self.url()
         results = self.market.store.dial.results(url) if url else []
-        return RunVerdict((dial_test_verdict(dial_days(results)),))
+        verdicts = [dial_test_verdict(dial_days(results))]
+        settings = self.market.settings
+        if settings.protocol == "v1" and settings.url and url == self.url():
+            cancelled = self.market.store.deliveries.cancellations(settings.url)
+            verdicts.append(v1_orders_verdict(failed_orders_this_month(cancelled, self.clock.now())))
+        return RunVerdict(tuple(verdicts))
 
     def status(self) -> dict[str, Any]:
         url = self.url()

@@ -28,6 +28,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from simulator.redaction import redact, redact_data
@@ -283,6 +284,17 @@ class DeliveryRecords:
                 f"SELECT * FROM deliveries {where} ORDER BY id DESC LIMIT ?", [*params, limit]
             ).fetchall()
         return [_row(row) for row in rows]
+
+    def cancellations(self, target_url: str) -> list[datetime]:
+        """When each delivery to ``target_url`` was cancelled automatically (V1 orders, §10.1):
+        the marketplace instant its last attempt was answered, oldest first."""
+        with self.db.connect() as db:
+            rows = db.execute(
+                "SELECT json_extract(attempts, '$[#-1].answered') AS answered FROM deliveries"
+                " WHERE state = ? AND target_url = ? ORDER BY id",
+                (CANCELLED, target_url),
+            ).fetchall()
+        return [datetime.fromtimestamp(row["answered"], UTC) for row in rows if row["answered"] is not None]
 
     def pending(self) -> int:
         """How many deliveries are pending (an attempt due now or later, or in flight)."""
