@@ -21,6 +21,9 @@ why an interface outside it is not exercised. Readings taken where §1.2 is ambi
   koosim's ``license`` profile requires the License interfaces and none of the SaaS produce
   interface, whatever the billing mode (License products are sold yearly/monthly or one-time
   [S78]; what else they implement is not stated, U24).
+- A41: a License product receives its licence by getLicense (§6.1) or getLicenseAsync (§6.2);
+  no page says which. ``license_call`` (``--license-call``, default getLicense) declares it, and
+  the other is never sent (a false alarm otherwise). getLicenseAsync is a V2 call only.
 
 Pure data: this module imports nothing of the package (``protocol/`` is the bottom layer).
 """
@@ -189,6 +192,8 @@ class Profile:
                         f"{interface}: the product receives its licence by {self.license_call} "
                         f"(--license-call; profile {self}, §6, A41)"
                     )
+                if interface == "getLicenseAsync" and protocol == "v1":
+                    return f"getLicenseAsync: a V2 call only (§6.2; profile {self})"
                 return None
             return f"License interfaces: not a License product (--product license; profile {self}, §1.2)"
         if self.product == "license":
