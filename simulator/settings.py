@@ -344,7 +344,8 @@ class Settings:
     max_time: float = DEFAULT_MAX_TIME
     """The whole-run time budget of verify, play and explore, in seconds."""
     profile: Profile = DEFAULT_PROFILE
-    """The product profile (product / billing / optional / license_call, §1.2, A41): which interfaces are exercised."""
+    """The product profile (product / billing / optional / license_call, §1.2, A41): which
+    interfaces are exercised."""
     market_port: int = 0
     """Where the marketplace open API of a command listens on 127.0.0.1; 0: a free port."""
     market_ak: str | None = None

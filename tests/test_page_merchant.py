@@ -51,6 +51,7 @@ def product_flags(product: str) -> list[str]:
         return ["--product", "license", "--license-call", "getLicenseAsync"]
     return ["--product", product]
 
+
 PROFILE_IDS = ["-".join(values) for values in PROFILE_VALUES]
 PROFILES = [pytest.param(values, id=name) for values, name in zip(PROFILE_VALUES, PROFILE_IDS, strict=True)]
 

@@ -214,7 +214,9 @@ def nothing_to_explore(target: Target) -> str | None:
     profile = target.profile
     if profile.requires("newInstance", target.protocol):
         return None
-    if profile.requires("license", target.protocol) and profile.requires(profile.license_call, target.protocol):
+    if profile.requires("license", target.protocol) and profile.requires(
+        profile.license_call, target.protocol
+    ):
         return None  # the licence the product declares (--license-call, A41) opens every licence rule
     if profile.requires("kit", target.protocol) and target.sync_key:
         return None
@@ -570,7 +572,9 @@ class MarketplaceMachine(RuleBasedStateMachine):
             period=self.exploration.target.profile.billing == "period",
             device_fingerprint=orders.device_fingerprint() if fingerprint else None,
         )
-        step = Step(id=self._step_id("async"), activity="getLicenseAsync", fields=fields, expect=Expect(schema=True))
+        step = Step(
+            id=self._step_id("async"), activity="getLicenseAsync", fields=fields, expect=Expect(schema=True)
+        )
         self._play(step)
         return step.id
 
@@ -579,7 +583,9 @@ class MarketplaceMachine(RuleBasedStateMachine):
     def resend_license_async(self, license: str) -> None:
         """The same request again (eventId + deviceFingerprint): the same License (§6.2)."""
         expect = Expect(same_instance_as=license, schema=True)
-        self._play(Step(id=self._step_id("resend"), activity="getLicenseAsync", resend=license, expect=expect))
+        self._play(
+            Step(id=self._step_id("resend"), activity="getLicenseAsync", resend=license, expect=expect)
+        )
 
     @precondition(_licenses_apply)
     @rule(target=licenses)

@@ -443,7 +443,9 @@ def _expect(raw: dict[str, Any], activity: str, known: Callable[[str, str], Step
     same = raw.get("same_instance_as")
     if same is not None:
         if activity not in ORDERING_ACTIVITIES | {LICENSE_ASYNC}:
-            raise ValueError("same_instance_as applies to newInstance, getLicense and getLicenseAsync answers")
+            raise ValueError(
+                "same_instance_as applies to newInstance, getLicense and getLicenseAsync answers"
+            )
         if known(same, "same_instance_as").activity not in ORDERING_ACTIVITIES | {LICENSE_ASYNC}:
             raise ValueError(
                 f"same_instance_as names {same!r}, which is not a newInstance, getLicense or getLicenseAsync"
