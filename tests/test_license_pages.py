@@ -1,8 +1,8 @@
 """License and pay-per-use requests and answers built literally from the pages docs/protocol.md
 cites (§6.1 getLicense [S75]; §6.2 getLicenseAsync [S52]; §5.1 and §4.1-d pay-per-use
-instances [S38][S2][S3]; §4.5 and §10.4 UsageInfo [S32]), in the style of tests/test_pages.py: the contracts agree with the page,
-the reference merchant does what the page says, the checks catch what it forbids, and what
-koosim sends has the page's shape.
+instances [S38][S2][S3]; §4.5 and §10.4 UsageInfo [S32]), in the style of tests/test_pages.py:
+the contracts agree with the page, the reference merchant does what the page says, the checks
+catch what it forbids, and what koosim sends has the page's shape.
 """
 
 from __future__ import annotations
