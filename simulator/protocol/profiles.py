@@ -190,10 +190,10 @@ class Profile:
                 if interface in LICENSE_OPENINGS and interface != self.license_call:
                     return (
                         f"{interface}: the product receives its licence by {self.license_call} "
-                        f"(--license-call; profile {self}, §6, A41)"
+                        f"(--license-call; profile {self}, §1.2, A41)"
                     )
                 if interface == "getLicenseAsync" and protocol == "v1":
-                    return f"getLicenseAsync: a V2 call only (§6.2; profile {self})"
+                    return f"getLicenseAsync: a V2 call only (§6.2; profile {self}, §1.2)"
                 return None
             return f"License interfaces: not a License product (--product license; profile {self}, §1.2)"
         if self.product == "license":
