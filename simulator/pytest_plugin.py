@@ -214,7 +214,13 @@ class KoosimSession:
             self._transport = Transport(target)
             self._resources.callback(self._transport.close)
         return run_check(
-            check, target, self._transport, self.orders, self.exchanges, self.settings().delivery
+            check,
+            target,
+            self._transport,
+            self.orders,
+            self.exchanges,
+            self.settings().delivery,
+            None if self.market is None else self.market.log,
         )
 
     def reproduce(self, check_id: str) -> str:

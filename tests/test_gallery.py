@@ -228,3 +228,44 @@ def test_the_docs_list_every_mutant() -> None:
     for mutant in GALLERY:
         assert f"`{mutant.name}`" in table, f"docs/mutants.md does not list {mutant.name}"
         assert f"`{mutant.catches}`" in table
+
+
+def test_a_verify_run_started_from_serve_judges_the_merchants_calls_to_its_open_api(
+    config: MerchantConfig, tmp_path: Path
+) -> None:
+    """``koosim serve`` is the merchant's marketplace too: a run started from its console hears the
+    Querying-an-Order calls the merchant makes to it, so the wrongly signed ones fail the run."""
+    from time import monotonic, sleep
+
+    from conftest import no_server_errors
+    from mutants import query_order_signed_wrongly
+
+    from simulator.server import create_app as create_server
+    from simulator.server import token
+    from simulator.store import Store
+
+    with (
+        no_server_errors(create_server(Store(tmp_path / "koosim.db"))) as app,
+        BackgroundServer(app) as koosim,
+    ):
+        talking = replace(config, market_url=koosim.base_url, market_ak=MARKET_AK, market_sk=MARKET_SK)
+        with BackgroundServer(query_order_signed_wrongly.build(talking)) as merchant:
+            client = app.test_client()
+            client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token(app)}"
+            target = {
+                "url": merchant.base_url + PRODUCE_PATH,
+                "access_key": config.access_key,
+                "market_ak": MARKET_AK,
+                "market_sk": MARKET_SK,
+                "timeout": 5,
+            }
+            assert client.put("/api/target", json=target).status_code == 200
+            started = client.post("/api/runs", json={"checks": ["conversation.query-order"]})
+            assert started.status_code == 202, started.json
+            deadline = monotonic() + 60
+            while (record := client.get(started.json["url"]).json)["status"] == "running":
+                assert monotonic() < deadline, "the run did not finish"
+                sleep(0.05)
+    (result,) = record["checks"]
+    assert result["verdict"] == "failed", record
+    assert any("not authenticated" in finding["message"] for finding in result["findings"]), result

@@ -385,3 +385,35 @@ def test_the_marketplace_fixture_serves_the_open_api_and_shows_the_merchants_cal
     monkeypatch.setenv("KOOSIM_MARKET_SK", "plugin-test-secret-0000001")
     result = _run(pytester, "-q")
     result.assert_outcomes(passed=1)
+
+
+def test_the_merchants_calls_to_the_open_api_are_judged(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session's open API (KOOSIM_MARKET_PORT) hears the merchant: a Querying-an-Order call
+    signed wrongly fails conversation.query-order, as in verify."""
+    from mutants import query_order_signed_wrongly
+    from shell import free_port
+
+    from simulator.reference import generate_rsa_private_key
+
+    port, ak, sk = free_port(), "plugin-test-market-ak-01", "plugin-test-market-sk-01"
+    config = MerchantConfig(
+        access_key=BROKEN_KEY,
+        sync_key="plugin-test-sync-key-0001",
+        rsa_private_key=generate_rsa_private_key(),
+        market_url=f"http://127.0.0.1:{port}",
+        market_ak=ak,
+        market_sk=sk,
+    )
+    for name, value in {
+        "KOOSIM_MARKET_PORT": str(port),
+        "KOOSIM_MARKET_AK": ak,
+        "KOOSIM_MARKET_SK": sk,
+    }.items():
+        monkeypatch.setenv(name, value)
+    for url in _serve(query_order_signed_wrongly.build(config), monkeypatch):
+        result = _run(pytester, "--koosim-url", url, "-k", "conversation.query-order")
+    result.assert_outcomes(failed=1, deselected=len(catalog()) - 1)
+    result.stdout.fnmatch_lines(["*not authenticated*"])
+    assert sk not in result.stdout.str() + result.stderr.str()

@@ -57,8 +57,6 @@ LICENSE_INTERFACES = frozenset(
 )
 OPTIONAL_V2 = frozenset({"upgradeInstance", "changeInstanceCheck"})
 """The matrix's O rows: only for products that allow specification changes (§1.2, §4.3, §4.7)."""
-UPGRADE_NAMES = frozenset({"upgradeInstance", "upgrade"})
-"""v2 ``upgradeInstance`` (§4.3) and its v1 namesake ``upgrade`` (§5.7): one interface of the matrix."""
 
 # §1.2, V2.0 SaaS produce interface [S25]: M rows per billing mode, then the O rows.
 V2_REQUIRED = {

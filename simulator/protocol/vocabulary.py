@@ -61,8 +61,3 @@ def is_license(activity: str | None) -> bool:
     """Whether ``activity`` is one of the license activities (getLicense and the changes of a
     code, and getLicenseAsync)."""
     return activity in LICENSE_ACTIVITIES or activity == LICENSE_ASYNC
-
-
-def is_sync_call(name: str | None) -> bool:
-    """Whether ``name`` is a user-authorization sync call (``authSync``, …)."""
-    return name in SYNC_CALLS

@@ -264,7 +264,7 @@ def serve_service(market: MarketState) -> OpenApiService:
     the history. The book watches orders until ``market.close()``."""
     book = OrderBook(market.settings.profile.billing)
     market.on_close(watching_orders(book.add))
-    log = InboundLog()
+    log = market.open_api_log = InboundLog()
 
     def keys() -> dict[str, str]:
         settings = market.settings

@@ -55,6 +55,7 @@ def start_verify(market: MarketState, patterns: Iterable[str] = (), seed: int = 
                 on_begin=on_begin,
                 on_exchange=recorder.exchange,
                 delivery=market.settings.delivery,
+                inbound=market.open_api_log,
             )
         except Exception as exc:  # the history must say why the run stopped, not leave it "running"
             failure.append(f"{type(exc).__name__}: {exc}")

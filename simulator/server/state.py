@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from simulator.clock import Clock
+from simulator.openapi import InboundLog
 from simulator.settings import (
     PROFILE_SETTINGS,
     VALIDATORS,
@@ -159,6 +160,9 @@ class MarketState:
         """Scenario sessions being played by hand, by id (see :mod:`simulator.server.play`)."""
         self._closing = ExitStack()
         """What :meth:`close` ends besides (the open API's order watch, :meth:`on_close`)."""
+        self.open_api_log: InboundLog | None = None
+        """The merchant's calls to this server's open API (set by ``server.market.serve_service``):
+        the checks of a run started here judge the calls made during it."""
 
     @property
     def settings(self) -> ConsoleSettings:
