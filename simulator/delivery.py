@@ -416,8 +416,8 @@ V2_LICENSE = replace(
     V2_PRODUCE,
     name="v2 license",
     rule="§10.1, U11, U24",
-    basis="refreshLicense, expireLicense, releaseLicense and getLicenseAsync: 'may resend' [S52]; "
-    "no page read states their schedule (U24): koosim plays U11, 3 resends after 1 s, 2 s, 4 s.",
+    basis="refreshLicense, expireLicense, releaseLicense: no page read states their schedule "
+    "(U24): koosim plays U11, 3 resends after 1 s, 2 s, 4 s.",
 )
 V2_GET_LICENSE = DeliveryPolicy(
     name="v2 getLicense",
@@ -428,6 +428,16 @@ V2_GET_LICENSE = DeliveryPolicy(
     basis="[S75]: a failed License opening call is called again for 3 hours, once an hour, then "
     "calls stop; the seller restarts it (重新启动) or delivers by hand.",
     assumed=False,
+)
+V2_GET_LICENSE_ASYNC = replace(
+    V2_PRODUCE,
+    name="v2 getLicenseAsync",
+    rule="§6.2, §10.1, U11",
+    basis="[S52]: the marketplace may resend, and the same request (eventId + deviceFingerprint) "
+    "must get the same License; no schedule is stated, and getLicense's 3 h hourly schedule [S75] "
+    "is the access guide's, not this page's. ASSUMPTION U11: 3 resends after 1 s, 2 s, 4 s on a "
+    "timeout, no answer, HTTP 5xx, 000004 or 000005, each copy the same eventId + fingerprint.",
+    assumed=True,
 )
 KIT_SYNC = DeliveryPolicy(
     name="sync (Kit)",
@@ -461,6 +471,7 @@ POLICIES = (
     V2_PRODUCE,
     V2_LICENSE,
     V2_GET_LICENSE,
+    V2_GET_LICENSE_ASYNC,
     KIT_SYNC,
     ORDER_NOTIFICATION,
 )
@@ -481,6 +492,8 @@ def policy_for(
     ``protocol`` ``v1``/``v2`` (produce only), ``activity`` as sent; ``override`` applied."""
     if interface == PRODUCE and activity == "getLicense":  # both forms (A56): the page's schedule
         policy = V2_GET_LICENSE if protocol == "v2" else replace(V2_GET_LICENSE, name="v1 getLicense")
+    elif interface == PRODUCE and activity == "getLicenseAsync":  # V2 transport only (§6.2)
+        policy = V2_GET_LICENSE_ASYNC
     elif interface == PRODUCE and protocol == "v1":
         policy = _V1.get(activity, replace(V1_UNPUBLISHED, name=f"v1 {activity}"))
     elif interface == PRODUCE and protocol == "v2":

@@ -23,6 +23,16 @@ from typing import Any
 from simulator.protocol import ResultCode
 
 EXPIRE_TIME_FORMAT = "%Y%m%d%H%M%S"
+LICENSE_ASYNC_TIME_FORMAT = "%Y-%m-%d %H:%M:%S z"
+"""getLicenseAsync's ``effectiveTime`` / ``expireTime``: UTC in the page's example style,
+``2023-10-27 10:30:15 z`` (docs/protocol.md §6.2, A33), the zone letter as the example prints it."""
+
+
+def license_async_time(moment: datetime | str) -> str:
+    """A time in getLicenseAsync's style (§6.2, A33), from a datetime or a V2 ``expireTime``."""
+    if isinstance(moment, str):
+        moment = datetime.strptime(moment, EXPIRE_TIME_FORMAT).replace(tzinfo=UTC)
+    return moment.astimezone(UTC).strftime(LICENSE_ASYNC_TIME_FORMAT)
 
 
 ID_MAX = 64
@@ -98,6 +108,37 @@ class Order:
         }
         if self.test:
             fields["testFlag"] = "1"
+        return fields
+
+    def license_instance_id(self) -> str:
+        """The ``instanceId`` getLicenseAsync names (§6.2: the business resource instance ID, M,
+        at most 64): koosim derives it from the order, so every request of one order names one."""
+        return f"LIC-{self.order_id}"[:ID_MAX]
+
+    def license_async_fields(
+        self,
+        event_id: str,
+        effective_time: str,
+        *,
+        period: bool = True,
+        device_fingerprint: str | None = None,
+    ) -> dict[str, str]:
+        """getLicenseAsync exactly as the table of docs/protocol.md §6.2 lists it [S52]:
+        ``activity``, ``instanceId``, ``effectiveTime`` (the page's style, A33), ``expireTime``
+        (optional, mandatory for yearly/monthly: sent when ``period``), ``eventId`` (the
+        idempotency key with ``deviceFingerprint``), ``deviceFingerprint`` when given and
+        ``testFlag`` for a test order. Nothing else: the table has no order or customer row."""
+        fields = {
+            "activity": "getLicenseAsync",
+            "instanceId": self.license_instance_id(),
+            "effectiveTime": effective_time,
+        }
+        if period:
+            fields["expireTime"] = license_async_time(self.expire_time)
+        fields["eventId"] = event_id
+        if device_fingerprint is not None:
+            fields["deviceFingerprint"] = device_fingerprint
+        fields["testFlag"] = "1" if self.test else "0"
         return fields
 
     def license_change_fields(self, activity: str, license_code: str) -> dict[str, str]:
@@ -350,6 +391,18 @@ class OrderFactory:
 
     def expire_time(self, days: int) -> str:
         return (self._now + timedelta(days=days)).strftime(EXPIRE_TIME_FORMAT)
+
+    def event_id(self) -> str:
+        """A getLicenseAsync ``eventId`` (§6.2: the marketplace's serial number, at most 64)."""
+        return f"EV{self._random.getrandbits(96):024x}"
+
+    def device_fingerprint(self) -> str:
+        """A getLicenseAsync ``deviceFingerprint`` (§6.2: optional, at most 1024)."""
+        return f"FP-{self._random.getrandbits(128):032x}"
+
+    def license_effective_time(self) -> str:
+        """getLicenseAsync's ``effectiveTime``: now, in the page's style (§6.2, A33)."""
+        return license_async_time(self._now)
 
     def unknown_instance_id(self) -> str:
         return f"koosim-unknown-{self._random.getrandbits(64):016x}"

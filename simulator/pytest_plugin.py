@@ -86,6 +86,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="Billing mode: yearly/monthly, one-time, pay-per-use (env KOOSIM_BILLING, default period).",
     )
     group.addoption(
+        "--koosim-license-call",
+        choices=("getLicense", "getLicenseAsync"),
+        help="How a License product receives its licence (docs/protocol.md §6, A41; "
+        "env KOOSIM_LICENSE_CALL, default getLicense).",
+    )
+    group.addoption(
         "--koosim-optional",
         choices=("on", "off"),
         help="Whether the product allows specification changes (upgradeInstance, changeInstanceCheck; "
@@ -132,6 +138,7 @@ class KoosimSession:
             "product": config.getoption("koosim_product"),
             "billing": config.getoption("koosim_billing"),
             "optional": config.getoption("koosim_optional"),
+            "license_call": config.getoption("koosim_license_call"),
         }
         self.exchanges: list[Exchange] = []
         """Every exchange of the active checks run so far: what per-exchange checks judge."""

@@ -31,7 +31,14 @@ from simulator.clock import DEFAULT_TIME_SCALE, Clock, FrozenClock, RealClock, S
 from simulator.delivery import MAX_POLICY_RESENDS, DeliveryOverride
 from simulator.errors import ConfigError, TargetUnreachable, TimeBudget
 from simulator.protocol import EncryptType, load_rsa_public_key
-from simulator.protocol.profiles import DEFAULT_PROFILE, Profile, parse_billing, parse_optional, parse_product
+from simulator.protocol.profiles import (
+    DEFAULT_PROFILE,
+    Profile,
+    parse_billing,
+    parse_license_call,
+    parse_optional,
+    parse_product,
+)
 from simulator.redaction import secret_problem
 from simulator.transport import DEFAULT_ENCRYPT_TYPE, DEFAULT_TIMEOUT, ENCRYPT_TYPES, Target
 
@@ -59,13 +66,14 @@ SETTINGS = {
     "product": "KOOSIM_PRODUCT",
     "billing": "KOOSIM_BILLING",
     "optional": "KOOSIM_OPTIONAL",
+    "license_call": "KOOSIM_LICENSE_CALL",
     "market_port": "KOOSIM_MARKET_PORT",
     "market_ak": "KOOSIM_MARKET_AK",
     "market_sk": "KOOSIM_MARKET_SK",
     "market_tls": "KOOSIM_MARKET_TLS",
 }
 BOOLEAN_SETTINGS = frozenset({"optional", "market_tls"})
-PROFILE_SETTINGS = ("product", "billing", "optional")
+PROFILE_SETTINGS = ("product", "billing", "optional", "license_call")
 """The product profile (docs/protocol.md §1.2): which interfaces the merchant must implement."""
 NUMERIC_SETTINGS: dict[str, tuple[type, ...]] = {
     "timeout": (int, float),
@@ -298,6 +306,7 @@ VALIDATORS: dict[str, Callable[[object], Any]] = {
     "product": parse_product,
     "billing": parse_billing,
     "optional": parse_optional,
+    "license_call": parse_license_call,
     "market_port": parse_market_port,
     "market_ak": parse_market_ak,
     "market_sk": parse_key,
@@ -335,7 +344,8 @@ class Settings:
     max_time: float = DEFAULT_MAX_TIME
     """The whole-run time budget of verify, play and explore, in seconds."""
     profile: Profile = DEFAULT_PROFILE
-    """The product profile (product / billing / optional, §1.2): which interfaces are exercised."""
+    """The product profile (product / billing / optional / license_call, §1.2, A41): which
+    interfaces are exercised."""
     market_port: int = 0
     """Where the marketplace open API of a command listens on 127.0.0.1; 0: a free port."""
     market_ak: str | None = None

@@ -23,7 +23,9 @@ cannot pass it off as a failure:
   empty (A40), adds and deletes idempotent and deletes independent of any instance (§7.4); the
   answers signed like V1's ([S56]); the request signature is on no page (U25): not verified;
 - §6.1 (``license_handlers``): a License product's getLicense with the License page's rows, one
-  License per order; the follow-up calls need only the licence code (U24).
+  License per order; the follow-up calls need only the licence code (U24);
+- §6.2 (``license_async_handler``): getLicenseAsync with its table, V2 only, one License per
+  request (``eventId`` + ``deviceFingerprint``).
 
 Run it by hand: ``python tests/page_merchant.py 8080`` (access key from PAGE_MERCHANT_KEY).
 """
@@ -114,6 +116,16 @@ LICENSE_ACTIVITIES: dict[str, dict[str, tuple[bool, int | None]]] = {
     },
 }
 ACTIVITIES.update(LICENSE_ACTIVITIES)
+# §6.2, getLicenseAsync [S52]: its table, V2 transport only (not among the authToken-form calls)
+ACTIVITIES["getLicenseAsync"] = {
+    "activity": (True, 20),
+    "instanceId": (True, 64),
+    "effectiveTime": (True, 32),
+    "expireTime": (False, 32),
+    "eventId": (True, 64),
+    "deviceFingerprint": (False, 1024),
+    "testFlag": (False, 2),
+}
 # §5.2-§5.7: the V1 tables (query parameters, all strings; authToken and timeStamp on every call)
 V1_ACTIVITIES: dict[str, dict[str, tuple[bool, int | None]]] = {
     "newInstance": {"activity": (True, None), "businessId": (True, None), "orderId": (True, None)},
@@ -225,6 +237,22 @@ def license_handlers(answer: Callable[..., Response]) -> dict[str, Callable[[dic
         "expireLicense": change,
         "releaseLicense": change,
     }
+
+
+def license_async_handler(answer: Callable[..., Response]) -> Callable[[dict[str, Any]], Response]:
+    """§6.2: "for the same request" (eventId + deviceFingerprint) the same License, none created
+    [S52]; another eventId is a new request and gets a new licence. The answer table is not
+    published (U47): the envelope and the licence under ``license``."""
+    lock = threading.Lock()
+    by_request: dict[tuple[str, str], str] = {}
+
+    def get_license_async(body: dict[str, Any]) -> Response:
+        key = (body["eventId"], body.get("deviceFingerprint") or "")
+        with lock:
+            code = by_request.setdefault(key, f"LIC-{uuid.uuid4().hex[:16]}")
+        return answer(SUCCESS, license=code)
+
+    return get_license_async
 
 
 def create_app(access_key: str) -> Flask:
@@ -461,6 +489,7 @@ def create_app(access_key: str) -> Flask:
         "releaseInstance": release_instance,
         "changeInstanceCheck": change_check,
         **license_handlers(answer),
+        "getLicenseAsync": license_async_handler(answer),
     }
     return app
 

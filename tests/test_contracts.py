@@ -64,12 +64,14 @@ ACTIVITY_MAX = {
 }
 """The Maximum Length of each V2 table's ``activity`` row (docs/protocol.md §4.1-§4.7)."""
 LICENSE = ["getLicense", "refreshLicense", "expireLicense", "releaseLicense"]
+LICENSE_ASYNC = "getLicenseAsync"
+"""§6.2: V2 only (its table is the V2 transport [S52])."""
 SYNC = ["tenantSync", "applicationSync", "authSync", "singleOrgSync", "allOrgSync"]
 MARKETPLACE = ["queryOrder", "usagePush"]
 DIRECTIONS = ["request", "response"]
 
 EXPECTED = sorted(
-    [("v2", name, d) for name in PRODUCE + LICENSE for d in DIRECTIONS]
+    [("v2", name, d) for name in [*PRODUCE, *LICENSE, LICENSE_ASYNC] for d in DIRECTIONS]
     + [("v1", name, d) for name in PRODUCE_V1 + LICENSE for d in DIRECTIONS]
     + [("sync", name, d) for name in SYNC for d in DIRECTIONS]
     + [("openapi", name, d) for name in MARKETPLACE for d in DIRECTIONS]
@@ -407,6 +409,8 @@ ANSWERS: dict[str, list[dict[str, Any]]] = {
     "changeInstanceCheck": [OK, {"resultCode": "000005", "resultMsg": "cannot downgrade now"}],
     "getLicense": [{**OK, "license": "LIC-0001"}, {"resultCode": "000004", "resultMsg": "processing"}],
     "refreshLicense": [OK, {"resultCode": "000003", "resultMsg": "license not found"}],
+    # §6.2: the answer table is not read (U47): the envelope alone is valid, a license typed
+    "getLicenseAsync": [OK, {**OK, "license": "LIC-0001"}, {"resultCode": "000000"}],
     "expireLicense": [OK],
     "releaseLicense": [OK],
     "tenantSync": [OK],
@@ -651,6 +655,25 @@ OPENAPI_EXCHANGES: dict[tuple[str, str], list[dict[str, Any]]] = {
 }
 
 
+LICENSE_ASYNC_REQUESTS: list[dict[str, Any]] = [
+    {  # the §6.2 table, every row, values in the page's example style [S52]
+        "activity": "getLicenseAsync",
+        "instanceId": "inst-001",
+        "effectiveTime": "2023-10-27 10:30:15 z",
+        "expireTime": "2024-10-27 10:30:15 z",
+        "eventId": "EV-0001",
+        "deviceFingerprint": "FP-" + "a" * 1021,
+        "testFlag": "0",
+    },
+    {  # the mandatory rows only (a one-time licence: no expireTime)
+        "activity": "getLicenseAsync",
+        "instanceId": "inst-002",
+        "effectiveTime": "2023-10-27 10:30:15 UTC",
+        "eventId": "EV-0002",
+    },
+]
+
+
 def _valid_examples() -> list[tuple[str, str, str, dict[str, Any]]]:
     examples = []
     for name, requests in {**PRODUCE_REQUESTS, **LICENSE_REQUESTS}.items():
@@ -659,6 +682,7 @@ def _valid_examples() -> list[tuple[str, str, str, dict[str, Any]]]:
             if name == "releaseInstance":  # V1: orderId mandatory, the subscription order (§5.5)
                 requests = [{"orderId": "CS1906666666ABCDE"} | request for request in requests]
             examples += [("v1", V1_NAME.get(name, name), "request", _v1(request)) for request in requests]
+    examples += [("v2", LICENSE_ASYNC, "request", request) for request in LICENSE_ASYNC_REQUESTS]
     for name, requests in V1_OWN.items():
         examples += [("v1", name, "request", {**request, **V1}) for request in requests]
     for name, answers in ANSWERS.items():
@@ -1219,3 +1243,21 @@ def test_violation_is_frozen() -> None:
     violation = Violation("$.a", "m")
     with pytest.raises(AttributeError):
         violation.path = "$.b"  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("change", "path"),
+    [
+        ({"eventId": None}, "$.eventId"),
+        ({"instanceId": "i" * 65}, "$.instanceId"),
+        ({"effectiveTime": "20231027103015"}, "$.effectiveTime"),
+        ({"deviceFingerprint": "f" * 1025}, "$.deviceFingerprint"),
+        ({"testFlag": "2"}, "$.testFlag"),
+    ],
+)
+def test_get_license_async_request_enforces_its_table(change: dict[str, Any], path: str) -> None:
+    """§6.2's rows [S52]: a missing mandatory row, an overlong value, another time style, a
+    testFlag outside 1/0 each break the contract."""
+    request = {**LICENSE_ASYNC_REQUESTS[0], **change}
+    request = {key: value for key, value in request.items() if not (key == "eventId" and value is None)}
+    assert any(v.path == path for v in validate(request, "v2", LICENSE_ASYNC, "request"))

@@ -193,6 +193,15 @@ def test_the_other_kinds_of_call() -> None:
     opening = policy_for("produce", "v2", "getLicense")  # hourly for 3 h, then 重新启动 [S75]
     assert (opening.rule, opening.assumed, opening.after_last) == ("§6.1, §10.1", False, DeliveryState.PARKED)
     assert opening.schedule(T0) == tuple(T0 + timedelta(hours=h) for h in (0, 1, 2, 3))
+    # getLicenseAsync: "may resend", no schedule on its page [S52]: U11, an ASSUMPTION; not
+    # getLicense's 3 h hourly schedule, which is the access guide's [S75]
+    asynchronous = policy_for("produce", "v2", "getLicenseAsync")
+    assert (asynchronous.name, asynchronous.rule, asynchronous.assumed) == (
+        "v2 getLicenseAsync",
+        "§6.2, §10.1, U11",
+        True,
+    )
+    assert asynchronous.schedule(T0) == tuple(T0 + timedelta(seconds=s) for s in (0, 1, 3, 7))
     assert policy_for("produce", "v1", "instanceStatus").rule == "§10.1, U11"
     assert policy_for("produce", "v1", "upgrade").assumed
     sync = policy_for("sync", "sync", "authSync")
@@ -212,6 +221,7 @@ def _policies() -> list[DeliveryPolicy]:
     calls = [("produce", "v1", a) for a in ("newInstance", "refreshInstance", "expireInstance")]
     calls += [("produce", "v1", a) for a in ("releaseInstance", "instanceStatus", "upgrade")]
     calls += [("produce", "v2", "newInstance"), ("produce", "v2", "getLicense")]
+    calls += [("produce", "v2", "getLicenseAsync")]
     calls += [("sync", "sync", "authSync"), ("notification", "notification", "orderNotification")]
     return [policy_for(*call) for call in calls]
 

@@ -56,6 +56,8 @@ def profile_for(patterns: list[str], billing: str | None = None) -> Profile:
     Kit checks need a joint-operation SaaS product, License checks a License product."""
     needs = {need for check in select(patterns) if not check.per_exchange for need in check.needs}
     billed = {} if billing is None else {"billing": billing}
+    if "getLicenseAsync" in needs:  # declared by the product (A41)
+        return Profile(product="license", license_call="getLicenseAsync", **billed)
     if "license" in needs:
         return Profile(product="license", **billed)
     if "instanceStatus" in needs:  # V1 pay-per-use (§1.2)

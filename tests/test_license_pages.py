@@ -1,8 +1,8 @@
 """License and pay-per-use requests and answers built literally from the pages docs/protocol.md
-cites (§6.1 getLicense [S75]; §5.1 and §4.1-d pay-per-use instances [S38][S2][S3]; §4.5 and
-§10.4 UsageInfo [S32]), in the style of tests/test_pages.py: the contracts agree with the page,
-the reference merchant does what the page says, the checks catch what it forbids, and what
-koosim sends has the page's shape.
+cites (§6.1 getLicense [S75]; §6.2 getLicenseAsync [S52]; §5.1 and §4.1-d pay-per-use
+instances [S38][S2][S3]; §4.5 and §10.4 UsageInfo [S32]), in the style of tests/test_pages.py:
+the contracts agree with the page, the reference merchant does what the page says, the checks
+catch what it forbids, and what koosim sends has the page's shape.
 """
 
 from __future__ import annotations
@@ -127,6 +127,103 @@ def test_the_license_opening_is_retried_hourly_for_three_hours() -> None:
     policy = policy_for("produce", "v2", "getLicense")
     assert not policy.assumed and "[S75]" in policy.basis
     assert [round(gap.total_seconds()) for gap in policy.cadence.gaps] == [3600] * 3
+
+
+# --- getLicenseAsync: the table and the rules of its page [S52] ---------------------------------
+
+PAGE_GET_LICENSE_ASYNC = {
+    "activity": "getLicenseAsync",  # M, String, 20
+    "instanceId": "inst-0001",  # M, String, 64: business resource instance ID
+    "effectiveTime": "2023-10-27 10:30:15 z",  # M, String, 32: UTC, the page's example
+    "expireTime": "2024-10-27 10:30:15 z",  # O, 32: mandatory for yearly/monthly, same style
+    "eventId": "EV-20231027-0001",  # M, String, 64: with the fingerprint, the repeat key
+    "deviceFingerprint": "FP-9c2a7e",  # O, String, 1024: hardware-bound licences
+    "testFlag": "0",  # O, String, 2: 1/0, default 0
+}
+"""getLicenseAsync with every row of its table, values in the page's example style (§6.2)."""
+
+
+def test_the_async_page_request_conforms_and_each_mandatory_row_is_required() -> None:
+    assert validate(PAGE_GET_LICENSE_ASYNC, "v2", "getLicenseAsync", "request") == []
+    for row in ("activity", "instanceId", "effectiveTime", "eventId"):  # the rows marked M
+        body = {name: value for name, value in PAGE_GET_LICENSE_ASYNC.items() if name != row}
+        assert validate(body, "v2", "getLicenseAsync", "request"), row
+    for row in ("expireTime", "deviceFingerprint", "testFlag"):  # the rows marked O
+        body = {name: value for name, value in PAGE_GET_LICENSE_ASYNC.items() if name != row}
+        assert validate(body, "v2", "getLicenseAsync", "request") == [], row
+    assert validate({**PAGE_GET_LICENSE_ASYNC, "eventId": "e" * 65}, "v2", "getLicenseAsync", "request")
+
+
+def test_koosim_sends_exactly_the_async_table() -> None:
+    orders = OrderFactory(5)
+    order = orders.order()
+    sent = order.license_async_fields(
+        orders.event_id(), orders.license_effective_time(), device_fingerprint=orders.device_fingerprint()
+    )
+    assert set(sent) == set(PAGE_GET_LICENSE_ASYNC)  # the table's rows, nothing else
+    assert validate(sent, "v2", "getLicenseAsync", "request") == []
+    assert sent["effectiveTime"].endswith(" z") and len(sent["effectiveTime"]) == 21  # the example's style
+    one_time = order.license_async_fields("EV-1", orders.license_effective_time(), period=False)
+    assert "expireTime" not in one_time and "deviceFingerprint" not in one_time  # O rows left out
+    assert one_time["testFlag"] == "0"
+
+
+def test_the_reference_merchant_answers_the_same_license_for_the_same_request(client: FlaskClient) -> None:
+    """ "同一请求" (eventId + deviceFingerprint): the same License, none created [S52]."""
+    body = {**PAGE_GET_LICENSE_ASYNC, "eventId": f"EV-{uuid.uuid4().hex}"}
+    first = post_v2(client, body)
+    assert first["resultCode"] == "000000" and first["license"]
+    assert validate(first, "v2", "getLicenseAsync", "response") == []
+    assert post_v2(client, body)["license"] == first["license"]
+    another_event = post_v2(client, {**body, "eventId": f"EV-{uuid.uuid4().hex}"})
+    assert another_event["resultCode"] == "000000" and another_event["license"] != first["license"]
+    another_device = post_v2(client, {**body, "deviceFingerprint": "FP-other"})
+    assert another_device["license"] not in (first["license"], another_event["license"])
+    without = {k: v for k, v in body.items() if k != "eventId"}
+    assert post_v2(client, without)["resultCode"] == "000002"
+
+
+def test_get_license_async_is_sent_only_to_a_product_that_declares_it() -> None:
+    """A41: which products receive getLicenseAsync is not stated; sending it to a product that
+    did not declare it would be a false alarm. And the other way round for getLicense."""
+    check = REGISTRY["idempotency.license-async-resend"]
+    assert check.severity.value == "error"  # the page's rule [S52]
+    assert Profile(product="license").skip_reason(check.needs) is not None
+    declared = Profile(product="license", license_call="getLicenseAsync")
+    assert declared.skip_reason(check.needs) is None
+    assert declared.skip_reason(check.needs, "v1") is not None  # a V2 call (§6.2)
+    assert "getLicenseAsync" in str(declared)
+    for opening in ("lifecycle.license", "idempotency.license-resend"):
+        assert declared.skip_reason(REGISTRY[opening].needs) is not None
+    with pytest.raises(ValueError, match="license_call"):
+        Profile(product="license", license_call="getLicenseSync")
+
+
+def test_get_license_async_resends_are_played_by_assumption() -> None:
+    """No schedule on the page [S52] ("may resend"): U11, not getLicense's 3 h hourly [S75]."""
+    policy = policy_for("produce", "v2", "getLicenseAsync")
+    assert policy.assumed and "U11" in policy.rule and "[S52]" in policy.basis
+
+
+@pytest.mark.parametrize("billing", ["period", "one-time"])
+def test_the_reference_merchant_passes_the_async_license_profile(rsa_key: bytes, billing: str) -> None:
+    config = merchant(rsa_key)
+    profile = Profile(product="license", billing=billing, license_call="getLicenseAsync")
+    with BackgroundServer(create_app(config)) as server:
+        run = run_checks(_target(server, config, "v2", profile), select([]))
+    alarms = [
+        f"{r.check.id}: {r.verdict} {[f.message for f in r.findings]}"
+        for r in run.results
+        if r.verdict in (Verdict.FAILED, Verdict.WARNED)
+    ]
+    assert not alarms, "\n".join(alarms)
+    verdicts = {r.check.id: r.verdict for r in run.results}
+    assert verdicts["idempotency.license-async-resend"] is Verdict.PASSED
+    assert verdicts["lifecycle.license"] is Verdict.SKIPPED  # getLicense is not sent (A41)
+    assert not [e for e in run.exchanges if e.activity == "getLicense"]
+    sent = [e for e in run.exchanges if e.activity == "getLicenseAsync"]
+    assert sent and all(e.method == "POST" for e in sent)
+    assert all(("expireTime" in e.fields) == (billing == "period") for e in sent)
 
 
 # --- pay-per-use: one instance per billing item (orderId + productId) ----------------------------
@@ -266,8 +363,12 @@ def test_each_billing_item_is_sent_with_its_own_product() -> None:
 
 @pytest.mark.parametrize(
     "profile",
-    [Profile(product="license"), Profile(product="saas", billing="on-demand")],
-    ids=["license", "on-demand"],
+    [
+        Profile(product="license"),
+        Profile(product="license", license_call="getLicenseAsync"),
+        Profile(product="saas", billing="on-demand"),
+    ],
+    ids=["license", "license-async", "on-demand"],
 )
 def test_the_page_merchant_passes_the_license_and_pay_per_use_profiles(profile: Profile) -> None:
     from page_merchant import create_app as page_merchant
@@ -278,11 +379,13 @@ def test_the_page_merchant_passes_the_license_and_pay_per_use_profiles(profile: 
     failing = [f"{r.check.id}: {f.message}" for r in run.results for f in r.findings if f.fails(r.check)]
     assert not failing, "\n".join(failing)
     if profile.product == "license":
-        license_runs = {r.check.id: r.verdict for r in run.results if r.check.id in LICENSE_CHECKS}
-        assert license_runs == dict.fromkeys(LICENSE_CHECKS, Verdict.PASSED)
+        checks = LICENSE_CHECKS if profile.license_call == "getLicense" else {ASYNC_CHECK}
+        license_runs = {r.check.id: r.verdict for r in run.results if r.check.id in checks}
+        assert license_runs == dict.fromkeys(checks, Verdict.PASSED)
 
 
 LICENSE_CHECKS = {"lifecycle.license", "idempotency.license-resend"}
+ASYNC_CHECK = "idempotency.license-async-resend"
 
 
 def test_the_authtoken_form_of_get_license_is_the_page_table(client: FlaskClient) -> None:

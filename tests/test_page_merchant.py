@@ -34,7 +34,24 @@ ACCESS_KEY = "page-merchant-test-key"
 SYNC_KEY = "page-merchant-sync-key"
 """Any sync key: the Kit request signature is on no page (U25), so the page merchant checks none."""
 
-PROFILE_VALUES = list(itertools.product(PRODUCTS, BILLINGS, ("v2", "v1")))
+PROFILE_VALUES = list(itertools.product(PRODUCTS, BILLINGS, ("v2", "v1"))) + [
+    ("license-async", billing, protocol) for billing in ("period", "one-time") for protocol in ("v2", "v1")
+]
+"""Every profile; ``license-async`` is a License product declaring getLicenseAsync (§6.2, A41)."""
+
+
+def profile_of(product: str, billing: str) -> Profile:
+    if product == "license-async":
+        return Profile(product="license", billing=billing, license_call="getLicenseAsync")
+    return Profile(product=product, billing=billing)
+
+
+def product_flags(product: str) -> list[str]:
+    if product == "license-async":
+        return ["--product", "license", "--license-call", "getLicenseAsync"]
+    return ["--product", product]
+
+
 PROFILE_IDS = ["-".join(values) for values in PROFILE_VALUES]
 PROFILES = [pytest.param(values, id=name) for values, name in zip(PROFILE_VALUES, PROFILE_IDS, strict=True)]
 
@@ -76,7 +93,7 @@ def _expected_warnings(profile: Profile, protocol: str) -> set[str]:
 def verified(request: pytest.FixtureRequest) -> Iterator[tuple[Profile, str, Run]]:
     """One verify run of the whole catalog against a fresh page merchant, per profile."""
     product, billing, protocol = request.param
-    profile = Profile(product=product, billing=billing)
+    profile = profile_of(product, billing)
     with BackgroundServer(create_app(ACCESS_KEY)) as server:
         target = Target(
             url=server.base_url + "/produceAPI",
@@ -140,8 +157,12 @@ def test_verify_checks_what_the_profile_has(verified: tuple[Profile, str, Run]) 
             "idempotency.user-sync-delete-unscoped",
             "security.sync-body-sign",
         } <= ran
-    if profile.product == "license":  # both forms are published (§6.1, A56)
+    if profile.product == "license" and profile.license_call == "getLicense":  # both forms (§6.1, A56)
         assert {"lifecycle.license", "idempotency.license-resend"} <= ran
+    if profile.license_call == "getLicenseAsync":  # V2 only (§6.2); getLicense is never sent (A41)
+        assert ("idempotency.license-async-resend" in ran) == (protocol == "v2")
+        assert not {"lifecycle.license", "idempotency.license-resend"} & ran
+        assert not [e for e in run.exchanges if e.activity == "getLicense"]
     if profile.product == "license" or not profile.is_saas:
         assert "lifecycle.full" not in ran
 
@@ -175,7 +196,7 @@ def _invoke(
             "KOOSIM_RSA_PUBLIC_KEY": key,
             "COLUMNS": "200",
         }
-        chosen = ["--url", url, "--protocol", protocol, "--product", product, "--billing", billing]
+        chosen = ["--url", url, "--protocol", protocol, *product_flags(product), "--billing", billing]
         result = CliRunner().invoke(main, [*args, *chosen], env=env)
     return result.exit_code, result.output
 
@@ -196,9 +217,9 @@ def test_play_meets_every_rule(
     played = [name for name in names if f"\n{name} (" in output]
     skipped = [name for name in names if f"{name}: skipped (" in output]
     assert sorted(played + skipped) == sorted(names), output
-    if Profile(product=product, billing=billing).is_saas:
+    if profile_of(product, billing).is_saas:
         assert played, output  # the library exercises every SaaS profile
-    if protocol == "v1" and product != "license":
+    if protocol == "v1" and not product.startswith("license"):
         assert "new-order-v1" in played, output
 
 
@@ -214,4 +235,7 @@ def test_a_short_explore_finds_nothing(
     args = ["explore", "--max-examples", "5", "--seed", "3", "--save-dir", str(tmp_path / "found")]
     code, output = _invoke(args, (product, billing, protocol), tmp_path, monkeypatch, rsa_public_key)
     assert code == 0, output
+    if product == "license-async" and protocol == "v1":  # getLicenseAsync is a V2 call (§6.2)
+        assert "has no interface explore draws on v1" in output, output
+        return
     assert "every invariant held" in output, output

@@ -59,8 +59,8 @@ OPTIONAL_ROWS = {"one-time": set(), "period": {"upgradeInstance", "changeInstanc
 
 
 def spec_interfaces(product: str, billing: str, optional: bool) -> set[str]:
-    if product == "license":
-        return {"license"}
+    if product == "license":  # the opening the product declares: getLicense by default (A41)
+        return {"license", "getLicense"}
     chosen = REQUIRED[billing] | (OPTIONAL_ROWS[billing] if optional else set())
     return chosen | ({"kit"} if product == "saas-kit" else set())
 
@@ -372,3 +372,59 @@ def test_load_refuses_a_product_without_saas_orders(tmp_path: Path) -> None:
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert "has none of them (docs/protocol.md §1.2)" in " ".join(result.stderr.split())
+
+
+# --- --license-call: how a License product receives its licence (docs/protocol.md §6, A41) -------
+
+
+def test_the_license_call_resolves_from_flags_environment_and_toml(tmp_path: Path) -> None:
+    assert load_settings({}, environ={}, cwd=tmp_path).profile.license_call == "getLicense"
+    (tmp_path / "koosim.toml").write_text(
+        '[koosim]\nproduct = "license"\nlicense_call = "getLicenseAsync"\n', encoding="utf-8"
+    )
+    from_toml = load_settings({}, environ={}, cwd=tmp_path).profile
+    assert from_toml == Profile("license", license_call="getLicenseAsync")
+    assert str(from_toml) == "license yearly/monthly, licence by getLicenseAsync"
+    environ = {"KOOSIM_LICENSE_CALL": "getLicense"}
+    assert load_settings({}, environ=environ, cwd=tmp_path).profile.license_call == "getLicense"
+    flags = {"license_call": "getLicenseAsync"}
+    assert load_settings(flags, environ=environ, cwd=tmp_path).profile.license_call == "getLicenseAsync"
+    problem = "license_call must be one of getLicense, getLicenseAsync"
+    with pytest.raises(ConfigError, match=problem):
+        load_settings({}, environ={"KOOSIM_LICENSE_CALL": "getLicenseSync"}, cwd=tmp_path)
+
+
+def test_the_api_and_the_console_set_the_license_call(server: Flask) -> None:
+    client = authorised(server)
+    assert client.get("/api/target").json["license_call"] == "getLicense"
+    answer = client.put("/api/target", json={"product": "license", "license_call": "getLicenseAsync"})
+    assert answer.status_code == 200, answer.json
+    shown = client.get("/api/target").json
+    assert (shown["license_call"], shown["profile"]) == (
+        "getLicenseAsync",
+        "license yearly/monthly, licence by getLicenseAsync",
+    )
+    refused = client.put("/api/target", json={"license_call": "getLicense2"})
+    assert refused.status_code == 400
+    assert "license_call must be one of" in refused.get_data(as_text=True)
+    page = client.get("/target").get_data(as_text=True)
+    assert 'name="license_call"' in page
+    saved = client.post("/target", data={"license_call": "getLicense"})
+    assert saved.status_code == 302
+    assert client.get("/api/target").json["license_call"] == "getLicense"
+
+
+def test_verify_names_the_license_call_and_never_sends_the_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A41: with getLicenseAsync declared, getLicense's checks are skipped with the reason, and
+    the other way round; the run header names the declared call."""
+    monkeypatch.chdir(tmp_path)
+    checks = ["--checks", "lifecycle.license", "--checks", "idempotency.license-async-resend"]
+    args = ["verify", "--product", "license", *checks]
+    declared = CliRunner().invoke(main, [*args, "--license-call", "getLicenseAsync"])
+    output = " ".join(declared.output.split())
+    assert "licence by getLicenseAsync" in output, output
+    assert "getLicense: the product receives its licence by getLicenseAsync" in output, output
+    default = " ".join(CliRunner().invoke(main, args).output.split())
+    assert "getLicenseAsync: the product receives its licence by getLicense" in default, default

@@ -112,6 +112,7 @@ def _auth_sync(s: Situation) -> str:
 _BY_CALL: dict[str, Callable[[Situation], str]] = {
     "newInstance": _new_instance,
     "getLicense": lambda s: "idempotency.license-resend" if s.again else "lifecycle.license",
+    "getLicenseAsync": lambda s: "idempotency.license-async-resend",
     **dict.fromkeys(LICENSE_CHANGES, lambda s: "lifecycle.license"),
     "queryInstance": lambda s: "lifecycle.query-several" if s.several else "lifecycle.full",
 }
@@ -136,6 +137,8 @@ def resend_rule(activity: str, concurrent: bool) -> Check:
     """The check that copies of one order (instance or license code) must agree under."""
     if activity == "getLicense":
         return REGISTRY["idempotency.license-resend"]
+    if activity == "getLicenseAsync":
+        return REGISTRY["idempotency.license-async-resend"]
     if concurrent:
         return REGISTRY["idempotency.new-instance-concurrent"]
     return REGISTRY["idempotency.new-instance-resend"]

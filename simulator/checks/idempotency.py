@@ -12,7 +12,7 @@ from typing import Any
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
 from simulator.checks.conversation import poll_until_listed
 from simulator.delivery import Delivery, Failure, FailureKind, delivery_failure
-from simulator.model import announce, query_fields, release_call, status_fields
+from simulator.model import Order, announce, query_fields, release_call, status_fields
 from simulator.protocol import ResultCode
 from simulator.transport import Exchange, Target, Transport
 
@@ -245,7 +245,7 @@ def release_resend(ctx: Context) -> None:
     "idempotency.license-resend",
     rule="§6.1, U24",
     severity=Severity.WARNING,
-    needs=("license",),
+    needs=("license", "getLicense"),
 )
 def license_resend(ctx: Context) -> None:
     """A resent getLicense for the same order returns the License created before.
@@ -267,6 +267,75 @@ def license_resend(ctx: Context) -> None:
     codes = answered_ids(copies, "license")
     if len(codes) > 1:
         ctx.fail(f"a resent getLicense got {len(codes)} different license codes", *copies)
+
+
+def license_async_request(ctx: Context, order: Order, event_id: str, fingerprint: str) -> dict[str, str]:
+    """One getLicenseAsync body for ``order`` as §6.2's table lists it, in the target's profile:
+    ``expireTime`` only for yearly/monthly (where the table makes it mandatory)."""
+    return order.license_async_fields(
+        event_id,
+        ctx.orders.license_effective_time(),
+        period=ctx.target.profile.billing == "period",
+        device_fingerprint=fingerprint,
+    )
+
+
+@check(
+    "idempotency.license-async-resend",
+    rule="§6.2",
+    needs=("getLicenseAsync",),
+)
+def license_async_resend(ctx: Context) -> None:
+    """A resent getLicenseAsync (the same ``eventId`` + ``deviceFingerprint``) gets the same
+    License and creates none; another ``eventId`` is a new request.
+
+    The rule is the getLicenseAsync page's (§6.2, [S52]): the marketplace may resend, and "for
+    the same request" the merchant returns the same License and creates no new one; the eventId
+    with the device fingerprint tells a repeat from a new request. Two different licences for
+    one request break it (an error). The answer table is not read (U47): a copy answering other
+    than 000000, a success naming no ``license``, and a new request answered with the licence of
+    the first are warnings.
+    """
+    order = ctx.orders.order()
+    fingerprint = ctx.orders.device_fingerprint()
+    request = license_async_request(ctx, order, ctx.orders.event_id(), fingerprint)
+    copies = [ctx.send(request, f"getLicenseAsync (copy {n + 1})") for n in range(1 + RESENDS)]
+    for index, exchange in enumerate(copies):
+        if exchange.result_code != ResultCode.SUCCESS:
+            ctx.warn(
+                f"getLicenseAsync copy {index + 1} of one request answered {describe(exchange)}; "
+                "koosim expects 000000 (the answer table is not read, ASSUMPTION U47)",
+                exchange,
+            )
+    for index in succeeded_without(copies, "license"):
+        ctx.warn(
+            f"getLicenseAsync copy {index + 1} succeeded without a license member (the answer "
+            "table is not read, ASSUMPTION U47: koosim cannot compare the licences)",
+            copies[index],
+        )
+    codes = answered_ids(copies, "license")
+    if len(codes) > 1:
+        ctx.fail(
+            f"one getLicenseAsync request (the same eventId and deviceFingerprint), resent, got "
+            f"{len(codes)} different licences: the same request must get the same License and "
+            "create none (§6.2)",
+            *copies,
+        )
+    fresh = license_async_request(ctx, order, ctx.orders.event_id(), fingerprint)
+    new = ctx.send(fresh, "getLicenseAsync (another eventId: a new request)")
+    if new.result_code != ResultCode.SUCCESS:
+        ctx.warn(
+            f"getLicenseAsync with another eventId (a new request, §6.2) answered {describe(new)}; "
+            "koosim expects 000000 (ASSUMPTION U47)",
+            new,
+        )
+    elif codes and new.answer_field("license") in codes:
+        ctx.warn(
+            "getLicenseAsync with another eventId, a new request (§6.2), got the licence of the "
+            "earlier request (the answer table is not read, ASSUMPTION U47)",
+            new,
+            copies[0],
+        )
 
 
 ABANDON_AFTER = 0.001

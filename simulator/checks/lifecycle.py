@@ -235,7 +235,7 @@ CUSTOMER_ID_MAX = 100
 """getLicense's ``customerId``: M, String, at most 100 characters (docs/protocol.md §6.1, [S75])."""
 
 
-@check("lifecycle.license", rule="§6.1, U24", severity=Severity.WARNING, needs=("license",))
+@check("lifecycle.license", rule="§6.1, U24", severity=Severity.WARNING, needs=("license", "getLicense"))
 def license_lifecycle(ctx: Context) -> None:
     """getLicense → refreshLicense (validity update) → expireLicense → releaseLicense; unknown → 000003.
 

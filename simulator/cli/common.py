@@ -60,6 +60,7 @@ TARGET_FLAGS = (
     "product",
     "billing",
     "optional",
+    "license_call",
     "market_port",
     "market_tls",
     "time_scale",
@@ -162,6 +163,13 @@ def target_options(function: F) -> F:
             default=None,
             help="Whether the product allows specification changes, so upgradeInstance and "
             "changeInstanceCheck are exercised (env KOOSIM_OPTIONAL, default on).",
+        ),
+        click.option(
+            "--license-call",
+            type=click.Choice(["getLicense", "getLicenseAsync"]),
+            help="How a License product receives its licence: getLicense (docs/protocol.md §6.1) or "
+            "getLicenseAsync (§6.2); the other is never sent, as no page says which a product "
+            "receives (A41; env KOOSIM_LICENSE_CALL, default getLicense).",
         ),
         click.option(
             "--market-port",

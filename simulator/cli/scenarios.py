@@ -540,7 +540,7 @@ def _report_found(
     except OSError as exc:
         fail(f"cannot save the scenario in {save_dir}: {exc.strerror}", EXIT_USAGE)
     words = ["koosim", "play", str(path)]
-    for name in ("url", "protocol", "sync_url", "timeout", "product", "billing"):
+    for name in ("url", "protocol", "sync_url", "timeout", "product", "billing", "license_call"):
         if flags.get(name) is not None:
             words += [f"--{name.replace('_', '-')}", str(flags[name])]
     if flags.get("optional") is not None:

@@ -107,6 +107,9 @@ class DialTest:
 def dial_probes(target: Target, orders: OrderFactory) -> list[tuple[str, dict[str, str]]]:
     """The probes of one dial test: (the interface, the call's fields), U14 (module docstring)."""
     order = orders.order(test=True)
+    if target.profile.product == "license" and target.profile.license_call == "getLicenseAsync":
+        fields = order.license_async_fields(orders.event_id(), orders.license_effective_time())
+        return [("License interface", fields | {"testFlag": "1"})]
     if target.profile.product == "license":
         return [("License interface", order.license_fields(orders.business_id()) | {"testFlag": "1"})]
     return [("produce interface", order.new_instance_fields(orders.business_id()))]

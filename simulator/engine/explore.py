@@ -214,8 +214,10 @@ def nothing_to_explore(target: Target) -> str | None:
     profile = target.profile
     if profile.requires("newInstance", target.protocol):
         return None
-    if profile.requires("license", target.protocol):
-        return None
+    if profile.requires("license", target.protocol) and profile.requires(
+        profile.license_call, target.protocol
+    ):
+        return None  # the licence the product declares (--license-call, A41) opens every licence rule
     if profile.requires("kit", target.protocol) and target.sync_key:
         return None
     return f"profile {profile} has no interface explore draws on {target.protocol} (docs/protocol.md §1.2)"
@@ -278,6 +280,8 @@ class MarketplaceMachine(RuleBasedStateMachine):
     """Step ids of the newInstance steps the merchant accepted."""
     licenses = Bundle("licenses")
     """Step ids of the getLicense steps the merchant accepted."""
+    async_licenses = Bundle("async_licenses")
+    """Step ids of the getLicenseAsync steps the merchant answered (§6.2)."""
 
     def __init__(self, exploration: Exploration) -> None:
         super().__init__()
@@ -550,7 +554,38 @@ class MarketplaceMachine(RuleBasedStateMachine):
     # --- licenses --------------------------------------------------------------------------------
 
     def _licenses_apply(self) -> bool:
-        return self.has("license")
+        return self.has("license") and self.has("getLicense")
+
+    def _async_licenses_apply(self) -> bool:
+        return self.has("license") and self.has("getLicenseAsync")
+
+    @precondition(_async_licenses_apply)
+    @rule(target=async_licenses, fingerprint=st.booleans())
+    def get_license_async(self, fingerprint: bool) -> str:
+        """A getLicenseAsync as §6.2's table lists it, with or without a device fingerprint.
+
+        Only the contract is expected of the answer: its table is not read (U47)."""
+        orders = self.player.orders
+        fields = orders.order().license_async_fields(
+            orders.event_id(),
+            orders.license_effective_time(),
+            period=self.exploration.target.profile.billing == "period",
+            device_fingerprint=orders.device_fingerprint() if fingerprint else None,
+        )
+        step = Step(
+            id=self._step_id("async"), activity="getLicenseAsync", fields=fields, expect=Expect(schema=True)
+        )
+        self._play(step)
+        return step.id
+
+    @precondition(_async_licenses_apply)
+    @rule(license=async_licenses)
+    def resend_license_async(self, license: str) -> None:
+        """The same request again (eventId + deviceFingerprint): the same License (§6.2)."""
+        expect = Expect(same_instance_as=license, schema=True)
+        self._play(
+            Step(id=self._step_id("resend"), activity="getLicenseAsync", resend=license, expect=expect)
+        )
 
     @precondition(_licenses_apply)
     @rule(target=licenses)

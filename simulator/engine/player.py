@@ -404,7 +404,7 @@ class Player:
         answered = record.answer
         if step.activity == "newInstance" and isinstance(answered.get("instanceId"), str):
             record.instance_ids = (answered["instanceId"],)
-        if step.activity == "getLicense" and isinstance(answered.get("license"), str):
+        if step.activity in ("getLicense", "getLicenseAsync") and isinstance(answered.get("license"), str):
             record.license = answered["license"]
         self._records[step.id] = record
         for exchange in exchanges:

@@ -116,7 +116,7 @@ class Run:
 def reproduce_command(settings_flags: dict[str, Any], check_id: str) -> str:
     """The ``koosim verify`` command line that runs ``check_id`` alone against the same target."""
     words = ["koosim", "verify"]
-    for name in ("url", "protocol", "sync_url", "timeout", "product", "billing", "seed"):
+    for name in ("url", "protocol", "sync_url", "timeout", "product", "billing", "license_call", "seed"):
         if settings_flags.get(name) is not None:
             words += [f"--{name.replace('_', '-')}", str(settings_flags[name])]
     if settings_flags.get("optional") is not None:

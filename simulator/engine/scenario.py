@@ -34,6 +34,7 @@ from simulator.errors import UsageError
 from simulator.protocol.vocabulary import (
     APPINFO_ANSWERS,
     LICENSE_ACTIVITIES,
+    LICENSE_ASYNC,
     LICENSE_CHANGES,
     ORDERING_ACTIVITIES,
 )
@@ -400,7 +401,7 @@ def _step(raw: dict[str, Any], earlier: dict[str, Step], protocol: str) -> Step:
         raise ValueError("only queryInstance takes a list of steps in `of`")
     if "order" in raw and (activity not in ORDERING_ACTIVITIES or resend):
         raise ValueError("`order` shapes a new order: only newInstance and getLicense take it")
-    if activity in LICENSE_ACTIVITIES and protocol != "v2":
+    if (activity in LICENSE_ACTIVITIES or activity == LICENSE_ASYNC) and protocol != "v2":
         raise ValueError(f"{activity} is a v2 call; the scenario is {protocol}")
     if activity in LICENSE_CHANGES and not of and "license" not in raw.get("fields", {}):
         raise ValueError(f"{activity} needs `of: <getLicense step>` or fields.license")
@@ -441,10 +442,14 @@ def _step(raw: dict[str, Any], earlier: dict[str, Step], protocol: str) -> Step:
 def _expect(raw: dict[str, Any], activity: str, known: Callable[[str, str], Step]) -> Expect:
     same = raw.get("same_instance_as")
     if same is not None:
-        if activity not in ORDERING_ACTIVITIES:
-            raise ValueError("same_instance_as applies to newInstance and getLicense answers")
-        if known(same, "same_instance_as").activity not in ORDERING_ACTIVITIES:
-            raise ValueError(f"same_instance_as names {same!r}, which is not a newInstance or getLicense")
+        if activity not in ORDERING_ACTIVITIES | {LICENSE_ASYNC}:
+            raise ValueError(
+                "same_instance_as applies to newInstance, getLicense and getLicenseAsync answers"
+            )
+        if known(same, "same_instance_as").activity not in ORDERING_ACTIVITIES | {LICENSE_ASYNC}:
+            raise ValueError(
+                f"same_instance_as names {same!r}, which is not a newInstance, getLicense or getLicenseAsync"
+            )
     for key in ("listed", "not_listed"):
         if raw.get(key) and activity != "queryInstance":
             raise ValueError(f"{key} applies to queryInstance answers")

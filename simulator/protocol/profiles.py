@@ -21,6 +21,9 @@ why an interface outside it is not exercised. Readings taken where §1.2 is ambi
   koosim's ``license`` profile requires the License interfaces and none of the SaaS produce
   interface, whatever the billing mode (License products are sold yearly/monthly or one-time
   [S78]; what else they implement is not stated, U24).
+- A41: a License product receives its licence by getLicense (§6.1) or getLicenseAsync (§6.2);
+  no page says which. ``license_call`` (``--license-call``, default getLicense) declares it, and
+  the other is never sent (a false alarm otherwise). getLicenseAsync is a V2 call only.
 
 Pure data: this module imports nothing of the package (``protocol/`` is the bottom layer).
 """
@@ -36,6 +39,10 @@ BILLINGS = ("period", "one-time", "on-demand")
 """``--billing``: yearly/monthly (包周期), one-time (一次性), pay-per-use (按需)."""
 BILLING_NAMES = {"period": "yearly/monthly", "one-time": "one-time", "on-demand": "pay-per-use"}
 DEFAULT_PRODUCT, DEFAULT_BILLING, DEFAULT_OPTIONAL = "saas", "period", True
+LICENSE_OPENINGS = ("getLicense", "getLicenseAsync")
+"""``--license-call``: how a License product receives its licence (docs/protocol.md §6.1 / §6.2).
+Which products receive which is not stated (A41): the product declares it, koosim never guesses."""
+DEFAULT_LICENSE_CALL = "getLicense"
 
 KIT = "kit"
 """The interface name a check uses for the Kit user-authorisation sync calls (§7)."""
@@ -92,6 +99,12 @@ def parse_billing(value: object) -> str:
     return str(value)
 
 
+def parse_license_call(value: object) -> str:
+    if value not in LICENSE_OPENINGS:
+        raise ValueError(f"license_call must be one of {', '.join(LICENSE_OPENINGS)}, not {value!r}")
+    return str(value)
+
+
 def parse_optional(value: object) -> bool:
     """A boolean: true/false (toml, JSON), or on/off, yes/no, 1/0 (environment, forms)."""
     if isinstance(value, bool):
@@ -111,16 +124,23 @@ class Profile:
     billing: str = DEFAULT_BILLING
     optional: bool = DEFAULT_OPTIONAL
     """Whether the product allows specification changes (the matrix's O rows)."""
+    license_call: str = DEFAULT_LICENSE_CALL
+    """How a License product receives its licence: ``getLicense`` (§6.1) or ``getLicenseAsync``
+    (§6.2). Which one a product receives is not stated (A41): the other is never sent to it."""
 
     def __post_init__(self) -> None:
         parse_product(self.product)
         parse_billing(self.billing)
+        parse_license_call(self.license_call)
         if not isinstance(self.optional, bool):
             raise ValueError(f"optional must be true or false, not {self.optional!r}")
 
     def __str__(self) -> str:
         changes = "" if self.optional else ", no specification changes"
-        return f"{self.product} {BILLING_NAMES[self.billing]}{changes}"
+        opening = ""
+        if self.product == "license" and self.license_call != DEFAULT_LICENSE_CALL:
+            opening = f", licence by {self.license_call}"
+        return f"{self.product} {BILLING_NAMES[self.billing]}{changes}{opening}"
 
     @property
     def is_saas(self) -> bool:
@@ -129,7 +149,8 @@ class Profile:
     def interfaces(self, protocol: str = "v2") -> frozenset[str]:
         """Exactly the interfaces §1.2 requires of this profile on ``protocol`` (v2 or v1)."""
         if self.product == "license":
-            return LICENSE_INTERFACES | {LICENSE}
+            unsent = set(LICENSE_OPENINGS) - {self.license_call}
+            return (LICENSE_INTERFACES - unsent) | {LICENSE}
         if protocol == "v1":
             chosen = V1_REQUIRED[self.billing] | (V1_OPTIONAL if self.optional else frozenset())
         else:
@@ -164,6 +185,13 @@ class Profile:
             )
         if interface in (LICENSE, *LICENSE_INTERFACES):
             if self.product == "license":
+                if interface in LICENSE_OPENINGS and interface != self.license_call:
+                    return (
+                        f"{interface}: the product receives its licence by {self.license_call} "
+                        f"(--license-call; profile {self}, §1.2, A41)"
+                    )
+                if interface == "getLicenseAsync" and protocol == "v1":
+                    return f"getLicenseAsync: a V2 call only (§6.2; profile {self}, §1.2)"
                 return None
             return f"License interfaces: not a License product (--product license; profile {self}, §1.2)"
         if self.product == "license":

@@ -21,6 +21,9 @@ the order a license code lives through them."""
 LICENSE_ACTIVITIES = frozenset(LICENSE_CALLS)
 LICENSE_CHANGES = LICENSE_ACTIVITIES - {"getLicense"}
 """License activities about a license code an earlier getLicense gave."""
+LICENSE_ASYNC = "getLicenseAsync"
+"""The asynchronous License opening (docs/protocol.md §6.2): V2 only, keyed on ``eventId`` +
+``deviceFingerprint``; sent only to a product that declares it (``--license-call``, A41)."""
 PRODUCE_V2 = PRODUCE_V1 | LICENSE_ACTIVITIES
 """The produce activities of the v2 interface: v1's plus the license activities."""
 ORDERING_ACTIVITIES = frozenset({"newInstance", "getLicense"})
@@ -55,5 +58,6 @@ def app_infos(answer: Any) -> list[Any]:
 
 
 def is_license(activity: str | None) -> bool:
-    """Whether ``activity`` is one of the license activities (getLicense and the changes of a code)."""
-    return activity in LICENSE_ACTIVITIES
+    """Whether ``activity`` is one of the license activities (getLicense and the changes of a
+    code, and getLicenseAsync)."""
+    return activity in LICENSE_ACTIVITIES or activity == LICENSE_ASYNC

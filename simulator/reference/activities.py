@@ -147,6 +147,10 @@ class Merchant:
     def get_license(self, fields: dict[str, str]) -> Answer:
         return answer(ResultCode.SUCCESS, license=self.store.create_license(fields))
 
+    def get_license_async(self, fields: dict[str, str]) -> Answer:
+        """getLicenseAsync (§6.2): the same eventId + deviceFingerprint get the same licence."""
+        return answer(ResultCode.SUCCESS, license=self.store.create_license_async(fields))
+
     def refresh_license(self, fields: dict[str, str]) -> Answer:
         return self._change_license(fields, expire_time=fields["expireTime"], status=ACTIVE)
 
@@ -202,6 +206,7 @@ HANDLERS: dict[str, str] = {
     "queryInstance": "query_instance",
     "changeInstanceCheck": "change_instance_check",
     "getLicense": "get_license",
+    "getLicenseAsync": "get_license_async",
     "refreshLicense": "refresh_license",
     "expireLicense": "expire_license",
     "releaseLicense": "release_license",

@@ -184,6 +184,26 @@ class MerchantStore:
         license_code: str = row["license"]
         return license_code
 
+    def create_license_async(self, fields: dict[str, str]) -> str:
+        """The licence of one getLicenseAsync request: "for the same request" (``eventId`` +
+        ``deviceFingerprint``) the merchant returns the same License and creates none
+        (docs/protocol.md §6.2, [S52]); another eventId is a new request and gets a new licence.
+        Kept in the licence table under the request's key, so refresh/expire/release find it."""
+        event = f"async:{fields['eventId']}"
+        fingerprint = fields.get("deviceFingerprint") or ""
+        with self._transaction() as db:
+            db.execute(
+                """INSERT INTO licenses (license, order_id, order_line_id, expire_time) VALUES (?, ?, ?, ?)
+                   ON CONFLICT (order_id, order_line_id) DO NOTHING""",
+                (new_id("LIC").upper(), event, fingerprint, fields.get("expireTime")),
+            )
+            row = db.execute(
+                "SELECT license FROM licenses WHERE order_id = ? AND order_line_id = ?",
+                (event, fingerprint),
+            ).fetchone()
+        license_code: str = row["license"]
+        return license_code
+
     def license_status(self, license_code: str) -> str | None:
         with self._lock:
             row = self._db.execute(

@@ -41,7 +41,7 @@ from simulator.model import (
     status_fields,
 )
 from simulator.protocol import ResultCode, encrypt_client_secret
-from simulator.protocol.vocabulary import ADD, is_license
+from simulator.protocol.vocabulary import ADD, LICENSE_ASYNC, is_license
 from simulator.server import deliveries
 from simulator.server.state import MarketState, NotConfigured
 from simulator.store import OUTBOX_PENDING, OUTBOX_RESOLVED, OUTBOX_STOPPED, RunRecorder
@@ -73,6 +73,7 @@ LIFECYCLE_ORDER = (
     "changeInstanceCheck",
     "releaseInstance",
     "getLicense",
+    "getLicenseAsync",
     "refreshLicense",
     "expireLicense",
     "releaseLicense",
@@ -106,6 +107,8 @@ def family_of(activity: str, protocol: str) -> str:
     kinds = activities()
     if activity in kinds["sync"]:
         return SYNC
+    if activity == LICENSE_ASYNC and protocol != "v2":
+        raise CallError(f"{activity} is a V2 call (docs/protocol.md §6.2); the target speaks {protocol}")
     if activity in kinds["license"]:  # both forms are published (docs/protocol.md §6.1, A56)
         return protocol
     if activity in V1_OWN and protocol != "v1":
@@ -135,6 +138,9 @@ def template(activity: str, market: MarketState) -> dict[str, Any]:
         "queryInstance": lambda: query_fields(instance_id),
         "changeInstanceCheck": lambda: change_check_fields(instance_id, order.product_id, "sku-pro-0002"),
         "getLicense": lambda: order.license_fields(orders.business_id()),
+        "getLicenseAsync": lambda: order.license_async_fields(
+            orders.event_id(), orders.license_effective_time(), device_fingerprint=orders.device_fingerprint()
+        ),
         "refreshLicense": lambda: (
             {"activity": "refreshLicense", **license_fields} | {"expireTime": orders.expire_time(days=365)}
         ),

@@ -33,6 +33,7 @@ FORM_SETTINGS = (
     "product",
     "billing",
     "optional",
+    "license_call",
     "encrypt_type",
     "access_key",
     "sync_key",

@@ -74,6 +74,7 @@ class ConsoleSettings(Settings):
             "product": self.profile.product,
             "billing": self.profile.billing,
             "optional": self.profile.optional,
+            "license_call": self.profile.license_call,
             "profile": str(self.profile),
             "encrypt_type": self.encrypt_type,
             "notification_url": self.notification_url,
@@ -90,7 +91,7 @@ class ConsoleSettings(Settings):
 
 CONFIGURABLE = frozenset(
     {"url", "sync_url", "notification_url", "protocol", "timeout", "contact", "bundled", "clear_keys"}
-    | {"product", "billing", "optional", "encrypt_type"}
+    | {"product", "billing", "optional", "license_call", "encrypt_type"}
     | {"rsa_public_key", *SECRET_SETTINGS}
 )
 """What the console and the API may change (the resend policy and time budget are the CLI's)."""
