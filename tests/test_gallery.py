@@ -266,6 +266,7 @@ def test_a_verify_run_started_from_serve_judges_the_merchants_calls_to_its_open_
             while (record := client.get(started.json["url"]).json)["status"] == "running":
                 assert monotonic() < deadline, "the run did not finish"
                 sleep(0.05)
+    assert record["status"] == "finished" and len(record["checks"]) == 1, record
     (result,) = record["checks"]
     assert result["verdict"] == "failed", record
     assert any("not authenticated" in finding["message"] for finding in result["findings"]), result
