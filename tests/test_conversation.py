@@ -7,11 +7,13 @@ import dataclasses
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
 from conftest import Serve
-from mutants.base import refuse_calls
+from mutants.base import MERCHANT, refuse_calls
 
 from simulator.checks import Context, Verdict, catalog, select
 from simulator.checks.conversation import Polling, poll_until_listed, usage_problems
@@ -20,9 +22,11 @@ from simulator.engine.explore import Exploration
 from simulator.engine.run import run_checks
 from simulator.model import OrderFactory
 from simulator.openapi import InboundCall
+from simulator.protocol import apig
 from simulator.protocol.profiles import Profile
 from simulator.protocol.usage_signature import BodyForm, UsageReason, UsageRefusal, UsageSigned
 from simulator.reference import MerchantConfig, create_app
+from simulator.reference.market import QUERY_ORDER_PATH, MarketClient
 from simulator.server.market import MarketServer
 from simulator.transport import Target, Transport
 
@@ -407,3 +411,46 @@ def test_a_listener_that_raises_is_logged_without_its_text(caplog: pytest.LogCap
     (entry,) = [r for r in caplog.records if r.name == "simulator.openapi"]
     assert "RuntimeError" in entry.getMessage() and "broken" in entry.getMessage()
     assert "secret-plaintext" not in caplog.text
+
+
+class _CommaSigner(MarketClient):
+    """Signs Querying an Order correctly but writes the Authorization without the space after
+    each comma: the gateway's exact-shape rule is ASSUMPTION U40 (apig.Reason.published False)."""
+
+    def query_order(self, order_id: str, order_line_id: str | None = None) -> dict[str, Any]:
+        url = f"{self._url(QUERY_ORDER_PATH)}?{urlencode({'orderId': order_id})}"
+        signed = apig.sign("GET", url, self.access_key, self.secret_key)
+        headers = dict(signed.headers)
+        headers["Authorization"] = headers["Authorization"].replace(", ", ",")
+        body = self._call("GET", signed.url, headers, b"", "Querying an Order")
+        return dict(body["orderInfo"])
+
+
+@pytest.mark.parametrize(
+    ("client", "verdict"),
+    [("comma", Verdict.WARNED), ("wrong-sk", Verdict.FAILED)],
+)
+def test_a_newinstance_refused_after_an_unpublished_gateway_refusal_is_a_u40_warning(
+    serve: Serve, client: str, verdict: Verdict
+) -> None:
+    """Review 2, finding 1.5: order-details and a prerequisite newInstance warn (U40) when the
+    gateway refused the merchant's Querying-an-Order call for a reason no page states; a
+    published refusal (a wrong SK: SIGNATURE_MISMATCH, §2.5) still fails."""
+    with MarketServer(market_ak=MARKET_AK, market_sk=MARKET_SK, billing="on-demand") as market:
+        app = create_app(_talking(market))
+        merchant = app.extensions[MERCHANT]
+        assert merchant.market is not None
+        if client == "comma":
+            merchant.market = _CommaSigner(merchant.market.base_url, MARKET_AK, MARKET_SK, ACCESS_KEY)
+        else:
+            merchant.market = replace(merchant.market, secret_key="not-the-secret-key")
+        url = serve(app)
+        target = _target(url, profile=Profile(billing="on-demand"))
+        run = run_checks(
+            target, select(["conversation.order-details", "conversation.usage-push"]), inbound=market.log
+        )
+    results = {r.check.id: r for r in run.results}
+    for check_id in ("conversation.order-details", "conversation.usage-push"):
+        result = results[check_id]
+        assert result.verdict is verdict, (check_id, [f.message for f in result.findings])
+        assert ("ASSUMPTION U40" in result.findings[0].message) is (verdict is Verdict.WARNED)

@@ -140,10 +140,22 @@ def order_details(ctx: Context) -> None:
     (§4.1). When the merchant refuses it, koosim sends the same order again with the customer,
     product and SKU in the body, as the signing page's example has them (A6): accepting that
     one shows the merchant reads the order from the body instead of asking the marketplace.
+    When the open API's gateway refused the merchant's Querying-an-Order call meanwhile for a
+    reason no page states (ASSUMPTION U40), a refused newInstance is a warning.
     """
     order = ctx.orders.order()
+    mark = ctx.inbound_mark()
     published = ctx.send(order.new_instance_fields(ctx.orders.business_id()), "newInstance (five fields)")
     if published.result_code == ResultCode.SUCCESS.value:
+        return
+    if refused := ctx.unpublished_gateway_refusal(mark):
+        ctx.warn(
+            f"the published newInstance (five fields, §4.1) got {describe(published)} after the open "
+            "API's gateway refused the merchant's Querying-an-Order call for a reason no page states "
+            f"({'; '.join(refused.problems) or refused.code}): that refusal is ASSUMPTION U40, so "
+            "this is a warning",
+            published,
+        )
         return
     details = {"customerId": order.customer_id, "productId": order.product_id, "skuCode": order.sku_code}
     fuller = _with_order_details(order.new_instance_fields(ctx.orders.business_id()), details)
