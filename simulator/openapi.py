@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import re
 import threading
 from collections import OrderedDict, deque
@@ -38,6 +39,8 @@ from simulator.protocol.apig import Authenticated, GatewayRefusal
 from simulator.protocol.limits import BASIC_UTC_FORMAT, COMPACT_TIME_FORMAT, GATEWAY_CLOCK_WINDOW
 from simulator.protocol.mkt import MktCode
 from simulator.protocol.usage_signature import UsageRefusal, UsageSigned, natural_body
+
+_log = logging.getLogger(__name__)
 
 PREFIX = "/api/mkp-openapi-public/global/v1"
 QUERY_ORDER_PATH = f"{PREFIX}/order/query"
@@ -61,13 +64,15 @@ class OpenApiAnswer:
 
     status: int
     body: dict[str, Any]
+    published: bool = True
+    """A refusal a page states (§0); False when the refusal rests on an ASSUMPTION (a warning at most)."""
 
     @property
     def code(self) -> str:
         return str(self.body.get("resultCode", ""))
 
 
-def answer(code: MktCode, detail: str = "", **members: Any) -> OpenApiAnswer:
+def answer(code: MktCode, detail: str = "", *, published: bool = True, **members: Any) -> OpenApiAnswer:
     """The answer for ``code``: ``resultMsg`` is the generic text plus ``detail`` on failure,
     and a failure whose code §8.4 lists with ``extra_info`` carries the detail there too
     (its shape is not published: a string, ASSUMPTION U35)."""
@@ -77,7 +82,7 @@ def answer(code: MktCode, detail: str = "", **members: Any) -> OpenApiAnswer:
     body: dict[str, Any] = {"resultCode": code.value, "resultMsg": message[:1024]}
     if code.carries_extra_info:
         body["extra_info"] = detail or code.meaning
-    return OpenApiAnswer(code.status, body | members)
+    return OpenApiAnswer(code.status, body | members, published)
 
 
 # --- Querying an Order (§8.1) -----------------------------------------------------------
@@ -351,7 +356,11 @@ def query_order(
         return answer(MktCode.UNDEFINED_PARAMETER, f"parameters not defined by the API: {', '.join(extra)}")
     repeated = sorted({name for name in names if names.count(name) > 1})
     if repeated:
-        return answer(MktCode.UNDEFINED_PARAMETER, f"parameters given more than once: {', '.join(repeated)}")
+        return answer(
+            MktCode.UNDEFINED_PARAMETER,
+            f"parameters given more than once: {', '.join(repeated)} (no page says so)",
+            published=False,
+        )
     values = dict(params)
     order_id, line_id = values.get("orderId"), values.get("orderLineId")
     if order_id is None:
@@ -364,12 +373,16 @@ def query_order(
         sold = find(order_id)
         found = json.loads(json.dumps(sold)) if sold is not None else None
     if found is None:
-        return answer(MktCode.INVALID_PARAMETER, f"order {order_id!r} does not exist (ASSUMPTION U32)")
+        return answer(
+            MktCode.INVALID_PARAMETER, f"order {order_id!r} does not exist (ASSUMPTION U32)", published=False
+        )
     if line_id is not None:
         found["orderLine"] = [line for line in found["orderLine"] if line.get("orderLineId") == line_id]
         if not found["orderLine"]:
             return answer(
-                MktCode.INVALID_PARAMETER, f"order {order_id!r} has no line {line_id!r} (ASSUMPTION U32)"
+                MktCode.INVALID_PARAMETER,
+                f"order {order_id!r} has no line {line_id!r} (ASSUMPTION U32)",
+                published=False,
             )
     return answer(MktCode.SUCCESS, orderInfo=found)
 
@@ -421,9 +434,9 @@ class UsagePushResult:
 
 
 class _Refused(Exception):
-    def __init__(self, code: MktCode, detail: str) -> None:
+    def __init__(self, code: MktCode, detail: str, *, published: bool = True) -> None:
         super().__init__(detail)
-        self.code, self.detail = code, detail
+        self.code, self.detail, self.published = code, detail, published
 
 
 def _no_constant(name: str) -> None:
@@ -448,7 +461,8 @@ def validate_usage_push(
         parsed = tuple(_record(index, record, now, warnings) for index, record in enumerate(records))
         _check_together(parsed, known_instances)
     except _Refused as refused:
-        return UsagePushResult(answer(refused.code, refused.detail), (), tuple(warnings))
+        refusal = answer(refused.code, refused.detail, published=refused.published)
+        return UsagePushResult(refusal, (), tuple(warnings))
     return UsagePushResult(answer(MktCode.SUCCESS), parsed, tuple(warnings))
 
 
@@ -513,11 +527,19 @@ def _record(index: int, record: Any, now: datetime, warnings: list[str]) -> Usag
         for name in ("record_time", "begin_time", "end_time")
     }
     if times["end_time"] <= times["begin_time"]:
-        raise _Refused(MktCode.INVALID_USAGE, f"{where}: end_time is not after begin_time (ASSUMPTION U39)")
+        raise _Refused(
+            MktCode.INVALID_USAGE,
+            f"{where}: end_time is not after begin_time (ASSUMPTION U39)",
+            published=False,
+        )
     if times["begin_time"] < now - MAX_AGE:
         raise _Refused(MktCode.BEGIN_TIME_OUT_OF_RANGE, f"{where}.begin_time is more than 21 days ago")
     if times["begin_time"] > now + FUTURE_SKEW:
-        raise _Refused(MktCode.BEGIN_TIME_OUT_OF_RANGE, f"{where}.begin_time is in the future")
+        raise _Refused(
+            MktCode.BEGIN_TIME_OUT_OF_RANGE,
+            f"{where}.begin_time is in the future (ASSUMPTION, beside U39)",
+            published=False,
+        )
     value = _usage_value(f"{where}.usage_value", record["usage_value"], warnings)
     return UsageRecord(
         instance_id=record["instance_id"],
@@ -573,12 +595,15 @@ def _check_together(records: Sequence[UsageRecord], known_instances: Container[s
                 MktCode.INVALID_USAGE,
                 f"$.usage_records[{index}].metering_sn repeats an earlier record of this call"
                 " (ASSUMPTION U38)",
+                published=False,
             )
         seen.add(record.metering_sn)
         if known_instances is not None and record.instance_id not in known_instances:
             raise _Refused(
                 MktCode.INSTANCE_NOT_FOUND,
-                f"$.usage_records[{index}].instance_id is not an instance the merchant created",
+                f"$.usage_records[{index}].instance_id is not an instance created in this run: "
+                "koosim cannot tell an earlier run's instance from a made-up one",
+                published=False,
             )
 
 
@@ -704,6 +729,9 @@ class InboundCall:
     warnings: tuple[str, ...] = ()
     fields: dict[str, Any] = field(default_factory=dict)
     direction: str = INBOUND_DIRECTION
+    published: bool = True
+    """The open API's refusal of the call is a page's rule (False: an ASSUMPTION). The gateway's
+    own refusals carry their flag on their reason; :attr:`published_refusal` joins the two."""
 
     @property
     def authenticated(self) -> bool:
@@ -713,6 +741,15 @@ class InboundCall:
     def accepted(self) -> bool:
         """Answered with success: authenticated, well-formed, about something koosim knows."""
         return self.code == MktCode.SUCCESS.value
+
+    @property
+    def published_refusal(self) -> bool:
+        """Whether a page states the rule that refused this call (§0): the gateway's reason
+        (``apig.Reason.published``, ``UsageReason.published``) and the open API's answer
+        (:attr:`OpenApiAnswer.published`). A check fails the merchant only for such a refusal;
+        any other refusal rests on an ASSUMPTION, a warning at most."""
+        reason = getattr(self.gateway, "reason", None)
+        return self.published and bool(getattr(reason, "published", True))
 
     @property
     def label(self) -> str:
@@ -747,6 +784,7 @@ class InboundCall:
                 "authenticated": False,
                 "scheme": "usage signature",
                 "reason": self.gateway.reason.name,
+                "published": self.gateway.reason.published,
                 "message": self.gateway.message,
             }
         return {
@@ -756,6 +794,7 @@ class InboundCall:
             "code": self.code,
             "gateway": gateway,
             "problems": list(self.problems),
+            "published": self.published_refusal,
             "warnings": list(self.warnings),
         }
 
@@ -769,7 +808,8 @@ class InboundLog:
 
     A listener (:meth:`listen`) sees each call as it is added, on the server's thread: the run
     that is under way appends it to ``Run.inbound`` and to its history there. A listener that
-    raises is not the caller's problem: the merchant still gets its answer.
+    raises is not the caller's problem: the merchant still gets its answer, and the failure is
+    logged (the exception's type only, never its text).
     """
 
     def __init__(self, capacity: int = INBOUND_LOG_CAPACITY) -> None:
@@ -802,8 +842,17 @@ class InboundLog:
             self.refused += 0 if call.accepted else 1
             listeners = list(self._listeners)
         for listener in listeners:
-            with contextlib.suppress(Exception):
+            try:
                 listener(call)
+            except Exception as exc:  # the merchant still gets its answer; the failure is logged
+                # Only the exception's type: its text may hold a secret, and this layer cannot
+                # import simulator.redaction (a sibling layer).
+                _log.warning(
+                    "an inbound-call listener (%s) raised %s on call %s: the record of it is incomplete",
+                    getattr(listener, "__qualname__", type(listener).__name__),
+                    type(exc).__name__,
+                    call.id,
+                )
 
     @contextlib.contextmanager
     def listen(self, listener: Callable[[InboundCall], None]) -> Iterator[None]:

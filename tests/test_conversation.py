@@ -7,11 +7,13 @@ import dataclasses
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
 from conftest import Serve
-from mutants.base import refuse_calls
+from mutants.base import MERCHANT, refuse_calls
 
 from simulator.checks import Context, Verdict, catalog, select
 from simulator.checks.conversation import Polling, poll_until_listed, usage_problems
@@ -20,9 +22,11 @@ from simulator.engine.explore import Exploration
 from simulator.engine.run import run_checks
 from simulator.model import OrderFactory
 from simulator.openapi import InboundCall
+from simulator.protocol import apig
 from simulator.protocol.profiles import Profile
 from simulator.protocol.usage_signature import BodyForm, UsageReason, UsageRefusal, UsageSigned
 from simulator.reference import MerchantConfig, create_app
+from simulator.reference.market import QUERY_ORDER_PATH, MarketClient
 from simulator.server.market import MarketServer
 from simulator.transport import Target, Transport
 
@@ -225,10 +229,14 @@ def test_explore_finds_usage_pushed_for_an_unknown_instance(serve: Serve) -> Non
     with MarketServer(market_ak=MARKET_AK, market_sk=MARKET_SK, billing="on-demand") as market:
         url = serve(usage_for_unknown_instance.build(_talking(market)))
         target = _target(url, profile=Profile(billing="on-demand"))
-        found = Exploration(target, seed=1, max_examples=20, database_dir=None, inbound=market.log).run()
+        explore = Exploration(target, seed=1, max_examples=20, database_dir=None, inbound=market.log)
+        assert explore.run() is None  # an unknown instance is a warning: not hunted by default
+        found = Exploration(
+            target, seed=1, max_examples=20, database_dir=None, inbound=market.log, hunt_warnings=True
+        ).run()
     assert found is not None
     assert found.check_id == "conversation.usage-push"
-    assert "never created" in found.message
+    assert "not an instance created in this run" in found.message
     assert len(found.scenario.steps) == 1  # the first order shows it
 
 
@@ -296,13 +304,153 @@ def test_usage_problems_name_unknown_instances_and_keep_assumed_refusals_to_warn
     signed = UsageSigned(BodyForm.SORTED, datetime.now(UTC), skewed=False, replayed=False)
     records = [{"instance_id": "inst-1"}, {"instance_id": "CS-order"}, {"instance_id": "CS-order"}]
     (unknown,) = usage_problems(_usage_call("MKT.0000", gateway=signed, usage_records=records), {"inst-1"})
-    assert "'CS-order'" in unknown.message and "never created" in unknown.message and not unknown.assumed
+    assert "'CS-order'" in unknown.message and "not an instance created in this run" in unknown.message
+    assert "cannot tell an earlier run's instance from a made-up one" in unknown.message
+    assert unknown.assumed  # a real merchant pushes for instances of earlier runs too
     assert (
         usage_problems(_usage_call("MKT.0000", gateway=signed, usage_records=records[:1]), {"inst-1"}) == []
     )
     replayed = _usage_call("MKT.0154", gateway=UsageRefusal(UsageReason.NONCE_REPLAYED))
     assert [problem.assumed for problem in usage_problems(replayed, set())] == [True]  # U36
     wrong = _usage_call("MKT.0154", gateway=UsageRefusal(UsageReason.SIGNATURE_MISMATCH))
-    assert [problem.assumed for problem in usage_problems(wrong, set())] == [False]
+    assert [problem.assumed for problem in usage_problems(wrong, set())] == [True]  # A48, U37
+    repeated = _usage_call("MKT.0101", gateway=UsageRefusal(UsageReason.HEADER_REPEATED))
+    assert [problem.assumed for problem in usage_problems(repeated, set())] == [True]  # no page
+    missing = _usage_call("MKT.0101", gateway=UsageRefusal(UsageReason.MISSING_HEADER))
+    assert [problem.assumed for problem in usage_problems(missing, set())] == [False]  # §2.6
+    # judged by the flag, never by the words in the message
+    future = _usage_call("MKT.9004", gateway=signed, problems=("begin_time is in the future",))
+    assert [p.assumed for p in usage_problems(dataclasses.replace(future, published=False), set())] == [True]
+    stale = _usage_call("MKT.9004", gateway=signed, problems=("an ASSUMPTION in the words only",))
+    assert [problem.assumed for problem in usage_problems(stale, set())] == [False]
     other = _usage_call("MKT.0000", gateway=signed, usage_records=records)
     assert usage_problems(dataclasses.replace(other, api="queryOrder"), set()) == []
+
+
+# --- review 2: skips, published refusals, unknown instances (findings 1.2, 1.4, 2.1, 5.8) ---------
+
+
+def test_a_merchant_that_never_calls_the_open_api_is_skipped_not_passed(serve: Serve) -> None:
+    """Nothing observed is nothing judged: SKIPPED with the reason, never PASSED, never a fault."""
+    with MarketServer(market_ak=MARKET_AK, market_sk=MARKET_SK, billing="on-demand") as market:
+        url = serve(create_app(_config()))  # no market_url: it never calls the marketplace
+        target = _target(url, profile=Profile(billing="on-demand"))
+        run = run_checks(
+            target, select(["conversation.query-order", "conversation.usage-push"]), inbound=market.log
+        )
+    verdicts = {r.check.id: (r.verdict, r.skip_reason) for r in run.results}
+    assert verdicts == {
+        "conversation.query-order": (
+            Verdict.SKIPPED,
+            "the merchant made no Querying-an-Order call during this check: nothing to judge",
+        ),
+        "conversation.usage-push": (
+            Verdict.SKIPPED,
+            "the merchant made no usage-push call during this check: nothing to judge",
+        ),
+    }
+
+
+def test_a_talking_merchant_still_passes_query_order_and_usage_push(serve: Serve) -> None:
+    with MarketServer(market_ak=MARKET_AK, market_sk=MARKET_SK, billing="on-demand") as market:
+        url = serve(create_app(_talking(market)))
+        target = _target(url, profile=Profile(billing="on-demand"))
+        run = run_checks(
+            target, select(["conversation.query-order", "conversation.usage-push"]), inbound=market.log
+        )
+    assert {r.check.id: r.verdict for r in run.results} == {
+        "conversation.query-order": Verdict.PASSED,
+        "conversation.usage-push": Verdict.PASSED,
+    }
+
+
+def _query_call(code: str, *, published: bool, gateway: object = None) -> InboundCall:
+    call = _usage_call(code, gateway=gateway, problems=("parameters given more than once: orderId",))
+    return dataclasses.replace(call, api="queryOrder", published=published)
+
+
+@pytest.mark.parametrize(("published", "verdict"), [(True, Verdict.FAILED), (False, Verdict.WARNED)])
+def test_query_order_judges_a_refusal_by_its_published_flag(published: bool, verdict: Verdict) -> None:
+    from simulator.checks.conversation import _judge_query_order
+
+    signed = UsageSigned(BodyForm.SORTED, datetime.now(UTC), skewed=False, replayed=False)
+    findings: list[tuple[str, str]] = []
+
+    class Judge:
+        def fail(self, message: str, *evidence: object) -> None:
+            findings.append(("failed", message))
+
+        def warn(self, message: str, *evidence: object) -> None:
+            findings.append(("warned", message))
+
+    call = _query_call("MKT.0101", published=published, gateway=signed)
+    _judge_query_order(Judge(), call, [])  # type: ignore[arg-type]
+    assert [kind for kind, _ in findings] == [verdict.value]
+
+
+def test_usage_reasons_carry_a_published_flag_into_the_verdict() -> None:
+    published = {reason for reason in UsageReason if reason.published}
+    assert published == {UsageReason.MISSING_HEADER, UsageReason.HEADER_TOO_LONG}
+    call = _usage_call("MKT.0154", gateway=UsageRefusal(UsageReason.SIGNATURE_MISMATCH))
+    assert call.verdict["published"] is False and call.verdict["gateway"]["published"] is False
+    call = _usage_call("MKT.0101", gateway=UsageRefusal(UsageReason.MISSING_HEADER))
+    assert call.verdict["published"] is True and call.verdict["gateway"]["published"] is True
+
+
+def test_a_listener_that_raises_is_logged_without_its_text(caplog: pytest.LogCaptureFixture) -> None:
+    from simulator.openapi import InboundLog
+
+    log = InboundLog()
+
+    def broken(call: InboundCall) -> None:
+        raise RuntimeError("secret-plaintext-in-the-message")
+
+    with log.listen(broken):
+        log.add(_usage_call("MKT.0000"))
+    assert len(log) == 1
+    (entry,) = [r for r in caplog.records if r.name == "simulator.openapi"]
+    assert "RuntimeError" in entry.getMessage() and "broken" in entry.getMessage()
+    assert "secret-plaintext" not in caplog.text
+
+
+class _CommaSigner(MarketClient):
+    """Signs Querying an Order correctly but writes the Authorization without the space after
+    each comma: the gateway's exact-shape rule is ASSUMPTION U40 (apig.Reason.published False)."""
+
+    def query_order(self, order_id: str, order_line_id: str | None = None) -> dict[str, Any]:
+        url = f"{self._url(QUERY_ORDER_PATH)}?{urlencode({'orderId': order_id})}"
+        signed = apig.sign("GET", url, self.access_key, self.secret_key)
+        headers = dict(signed.headers)
+        headers["Authorization"] = headers["Authorization"].replace(", ", ",")
+        body = self._call("GET", signed.url, headers, b"", "Querying an Order")
+        return dict(body["orderInfo"])
+
+
+@pytest.mark.parametrize(
+    ("client", "verdict"),
+    [("comma", Verdict.WARNED), ("wrong-sk", Verdict.FAILED)],
+)
+def test_a_newinstance_refused_after_an_unpublished_gateway_refusal_is_a_u40_warning(
+    serve: Serve, client: str, verdict: Verdict
+) -> None:
+    """Review 2, finding 1.5: order-details and a prerequisite newInstance warn (U40) when the
+    gateway refused the merchant's Querying-an-Order call for a reason no page states; a
+    published refusal (a wrong SK: SIGNATURE_MISMATCH, §2.5) still fails."""
+    with MarketServer(market_ak=MARKET_AK, market_sk=MARKET_SK, billing="on-demand") as market:
+        app = create_app(_talking(market))
+        merchant = app.extensions[MERCHANT]
+        assert merchant.market is not None
+        if client == "comma":
+            merchant.market = _CommaSigner(merchant.market.base_url, MARKET_AK, MARKET_SK, ACCESS_KEY)
+        else:
+            merchant.market = replace(merchant.market, secret_key="not-the-secret-key")
+        url = serve(app)
+        target = _target(url, profile=Profile(billing="on-demand"))
+        run = run_checks(
+            target, select(["conversation.order-details", "conversation.usage-push"]), inbound=market.log
+        )
+    results = {r.check.id: r for r in run.results}
+    for check_id in ("conversation.order-details", "conversation.usage-push"):
+        result = results[check_id]
+        assert result.verdict is verdict, (check_id, [f.message for f in result.findings])
+        assert ("ASSUMPTION U40" in result.findings[0].message) is (verdict is Verdict.WARNED)

@@ -402,3 +402,22 @@ def test_any_push_gets_a_valid_answer_and_acceptance_implies_the_schema(
 def test_any_bytes_get_an_answer(body: bytes) -> None:
     result = validate_usage_push(body, NOW)
     assert result.answer.code in {code.value for code in MktCode}
+
+
+def test_refusals_no_page_states_are_flagged_unpublished() -> None:
+    """Review 2, finding 1.4: the checks judge by this flag, never by the words of the message."""
+    nothing_sold: Any = lambda _: None  # noqa: E731
+    repeated = query_order([("orderId", "a"), ("orderId", "b")], nothing_sold, NOW)
+    assert repeated.code == "MKT.0101" and not repeated.published
+    assert not query_order([("orderId", "CS-nothing")], nothing_sold, NOW).published  # U32
+    extra = query_order([("orderId", "a"), ("what", "b")], nothing_sold, NOW)
+    assert extra.code == "MKT.0101" and extra.published
+    future = push(record(begin_time="20261129T221600Z", end_time="20261129T230000Z"))
+    assert future.answer.code == "MKT.9004" and not future.answer.published
+    old = push(record(begin_time="20261108T215959Z"))
+    assert old.answer.code == "MKT.9004" and old.answer.published
+    unknown = push(record(instance_id="inst-2"), known={"inst-1"})
+    assert not unknown.answer.published
+    assert "not an instance created in this run" in unknown.answer.body["resultMsg"]
+    assert not push(record(), record()).answer.published  # U38
+    assert push(record(usage_value="-1")).answer.published

@@ -27,8 +27,9 @@ from simulator.delivery import (
     policy_for,
 )
 from simulator.model import Order, OrderFactory
-from simulator.openapi import InboundLog
+from simulator.openapi import InboundCall, InboundLog
 from simulator.protocol import ResultCode
+from simulator.protocol.apig import GatewayRefusal
 from simulator.protocol.profiles import KIT
 from simulator.transport import PRODUCE, Exchange, Tamper, Target, Transport, send_at_once
 
@@ -282,6 +283,27 @@ class Context:
         self.fail(message, *exchanges)
         raise CheckAborted(message)
 
+    def inbound_mark(self) -> int | None:
+        """Where the open API's log stands now (None: no open API runs); see
+        :meth:`unpublished_gateway_refusal`."""
+        return None if self.inbound is None else self.inbound.total
+
+    def unpublished_gateway_refusal(self, mark: int | None) -> InboundCall | None:
+        """A Querying-an-Order call of the merchant, logged since ``mark``, that the API gateway
+        refused for a reason no page states (ASSUMPTION U40: ``apig.Reason.published`` is False).
+        A newInstance refused after such a refusal rests on koosim's assumption: a warning."""
+        if self.inbound is None or mark is None:
+            return None
+        for call in self.inbound.since(mark):
+            gateway = call.gateway
+            if (
+                call.api == "queryOrder"
+                and isinstance(gateway, GatewayRefusal)
+                and not gateway.reason.published
+            ):
+                return call
+        return None
+
     @staticmethod
     def skip(reason: str) -> NoReturn:
         raise CheckSkipped(reason)
@@ -326,9 +348,19 @@ class Context:
         …") rather than blaming the rule the check was about to test (docs/protocol.md §13 K34).
         """
         order = order or self.orders.order()
+        mark = self.inbound_mark()
         exchange = self.send(order.new_instance_fields(self.orders.business_id()), label=label)
         prefix = "prerequisite newInstance failed: " if prerequisite else ""
         if exchange.result_code != ResultCode.SUCCESS.value:
+            if refused := self.unpublished_gateway_refusal(mark):
+                message = (
+                    f"{prefix}newInstance got {describe(exchange)} after the open API's gateway refused "
+                    f"the merchant's Querying-an-Order call for a reason no page states "
+                    f"({'; '.join(refused.problems) or refused.code}): that refusal is ASSUMPTION U40, "
+                    "so this is a warning"
+                )
+                self.warn(message, exchange)
+                raise CheckAborted(message)
             self.abort(
                 f"{prefix}a valid newInstance must be accepted: expected {ResultCode.SUCCESS.value} "
                 f"({ResultCode.SUCCESS.meaning}), got {describe(exchange)}",

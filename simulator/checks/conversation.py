@@ -40,7 +40,6 @@ from simulator.openapi import MOCK_ORDERS, ChargingMode, InboundCall, OrderType
 from simulator.protocol import ResultCode
 from simulator.protocol.mkt import MktCode
 from simulator.protocol.profiles import USAGE_PUSH
-from simulator.protocol.usage_signature import UsageReason
 from simulator.transport import Exchange
 
 # --- polling queryInstance after an asynchronous newInstance (§10.2, U43) ----------------------------
@@ -141,10 +140,22 @@ def order_details(ctx: Context) -> None:
     (§4.1). When the merchant refuses it, koosim sends the same order again with the customer,
     product and SKU in the body, as the signing page's example has them (A6): accepting that
     one shows the merchant reads the order from the body instead of asking the marketplace.
+    When the open API's gateway refused the merchant's Querying-an-Order call meanwhile for a
+    reason no page states (ASSUMPTION U40), a refused newInstance is a warning.
     """
     order = ctx.orders.order()
+    mark = ctx.inbound_mark()
     published = ctx.send(order.new_instance_fields(ctx.orders.business_id()), "newInstance (five fields)")
     if published.result_code == ResultCode.SUCCESS.value:
+        return
+    if refused := ctx.unpublished_gateway_refusal(mark):
+        ctx.warn(
+            f"the published newInstance (five fields, §4.1) got {describe(published)} after the open "
+            "API's gateway refused the merchant's Querying-an-Order call for a reason no page states "
+            f"({'; '.join(refused.problems) or refused.code}): that refusal is ASSUMPTION U40, so "
+            "this is a warning",
+            published,
+        )
         return
     details = {"customerId": order.customer_id, "productId": order.product_id, "skuCode": order.sku_code}
     fuller = _with_order_details(order.new_instance_fields(ctx.orders.business_id()), details)
@@ -470,15 +481,16 @@ def _judge_query_order(ctx: Context, call: InboundCall, evidence: Sequence[Excha
             "a Querying-an-Order request of the merchant is not authenticated as the API gateway asks "
             f"(AK/SK, SDK-HMAC-SHA256, §2.5): {call_text(call)}"
         )
-        reason = getattr(call.gateway, "reason", None)
-        if reason is None or getattr(reason, "published", False):
+        if call.published_refusal:
             ctx.fail(message, *evidence)
         else:  # refused for a reason no page names (a replay, an unsigned host…)
             ctx.warn(f"{message}; that the gateway refuses this is ASSUMPTION U40", *evidence)
     elif call.code in MALFORMED:
-        ctx.fail(
-            f"a Querying-an-Order request of the merchant is malformed (§8.1): {call_text(call)}", *evidence
-        )
+        message = f"a Querying-an-Order request of the merchant is malformed (§8.1): {call_text(call)}"
+        if call.published_refusal:
+            ctx.fail(message, *evidence)
+        else:  # a refusal no page states (a repeated parameter)
+            ctx.warn(f"{message}; no page states this refusal", *evidence)
     else:  # an order or line koosim never sold: MKT.0100 by ASSUMPTION U32
         ctx.warn(
             f"a Querying-an-Order request of the merchant was refused (ASSUMPTION U32): {call_text(call)}",
@@ -494,7 +506,8 @@ def query_order(ctx: Context) -> None:
     only, §4.1, so most do). Every call it makes while koosim sends a newInstance, and an
     upgradeInstance (a new order, §4.3), must pass the API gateway's AK/SK check (§2.5: a wrong
     key, signature or date is refused with APIGW.0303) and carry the published parameters
-    (§8.1: orderId, optional orderLineId). Skipped when koosim's open API does not run.
+    (§8.1: orderId, optional orderLineId). A refusal no page states is a warning. Skipped when
+    koosim's open API does not run, or when the merchant made no such call during the check.
     """
     with merchant_calls(ctx) as calls:
         order = ctx.orders.order()
@@ -503,9 +516,11 @@ def query_order(ctx: Context) -> None:
         upgrade = order.upgrade_fields(instance_id) if isinstance(instance_id, str) and instance_id else None
         if upgrade is not None and ctx.applies(upgrade):
             ctx.send(upgrade, "upgradeInstance")
-    for call in calls:
-        if call.api == QUERY_ORDER_API:
-            _judge_query_order(ctx, call, ctx.exchanges[:1])
+    asked = [call for call in calls if call.api == QUERY_ORDER_API]
+    if not asked:
+        ctx.skip("the merchant made no Querying-an-Order call during this check: nothing to judge")
+    for call in asked:
+        _judge_query_order(ctx, call, ctx.exchanges[:1])
 
 
 def _created_instances(ctx: Context) -> set[str]:
@@ -521,20 +536,22 @@ def usage_push(ctx: Context) -> None:
     Each record's ``instance_id`` is "the instanceId the merchant returned for the pay-per-use
     purchase" (§8.3). koosim sells pay-per-use orders (Querying an Order says ON_DEMAND) and
     looks at every usage push the merchant makes meanwhile: refused pushes (signature §2.6,
-    fields §8.3) fail, and so does a record naming an instance the merchant never answered in
-    this run. When the merchant pushes is its own business (hourly, §8.3): no push is no fault.
+    fields §8.3) fail when a page states the refusal and warn when it rests on an ASSUMPTION. A
+    record naming an instance the merchant did not answer in this run is a warning: a real
+    merchant pushes for instances of earlier runs too, and koosim cannot tell those from a
+    made-up id. When the merchant pushes is its own business (hourly, §8.3): no push during the
+    check is a skip, never a fault.
     """
     with merchant_calls(ctx) as calls:
         for _ in range(2):
             ctx.new_instance(prerequisite=True)
+    pushes = [call for call in calls if call.api == USAGE_PUSH_API]
+    if not pushes:
+        ctx.skip("the merchant made no usage-push call during this check: nothing to judge")
     known = _created_instances(ctx)
-    for call in calls:
+    for call in pushes:
         for problem in usage_problems(call, known):
             (ctx.warn if problem.assumed else ctx.fail)(problem.message, *ctx.exchanges)
-
-
-ASSUMED_USAGE_REFUSALS = frozenset({UsageReason.TS_OUT_OF_WINDOW, UsageReason.NONCE_REPLAYED})
-"""Usage-push refusals resting on ASSUMPTION U36 (no published ``ts`` window or replay rule)."""
 
 
 @dataclass(frozen=True)
@@ -547,15 +564,19 @@ class UsageProblem:
 
 def usage_problems(call: InboundCall, created: Container[str]) -> list[UsageProblem]:
     """What is wrong with one of the merchant's calls to usage push (§8.3, §2.6): refused by the
-    open API, or a record naming an instance not in ``created`` (the instanceIds the merchant
-    answered). Empty for any other call. Explore judges its sequences with it too."""
+    open API (``assumed`` unless a page states the refusal: :attr:`InboundCall.published_refusal`), or a
+    record naming an instance not in ``created`` (the instanceIds the merchant answered in this
+    run: ``assumed``, since koosim cannot know an earlier run's instances). Empty for any other
+    call. Explore judges its sequences with it too."""
     if call.api != USAGE_PUSH_API:
         return []
     if not call.accepted:
-        reason = getattr(call.gateway, "reason", None)
-        assumed = reason in ASSUMED_USAGE_REFUSALS or any("ASSUMPTION" in p for p in call.problems)
+        why = "" if call.published_refusal else "; no page states this refusal (an ASSUMPTION)"
         return [
-            UsageProblem(f"a usage push of the merchant was refused (§8.3, §2.6): {call_text(call)}", assumed)
+            UsageProblem(
+                f"a usage push of the merchant was refused (§8.3, §2.6): {call_text(call)}{why}",
+                assumed=not call.published_refusal,
+            )
         ]
     records = call.fields.get("usage_records")
     named = (
@@ -565,8 +586,10 @@ def usage_problems(call: InboundCall, created: Container[str]) -> list[UsageProb
     )
     return [
         UsageProblem(
-            f"usage pushed for instance {instance_id!r}, which the merchant never created: instance_id "
-            "must be the instanceId newInstance answered (§8.3)"
+            f"usage pushed for instance {instance_id!r}, not an instance created in this run: koosim "
+            "cannot tell an earlier run's instance from a made-up one; instance_id must be the "
+            "instanceId newInstance answered (§8.3)",
+            assumed=True,
         )
         for instance_id in dict.fromkeys(named)
         if instance_id not in created

@@ -76,6 +76,16 @@ class UsageReason(Enum):
     def code(self) -> MktCode:
         return _CODES.get(self, MktCode.AUTH_FAILED)
 
+    @property
+    def published(self) -> bool:
+        """A page states this refusal (§2.6: the headers are mandatory, with these lengths).
+        The others rest on ASSUMPTIONs: the ``ts`` form, window and replays (U36), the signed
+        form of the body (A48, U37), a repeated header (no page): a warning at most."""
+        return self in _PUBLISHED
+
+
+_PUBLISHED = frozenset({UsageReason.MISSING_HEADER, UsageReason.HEADER_TOO_LONG})
+
 
 _CODES = {
     UsageReason.MISSING_HEADER: MktCode.UNDEFINED_PARAMETER,

@@ -141,6 +141,8 @@ class _Outcome:
     warnings: tuple[str, ...] = ()
     fields: dict[str, Any] = field(default_factory=dict)
     usage: UsagePushResult | None = None
+    published: bool = True
+    """The refusal is a page's rule (False: it rests on an ASSUMPTION)."""
 
 
 def handle(service: OpenApiService) -> Response:
@@ -214,7 +216,12 @@ def _query_order(service: OpenApiService, raw: bytes, now: datetime, request_id:
     verdict = verify(inbound, service.keys(), now)
     if isinstance(verdict, GatewayRefusal):
         return _Outcome(
-            verdict.status, verdict.body(request_id), "queryOrder", verdict, problems=(verdict.message,)
+            verdict.status,
+            verdict.body(request_id),
+            "queryOrder",
+            verdict,
+            problems=(verdict.message,),
+            published=verdict.reason.published,
         )
     result = query_order(params, service.find_order, now)
     return _Outcome(
@@ -224,6 +231,7 @@ def _query_order(service: OpenApiService, raw: bytes, now: datetime, request_id:
         verdict,
         problems=_problems(result),
         fields=dict(params),
+        published=result.published,
     )
 
 
@@ -244,7 +252,12 @@ def _usage_push(service: OpenApiService, raw: bytes, now: datetime, request_id: 
         verdict = verify(inbound, service.keys(), now)
         if isinstance(verdict, GatewayRefusal):
             return _Outcome(
-                verdict.status, verdict.body(request_id), "usagePush", verdict, problems=(verdict.message,)
+                verdict.status,
+                verdict.body(request_id),
+                "usagePush",
+                verdict,
+                problems=(verdict.message,),
+                published=verdict.reason.published,
             )
     else:
         gateway_note = (
@@ -256,7 +269,14 @@ def _usage_push(service: OpenApiService, raw: bytes, now: datetime, request_id: 
     )
     if isinstance(signed, UsageRefusal):
         refused = answer(signed.code, signed.message)
-        return _Outcome(refused.status, refused.body, "usagePush", signed, problems=(signed.message,))
+        return _Outcome(
+            refused.status,
+            refused.body,
+            "usagePush",
+            signed,
+            problems=(signed.message,),
+            published=signed.reason.published,
+        )
     result = validate_usage_push(raw, now, service.known_instances())
     try:
         fields = json.loads(raw)
@@ -271,6 +291,7 @@ def _usage_push(service: OpenApiService, raw: bytes, now: datetime, request_id: 
         warnings=tuple(signed.warnings) + result.warnings + gateway_note,
         fields=fields if isinstance(fields, dict) else {},
         usage=result,
+        published=result.answer.published,
     )
 
 
@@ -307,4 +328,5 @@ def _inbound_call(
         problems=outcome.problems,
         warnings=outcome.warnings,
         fields=outcome.fields if authenticated else {},
+        published=outcome.published,
     )

@@ -5,6 +5,9 @@ it keys its billing on, the marketplace's ``orderId``, in ``instance_id``. The u
 the ``instanceId`` the merchant itself returned for the purchase (docs/protocol.md §8.3); a
 record naming anything else is charged to nobody (the marketplace answers MKT.9001, §8.4).
 
+Caught as a warning only: a real merchant pushes for its instances of earlier runs too, and koosim
+cannot tell an earlier run's instance from a made-up one (review 2, finding 1.2).
+
 Why it is tempting: billing thinks in orders, and the order is what Querying an Order returned;
 the instanceId lives in the provisioning service.
 
@@ -18,6 +21,7 @@ from dataclasses import dataclass
 
 from flask import Flask
 
+from simulator.checks import Verdict
 from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Merchant
 from simulator.reference.conversation import ConversingMerchant
@@ -48,7 +52,8 @@ MUTANT = mutant(
     __name__,
     build,
     catches="conversation.usage-push",
-    evidence="never created",
+    evidence="not an instance created in this run",
+    verdict=Verdict.WARNED,
     rule="§8.3",
     market=True,
     billing="on-demand",
