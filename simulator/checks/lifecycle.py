@@ -240,7 +240,7 @@ CUSTOMER_ID_MAX = 100
 """getLicense's ``customerId``: M, String, at most 100 characters (docs/protocol.md §6.1, [S75])."""
 
 
-@check("lifecycle.license-customer-id", rule="§6.1 [S75]", needs=("license",))
+@check("lifecycle.license-customer-id", rule="§6.1", needs=("license",))
 def license_customer_id(ctx: Context) -> None:
     """getLicense with a ``customerId`` of 100 characters, the most the License page allows, succeeds.
 
