@@ -230,10 +230,13 @@ def test_start_a_run_watch_it_and_open_its_exchanges(
         browser, WAIT_S, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
     ).until(finished)
     checks = browser.find_elements(By.CSS_SELECTOR, "#checks tr.check")
-    assert len(checks) == 17  # +3 contract checks (issue 17), +lifecycle.delivered-on-schedule (issue 15)
-    # the default profile is a SaaS product: lifecycle.license is skipped, with the reason (§1.2)
+    # +3 contract checks (issue 17), +lifecycle.delivered-on-schedule (issue 15),
+    # +lifecycle.license-customer-id (review 2: the page fact split from the U24 check)
+    assert len(checks) == 18
+    # the default profile is a SaaS product: both License checks are skipped, with the reason (§1.2)
     skipped = [row.text for row in checks if "passed" not in row.text]
-    assert len(skipped) == 1 and "License interfaces: not a License product" in skipped[0], skipped
+    assert len(skipped) == 2, skipped
+    assert all("License interfaces: not a License product" in text for text in skipped), skipped
     exchanges = browser.find_elements(By.CSS_SELECTOR, "table.exchanges tr.exchange")
     assert len(exchanges) > 10
     shoot(browser, tmp_path, "run")

@@ -16,7 +16,8 @@ from conftest import Serve
 from mutants.base import MERCHANT, refuse_calls
 
 from simulator.checks import Context, Verdict, catalog, select
-from simulator.checks.conversation import Polling, poll_until_listed, usage_problems
+from simulator.checks.conversation import usage_problems
+from simulator.checks.polling import Polling, poll_until_listed
 from simulator.cli import main
 from simulator.engine.explore import Exploration
 from simulator.engine.run import run_checks

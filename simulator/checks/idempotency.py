@@ -10,7 +10,7 @@ from dataclasses import replace
 from typing import Any
 
 from simulator.checks.base import Context, Provisioned, Severity, check, describe
-from simulator.checks.conversation import poll_until_listed
+from simulator.checks.polling import PENDING_CODE, listed_ids, poll_until_listed
 from simulator.delivery import Delivery, Failure, FailureKind, delivery_failure
 from simulator.model import Order, announce, query_fields, release_call, status_fields
 from simulator.protocol import ResultCode
@@ -51,18 +51,20 @@ def _listed_instances(ctx: Context, instance_ids: set[str]) -> set[str] | None:
     query = query_fields(*sorted(instance_ids))
     if not ctx.applies(query):
         return None
-    exchange = poll_until_listed(ctx, sorted(instance_ids))[-1]  # async provisioning: §10.2
+    polls = poll_until_listed(ctx, sorted(instance_ids))  # async provisioning: §10.2
+    exchange = polls[-1]
+    if exchange.result_code == PENDING_CODE.value:  # the give-up point is koosim's (U43)
+        ctx.warn(
+            f"queryInstance of the instances just created: still provisioning after koosim's assumed "
+            f"polling (U43): {len(polls)} polls, the last answered {PENDING_CODE.value}",
+            exchange,
+        )
+        return None
     if not ctx.expect(
         exchange, ResultCode.SUCCESS, "queryInstance of the instances just created must succeed"
     ):
         return None
-    info = exchange.answer_field("info")
-    listed: set[Any] = (
-        {item.get("instanceId") for item in info if isinstance(item, dict)}
-        if isinstance(info, list)
-        else set()
-    )
-    return instance_ids & listed
+    return instance_ids & set(listed_ids(exchange))
 
 
 def _same_instance(ctx: Context, copies: list[Exchange], how: str) -> None:

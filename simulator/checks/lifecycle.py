@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from simulator.checks.base import Context, Severity, check, describe
-from simulator.checks.conversation import poll_until_listed
+from simulator.checks.polling import listed_ids, pending, poll_until_listed, still_provisioning
 from simulator.model import (
     QUERY_INSTANCE_MAX,
     Lifecycle,
@@ -21,19 +21,11 @@ from simulator.model import (
 )
 from simulator.protocol import ResultCode
 from simulator.protocol.limits import QUERY_INSTANCE_LIMIT
-from simulator.transport import Exchange
 
 TIED_TO_NOT_FOUND = frozenset({"refreshInstance", "expireInstance", "releaseInstance"})
 """The activities the result-code list ties 000003 to (renewal, expiry, release; docs/protocol.md
 §3.2): V1's expireInstance is the expiry the list's wording names (A50); V2's expiry is a status
 update, whose code stays ASSUMPTION U15."""
-
-
-def _listed(exchange: Exchange) -> list[Any]:
-    info = exchange.answer_field("info")
-    if not isinstance(info, list):
-        return []
-    return [item.get("instanceId") for item in info if isinstance(item, dict)]
 
 
 @check("lifecycle.full", rule="§4, §5")
@@ -50,11 +42,9 @@ def full(ctx: Context) -> None:
     order, instance_id = created.order, created.instance_id
     query_call = query_fields(instance_id)
     if ctx.applies(query_call):  # polled while provisioning runs (§4.1-c, §10.2)
-        query = poll_until_listed(ctx, [instance_id])[-1]
-        if ctx.expect(
-            query, ResultCode.SUCCESS, "queryInstance of a live instance"
-        ) and instance_id not in _listed(query):
-            ctx.fail("queryInstance does not list the instance newInstance just created", query)
+        polls = poll_until_listed(ctx, [instance_id])
+        if not still_provisioning(ctx, polls, [instance_id], "queryInstance of the instance just created"):
+            ctx.expect(polls[-1], ResultCode.SUCCESS, "queryInstance of a live instance")
     steps: list[tuple[str, Mapping[str, Any]]] = [
         ("refreshInstance RENEWAL", order.refresh_fields(instance_id, ctx.orders.expire_time(days=60))),
         ("updateInstanceStatus FREEZE", status_fields(instance_id, "FREEZE")),
@@ -170,18 +160,31 @@ def query_several(ctx: Context) -> None:
     fitting = within_query_limit(created)
     if len(fitting) < 2:
         ctx.skip(f"two of the merchant's instanceIds do not fit the {QUERY_INSTANCE_MAX} characters of §4.5")
-    exchange = poll_until_listed(ctx, fitting, f"queryInstance of {len(fitting)} instances")[-1]
-    if ctx.expect(exchange, ResultCode.SUCCESS, "queryInstance of several ids"):
-        listed = _listed(exchange)
-        missing = [iid for iid in fitting if iid not in listed]
-        if missing:
-            ctx.fail(
-                f"queryInstance left out {len(missing)} of the {len(fitting)} instances just created",
-                exchange,
-            )
+    polls = poll_until_listed(ctx, fitting, f"queryInstance of {len(fitting)} instances")
+    final = polls[-1]
+    singles = (
+        [ctx.send(query_fields(iid), "queryInstance of one of them alone") for iid in fitting]
+        if final.result_code == ResultCode.SUCCESS.value and pending(final, fitting)
+        else []
+    )
+    if singles and all(
+        single.result_code == ResultCode.SUCCESS.value and iid in listed_ids(single)
+        for single, iid in zip(singles, fitting, strict=True)
+    ):  # each is provisioned: leaving one out of the several-id answer breaks §4.5 (A9), not U43
+        missing = [iid for iid in fitting if iid not in listed_ids(final)]
+        ctx.fail(
+            f"queryInstance left out {len(missing)} of the {len(fitting)} instances just created, though "
+            "queryInstance of each alone lists it (§4.5, A9: comma-separated ids)",
+            final,
+            *singles,
+        )
+    elif not still_provisioning(
+        ctx, polls, fitting, f"queryInstance of {len(fitting)} instances just created"
+    ):
+        ctx.expect(final, ResultCode.SUCCESS, "queryInstance of several ids")
     unknown = ctx.orders.unknown_instance_id()
     exchange = ctx.send(query_fields(fitting[0], unknown), "queryInstance of an instance and an unknown id")
-    if exchange.result_code == ResultCode.SUCCESS.value and unknown in _listed(exchange):
+    if exchange.result_code == ResultCode.SUCCESS.value and unknown in listed_ids(exchange):
         ctx.warn("queryInstance listed an instanceId that was never created (ASSUMPTION U5)", exchange)
     too_many = [f"{unknown}-{n}" for n in range(QUERY_INSTANCE_LIMIT + 1)]
     exchange = ctx.send(query_fields(*too_many), f"queryInstance of {len(too_many)} ids")
@@ -227,7 +230,9 @@ def after_release(ctx: Context) -> None:
     if not ctx.applies(query_fields(instance_id)):
         return
     query = ctx.send(query_fields(instance_id), "queryInstance after release")
-    if ctx.expect(query, ResultCode.SUCCESS, "queryInstance after release") and instance_id in _listed(query):
+    if ctx.expect(query, ResultCode.SUCCESS, "queryInstance after release") and instance_id in listed_ids(
+        query
+    ):
         ctx.fail("queryInstance still lists a released instance", query)
 
 
@@ -235,15 +240,33 @@ CUSTOMER_ID_MAX = 100
 """getLicense's ``customerId``: M, String, at most 100 characters (docs/protocol.md §6.1, [S75])."""
 
 
+@check("lifecycle.license-customer-id", rule="§6.1", needs=("license", "getLicense"))
+def license_customer_id(ctx: Context) -> None:
+    """getLicense with a ``customerId`` of 100 characters, the most the License page allows, succeeds.
+
+    A page fact (§6.1, [S75]: customerId M, String, 100), so an error: a merchant that stores it
+    in a 64-character column refuses a real customer. The rest of the License conversation, whose
+    answer member is ASSUMPTION U24, is ``lifecycle.license`` (warning).
+    """
+    order = ctx.orders.order()
+    order = replace(order, customer_id=(order.customer_id * 4)[:CUSTOMER_ID_MAX])
+    ctx.expect(
+        ctx.send(
+            order.license_fields(ctx.orders.business_id()),
+            f"getLicense, {CUSTOMER_ID_MAX}-character customerId",
+        ),
+        ResultCode.SUCCESS,
+        f"getLicense with a {CUSTOMER_ID_MAX}-character customerId (§6.1 [S75]) must succeed",
+    )
+
+
 @check("lifecycle.license", rule="§6.1, U24", severity=Severity.WARNING, needs=("license", "getLicense"))
 def license_lifecycle(ctx: Context) -> None:
     """getLicense → refreshLicense (validity update) → expireLicense → releaseLicense; unknown → 000003.
 
-    The getLicense carries a ``customerId`` of 100 characters, the most the License page allows
-    (§6.1, [S75]): a merchant that stores it in a 64-character column refuses a real customer.
+    The customerId's length is judged by ``lifecycle.license-customer-id`` (an error, §6.1 [S75]).
     """
     order = ctx.orders.order()
-    order = replace(order, customer_id=(order.customer_id * 4)[:CUSTOMER_ID_MAX])
     issued = ctx.send(order.license_fields(ctx.orders.business_id()), "getLicense")
     ctx.require(issued, ResultCode.SUCCESS, "getLicense must succeed")
     code = issued.answer_field("license")

@@ -4,7 +4,7 @@ policy of the generation (docs/protocol.md §10.1), on the marketplace clock (§
 from __future__ import annotations
 
 from simulator.checks.base import Context, check
-from simulator.checks.conversation import poll_until_listed
+from simulator.checks.polling import listed_ids, poll_until_listed, still_provisioning
 from simulator.clock import format_duration
 from simulator.delivery import AFTER_LAST, DeliveryState
 from simulator.model import query_fields
@@ -54,13 +54,13 @@ def delivered_on_schedule(ctx: Context) -> None:
     fields = query_fields(instance_id)
     if not ctx.applies(fields):
         return
-    query = poll_until_listed(ctx, [instance_id])[-1]  # while provisioning runs (§4.1-c, §10.2)
+    polls = poll_until_listed(ctx, [instance_id])  # while provisioning runs (§4.1-c, §10.2)
+    if still_provisioning(ctx, polls, [instance_id], "queryInstance of the delivered order"):
+        return
+    query = polls[-1]
     if not ctx.expect(query, ResultCode.SUCCESS, "queryInstance of the delivered order must succeed"):
         return
-    info = query.answer_field("info")
-    listed = (
-        [item.get("instanceId") for item in info if isinstance(item, dict)] if isinstance(info, list) else []
-    )
+    listed = listed_ids(query)
     if listed.count(instance_id) != 1:
         ctx.fail(
             f"queryInstance lists the delivered instance {listed.count(instance_id)} time(s), not once",

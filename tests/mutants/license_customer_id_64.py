@@ -45,9 +45,9 @@ def build(config: MerchantConfig) -> Flask:
 MUTANT = mutant(
     __name__,
     build,
-    verdict=Verdict.WARNED,
-    catches="lifecycle.license",
-    evidence="getLicense must succeed",
+    verdict=Verdict.FAILED,
+    catches="lifecycle.license-customer-id",
+    evidence="getLicense with a 100-character customerId",
     rule="§6.1",
     controls=("idempotency.license-resend",),
 )

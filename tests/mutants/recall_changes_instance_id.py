@@ -9,6 +9,9 @@ instanceId. The buyer sees an empty account, and the marketplace now knows two i
 Why it is tempting: resends are tested right after the purchase, when the lookup still works;
 nobody re-sends a subscription a month later.
 
+Only a warning: [S46] covers the re-call for the order as bought; that the marketplace re-calls
+for a renewed, frozen or upgraded instance is ASSUMPTION U13 (docs/protocol.md §12).
+
 How the reference merchant avoids it: the instance is keyed on the order (UNIQUE on orderId +
 orderLineId in ``reference/store.py``) whatever happened to it since, so every re-call reads
 back the same row.
@@ -21,6 +24,7 @@ from dataclasses import dataclass, field
 
 from flask import Flask
 
+from simulator.checks import Verdict
 from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant
 
@@ -61,7 +65,8 @@ MUTANT = mutant(
     build,
     catches="conversation.resource-details",
     evidence="changed the instanceId",
-    rule="§5.1, A23",
+    rule="§5.1, A23, U13",
+    verdict=Verdict.WARNED,
     protocol="v1",
     controls=("idempotency.new-instance-resend",),
 )
