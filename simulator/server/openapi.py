@@ -215,14 +215,7 @@ def _query_order(service: OpenApiService, raw: bytes, now: datetime, request_id:
     )
     verdict = verify(inbound, service.keys(), now)
     if isinstance(verdict, GatewayRefusal):
-        return _Outcome(
-            verdict.status,
-            verdict.body(request_id),
-            "queryOrder",
-            verdict,
-            problems=(verdict.message,),
-            published=verdict.reason.published,
-        )
+        return _gateway_refused(verdict, request_id, "queryOrder")
     result = query_order(params, service.find_order, now)
     return _Outcome(
         result.status,
@@ -232,6 +225,18 @@ def _query_order(service: OpenApiService, raw: bytes, now: datetime, request_id:
         problems=_problems(result),
         fields=dict(params),
         published=result.published,
+    )
+
+
+def _gateway_refused(verdict: GatewayRefusal, request_id: str, call: str) -> _Outcome:
+    """The API gateway's answer to a call it does not let through (§2.5)."""
+    return _Outcome(
+        verdict.status,
+        verdict.body(request_id),
+        call,
+        verdict,
+        problems=(verdict.message,),
+        published=verdict.reason.published,
     )
 
 
@@ -251,14 +256,7 @@ def _usage_push(service: OpenApiService, raw: bytes, now: datetime, request_id: 
         )
         verdict = verify(inbound, service.keys(), now)
         if isinstance(verdict, GatewayRefusal):
-            return _Outcome(
-                verdict.status,
-                verdict.body(request_id),
-                "usagePush",
-                verdict,
-                problems=(verdict.message,),
-                published=verdict.reason.published,
-            )
+            return _gateway_refused(verdict, request_id, "usagePush")
     else:
         gateway_note = (
             "no gateway AK/SK Authorization on the usage push: the 2024-05-09 intl edition asks for it, "
