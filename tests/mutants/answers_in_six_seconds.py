@@ -18,12 +18,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from flask import Flask
-
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 ANSWER_AFTER_SECONDS = 6.0
 
@@ -35,10 +32,7 @@ class SixSecondMerchant(Merchant):
         return super().new_instance(fields)
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, SixSecondMerchant)
-    return app
+build = with_merchant(SixSecondMerchant)
 
 
 MUTANT = mutant(

@@ -21,7 +21,7 @@ from flask import Flask, Response, request
 
 from simulator.checks import Verdict
 from simulator.protocol import ResultCode, sign_body
-from simulator.reference import MerchantConfig
+from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Merchant, answer
 from simulator.reference.produce import json_response, read_json_object
 from simulator.reference.store import MerchantStore
@@ -75,6 +75,17 @@ def install_merchant(app: Flask, merchant_class: type[Merchant]) -> None:
     current: Merchant = app.extensions[MERCHANT]
     carried = {f.name: getattr(current, f.name) for f in dataclasses.fields(Merchant)}
     app.extensions[MERCHANT] = merchant_class(**carried)
+
+
+def with_merchant(merchant_class: type[Merchant]) -> Callable[[MerchantConfig], Flask]:
+    """A mutant's ``build``: the reference merchant's app answering through ``merchant_class``."""
+
+    def build(config: MerchantConfig) -> Flask:
+        app = create_app(config)
+        install_merchant(app, merchant_class)
+        return app
+
+    return build
 
 
 def install_store(app: Flask, store: MerchantStore) -> None:

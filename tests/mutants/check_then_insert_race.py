@@ -20,13 +20,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from flask import Flask
-
 from simulator.checks import Verdict
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 PROVISIONING_SECONDS = 0.2
 """How long creating the tenant takes: the window in which concurrent copies all look first."""
@@ -48,10 +45,7 @@ class CheckThenInsertMerchant(Merchant):
         return created
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, CheckThenInsertMerchant)
-    return app
+build = with_merchant(CheckThenInsertMerchant)
 
 
 MUTANT = mutant(

@@ -16,13 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
 from simulator.protocol import ResultCode
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant, answer
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -33,10 +30,7 @@ class NothingForTestOrdersMerchant(Merchant):
         return super().new_instance(fields)
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, NothingForTestOrdersMerchant)
-    return app
+build = with_merchant(NothingForTestOrdersMerchant)
 
 
 MUTANT = mutant(

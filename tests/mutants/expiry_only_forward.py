@@ -16,13 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from flask import Flask
-
 from simulator.protocol import ResultCode
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant, answer
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -40,10 +37,7 @@ class ForwardOnlyExpiryMerchant(Merchant):
         return result
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, ForwardOnlyExpiryMerchant)
-    return app
+build = with_merchant(ForwardOnlyExpiryMerchant)
 
 
 MUTANT = mutant(

@@ -16,15 +16,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
 from simulator.checks import Verdict
 from simulator.protocol import ResultCode
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant, answer
 from simulator.reference.store import ACTIVE, FROZEN
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -37,10 +34,7 @@ class StrictStateMachineMerchant(Merchant):
         return super().update_instance_status(fields)
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, StrictStateMachineMerchant)
-    return app
+build = with_merchant(StrictStateMachineMerchant)
 
 
 MUTANT = mutant(

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
 from simulator.checks import Verdict
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -33,10 +30,7 @@ class OrderKeyedMerchant(Merchant):
         return super().new_instance({name: value for name, value in fields.items() if name != "productId"})
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, OrderKeyedMerchant)
-    return app
+build = with_merchant(OrderKeyedMerchant)
 
 
 MUTANT = mutant(

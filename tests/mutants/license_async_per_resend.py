@@ -20,12 +20,9 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from flask import Flask
-
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -35,10 +32,7 @@ class LicencePerCallMerchant(Merchant):
         return super().get_license_async({**fields, "eventId": uuid.uuid4().hex})
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, LicencePerCallMerchant)
-    return app
+build = with_merchant(LicencePerCallMerchant)
 
 
 MUTANT = mutant(

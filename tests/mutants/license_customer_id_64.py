@@ -17,14 +17,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
 from simulator.checks import Verdict
 from simulator.protocol import ResultCode
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant, answer
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -36,10 +33,7 @@ class ShortCustomerColumnMerchant(Merchant):
         return super().get_license(fields)
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, ShortCustomerColumnMerchant)
-    return app
+build = with_merchant(ShortCustomerColumnMerchant)
 
 
 MUTANT = mutant(

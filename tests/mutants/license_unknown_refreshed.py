@@ -15,15 +15,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
 from simulator.checks import Verdict
 from simulator.protocol import ResultCode
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant, answer
 from simulator.reference.store import ACTIVE
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -34,10 +31,7 @@ class BlindUpdateLicenseMerchant(Merchant):
         return answer(ResultCode.SUCCESS)
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, BlindUpdateLicenseMerchant)
-    return app
+build = with_merchant(BlindUpdateLicenseMerchant)
 
 
 MUTANT = mutant(

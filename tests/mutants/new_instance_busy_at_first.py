@@ -20,14 +20,11 @@ import threading
 from collections import Counter
 from dataclasses import dataclass, field
 
-from flask import Flask
-
 from simulator.checks import Verdict
 from simulator.protocol import ResultCode
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant, answer
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 WARM_UP_DELIVERIES = 2
 
@@ -46,10 +43,7 @@ class BusyAtFirstMerchant(Merchant):
         return super().new_instance(fields)
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, BusyAtFirstMerchant)
-    return app
+build = with_merchant(BusyAtFirstMerchant)
 
 
 MUTANT = mutant(

@@ -17,12 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -32,10 +29,7 @@ class BusinessIdKeyedMerchant(Merchant):
         return super().new_instance({**fields, "orderLineId": fields["businessId"]})
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, BusinessIdKeyedMerchant)
-    return app
+build = with_merchant(BusinessIdKeyedMerchant)
 
 
 MUTANT = mutant(

@@ -19,12 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -34,10 +31,7 @@ class OrderKeyedMerchant(Merchant):
         return super().new_instance({**fields, "orderLineId": fields["orderId"]})
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, OrderKeyedMerchant)
-    return app
+build = with_merchant(OrderKeyedMerchant)
 
 
 MUTANT = mutant(

@@ -18,14 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
 from simulator.checks import Verdict
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer
 from simulator.reference.conversation import ConversingMerchant
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -43,10 +40,7 @@ class NeverFinishingMerchant(ConversingMerchant):
         return result
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, NeverFinishingMerchant)
-    return app
+build = with_merchant(NeverFinishingMerchant)
 
 
 MUTANT = mutant(

@@ -18,14 +18,11 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from flask import Flask
-
 from simulator.checks import Verdict
 from simulator.protocol import ResultCode
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant, answer
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -44,10 +41,7 @@ class PlaintextPasswordMerchant(Merchant):
         )
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, PlaintextPasswordMerchant)
-    return app
+build = with_merchant(PlaintextPasswordMerchant)
 
 
 MUTANT = mutant(

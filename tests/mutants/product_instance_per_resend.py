@@ -16,13 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
 from simulator.checks import Verdict
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -34,10 +31,7 @@ class BusinessKeyedItemMerchant(Merchant):
         return super().new_instance({**fields, "productId": f"{fields['productId']}/{fields['businessId']}"})
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, BusinessKeyedItemMerchant)
-    return app
+build = with_merchant(BusinessKeyedItemMerchant)
 
 
 MUTANT = mutant(

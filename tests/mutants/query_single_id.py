@@ -14,13 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
 from simulator.protocol import ResultCode
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant, answer
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -36,10 +33,7 @@ class SingleIdQueryMerchant(Merchant):
         return answer(ResultCode.SUCCESS, encryptType=self.encrypt_type.value, info=info)
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, SingleIdQueryMerchant)
-    return app
+build = with_merchant(SingleIdQueryMerchant)
 
 
 MUTANT = mutant(

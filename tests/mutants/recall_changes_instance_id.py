@@ -22,13 +22,10 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass, field
 
-from flask import Flask
-
 from simulator.checks import Verdict
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -54,10 +51,7 @@ class FirstStateLookupMerchant(Merchant):
         return result
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, FirstStateLookupMerchant)
-    return app
+build = with_merchant(FirstStateLookupMerchant)
 
 
 MUTANT = mutant(

@@ -17,13 +17,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
 from simulator.checks import Verdict
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -34,10 +31,7 @@ class LiveOnlyReleaseMerchant(Merchant):
         return super().release_instance(fields)
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, LiveOnlyReleaseMerchant)
-    return app
+build = with_merchant(LiveOnlyReleaseMerchant)
 
 
 MUTANT = mutant(

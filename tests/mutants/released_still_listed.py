@@ -15,14 +15,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
 from simulator.checks import Verdict
 from simulator.protocol import ResultCode
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant, answer
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -40,10 +37,7 @@ class SoftDeleteBlindMerchant(Merchant):
         return answer(ResultCode.SUCCESS, encryptType=self.encrypt_type.value, info=info)
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, SoftDeleteBlindMerchant)
-    return app
+build = with_merchant(SoftDeleteBlindMerchant)
 
 
 MUTANT = mutant(

@@ -20,12 +20,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from flask import Flask
-
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 PROVISIONING_SECONDS = 1.5
 DEADLINE_SECONDS = 1.0
@@ -38,10 +35,7 @@ class SynchronousProvisioningMerchant(Merchant):
         return super().new_instance(fields)
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, SynchronousProvisioningMerchant)
-    return app
+build = with_merchant(SynchronousProvisioningMerchant)
 
 
 MUTANT = mutant(

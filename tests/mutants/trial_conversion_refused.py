@@ -16,13 +16,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
 from simulator.protocol import ResultCode
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant, answer
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 KNOWN_SCENES = ("RENEWAL", "UNSUBSCRIBE_RENEWAL_PERIOD")
 
@@ -36,10 +33,7 @@ class RenewalOnlyMerchant(Merchant):
         return super().refresh_instance(fields)
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, RenewalOnlyMerchant)
-    return app
+build = with_merchant(RenewalOnlyMerchant)
 
 
 MUTANT = mutant(

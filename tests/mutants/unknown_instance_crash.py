@@ -18,14 +18,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import Flask
-
 from simulator.protocol import ResultCode
-from simulator.reference import MerchantConfig, create_app
 from simulator.reference.activities import Answer, Merchant, answer
 from simulator.reference.store import RELEASED
 
-from .base import install_merchant, mutant
+from .base import mutant, with_merchant
 
 
 @dataclass
@@ -37,10 +34,7 @@ class UncheckedLookupMerchant(Merchant):
         return None
 
 
-def build(config: MerchantConfig) -> Flask:
-    app = create_app(config)
-    install_merchant(app, UncheckedLookupMerchant)
-    return app
+build = with_merchant(UncheckedLookupMerchant)
 
 
 MUTANT = mutant(
